@@ -1,0 +1,72 @@
+"""Pipelined adder tree: the auxiliary processor that row-sums ReLU(K) (paper section V-A2)."""
+
+from amaranth.hdl import Module, Shape, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from hw.pipeline import Pipeline
+from quant.arith import tree_output_bits
+
+__all__ = ["AdderTree"]
+
+
+class AdderTree(wiring.Component):
+    """Exact sum of ``inputs`` integers of ``width`` bits; a register after every tree level.
+
+    The output is ``width + ceil(log2(inputs))`` bits wide, so it never overflows. Golden
+    function: :func:`quant.arith.adder_tree`.
+
+    Parameters
+    ----------
+    inputs : int
+        Number of summands (1..1024).
+    width : int
+        Width of each summand (1..32).
+    signed : bool
+        Summands (and the sum) are signed; unsigned for the ReLU(K) row-sum.
+
+    Members
+    -------
+    i : In(stream.Signature(StructLayout({"x": ArrayLayout(shape(width), inputs)})))
+    o : Out(stream.Signature(StructLayout({"sum": shape(out_bits)})))
+
+    Latency ``max(1, ceil(log2(inputs)))`` cycles; throughput one sum per cycle.
+    """
+
+    def __init__(self, inputs=8, width=8, signed=True):
+        if type(inputs) is not int or not 1 <= inputs <= 1024:
+            raise ValueError(f"Input count must be an integer from 1 to 1024, not {inputs!r}")
+        if type(width) is not int or not 1 <= width <= 32:
+            raise ValueError(f"Input width must be an integer from 1 to 32, not {width!r}")
+        if type(signed) is not bool:
+            raise TypeError(f"signed must be a bool, not {signed!r}")
+        self._inputs, self._width, self._signed = inputs, width, signed
+        self._out_bits = tree_output_bits(inputs, width)
+        in_shape = Shape(width, signed)
+        in_layout = data.StructLayout({"x": data.ArrayLayout(in_shape, inputs)})
+        out_layout = data.StructLayout({"sum": Shape(self._out_bits, signed)})
+        super().__init__({"i": In(stream.Signature(in_layout)),
+                          "o": Out(stream.Signature(out_layout))})
+
+    inputs = property(lambda self: self._inputs)
+    out_bits = property(lambda self: self._out_bits)
+    levels = property(lambda self: (self._inputs - 1).bit_length())
+    latency = property(lambda self: max(1, self.levels))
+    params = property(lambda self: dict(inputs=self._inputs, width=self._width,
+                                        signed=self._signed))
+
+    def elaborate(self, platform):
+        m = Module()
+        p = Pipeline(m, self.i, self.o, self.latency)
+        mk = signed if self._signed else unsigned
+        level = [self.i.payload.x[k] for k in range(self._inputs)]
+        for depth in range(max(1, self.levels)):
+            width = min(self._width + depth + 1, self._out_bits)
+            nxt = []
+            for j in range(0, len(level), 2):
+                pair = level[j:j + 2]
+                total = pair[0] + pair[1] if len(pair) == 2 else pair[0]
+                nxt.append(p.stage(total, f"l{depth + 1}_{j // 2}", mk(width)))
+            level = nxt
+        m.d.comb += self.o.payload.sum.eq(level[0])
+        return m

@@ -1,0 +1,171 @@
+"""The accelerator configuration: one frozen object read by the generator, the performance model
+and the testbenches alike. Validated in one place; round-trips to JSON; stamped by its hash."""
+
+import dataclasses
+import hashlib
+import json
+import re
+from dataclasses import dataclass, fields
+
+from quant import arith
+
+__all__ = ["AcceleratorConfig", "ConfigError", "PRESETS"]
+
+_NAME = re.compile(r"^(\d+)x(\d+)\+(\d+)x(\d+)x(\d+)$")
+
+
+class ConfigError(ValueError):
+    """A user-facing configuration mistake; the message is one line and names the bad value."""
+
+
+@dataclass(frozen=True)
+class AcceleratorConfig:
+    """(N x M + T x S) x L accelerator of the Trio-ViT paper (section V-B, Fig. 8).
+
+    n, m: R-MACs per PE lane and PE lanes of the R-MAC engine.
+    t, s: multipliers per PE lane and PE lanes of the MAT engine.
+    cores: computing cores L.
+    The widths are those of the arithmetic contract (docs/arithmetic.md); buffers are in KiB.
+    """
+
+    n: int = 8
+    m: int = 8
+    t: int = 8
+    s: int = 8
+    cores: int = 16
+    act_bits: int = arith.ACT_BITS
+    weight_bits: int = arith.WEIGHT_BITS
+    acc_bits: int = arith.ACC_BITS
+    mult_bits: int = arith.MULT_BITS
+    shift_bits: int = arith.SHIFT_BITS
+    log2_min: int = arith.LOG2_MIN
+    log2_max: int = arith.LOG2_MAX
+    offset_bits: int = arith.OFFSET_BITS
+    dividend_bits: int = arith.DIVIDEND_BITS
+    # On-chip buffers (KiB). Placeholders summing to ~162 BRAM36 as in the paper's Table III
+    # (3 x global + 16 x per-core); the performance-model issue sizes them properly.
+    buffer_b_kib: int = 128
+    buffer_c_kib: int = 128
+    output_kib: int = 64
+    buffer_a_kib: int = 16
+    aux_kib: int = 8
+    divisor_kib: int = 1
+    freq_mhz: float = 200.0
+    dsp_packing: bool = True
+
+    def __post_init__(self):
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if f.type is int and type(v) is not int:
+                raise ConfigError(f"{f.name} must be an integer, not {v!r}")
+            if f.type is bool and type(v) is not bool:
+                raise ConfigError(f"{f.name} must be true or false, not {v!r}")
+        for name in ("n", "m", "t", "s", "cores"):
+            v = getattr(self, name)
+            if not 1 <= v <= 256:
+                raise ConfigError(f"{name} must be between 1 and 256, not {v}")
+        for name, lo, hi in (("act_bits", 2, 16), ("weight_bits", 2, 16), ("acc_bits", 16, 48),
+                             ("mult_bits", 2, 24), ("shift_bits", 1, 6), ("offset_bits", 2, 16),
+                             ("dividend_bits", 2, 32)):
+            v = getattr(self, name)
+            if not lo <= v <= hi:
+                raise ConfigError(f"{name} must be between {lo} and {hi}, not {v}")
+        if not self.log2_min < self.log2_max:
+            raise ConfigError(f"log2_min ({self.log2_min}) must be below log2_max ({self.log2_max})")
+        if max(-self.log2_min, self.log2_max) > 31:
+            raise ConfigError(f"log2 clip range [{self.log2_min}, {self.log2_max}] exceeds +-31")
+        for name in ("buffer_b_kib", "buffer_c_kib", "output_kib", "buffer_a_kib", "aux_kib",
+                     "divisor_kib"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1, not {getattr(self, name)}")
+        if not (isinstance(self.freq_mhz, (int, float)) and 1 <= self.freq_mhz <= 1000):
+            raise ConfigError(f"freq_mhz must be between 1 and 1000, not {self.freq_mhz!r}")
+
+    # -- derived quantities -----------------------------------------------------------------
+    @property
+    def name(self):
+        """The paper's notation, e.g. ``8x8+8x8x16``."""
+        return f"{self.n}x{self.m}+{self.t}x{self.s}x{self.cores}"
+
+    @property
+    def multipliers(self):
+        """int8 multipliers in the whole accelerator: L * (N*M + T*S)."""
+        return self.cores * (self.n * self.m + self.t * self.s)
+
+    @property
+    def dsps(self):
+        """DSP48E2 slices for the multipliers: two packed products per DSP when packing is on."""
+        return -(-self.multipliers // 2) if self.dsp_packing else self.multipliers
+
+    @property
+    def peak_gmacs(self):
+        """Physical limit: multipliers x clock, in GMAC/s."""
+        return self.multipliers * self.freq_mhz / 1e3
+
+    @property
+    def log2_bits(self):
+        """Signed width holding the log2 clip range."""
+        return arith.signed_bits(self.log2_min, self.log2_max)
+
+    def unit_params(self):
+        """Constructor arguments of each auxiliary unit in one computing core."""
+        return {
+            "log2_quantizer": dict(width=self.acc_bits, offset_bits=self.offset_bits,
+                                   lo=self.log2_min, hi=self.log2_max),
+            "requantizer": dict(lanes=self.s, acc_bits=self.acc_bits, mult_bits=self.mult_bits,
+                                shift_bits=self.shift_bits, out_bits=self.act_bits),
+            "adder_tree": dict(inputs=self.t, width=self.act_bits, signed=False),
+            "shifter_array": dict(lanes=self.s, in_bits=self.dividend_bits,
+                                  shift_bits=self.log2_bits, out_bits=self.act_bits),
+        }
+
+    # -- serialisation ----------------------------------------------------------------------
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+    def to_json(self):
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
+
+    @classmethod
+    def from_dict(cls, d):
+        if not isinstance(d, dict):
+            raise ConfigError(f"a configuration must be a JSON object, not {type(d).__name__}")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ConfigError(f"unknown configuration keys: {', '.join(unknown)}")
+        return cls(**d)
+
+    @classmethod
+    def from_json(cls, text):
+        try:
+            d = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"configuration is not valid JSON: {e}") from None
+        return cls.from_dict(d)
+
+    @property
+    def hash(self):
+        """First 16 hex digits of the SHA-256 of the canonical JSON: stamps every artifact."""
+        return hashlib.sha256(self.to_json().encode()).hexdigest()[:16]
+
+    def replace(self, **changes):
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def parse(cls, text):
+        """A preset name (``paper``, ``tiny``) or the notation ``NxM+TxSxL`` (e.g. ``8x8+8x8x16``)."""
+        if text in PRESETS:
+            return PRESETS[text]
+        match = _NAME.match(text)
+        if not match:
+            raise ConfigError(f"unknown configuration {text!r}: expected a preset "
+                              f"({', '.join(PRESETS)}) or NxM+TxSxL such as 8x8+8x8x16")
+        n, m, t, s, cores = (int(g) for g in match.groups())
+        return cls(n=n, m=m, t=t, s=s, cores=cores)
+
+
+PRESETS = {
+    "paper": AcceleratorConfig(),  # (8x8+8x8)x16: 2048 multipliers on 1024 DSPs at 200 MHz
+    "tiny": AcceleratorConfig(n=2, m=2, t=2, s=2, cores=1),  # for fast simulation
+}

@@ -1,0 +1,79 @@
+"""LOD-based log2 quantizer for the attention divisors (paper eq. 11)."""
+
+from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from hw.pipeline import Pipeline
+from quant.arith import signed_bits
+
+__all__ = ["Log2Quantizer"]
+
+
+class Log2Quantizer(wiring.Component):
+    """Log2 code of an unsigned divisor: ``clip(i + x[i-1] + offset, lo, hi)``, ``lo`` for zero.
+
+    ``i`` is the index of the leading one of ``x`` (a leading-one detector); adding bit ``i-1``
+    rounds up from 1.5 * 2**i. Golden function: :func:`quant.arith.log2_quantize`.
+
+    Parameters
+    ----------
+    width : int
+        Width of the unsigned divisor ``x`` (1..48).
+    offset_bits : int
+        Width of the signed per-layer offset ``round(log2(S_Q * S_Ksum))`` (2..16).
+    lo, hi : int
+        Clip range of the code; the code port is the narrowest signed width holding it.
+
+    Members
+    -------
+    i : In(stream.Signature(StructLayout({"x": unsigned(width), "offset": signed(offset_bits)})))
+    o : Out(stream.Signature(StructLayout({"e": signed(code_bits)})))
+
+    Latency 2 cycles; throughput 1 divisor per cycle.
+    """
+
+    def __init__(self, width=32, offset_bits=6, lo=-8, hi=7):
+        if type(width) is not int or not 1 <= width <= 48:
+            raise ValueError(f"Divisor width must be an integer from 1 to 48, not {width!r}")
+        if type(offset_bits) is not int or not 2 <= offset_bits <= 16:
+            raise ValueError(f"Offset width must be an integer from 2 to 16, not {offset_bits!r}")
+        if type(lo) is not int or type(hi) is not int or not lo < hi:
+            raise ValueError(f"Clip range must be integers with lo < hi, not ({lo!r}, {hi!r})")
+        self._width, self._offset_bits, self._lo, self._hi = width, offset_bits, lo, hi
+        self._code_bits = signed_bits(lo, hi)
+        in_layout = data.StructLayout({"x": unsigned(width), "offset": signed(offset_bits)})
+        out_layout = data.StructLayout({"e": signed(self._code_bits)})
+        super().__init__({"i": In(stream.Signature(in_layout)),
+                          "o": Out(stream.Signature(out_layout))})
+
+    width = property(lambda self: self._width)
+    offset_bits = property(lambda self: self._offset_bits)
+    lo = property(lambda self: self._lo)
+    hi = property(lambda self: self._hi)
+    code_bits = property(lambda self: self._code_bits)
+    latency = property(lambda self: 2)
+    params = property(lambda self: dict(width=self._width, offset_bits=self._offset_bits,
+                                        lo=self._lo, hi=self._hi))
+
+    def elaborate(self, platform):
+        m = Module()
+        p = Pipeline(m, self.i, self.o, self.latency)
+        x = self.i.payload.x
+
+        # Stage 1: leading-one detector (priority encoder, highest bit wins) and the bit below it.
+        idx = Signal(range(max(self._width, 2)))
+        below = Signal()
+        for k in range(self._width):
+            with m.If(x[k]):
+                m.d.comb += [idx.eq(k), below.eq(x[k - 1] if k > 0 else 0)]
+        idx_r = p.stage(idx, "lod_index")
+        below_r = p.stage(below, "lod_round")
+        zero_r = p.stage(x == 0, "is_zero")
+        offset_r = p.stage(self.i.payload.offset, "offset")
+
+        # Stage 2: add the offset, clip; a zero divisor (log2 = -inf) gives lo.
+        e = idx_r + below_r + offset_r
+        code = Mux(zero_r | (e < self._lo), self._lo, Mux(e > self._hi, self._hi, e))
+        m.d.comb += self.o.payload.e.eq(p.stage(code, "code", signed(self._code_bits)))
+        return m

@@ -1,0 +1,41 @@
+"""Stream handshake for fixed-latency pipelines that stall as a whole.
+
+Not a component: the helpers every pipelined unit uses to join an input and an output
+``amaranth.lib.stream`` with a chain of stage registers. Stream rules hold: ``o.valid`` is a
+register (it never depends on ``o.ready``), and a payload stays stable until it is taken.
+Throughput is one transfer per cycle while the consumer is ready.
+"""
+
+from amaranth.hdl import Signal, Value
+
+__all__ = ["Pipeline"]
+
+
+class Pipeline:
+    """Handshake of a ``depth``-stage pipeline between streams ``i`` and ``o`` inside module ``m``.
+
+    Use :meth:`stage` to register each stage's values; every stage advances together when
+    ``en`` is high, that is when the output is empty or being taken.
+    """
+
+    def __init__(self, m, i, o, depth):
+        if depth < 1:
+            raise ValueError(f"pipeline depth must be at least 1, not {depth}")
+        self._m = m
+        self.en = Signal()
+        m.d.comb += [self.en.eq(~o.valid | o.ready), i.ready.eq(self.en)]
+        valid = i.valid
+        for k in range(depth):
+            nxt = Signal(name=f"valid_s{k + 1}")
+            with m.If(self.en):
+                m.d.sync += nxt.eq(valid)
+            valid = nxt
+        m.d.comb += o.valid.eq(valid)
+
+    def stage(self, value, name, shape=None):
+        """A register loaded with ``value`` whenever the pipeline advances."""
+        value = Value.cast(value)
+        reg = Signal(shape if shape is not None else value.shape(), name=name)
+        with self._m.If(self.en):
+            self._m.d.sync += reg.eq(value)
+        return reg

@@ -1,0 +1,78 @@
+"""Dyadic requantizer (paper eq. 12), per-channel multipliers and shifts."""
+
+from amaranth.hdl import Module, Mux, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from hw.pipeline import Pipeline
+
+__all__ = ["Requantizer"]
+
+
+class Requantizer(wiring.Component):
+    """``q = clamp(round_half_up(acc * b / 2**c))`` on ``lanes`` channels in parallel.
+
+    Each lane carries its own multiplier ``b`` and shift ``c`` (per-channel requantization, needed
+    by channel-wise migration, eq. 7); drive equal values for a per-tensor scale. Rounding is half
+    up, as ``((acc*b >>> (c-1)) + 1) >>> 1`` (``c = 0`` passes the product); the result saturates to
+    signed ``out_bits``. Golden function: :func:`quant.arith.requantize`.
+
+    Parameters
+    ----------
+    lanes : int
+        Channels per transfer (1..256).
+    acc_bits, mult_bits, shift_bits, out_bits : int
+        Widths of the signed accumulator, unsigned multiplier b, unsigned shift c, signed output.
+
+    Members
+    -------
+    i : In(stream.Signature(StructLayout({"acc": ArrayLayout(signed(acc_bits), lanes),
+            "mult": ArrayLayout(unsigned(mult_bits), lanes),
+            "shift": ArrayLayout(unsigned(shift_bits), lanes)})))
+    o : Out(stream.Signature(StructLayout({"q": ArrayLayout(signed(out_bits), lanes)})))
+
+    Latency 3 cycles (multiply, shift, round and saturate); throughput ``lanes`` values per cycle.
+    """
+
+    def __init__(self, lanes=8, acc_bits=32, mult_bits=16, shift_bits=6, out_bits=8):
+        if type(lanes) is not int or not 1 <= lanes <= 256:
+            raise ValueError(f"Lane count must be an integer from 1 to 256, not {lanes!r}")
+        for name, v, lo, hi in (("Accumulator", acc_bits, 2, 48), ("Multiplier", mult_bits, 1, 24),
+                                ("Shift", shift_bits, 1, 6), ("Output", out_bits, 2, 32)):
+            if type(v) is not int or not lo <= v <= hi:
+                raise ValueError(f"{name} width must be an integer from {lo} to {hi}, not {v!r}")
+        self._lanes, self._acc_bits, self._mult_bits = lanes, acc_bits, mult_bits
+        self._shift_bits, self._out_bits = shift_bits, out_bits
+        in_layout = data.StructLayout({
+            "acc": data.ArrayLayout(signed(acc_bits), lanes),
+            "mult": data.ArrayLayout(unsigned(mult_bits), lanes),
+            "shift": data.ArrayLayout(unsigned(shift_bits), lanes),
+        })
+        out_layout = data.StructLayout({"q": data.ArrayLayout(signed(out_bits), lanes)})
+        super().__init__({"i": In(stream.Signature(in_layout)),
+                          "o": Out(stream.Signature(out_layout))})
+
+    lanes = property(lambda self: self._lanes)
+    out_bits = property(lambda self: self._out_bits)
+    latency = property(lambda self: 3)
+    params = property(lambda self: dict(lanes=self._lanes, acc_bits=self._acc_bits,
+                                        mult_bits=self._mult_bits, shift_bits=self._shift_bits,
+                                        out_bits=self._out_bits))
+
+    def elaborate(self, platform):
+        m = Module()
+        p = Pipeline(m, self.i, self.o, self.latency)
+        lo, hi = -(1 << (self._out_bits - 1)), (1 << (self._out_bits - 1)) - 1
+        for k in range(self._lanes):
+            acc, b, c = self.i.payload.acc[k], self.i.payload.mult[k], self.i.payload.shift[k]
+            # Stage 1: the product (a DSP's multiplier with its M register).
+            prod = p.stage(acc * b, f"prod{k}", signed(self._acc_bits + self._mult_bits + 1))
+            c1 = p.stage(c, f"shift{k}")
+            # Stage 2: arithmetic shift by c-1; c = 0 passes the product unrounded.
+            pre = p.stage(prod >> Mux(c1 == 0, 0, (c1 - 1)[:self._shift_bits]), f"pre{k}", prod.shape())
+            zero = p.stage(c1 == 0, f"noshift{k}")
+            # Stage 3: (t + 1) >>> 1 completes round-half-up; then saturate.
+            r = Mux(zero, pre, (pre + 1) >> 1)
+            q = Mux(r > hi, hi, Mux(r < lo, lo, r))
+            m.d.comb += self.o.payload.q[k].eq(p.stage(q, f"q{k}", signed(self._out_bits)))
+        return m

@@ -1,0 +1,77 @@
+"""Shifter array: division by log2-quantized divisors as shifts (paper section V-A2, step v)."""
+
+from amaranth.hdl import Module, Mux, signed
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from hw.pipeline import Pipeline
+
+__all__ = ["ShifterArray"]
+
+
+class ShifterArray(wiring.Component):
+    """``q = clamp(round_half_up(x / 2**e))`` on ``lanes`` dividends, each with its own code ``e``.
+
+    ``e >= 0`` shifts right with rounding half up, ``e < 0`` shifts left exactly; the result
+    saturates to signed ``out_bits``. Golden function: :func:`quant.arith.shift_divide`.
+
+    Parameters
+    ----------
+    lanes : int
+        Dividends per transfer (1..256).
+    in_bits : int
+        Width of the signed dividend (2..32).
+    shift_bits : int
+        Width of the signed log2 code (2..6).
+    out_bits : int
+        Width of the signed, saturated quotient (2..32).
+
+    Members
+    -------
+    i : In(stream.Signature(StructLayout({"x": ArrayLayout(signed(in_bits), lanes),
+            "e": ArrayLayout(signed(shift_bits), lanes)})))
+    o : Out(stream.Signature(StructLayout({"q": ArrayLayout(signed(out_bits), lanes)})))
+
+    Latency 2 cycles (shift, then round and saturate); throughput ``lanes`` quotients per cycle.
+    """
+
+    def __init__(self, lanes=8, in_bits=16, shift_bits=4, out_bits=8):
+        if type(lanes) is not int or not 1 <= lanes <= 256:
+            raise ValueError(f"Lane count must be an integer from 1 to 256, not {lanes!r}")
+        for name, v, lo, hi in (("Dividend", in_bits, 2, 32), ("Shift", shift_bits, 2, 6),
+                                ("Output", out_bits, 2, 32)):
+            if type(v) is not int or not lo <= v <= hi:
+                raise ValueError(f"{name} width must be an integer from {lo} to {hi}, not {v!r}")
+        self._lanes, self._in_bits = lanes, in_bits
+        self._shift_bits, self._out_bits = shift_bits, out_bits
+        in_layout = data.StructLayout({
+            "x": data.ArrayLayout(signed(in_bits), lanes),
+            "e": data.ArrayLayout(signed(shift_bits), lanes),
+        })
+        out_layout = data.StructLayout({"q": data.ArrayLayout(signed(out_bits), lanes)})
+        super().__init__({"i": In(stream.Signature(in_layout)),
+                          "o": Out(stream.Signature(out_layout))})
+
+    lanes = property(lambda self: self._lanes)
+    out_bits = property(lambda self: self._out_bits)
+    latency = property(lambda self: 2)
+    params = property(lambda self: dict(lanes=self._lanes, in_bits=self._in_bits,
+                                        shift_bits=self._shift_bits, out_bits=self._out_bits))
+
+    def elaborate(self, platform):
+        m = Module()
+        p = Pipeline(m, self.i, self.o, self.latency)
+        lo, hi = -(1 << (self._out_bits - 1)), (1 << (self._out_bits - 1)) - 1
+        wide = signed(self._in_bits + (1 << (self._shift_bits - 1)))  # x << 2**(shift_bits-1)
+        for k in range(self._lanes):
+            x, e = self.i.payload.x[k], self.i.payload.e[k]
+            # Stage 1: left shift by -e (exact), or arithmetic right shift by e-1 (to round next).
+            left = x << (-e).as_unsigned()[:self._shift_bits]
+            right = x >> Mux(e > 0, e - 1, 0).as_unsigned()[:self._shift_bits]
+            shifted = p.stage(Mux(e < 0, left, right), f"shifted{k}", wide)
+            rounds = p.stage(e > 0, f"rounds{k}")
+            # Stage 2: (t + 1) >>> 1 completes round-half-up for e > 0; saturate.
+            r = Mux(rounds, (shifted + 1) >> 1, shifted)
+            q = Mux(r > hi, hi, Mux(r < lo, lo, r))
+            m.d.comb += self.o.payload.q[k].eq(p.stage(q, f"q{k}", signed(self._out_bits)))
+        return m

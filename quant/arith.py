@@ -1,0 +1,203 @@
+"""The integer arithmetic contract of trio-vit: the golden functions.
+
+Every hardware unit in ``hw/`` and the quantizer's integer model compute exactly these functions;
+``docs/arithmetic.md`` states the contract in prose, with widths, signedness, rounding and
+saturation. The functions take integers or integer arrays, compute in int64 (every intermediate
+of the contract fits in 63 bits), check that each operand lies in its declared range (raising
+``ValueError`` naming the operand and the first offending value) and never wrap silently.
+
+One rounding rule everywhere: **round half up** (towards +inf), implemented as add-then-shift.
+One saturation rule everywhere: clamp to the two's-complement range of the output width.
+"""
+
+import numpy as np
+
+# Widths of the paper's configuration (docs/arithmetic.md, section 1).
+ACT_BITS = 8  # int8 activations, symmetric, layer-wise scale
+WEIGHT_BITS = 8  # int8 weights, symmetric, filter-wise scale
+ACC_BITS = 32  # int32 bias and accumulators
+MULT_BITS = 16  # unsigned dyadic multiplier b of eq. 12
+SHIFT_BITS = 6  # unsigned dyadic shift c of eq. 12 (0..63)
+LOG2_BITS = 4  # signed log2 code of a divisor (eq. 11)
+LOG2_MIN, LOG2_MAX = -8, 7  # clip range of the log2 code: the 4-bit signed range
+DIVIDEND_BITS = 16  # signed dividend entering the shifter array
+DIVISOR_BITS = 32  # unsigned divisor entering the log2 quantizer (q . sum(k) accumulators)
+OFFSET_BITS = 6  # signed precomputed offset round(log2(S_Q * S_Ksum)) of eq. 11
+
+
+def int_range(bits, signed=True):
+    """The inclusive range (lo, hi) of a ``bits``-wide integer."""
+    if signed:
+        return -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    return 0, (1 << bits) - 1
+
+
+def signed_bits(lo, hi):
+    """Narrowest two's-complement width holding every integer of [lo, hi]."""
+    return max((-lo - 1).bit_length() if lo < 0 else 0, hi.bit_length() if hi > 0 else 0) + 1
+
+
+def check_range(x, bits, signed=True, name="value"):
+    """Return ``x`` as an int64 array after checking it fits ``bits`` (signed or unsigned)."""
+    arr = np.asarray(x)
+    if arr.dtype.kind not in "iub":
+        raise ValueError(f"{name} must be integers, not {arr.dtype}")
+    arr = arr.astype(np.int64)
+    lo, hi = int_range(bits, signed)
+    bad = (arr < lo) | (arr > hi)
+    if bad.any():
+        first = arr[bad].flat[0]
+        kind = "signed" if signed else "unsigned"
+        raise ValueError(f"{name} {first} outside the {bits}-bit {kind} range [{lo}, {hi}]")
+    return arr
+
+
+def saturate(x, bits):
+    """Clamp ``x`` to the signed ``bits``-wide range."""
+    lo, hi = int_range(bits, signed=True)
+    return np.clip(np.asarray(x, dtype=np.int64), lo, hi)
+
+
+def round_shift(x, n):
+    """``x / 2**n`` rounded half up, for ``n >= 0`` (element-wise; ``n`` broadcasts).
+
+    Hardware form: ``n == 0`` passes ``x``; otherwise ``((x >>> (n-1)) + 1) >>> 1`` with arithmetic
+    shifts, which equals ``floor((x + 2**(n-1)) / 2**n)`` without a variable-width constant.
+    """
+    x = np.asarray(x, dtype=np.int64)
+    n = np.asarray(n, dtype=np.int64)
+    if (n < 0).any():
+        raise ValueError(f"shift {n[n < 0].flat[0]} must be non-negative")
+    pre = np.minimum(np.maximum(n - 1, 0), 62)  # a shift past 62 of an int64 only leaves the sign
+    return np.where(n == 0, x, ((x >> pre) + 1) >> 1)
+
+
+def quantize(x, scale, bits=ACT_BITS):
+    """Host-side float to int: ``clamp(floor(x / scale + 0.5))`` (round half up), signed ``bits``."""
+    q = np.floor(np.asarray(x, dtype=np.float64) / np.asarray(scale, dtype=np.float64) + 0.5)
+    lo, hi = int_range(bits, signed=True)
+    return np.clip(q, lo, hi).astype(np.int64)
+
+
+def matmul_acc(a, w, bias=None, a_bits=ACT_BITS, w_bits=WEIGHT_BITS, acc_bits=ACC_BITS):
+    """Integer ``a @ w + bias`` with the accumulator width checked, never wrapped.
+
+    a: (..., K) signed ``a_bits``; w: (K, O) signed ``w_bits``; bias: (O,) signed ``acc_bits``.
+    Raises ``OverflowError`` if any result (or partial sum bound) leaves ``acc_bits``.
+    """
+    a = check_range(a, a_bits, name="activation")
+    w = check_range(w, w_bits, name="weight")
+    acc = a @ w
+    if bias is not None:
+        acc = acc + check_range(bias, acc_bits, name="bias")
+    lo, hi = int_range(acc_bits)
+    if (acc < lo).any() or (acc > hi).any():
+        raise OverflowError(f"accumulator leaves the {acc_bits}-bit range [{lo}, {hi}]")
+    return acc
+
+
+def requantize(acc, mult, shift, out_bits=ACT_BITS,
+               acc_bits=ACC_BITS, mult_bits=MULT_BITS, shift_bits=SHIFT_BITS):
+    """Dyadic requantization (eq. 12): ``clamp(round_half_up(acc * b / 2**c))``.
+
+    acc: signed ``acc_bits``; b = ``mult``: unsigned ``mult_bits``; c = ``shift``: unsigned
+    ``shift_bits``. ``mult``/``shift`` broadcast against ``acc``: a scalar is per-tensor, a vector
+    along the last (channel) axis is per-channel. Output: signed ``out_bits``, saturated.
+    """
+    acc = check_range(acc, acc_bits, name="accumulator")
+    b = check_range(mult, mult_bits, signed=False, name="multiplier")
+    c = check_range(shift, shift_bits, signed=False, name="shift")
+    return saturate(round_shift(acc * b, c), out_bits)
+
+
+def dyadic(scale, mult_bits=MULT_BITS, shift_bits=SHIFT_BITS):
+    """Host side: the dyadic pair (b, c) with b / 2**c closest to ``scale`` (> 0), b < 2**mult_bits.
+
+    Picks the largest c (most precision) such that ``round(scale * 2**c)`` still fits ``mult_bits``.
+    Element-wise for per-channel scales. Raises ``ValueError`` if a scale cannot be represented.
+    """
+    s = np.asarray(scale, dtype=np.float64)
+    if not np.isfinite(s).all() or (s <= 0).any():
+        raise ValueError("requantization scales must be finite and positive")
+    c_max = (1 << shift_bits) - 1
+    b_lim = 1 << mult_bits
+    # floor(log2(b_lim / s)) is the first guess for c; rounding may push b to b_lim, then c -= 1.
+    c = np.clip(np.floor(np.log2(b_lim / s)).astype(np.int64), 0, c_max)
+    b = np.floor(s * np.exp2(c.astype(np.float64)) + 0.5).astype(np.int64)
+    over = (b >= b_lim) & (c > 0)
+    c = np.where(over, c - 1, c)
+    b = np.floor(s * np.exp2(c.astype(np.float64)) + 0.5).astype(np.int64)
+    if (b >= b_lim).any():
+        raise ValueError(f"scale {s[b >= b_lim].flat[0]!r} too large for a {mult_bits}-bit multiplier")
+    if (b == 0).any():
+        raise ValueError(f"scale {s[b == 0].flat[0]!r} too small for shifts up to {c_max}")
+    return b, c
+
+
+def leading_one(x):
+    """Index of the most significant set bit of non-negative ``x``; -1 where ``x == 0``."""
+    x = np.asarray(x, dtype=np.int64)
+    if (x < 0).any():
+        raise ValueError("leading_one takes non-negative integers")
+    if (x >= 1 << 52).any():
+        raise ValueError("leading_one is exact below 2**52 only")
+    _, e = np.frexp(x.astype(np.float64))
+    return np.where(x == 0, -1, e.astype(np.int64) - 1)
+
+
+def log2_round(x):
+    """The paper's LOD rule (eq. 11): leading-one index i plus bit (i-1) of ``x`` (x >= 1).
+
+    Rounds up from 1.5 * 2**i (not from sqrt(2) * 2**i as round(log2(x)) would).
+    Paper example: 0b01100011 -> i = 6, bit 5 = 1 -> 7.
+    """
+    x = np.asarray(x, dtype=np.int64)
+    if (x < 1).any():
+        raise ValueError("log2_round takes positive integers")
+    i = leading_one(x)
+    below = (x >> np.maximum(i - 1, 0)) & 1
+    return i + np.where(i >= 1, below, 0)
+
+
+def log2_quantize(x, offset, lo=LOG2_MIN, hi=LOG2_MAX, in_bits=DIVISOR_BITS, offset_bits=OFFSET_BITS):
+    """The 4-bit log2 code of a divisor: ``clip(log2_round(x) + offset, lo, hi)``.
+
+    x: unsigned ``in_bits`` integer divisor; offset: signed ``offset_bits``, the precomputed
+    ``round(log2(S_Q * S_Ksum))``. A zero divisor has log2 = -inf and so gives ``lo``.
+    """
+    x = check_range(x, in_bits, signed=False, name="divisor")
+    off = check_range(offset, offset_bits, name="log2 offset")
+    e = log2_round(np.maximum(x, 1)) + off
+    return np.where(x == 0, lo, np.clip(e, lo, hi))
+
+
+def log2_offset(scale):
+    """Host side: the integer offset ``round_half_up(log2(scale))`` of eq. 11."""
+    s = np.asarray(scale, dtype=np.float64)
+    if not np.isfinite(s).all() or (s <= 0).any():
+        raise ValueError("divisor scales must be finite and positive")
+    return np.floor(np.log2(s) + 0.5).astype(np.int64)
+
+
+def shift_divide(x, e, out_bits=ACT_BITS, in_bits=DIVIDEND_BITS, e_bits=LOG2_BITS):
+    """Division by the log2-quantized divisor 2**e as a shift: ``clamp(round_half_up(x / 2**e))``.
+
+    x: signed ``in_bits`` dividend; e: signed ``e_bits`` log2 code. e >= 0 shifts right with
+    rounding half up; e < 0 shifts left (exact). The result saturates to signed ``out_bits``.
+    """
+    x = check_range(x, in_bits, name="dividend")
+    e = check_range(e, e_bits, name="log2 code")
+    left = x << np.maximum(-e, 0)
+    right = round_shift(x, np.maximum(e, 0))
+    return saturate(np.where(e < 0, left, right), out_bits)
+
+
+def tree_output_bits(inputs, in_bits):
+    """Width of an adder tree's exact sum of ``inputs`` values of ``in_bits`` each."""
+    return in_bits + max(inputs - 1, 0).bit_length()
+
+
+def adder_tree(x, in_bits=ACT_BITS, signed=True):
+    """Exact sum of ``x`` along its last axis (no rounding, no saturation, never overflows)."""
+    x = check_range(x, in_bits, signed=signed, name="adder tree input")
+    return x.sum(axis=-1)
