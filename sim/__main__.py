@@ -1,0 +1,38 @@
+"""``python -m sim`` (``make sim``): every cocotb testbench of sim.units.TEST_CONFIGS on Icarus."""
+
+import argparse
+import sys
+import time
+
+from sim.runner import DEFAULT_SEED, DEFAULT_VECTORS, run_cocotb
+from sim.units import TEST_CONFIGS, UNITS
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="python -m sim", description=__doc__)
+    p.add_argument("--vectors", type=int, default=DEFAULT_VECTORS,
+                   help=f"random vectors per run, after the corner cases (default {DEFAULT_VECTORS})")
+    p.add_argument("--seed", type=int, default=DEFAULT_SEED, help="stimulus seed")
+    p.add_argument("--unit", choices=sorted(UNITS), action="append",
+                   help="only this unit (repeatable)")
+    args = p.parse_args(argv)
+    if args.vectors < 0:
+        p.error(f"--vectors must be non-negative, not {args.vectors}")
+    rows = []
+    for unit, params in TEST_CONFIGS:
+        if args.unit and unit not in args.unit:
+            continue
+        start = time.time()
+        tests, failed, build_dir = run_cocotb(unit, params, args.vectors, args.seed)
+        rows.append((unit, params, tests, failed, time.time() - start, build_dir))
+    print("\ntrio-vit cocotb summary (Icarus), seed", args.seed)
+    for unit, params, tests, failed, secs, build_dir in rows:
+        status = "PASS" if tests and not failed else "FAIL"
+        print(f"  {status}  {unit:15s} {params}  {secs:5.1f}s  {build_dir}")
+    bad = sum(1 for r in rows if not r[2] or r[3])
+    print(f"  {len(rows) - bad} of {len(rows)} runs passed")
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

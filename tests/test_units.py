@@ -1,0 +1,98 @@
+"""The four auxiliary units in the Amaranth simulator: golden match, latency, parameter errors."""
+
+import dataclasses
+
+import pytest
+from amaranth.sim import Simulator
+
+from hw.adder_tree import AdderTree
+from hw.log2_quantizer import Log2Quantizer
+from hw.requantizer import Requantizer
+from hw.shifter_array import ShifterArray
+from sim.bench import Mismatch, run_amaranth
+from sim.units import TEST_CONFIGS, UNITS
+
+
+@pytest.mark.parametrize("unit,params", TEST_CONFIGS, ids=[f"{u}-{i}" for i, (u, _) in
+                                                           enumerate(TEST_CONFIGS)])
+def test_unit_matches_golden_in_amaranth_sim(unit, params):
+    result = run_amaranth(UNITS[unit], params, vectors=500, seed=7)
+    assert result["vectors"] >= 500
+
+
+@pytest.mark.parametrize("unit,params", TEST_CONFIGS[:4])
+def test_full_throughput_without_stalls(unit, params):
+    """With valid and ready always high, one vector per cycle: cycles = vectors + latency."""
+    dut = UNITS[unit].build(params, elaborated=False)
+    result = run_amaranth(UNITS[unit], params, vectors=200, seed=3, p_valid=1.0, p_ready=1.0)
+    assert result["cycles"] == result["vectors"] + dut.latency
+
+
+def _measured_latency(dut):
+    cycles = []
+
+    async def tb(ctx):
+        ctx.set(dut.o.ready, 1)
+        ctx.set(dut.i.valid, 1)
+        await ctx.tick()
+        ctx.set(dut.i.valid, 0)
+        for k in range(1, 20):
+            if ctx.get(dut.o.valid):
+                cycles.append(k)
+                return
+            await ctx.tick()
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(tb)
+    sim.run()
+    return cycles[0]
+
+
+@pytest.mark.parametrize("dut", [Log2Quantizer(), Requantizer(lanes=2), ShifterArray(lanes=2),
+                                 AdderTree(inputs=1), AdderTree(inputs=2), AdderTree(inputs=8),
+                                 AdderTree(inputs=9), AdderTree(inputs=64)],
+                         ids=lambda d: f"{type(d).__name__}{getattr(d, 'params', '')}")
+def test_latency_property_is_measured_latency(dut):
+    assert _measured_latency(dut) == dut.latency
+
+
+def test_adder_tree_latency_formula():
+    assert [AdderTree(inputs=n).latency for n in (1, 2, 3, 4, 5, 8, 9, 16, 17)] == \
+        [1, 1, 2, 2, 3, 3, 4, 4, 5]
+
+
+def test_bench_catches_a_wrong_golden():
+    spec = UNITS["adder_tree"]
+    wrong = dataclasses.replace(spec, golden=lambda b, d: {"sum": spec.golden(b, d)["sum"] + (
+        b["x"][:, 0] == 3)})
+    with pytest.raises(Mismatch, match="mismatching vectors"):
+        run_amaranth(wrong, dict(inputs=4, width=4, signed=False), vectors=300, seed=1)
+
+
+@pytest.mark.parametrize("cls,kwargs,exc,msg", [
+    (Log2Quantizer, dict(width=0), ValueError, "Divisor width must be an integer from 1 to 48, not 0"),
+    (Log2Quantizer, dict(offset_bits=1), ValueError, "Offset width must be an integer from 2 to 16"),
+    (Log2Quantizer, dict(lo=3, hi=3), ValueError, r"Clip range must be integers with lo < hi, not \(3, 3\)"),
+    (Requantizer, dict(lanes=0), ValueError, "Lane count must be an integer from 1 to 256, not 0"),
+    (Requantizer, dict(lanes="8"), ValueError, "Lane count must be an integer from 1 to 256, not '8'"),
+    (Requantizer, dict(shift_bits=7), ValueError, "Shift width must be an integer from 1 to 6, not 7"),
+    (Requantizer, dict(out_bits=1), ValueError, "Output width must be an integer from 2 to 32, not 1"),
+    (AdderTree, dict(inputs=0), ValueError, "Input count must be an integer from 1 to 1024, not 0"),
+    (AdderTree, dict(width=33), ValueError, "Input width must be an integer from 1 to 32, not 33"),
+    (AdderTree, dict(signed=1), TypeError, "signed must be a bool, not 1"),
+    (ShifterArray, dict(in_bits=1), ValueError, "Dividend width must be an integer from 2 to 32, not 1"),
+    (ShifterArray, dict(shift_bits=7), ValueError, "Shift width must be an integer from 2 to 6, not 7"),
+])
+def test_parameter_validation(cls, kwargs, exc, msg):
+    with pytest.raises(exc, match=msg):
+        cls(**kwargs)
+
+
+def test_port_shapes_follow_parameters():
+    q = Log2Quantizer(width=20, offset_bits=5, lo=-3, hi=5)
+    assert q.o.payload.shape().size == 4
+    assert q.i.payload.shape().size == 25
+    r = Requantizer(lanes=3, acc_bits=20, mult_bits=9, shift_bits=5, out_bits=8)
+    assert r.i.payload.shape().size == 3 * (20 + 9 + 5)
+    assert AdderTree(inputs=9, width=8).out_bits == 12
