@@ -6,8 +6,8 @@ with a leading vector axis (see ``sim.layout``).
 """
 
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 

@@ -88,7 +88,7 @@ def test_requantize_against_exact_rationals():
     b = rng.integers(0, 2**16, size=2000)
     c = rng.integers(0, 64, size=2000)
     got = arith.requantize(acc, b, c)
-    for x, m, s, g in zip(acc.tolist(), b.tolist(), c.tolist(), got.tolist()):
+    for x, m, s, g in zip(acc.tolist(), b.tolist(), c.tolist(), got.tolist(), strict=True):
         assert g == min(127, max(-128, ref_round_half_up(x * m, 2**s)))
 
 
