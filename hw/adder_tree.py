@@ -4,6 +4,7 @@ from amaranth.hdl import Module, Shape, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from hw.params import check_int
 from hw.pipeline import Pipeline
 from quant.arith import tree_output_bits
 
@@ -34,10 +35,8 @@ class AdderTree(wiring.Component):
     """
 
     def __init__(self, inputs=8, width=8, signed=True):
-        if type(inputs) is not int or not 1 <= inputs <= 1024:
-            raise ValueError(f"Input count must be an integer from 1 to 1024, not {inputs!r}")
-        if type(width) is not int or not 1 <= width <= 32:
-            raise ValueError(f"Input width must be an integer from 1 to 32, not {width!r}")
+        check_int("Input count", inputs, 1, 1024)
+        check_int("Input width", width, 1, 32)
         if type(signed) is not bool:
             raise TypeError(f"signed must be a bool, not {signed!r}")
         self._inputs, self._width, self._signed = inputs, width, signed

@@ -4,6 +4,7 @@ from amaranth.hdl import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from hw.params import check_int
 from hw.pipeline import Pipeline
 from quant.arith import signed_bits
 
@@ -34,10 +35,8 @@ class Log2Quantizer(wiring.Component):
     """
 
     def __init__(self, width=32, offset_bits=6, lo=-8, hi=7):
-        if type(width) is not int or not 1 <= width <= 48:
-            raise ValueError(f"Divisor width must be an integer from 1 to 48, not {width!r}")
-        if type(offset_bits) is not int or not 2 <= offset_bits <= 16:
-            raise ValueError(f"Offset width must be an integer from 2 to 16, not {offset_bits!r}")
+        check_int("Divisor width", width, 1, 48)
+        check_int("Offset width", offset_bits, 2, 16)
         if type(lo) is not int or type(hi) is not int or not lo < hi:
             raise ValueError(f"Clip range must be integers with lo < hi, not ({lo!r}, {hi!r})")
         self._width, self._offset_bits, self._lo, self._hi = width, offset_bits, lo, hi

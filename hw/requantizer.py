@@ -1,10 +1,12 @@
 """Dyadic requantizer (paper eq. 12), per-channel multipliers and shifts."""
 
-from amaranth.hdl import Module, Mux, signed, unsigned
+from amaranth.hdl import Module, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from hw.params import check_int
 from hw.pipeline import Pipeline
+from hw.rounding import pre_shift, round_saturate
 
 __all__ = ["Requantizer"]
 
@@ -35,12 +37,11 @@ class Requantizer(wiring.Component):
     """
 
     def __init__(self, lanes=8, acc_bits=32, mult_bits=16, shift_bits=6, out_bits=8):
-        if type(lanes) is not int or not 1 <= lanes <= 256:
-            raise ValueError(f"Lane count must be an integer from 1 to 256, not {lanes!r}")
-        for name, v, lo, hi in (("Accumulator", acc_bits, 2, 48), ("Multiplier", mult_bits, 1, 24),
-                                ("Shift", shift_bits, 1, 6), ("Output", out_bits, 2, 32)):
-            if type(v) is not int or not lo <= v <= hi:
-                raise ValueError(f"{name} width must be an integer from {lo} to {hi}, not {v!r}")
+        check_int("Lane count", lanes, 1, 256)
+        check_int("Accumulator width", acc_bits, 2, 48)
+        check_int("Multiplier width", mult_bits, 1, 24)
+        check_int("Shift width", shift_bits, 1, 6)
+        check_int("Output width", out_bits, 2, 32)
         self._lanes, self._acc_bits, self._mult_bits = lanes, acc_bits, mult_bits
         self._shift_bits, self._out_bits = shift_bits, out_bits
         in_layout = data.StructLayout({
@@ -62,17 +63,15 @@ class Requantizer(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         p = Pipeline(m, self.i, self.o, self.latency)
-        lo, hi = -(1 << (self._out_bits - 1)), (1 << (self._out_bits - 1)) - 1
         for k in range(self._lanes):
             acc, b, c = self.i.payload.acc[k], self.i.payload.mult[k], self.i.payload.shift[k]
             # Stage 1: the product (a DSP's multiplier with its M register).
             prod = p.stage(acc * b, f"prod{k}", signed(self._acc_bits + self._mult_bits + 1))
             c1 = p.stage(c, f"shift{k}")
             # Stage 2: arithmetic shift by c-1; c = 0 passes the product unrounded.
-            pre = p.stage(prod >> Mux(c1 == 0, 0, (c1 - 1)[:self._shift_bits]), f"pre{k}", prod.shape())
-            zero = p.stage(c1 == 0, f"noshift{k}")
+            pre = p.stage(pre_shift(prod, c1, self._shift_bits), f"pre{k}", prod.shape())
+            rounds = p.stage(c1 != 0, f"rounds{k}")
             # Stage 3: (t + 1) >>> 1 completes round-half-up; then saturate.
-            r = Mux(zero, pre, (pre + 1) >> 1)
-            q = Mux(r > hi, hi, Mux(r < lo, lo, r))
+            q = round_saturate(pre, rounds, self._out_bits)
             m.d.comb += self.o.payload.q[k].eq(p.stage(q, f"q{k}", signed(self._out_bits)))
         return m

@@ -4,7 +4,9 @@ from amaranth.hdl import Module, Mux, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from hw.params import check_int
 from hw.pipeline import Pipeline
+from hw.rounding import pre_shift, round_saturate
 
 __all__ = ["ShifterArray"]
 
@@ -36,12 +38,10 @@ class ShifterArray(wiring.Component):
     """
 
     def __init__(self, lanes=8, in_bits=16, shift_bits=4, out_bits=8):
-        if type(lanes) is not int or not 1 <= lanes <= 256:
-            raise ValueError(f"Lane count must be an integer from 1 to 256, not {lanes!r}")
-        for name, v, lo, hi in (("Dividend", in_bits, 2, 32), ("Shift", shift_bits, 2, 6),
-                                ("Output", out_bits, 2, 32)):
-            if type(v) is not int or not lo <= v <= hi:
-                raise ValueError(f"{name} width must be an integer from {lo} to {hi}, not {v!r}")
+        check_int("Lane count", lanes, 1, 256)
+        check_int("Dividend width", in_bits, 2, 32)
+        check_int("Shift width", shift_bits, 2, 6)
+        check_int("Output width", out_bits, 2, 32)
         self._lanes, self._in_bits = lanes, in_bits
         self._shift_bits, self._out_bits = shift_bits, out_bits
         in_layout = data.StructLayout({
@@ -61,17 +61,15 @@ class ShifterArray(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         p = Pipeline(m, self.i, self.o, self.latency)
-        lo, hi = -(1 << (self._out_bits - 1)), (1 << (self._out_bits - 1)) - 1
         wide = signed(self._in_bits + (1 << (self._shift_bits - 1)))  # x << 2**(shift_bits-1)
         for k in range(self._lanes):
             x, e = self.i.payload.x[k], self.i.payload.e[k]
             # Stage 1: left shift by -e (exact), or arithmetic right shift by e-1 (to round next).
             left = x << (-e).as_unsigned()[:self._shift_bits]
-            right = x >> Mux(e > 0, e - 1, 0).as_unsigned()[:self._shift_bits]
+            right = pre_shift(x, Mux(e > 0, e, 0).as_unsigned()[:self._shift_bits], self._shift_bits)
             shifted = p.stage(Mux(e < 0, left, right), f"shifted{k}", wide)
             rounds = p.stage(e > 0, f"rounds{k}")
             # Stage 2: (t + 1) >>> 1 completes round-half-up for e > 0; saturate.
-            r = Mux(rounds, (shifted + 1) >> 1, shifted)
-            q = Mux(r > hi, hi, Mux(r < lo, lo, r))
+            q = round_saturate(shifted, rounds, self._out_bits)
             m.d.comb += self.o.payload.q[k].eq(p.stage(q, f"q{k}", signed(self._out_bits)))
         return m

@@ -24,11 +24,14 @@ def main(argv=None):
             continue
         start = time.time()
         tests, failed, build_dir = run_cocotb(unit, params, args.vectors, args.seed)
-        rows.append((unit, params, tests, failed, time.time() - start, build_dir))
+        corners = UNITS[unit].corner_count(params)
+        rows.append((unit, params, tests, failed, time.time() - start, corners, build_dir))
     print("\ntrio-vit cocotb summary (Icarus), seed", args.seed)
-    for unit, params, tests, failed, secs, build_dir in rows:
+    for unit, params, tests, failed, secs, corners, build_dir in rows:
         status = "PASS" if tests and not failed else "FAIL"
-        print(f"  {status}  {unit:15s} {params}  {secs:5.1f}s  {build_dir}")
+        print(f"  {status}  {unit:15s} {corners:4d} corner + {args.vectors} random vectors  "
+              f"{secs:5.1f}s  {params}")
+        print(f"        build and waveforms: {build_dir}")
     bad = sum(1 for r in rows if not r[2] or r[3])
     print(f"  {len(rows) - bad} of {len(rows)} runs passed")
     return 1 if bad else 0

@@ -37,6 +37,11 @@ class UnitSpec:
             dut._MustUse__silence = True
         return dut
 
+    def corner_count(self, params):
+        """How many corner-case vectors precede the random ones."""
+        corner = self.corners(self.build(params, elaborated=False))
+        return len(next(iter(corner.values())))
+
     def stimulus(self, dut, vectors, seed):
         """Corner cases first, then ``vectors`` random ones (reproducible from ``seed``)."""
         corner = self.corners(dut)
