@@ -8,7 +8,7 @@ from hw.params import check_int
 from hw.pipeline import Pipeline
 from quant.arith import tree_output_bits
 
-__all__ = ["AdderTree"]
+__all__ = ["AdderTree", "pipelined_sum", "tree_levels"]
 
 
 class AdderTree(wiring.Component):
@@ -49,23 +49,36 @@ class AdderTree(wiring.Component):
 
     inputs = property(lambda self: self._inputs)
     out_bits = property(lambda self: self._out_bits)
-    levels = property(lambda self: (self._inputs - 1).bit_length())
-    latency = property(lambda self: max(1, self.levels))
+    latency = property(lambda self: tree_levels(self._inputs))
     params = property(lambda self: dict(inputs=self._inputs, width=self._width,
                                         signed=self._signed))
 
     def elaborate(self, platform):
         m = Module()
         p = Pipeline(m, self.i, self.o, self.latency)
-        mk = signed if self._signed else unsigned
-        level = [self.i.payload.x[k] for k in range(self._inputs)]
-        for depth in range(max(1, self.levels)):
-            width = min(self._width + depth + 1, self._out_bits)
-            nxt = []
-            for j in range(0, len(level), 2):
-                pair = level[j:j + 2]
-                total = pair[0] + pair[1] if len(pair) == 2 else pair[0]
-                nxt.append(p.stage(total, f"l{depth + 1}_{j // 2}", mk(width)))
-            level = nxt
-        m.d.comb += self.o.payload.sum.eq(level[0])
+        values = [self.i.payload.x[k] for k in range(self._inputs)]
+        m.d.comb += self.o.payload.sum.eq(pipelined_sum(p, values, self._width, self._signed))
         return m
+
+
+def tree_levels(inputs):
+    """Register levels of :func:`pipelined_sum` for ``inputs`` summands: max(1, ceil(log2))."""
+    return max(1, (inputs - 1).bit_length())
+
+
+def pipelined_sum(p, values, width, is_signed, name="sum"):
+    """Binary adder tree over ``values`` (each ``width`` bits) with a register after every level
+    of pipeline ``p``; returns the exact sum, ``tree_output_bits(len(values), width)`` wide.
+    Shared by :class:`AdderTree` and the engines' PE lanes."""
+    mk = signed if is_signed else unsigned
+    out_bits = tree_output_bits(len(values), width)
+    level = list(values)
+    for depth in range(tree_levels(len(values))):
+        nxt = []
+        for j in range(0, len(level), 2):
+            pair = level[j:j + 2]
+            total = pair[0] + pair[1] if len(pair) == 2 else pair[0]
+            nxt.append(p.stage(total, f"{name}_l{depth + 1}_{j // 2}",
+                               mk(min(width + depth + 1, out_bits))))
+        level = nxt
+    return level[0]

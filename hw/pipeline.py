@@ -18,19 +18,27 @@ class Pipeline:
     ``en`` is high, that is when the output is empty or being taken.
     """
 
-    def __init__(self, m, i, o, depth):
+    def __init__(self, m, i, o, depth, drive_output=True):
         if depth < 1:
             raise ValueError(f"pipeline depth must be at least 1, not {depth}")
         self._m = m
         self.en = Signal()
         m.d.comb += [self.en.eq(~o.valid | o.ready), i.ready.eq(self.en)]
-        valid = i.valid
+        #: ``valids[k]``: stage k holds a beat (``valids[0]`` is the input transfer itself).
+        self.valids = [i.valid]
         for k in range(depth):
             nxt = Signal(name=f"valid_s{k + 1}")
             with m.If(self.en):
-                m.d.sync += nxt.eq(valid)
-            valid = nxt
-        m.d.comb += o.valid.eq(valid)
+                m.d.sync += nxt.eq(self.valids[-1])
+            self.valids.append(nxt)
+        if drive_output:  # otherwise the unit drives o.valid from a register loaded under en
+            m.d.comb += o.valid.eq(self.valids[-1])
+
+    def delay(self, value, stages, name):
+        """``value`` carried through ``stages`` stage registers (alongside data in flight)."""
+        for k in range(stages):
+            value = self.stage(value, f"{name}_d{k + 1}")
+        return value
 
     def stage(self, value, name, shape=None):
         """A register loaded with ``value`` whenever the pipeline advances."""

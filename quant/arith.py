@@ -201,3 +201,61 @@ def adder_tree(x, in_bits=ACT_BITS, signed=True):
     """Exact sum of ``x`` along its last axis (no rounding, no saturation, never overflows)."""
     x = check_range(x, in_bits, signed=signed, name="adder tree input")
     return x.sum(axis=-1)
+
+
+# -- DSP packing (Xilinx WP486) -------------------------------------------------------------------
+PACK_SHIFT = 18  # b1 sits 18 bits above b0 in the 27-bit packed operand
+
+
+def packed_products(a, b0, b1):
+    """Two int8 products sharing ``a`` from one wide multiplication, decoded bit by bit.
+
+    ``pk = (b1 << 18) + b0`` (signed 27-bit), ``P = pk * a``; then ``a*b0 = signed(P[0:16])`` and
+    ``a*b1 = signed(P[18:34]) + P[17]`` (P[17] is the borrow of a negative low product). This is
+    the RTL's decode; tests show it equals the plain products for all 2**24 operand triples.
+    """
+    a = check_range(a, 8, name="shared operand")
+    b0 = check_range(b0, 8, name="operand b0")
+    b1 = check_range(b1, 8, name="operand b1")
+    p = ((b1 << PACK_SHIFT) + b0) * a
+
+    def field(v, lo, width):
+        u = (v >> lo) & ((1 << width) - 1)
+        return np.where(u >> (width - 1), u - (1 << width), u)
+
+    return field(p, 0, 16), field(p, PACK_SHIFT, 16) + ((p >> (PACK_SHIFT - 1)) & 1)
+
+
+# -- layer-level golden results (what the engines must produce) ---------------------------------
+def im2col(x, k, stride, pad):
+    """x: (C, H, W) -> (Ho*Wo, C*k*k) patches (zero padding ``pad``), channel-major then ky, kx."""
+    x = np.asarray(x, dtype=np.int64)
+    c, h, w = x.shape
+    xp = np.pad(x, ((0, 0), (pad, pad), (pad, pad)))
+    ho, wo = (h + 2 * pad - k) // stride + 1, (w + 2 * pad - k) // stride + 1
+    cols = np.empty((ho * wo, c * k * k), dtype=np.int64)
+    for oy in range(ho):
+        for ox in range(wo):
+            patch = xp[:, oy * stride:oy * stride + k, ox * stride:ox * stride + k]
+            cols[oy * wo + ox] = patch.reshape(-1)
+    return cols, (ho, wo)
+
+
+def conv2d_acc(x, w, bias=None, stride=1, pad=0, groups=1, acc_bits=ACC_BITS):
+    """Integer convolution into checked int32 accumulators: x (C, H, W) int8, w (O, C/groups, k, k)
+    int8, bias (O,) int32 -> (O, Ho, Wo). Covers generic, pointwise (k = 1), grouped and depthwise
+    (groups = C) convolutions; zero padding."""
+    x = check_range(x, ACT_BITS, name="activation")
+    w = check_range(w, WEIGHT_BITS, name="weight")
+    o, cg, k, _ = w.shape
+    c = x.shape[0]
+    if c != cg * groups or o % groups:
+        raise ValueError(f"channels {c} and {o} do not split into {groups} groups of {cg}")
+    og = o // groups
+    outs = []
+    for g in range(groups):
+        cols, (ho, wo) = im2col(x[g * cg:(g + 1) * cg], k, stride, pad)
+        wg = w[g * og:(g + 1) * og].reshape(og, -1).T
+        bg = None if bias is None else np.asarray(bias)[g * og:(g + 1) * og]
+        outs.append(matmul_acc(cols, wg, bg, acc_bits=acc_bits).T.reshape(og, ho, wo))
+    return np.concatenate(outs)

@@ -1,0 +1,54 @@
+"""Two int8 products sharing one operand, optionally packed into one DSP48E2 (Xilinx WP486)."""
+
+from amaranth.hdl import Module, signed
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from quant.arith import PACK_SHIFT
+
+__all__ = ["DualMultiplier"]
+
+
+class DualMultiplier(wiring.Component):
+    """``p0 = a * b0`` and ``p1 = a * b1`` for signed 8-bit operands; combinational.
+
+    With ``packing`` the two products come from one 27x8 multiplication of
+    ``(b1 << 18) + b0`` by ``a`` (a DSP48E2's pre-adder and multiplier), decoded as
+    ``p0 = P[0:16]`` and ``p1 = P[18:34] + P[17]``: exact for every operand (proved by a Yosys SAT
+    equivalence check against the unpacked form, ``tests/test_dual_multiplier.py``). Without it,
+    two plain multipliers. Golden: :func:`quant.arith.packed_products`.
+
+    Members
+    -------
+    a, b0, b1 : In(signed(8))
+    p0, p1 : Out(signed(16))
+
+    Latency 0 (the engines register around it); one pair of products per cycle.
+    """
+
+    a: In(signed(8))
+    b0: In(signed(8))
+    b1: In(signed(8))
+    p0: Out(signed(16))
+    p1: Out(signed(16))
+
+    def __init__(self, packing=True):
+        if type(packing) is not bool:
+            raise TypeError(f"packing must be a bool, not {packing!r}")
+        self._packing = packing
+        super().__init__()
+
+    packing = property(lambda self: self._packing)
+
+    def elaborate(self, platform):
+        m = Module()
+        if self._packing:
+            packed = (self.b1 << PACK_SHIFT) + self.b0  # the pre-adder: signed 27 bits
+            product = packed * self.a
+            m.d.comb += [
+                self.p0.eq(product[0:16].as_signed()),
+                self.p1.eq(product[PACK_SHIFT:PACK_SHIFT + 16].as_signed() + product[PACK_SHIFT - 1]),
+            ]
+        else:
+            m.d.comb += [self.p0.eq(self.a * self.b0), self.p1.eq(self.a * self.b1)]
+        return m

@@ -1,0 +1,142 @@
+"""MAT engine: S PE lanes of T multipliers, an adder tree and an accumulator each (paper Fig. 7a)."""
+
+from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from hw.adder_tree import pipelined_sum, tree_levels
+from hw.dual_multiplier import DualMultiplier
+from hw.params import check_int
+from hw.pipeline import Pipeline
+from hw.requantizer import Requantizer
+
+__all__ = ["MatEngine"]
+
+
+class MatEngine(wiring.Component):
+    """Multipliers-adder-tree engine for generic conv, PW conv, grouped PW conv and MatMul.
+
+    Each beat carries T inputs ``a`` (input channels; broadcast to every lane: input reuse) and
+    per lane T weights ``w[s]`` (lane s = one output channel: psum reuse inside the lane). Lane s
+    computes ``sum_t a[t] * w[s][t]`` through its adder tree and accumulates it; ``first`` starts
+    an accumulation from ``bias[s]``, ``last`` ends it and emits the result. A reduction over K
+    inputs takes ceil(K / T) beats (zero-padded). Generic convolutions are fed with their
+    input-channel x kernel positions unrolled into that reduction, grouped convolutions with
+    their group's channels; the order of beats (the controller's schedule) is
+    ``sim.schedule`` today and the L-core controller later.
+
+    Lanes are paired on DSPs: lanes 2j and 2j+1 share ``a[t]``, so with ``packing`` one
+    :class:`DualMultiplier` (one DSP48E2) makes both products.
+
+    With ``requantize`` the accumulators go through a :class:`Requantizer` (``mult``/``shift``
+    per lane, taken from the ``last`` beat) and the output is int8 ``q``; otherwise the output is
+    the int32 accumulators ``acc``. Accumulators are ``acc_bits`` wide: the contract's bound
+    (docs/arithmetic.md) keeps every EfficientViT reduction inside int32.
+
+    Parameters
+    ----------
+    lanes : int
+        S, PE lanes (output channels per beat), 1..64.
+    width : int
+        T, multipliers per lane (input channels per beat), 1..64.
+    packing : bool
+        Two products per DSP48E2 (WP486).
+    requantize : bool
+        Attach the dyadic requantizer to the output.
+    acc_bits, mult_bits, shift_bits, out_bits : int
+        Widths of the accumulator and of the requantizer.
+
+    Members
+    -------
+    i : In(stream.Signature(StructLayout({"a": ArrayLayout(signed(8), T),
+            "w": ArrayLayout(ArrayLayout(signed(8), T), S), "bias": ArrayLayout(signed(acc_bits), S),
+            ["mult": ArrayLayout(unsigned(mult_bits), S), "shift": ArrayLayout(unsigned(shift_bits), S),]
+            "first": 1, "last": 1})))
+    o : Out(stream.Signature(StructLayout({"q": ArrayLayout(signed(out_bits), S)}))) with
+        ``requantize``, else ``{"acc": ArrayLayout(signed(acc_bits), S)}``
+
+    Latency: ``latency`` cycles from the ``last`` beat to its result (1 multiply + ceil(log2 T)
+    tree levels + 1 accumulate, + 3 with the requantizer). Throughput: one beat (S x T MACs) per
+    cycle; one result per accumulation.
+    """
+
+    def __init__(self, lanes=8, width=8, packing=True, requantize=True, acc_bits=32,
+                 mult_bits=16, shift_bits=6, out_bits=8):
+        check_int("Lane count", lanes, 1, 64)
+        check_int("Lane width", width, 1, 64)
+        check_int("Accumulator width", acc_bits, 16, 48)
+        for name, flag in (("packing", packing), ("requantize", requantize)):
+            if type(flag) is not bool:
+                raise TypeError(f"{name} must be a bool, not {flag!r}")
+        self._lanes, self._width, self._packing, self._requantize = lanes, width, packing, requantize
+        self._acc_bits = acc_bits
+        self._requant = Requantizer(lanes, acc_bits, mult_bits, shift_bits, out_bits) \
+            if requantize else None
+        fields = {
+            "a": data.ArrayLayout(signed(8), width),
+            "w": data.ArrayLayout(data.ArrayLayout(signed(8), width), lanes),
+            "bias": data.ArrayLayout(signed(acc_bits), lanes),
+        }
+        if requantize:
+            fields["mult"] = data.ArrayLayout(unsigned(mult_bits), lanes)
+            fields["shift"] = data.ArrayLayout(unsigned(shift_bits), lanes)
+        fields.update(first=unsigned(1), last=unsigned(1))
+        self._acc_layout = data.StructLayout({"acc": data.ArrayLayout(signed(acc_bits), lanes)})
+        out_layout = self._requant.o.payload.shape() if requantize else self._acc_layout
+        super().__init__({"i": In(stream.Signature(data.StructLayout(fields))),
+                          "o": Out(stream.Signature(out_layout))})
+
+    lanes = property(lambda self: self._lanes)
+    width = property(lambda self: self._width)
+    multipliers = property(lambda self: self._lanes * self._width)
+    dsps = property(lambda self: self._width * ((self._lanes + 1) // 2 if self._packing
+                                                else self._lanes))
+    _depth = property(lambda self: 1 + tree_levels(self._width) + 1)
+    latency = property(lambda self: self._depth + (self._requant.latency if self._requant else 0))
+    params = property(lambda self: dict(lanes=self._lanes, width=self._width,
+                                        packing=self._packing, requantize=self._requantize,
+                                        acc_bits=self._acc_bits))
+
+    def elaborate(self, platform):
+        m = Module()
+        if self._requant is not None:
+            m.submodules.requantizer = self._requant
+            out = stream.Signature(self._requant.i.payload.shape()).create()
+            wiring.connect(m, out, self._requant.i)
+            wiring.connect(m, wiring.flipped(self.o), self._requant.o)
+        else:
+            out = wiring.flipped(self.o)
+        beat = self.i.payload
+        p = Pipeline(m, self.i, out, self._depth, drive_output=False)
+        sum_stages = self._depth - 1  # multiply + tree levels
+
+        # Stage 1: products; lanes 2j and 2j+1 share a[t] on one DualMultiplier.
+        products = [[None] * self._width for _ in range(self._lanes)]
+        for s in range(0, self._lanes, 2):
+            for t in range(self._width):
+                mul = m.submodules[f"mul_{s}_{t}"] = DualMultiplier(self._packing)
+                pair = s + 1 < self._lanes
+                m.d.comb += [mul.a.eq(beat.a[t]), mul.b0.eq(beat.w[s][t]),
+                             mul.b1.eq(beat.w[s + 1][t] if pair else 0)]
+                products[s][t] = p.stage(mul.p0, f"prod_{s}_{t}")
+                if pair:
+                    products[s + 1][t] = p.stage(mul.p1, f"prod_{s + 1}_{t}")
+        first = p.delay(beat.first, sum_stages, "first")
+        last = p.delay(beat.last, sum_stages, "last")
+
+        # Stages 2..: one adder tree per lane; then accumulate (bias on first), emit on last.
+        out_valid = Signal()
+        m.d.comb += out.valid.eq(out_valid)
+        with m.If(p.en):
+            m.d.sync += out_valid.eq(p.valids[sum_stages] & last)
+        for s in range(self._lanes):
+            total = pipelined_sum(p, products[s], 16, True, name=f"lane{s}")
+            bias = p.delay(beat.bias[s], sum_stages, f"bias{s}")
+            acc = Signal(signed(self._acc_bits), name=f"acc{s}")
+            with m.If(p.en & p.valids[sum_stages]):
+                m.d.sync += acc.eq(Mux(first, bias, acc) + total)
+            m.d.comb += out.payload.acc[s].eq(acc)
+            if self._requant is not None:
+                m.d.comb += [out.payload.mult[s].eq(p.delay(beat.mult[s], sum_stages, f"mult{s}")),
+                             out.payload.shift[s].eq(p.delay(beat.shift[s], sum_stages, f"shift{s}"))]
+        return m
