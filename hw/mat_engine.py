@@ -137,6 +137,7 @@ class MatEngine(wiring.Component):
                 m.d.sync += acc.eq(Mux(first, bias, acc) + total)
             m.d.comb += out.payload.acc[s].eq(acc)
             if self._requant is not None:
-                m.d.comb += [out.payload.mult[s].eq(p.delay(beat.mult[s], sum_stages, f"mult{s}")),
-                             out.payload.shift[s].eq(p.delay(beat.shift[s], sum_stages, f"shift{s}"))]
+                # Ride along to the accumulator register, so they leave with the result.
+                m.d.comb += [out.payload.mult[s].eq(p.delay(beat.mult[s], self._depth, f"mult{s}")),
+                             out.payload.shift[s].eq(p.delay(beat.shift[s], self._depth, f"shift{s}"))]
         return m

@@ -22,7 +22,7 @@ def fields(layout, offset=0, path=()):
         return out
     if isinstance(layout, data.ArrayLayout):
         elem = layout.elem_shape
-        size = (data.Layout.cast(elem) if isinstance(elem, data.Layout) else Shape.cast(elem)).width
+        size = elem.size if isinstance(elem, data.Layout) else Shape.cast(elem).width
         out = []
         for k in range(layout.length):
             out += fields(elem, offset + k * size, path + (k,))

@@ -14,6 +14,7 @@ import numpy as np
 from hw.adder_tree import AdderTree
 from hw.config import AcceleratorConfig
 from hw.log2_quantizer import Log2Quantizer
+from hw.mat_engine import MatEngine
 from hw.requantizer import Requantizer
 from hw.shifter_array import ShifterArray
 from quant import arith
@@ -47,6 +48,40 @@ class UnitSpec:
         corner = self.corners(dut)
         rand = self.random(np.random.default_rng(seed), vectors, dut)
         return {k: np.concatenate([corner[k], rand[k]]) for k in corner}
+
+    def vectors(self, dut, vectors, seed):
+        """(input batch, expected output batch), in stream order."""
+        inputs = self.stimulus(dut, vectors, seed)
+        return inputs, self.golden(inputs, dut)
+
+
+@dataclass(frozen=True)
+class EngineSpec:
+    """An engine fed with whole workloads (``sim.workloads``) through a beat schedule.
+
+    ``vectors`` is read as a budget: ``max(1, vectors // 500)`` random workloads follow the
+    extreme-operand and real-layer ones (10,000 -> 20).
+    """
+
+    name: str
+    component: type
+
+    def build(self, params, elaborated=True):
+        return UnitSpec.build(self, params, elaborated)
+
+    def workloads(self, vectors, seed):
+        from sim.workloads import reduction_workloads
+        return reduction_workloads(seed, max(1, vectors // 500))
+
+    def vectors(self, dut, vectors, seed):
+        from sim.schedule import reduction_beats
+        parts = [reduction_beats(w, dut.lanes, dut.width, dut.params["requantize"])
+                 for w in self.workloads(vectors, seed)]
+        cat = lambda i: {k: np.concatenate([p[i][k] for p in parts]) for k in parts[0][i]}  # noqa: E731
+        return cat(0), cat(1)
+
+    def corner_count(self, params):
+        return len(self.workloads(0, 0)) - 1  # the fixed workloads (extreme and real layers)
 
 
 def _rng_signed(rng, shape, bits):
@@ -177,6 +212,7 @@ UNITS = {
     "adder_tree": UnitSpec("adder_tree", AdderTree, _tree_random, _tree_corners, _tree_golden),
     "shifter_array": UnitSpec("shifter_array", ShifterArray, _shift_random, _shift_corners,
                               _shift_golden),
+    "mat_engine": EngineSpec("mat_engine", MatEngine),
 }
 
 # Configurations every testbench run covers: the paper's unit parameters, plus odd sizes that
@@ -187,4 +223,6 @@ TEST_CONFIGS = [(name, params) for name, params in _paper.items()] + [
     ("requantizer", dict(lanes=3, acc_bits=20, mult_bits=9, shift_bits=5, out_bits=8)),
     ("adder_tree", dict(inputs=5, width=8, signed=True)),
     ("shifter_array", dict(lanes=3, in_bits=32, shift_bits=5, out_bits=16)),
+    ("mat_engine", dict(lanes=3, width=5, packing=True, requantize=False)),
+    ("mat_engine", dict(lanes=4, width=8, packing=False, requantize=True)),
 ]

@@ -186,3 +186,25 @@ def test_adder_tree_sum():
     x = np.array([[-128] * 8, [127] * 8, [255] * 8])
     assert arith.adder_tree(x[:2]).tolist() == [-1024, 1016]
     assert arith.adder_tree(x[2:], signed=False).tolist() == [2040]
+
+
+# -- layer-level golden: convolution -------------------------------------------------------------
+@pytest.mark.parametrize("c,o,k,stride,pad,groups,hw", [
+    (3, 16, 3, 2, 1, 1, 9),  # stem
+    (16, 64, 1, 1, 0, 1, 5),  # PW
+    (48, 48, 1, 1, 0, 3, 4),  # grouped PW (3 groups of 16)
+    (8, 8, 3, 1, 1, 8, 7),  # DW 3x3 s1
+    (8, 8, 3, 2, 1, 8, 8),  # DW 3x3 s2
+    (4, 4, 5, 1, 2, 4, 6),  # DW 5x5
+])
+def test_conv2d_acc_matches_torch(c, o, k, stride, pad, groups, hw):
+    import torch  # installed by make test (extra "quant")
+    rng = np.random.default_rng(c + o + k)
+    x = rng.integers(-128, 128, size=(c, hw, hw))
+    w = rng.integers(-128, 128, size=(o, c // groups, k, k))
+    b = rng.integers(-1000, 1000, size=o)
+    ref = torch.nn.functional.conv2d(torch.tensor(x[None], dtype=torch.float64),
+                                     torch.tensor(w, dtype=torch.float64),
+                                     torch.tensor(b, dtype=torch.float64), stride, pad,
+                                     groups=groups)[0].numpy()
+    assert (arith.conv2d_acc(x, w, b, stride, pad, groups) == ref).all()

