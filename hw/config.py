@@ -120,6 +120,8 @@ class AcceleratorConfig:
             "mat_engine": dict(lanes=self.s, width=self.t, packing=self.dsp_packing,
                                requantize=True, acc_bits=self.acc_bits, mult_bits=self.mult_bits,
                                shift_bits=self.shift_bits, out_bits=self.act_bits),
+            "rmac_engine": dict(lanes=self.m, rmacs=self.n, packing=self.dsp_packing,
+                                acc_bits=self.acc_bits),
         }
 
     # -- serialisation ----------------------------------------------------------------------

@@ -70,8 +70,7 @@ class MatEngine(wiring.Component):
                 raise TypeError(f"{name} must be a bool, not {flag!r}")
         self._lanes, self._width, self._packing, self._requantize = lanes, width, packing, requantize
         self._acc_bits = acc_bits
-        self._requant = Requantizer(lanes, acc_bits, mult_bits, shift_bits, out_bits) \
-            if requantize else None
+        self._requant_args = (lanes, acc_bits, mult_bits, shift_bits, out_bits)
         fields = {
             "a": data.ArrayLayout(signed(8), width),
             "w": data.ArrayLayout(data.ArrayLayout(signed(8), width), lanes),
@@ -82,7 +81,8 @@ class MatEngine(wiring.Component):
             fields["shift"] = data.ArrayLayout(unsigned(shift_bits), lanes)
         fields.update(first=unsigned(1), last=unsigned(1))
         self._acc_layout = data.StructLayout({"acc": data.ArrayLayout(signed(acc_bits), lanes)})
-        out_layout = self._requant.o.payload.shape() if requantize else self._acc_layout
+        out_layout = (data.StructLayout({"q": data.ArrayLayout(signed(out_bits), lanes)})
+                      if requantize else self._acc_layout)
         super().__init__({"i": In(stream.Signature(data.StructLayout(fields))),
                           "o": Out(stream.Signature(out_layout))})
 
@@ -92,18 +92,19 @@ class MatEngine(wiring.Component):
     dsps = property(lambda self: self._width * ((self._lanes + 1) // 2 if self._packing
                                                 else self._lanes))
     _depth = property(lambda self: 1 + tree_levels(self._width) + 1)
-    latency = property(lambda self: self._depth + (self._requant.latency if self._requant else 0))
+    latency = property(lambda self: self._depth + (Requantizer.LATENCY if self._requantize else 0))
     params = property(lambda self: dict(lanes=self._lanes, width=self._width,
                                         packing=self._packing, requantize=self._requantize,
                                         acc_bits=self._acc_bits))
 
     def elaborate(self, platform):
         m = Module()
-        if self._requant is not None:
-            m.submodules.requantizer = self._requant
-            out = stream.Signature(self._requant.i.payload.shape()).create()
-            wiring.connect(m, out, self._requant.i)
-            wiring.connect(m, wiring.flipped(self.o), self._requant.o)
+        requant = Requantizer(*self._requant_args) if self._requantize else None
+        if requant is not None:
+            m.submodules.requantizer = requant
+            out = stream.Signature(requant.i.payload.shape()).create()
+            wiring.connect(m, out, requant.i)
+            wiring.connect(m, wiring.flipped(self.o), requant.o)
         else:
             out = wiring.flipped(self.o)
         beat = self.i.payload
@@ -136,7 +137,7 @@ class MatEngine(wiring.Component):
             with m.If(p.en & p.valids[sum_stages]):
                 m.d.sync += acc.eq(Mux(first, bias, acc) + total)
             m.d.comb += out.payload.acc[s].eq(acc)
-            if self._requant is not None:
+            if requant is not None:
                 # Ride along to the accumulator register, so they leave with the result.
                 m.d.comb += [out.payload.mult[s].eq(p.delay(beat.mult[s], self._depth, f"mult{s}")),
                              out.payload.shift[s].eq(p.delay(beat.shift[s], self._depth, f"shift{s}"))]

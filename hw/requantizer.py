@@ -55,7 +55,8 @@ class Requantizer(wiring.Component):
 
     lanes = property(lambda self: self._lanes)
     out_bits = property(lambda self: self._out_bits)
-    latency = property(lambda self: 3)
+    LATENCY = 3
+    latency = property(lambda self: self.LATENCY)
     params = property(lambda self: dict(lanes=self._lanes, acc_bits=self._acc_bits,
                                         mult_bits=self._mult_bits, shift_bits=self._shift_bits,
                                         out_bits=self._out_bits))

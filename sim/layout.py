@@ -60,10 +60,9 @@ def unpack(layout, words):
     out = {}
     for name in dict.fromkeys(p[0] for p in cols):
         sub = {p[1:]: v for p, v in cols.items() if p[0] == name}
-        if list(sub) == [()]:
-            out[name] = np.array(sub[()], dtype=np.int64).reshape(len(words))
-        else:
-            lanes = max(k[0] for k in sub) + 1
-            out[name] = np.array([sub[(k,)] for k in range(lanes)], dtype=np.int64).T.reshape(
-                len(words), lanes)
+        dims = tuple(max(idx[d] for idx in sub) + 1 for d in range(len(next(iter(sub)))))
+        arr = np.zeros((len(words),) + dims, dtype=np.int64)
+        for idx, vals in sub.items():
+            arr[(slice(None),) + idx] = vals
+        out[name] = arr
     return out

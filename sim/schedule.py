@@ -16,7 +16,8 @@ import numpy as np
 
 from quant import arith
 
-__all__ = ["Reduction", "reduction_beats", "conv_reduction", "matmul_reduction"]
+__all__ = ["Reduction", "reduction_beats", "conv_reduction", "matmul_reduction", "Depthwise",
+           "depthwise_beats", "rmac_beats", "kernel_column_order"]
 
 
 @dataclass
@@ -97,3 +98,113 @@ def reduction_beats(red, lanes, width, requantize):
     else:
         expected = {"acc": out_acc}
     return beats, expected
+
+
+# -- R-MAC engine ---------------------------------------------------------------------------------
+@dataclass
+class Depthwise:
+    """A depthwise conv tile: x (C, H, W) int8, w (C, k, k) int8, bias (C,), stride, zero pad."""
+
+    name: str
+    x: np.ndarray
+    w: np.ndarray
+    bias: np.ndarray
+    stride: int
+    pad: int
+
+    @property
+    def acc(self):
+        c, k = self.w.shape[0], self.w.shape[1]
+        return arith.conv2d_acc(self.x, self.w.reshape(c, 1, k, k), self.bias, self.stride,
+                                self.pad, groups=c)
+
+    @property
+    def macs(self):
+        return self.acc.size * self.w.shape[1] * self.w.shape[2]
+
+
+def kernel_column_order(k, stride):
+    """Groups of kernel columns sharing one shift-register load: stride 1 one group 0..k-1;
+    stride 2 the even columns, then the odd ones (the paper's "odd first, then even", counting
+    from 1)."""
+    if stride == 1:
+        return [list(range(k))]
+    if stride == 2:
+        return [list(range(0, k, 2)), list(range(1, k, 2))]
+    raise ValueError(f"depthwise stride must be 1 or 2, not {stride}")
+
+
+def depthwise_beats(dw, lanes, rmacs, bias_lanes):
+    """(beats, expected) of a depthwise conv on the R-MAC engine in self-accumulation mode.
+
+    Order: channel groups of ``rmacs``, output rows, blocks of ``lanes`` consecutive output
+    pixels; per block K kernel rows x K columns (``kernel_column_order``). Positions past the
+    image or channels past C read zeros; their expected results are the same zero-extended
+    convolution, so whole M x N outputs compare exactly.
+    """
+    x, w = np.asarray(dw.x, dtype=np.int64), np.asarray(dw.w, dtype=np.int64)
+    c, h, wd = x.shape
+    k, s, pad = w.shape[1], dw.stride, dw.pad
+    ho, wo = (h + 2 * pad - k) // s + 1, (wd + 2 * pad - k) // s + 1
+    groups, blocks = -(-c // rmacs), -(-wo // lanes)
+    cpad = groups * rmacs
+    # Input with its conv padding and enough zeros right/below for whole blocks.
+    xp = np.zeros((cpad, h + 2 * pad + k, pad + blocks * lanes * s + k), dtype=np.int64)
+    xp[:c, pad:pad + h, pad:pad + wd] = x
+    wp = np.zeros((cpad, k, k), dtype=np.int64)
+    wp[:c] = w
+    bp = np.zeros(max(cpad, bias_lanes), dtype=np.int64)
+    bp[:c] = dw.bias
+    # Expected: the zero-extended convolution over every block position.
+    ext = arith.conv2d_acc(xp[:, :, :], wp.reshape(cpad, 1, k, k), bp[:cpad], s, 0, groups=cpad)
+    assert (ext[:c, :ho, :wo] == dw.acc).all()  # the layer-level golden, unchanged
+    beats = {key: [] for key in ("mode", "load", "x", "y", "bias", "first", "last")}
+    expected = []
+    order = kernel_column_order(k, s)
+    for g in range(groups):
+        ch = slice(g * rmacs, (g + 1) * rmacs)
+        bias = np.zeros(bias_lanes, dtype=np.int64)
+        bias[:rmacs] = bp[ch]
+        for oy in range(ho):
+            for b in range(blocks):
+                ox0 = b * lanes
+                steps = [(ky, kx, j == 0) for ky in range(k) for grp in order
+                         for j, kx in enumerate(grp)]
+                for idx, (ky, kx, load) in enumerate(steps):
+                    row = xp[ch, oy * s + ky]  # (rmacs, cols)
+                    xb = np.zeros((lanes, rmacs), dtype=np.int64)
+                    if load:
+                        xb[:, :] = row[:, (ox0 + np.arange(lanes)) * s + kx].T
+                    else:
+                        xb[0] = row[:, (ox0 + lanes - 1) * s + kx]
+                    for key, val in (("mode", 1), ("load", int(load)), ("x", xb),
+                                     ("y", wp[ch, ky, kx]), ("bias", bias), ("first", int(idx == 0)),
+                                     ("last", int(idx == len(steps) - 1))):
+                        beats[key].append(val)
+                expected.append(ext[ch, oy, ox0:ox0 + lanes].T)  # (lanes, rmacs)
+    batch = {key: np.array(v, dtype=np.int64) for key, v in beats.items()}
+    return batch, {"mode": np.ones(len(expected), dtype=np.int64), "acc": np.array(expected)}
+
+
+def rmac_reduction_beats(red, lanes, rmacs, bias_lanes):
+    """A reduction in the R-MAC engine's down-forward mode: ``y`` carries the inputs and ``x``
+    the lanes' weights (``reduction_beats`` with T = N); lane m's result is ``acc[m][N-1]``."""
+    beats, expected = reduction_beats(red, lanes, rmacs, requantize=False)
+    n = len(beats["a"])
+    bias = np.zeros((n, bias_lanes), dtype=np.int64)
+    bias[:, :lanes] = beats["bias"]
+    acc = np.zeros((len(expected["acc"]), lanes, rmacs), dtype=np.int64)
+    acc[:, :, rmacs - 1] = expected["acc"]
+    batch = {"mode": np.zeros(n, dtype=np.int64), "load": np.zeros(n, dtype=np.int64),
+             "x": beats["w"], "y": beats["a"], "bias": bias, "first": beats["first"],
+             "last": beats["last"]}
+    return batch, {"mode": np.zeros(len(acc), dtype=np.int64), "acc": acc}
+
+
+def rmac_beats(workload, lanes, rmacs):
+    """Beats of any workload on the R-MAC engine: depthwise in self-accumulation mode,
+    reductions in down-forward mode."""
+    bias_lanes = max(lanes, rmacs)
+    if isinstance(workload, Depthwise):
+        return depthwise_beats(workload, lanes, rmacs, bias_lanes)
+    return rmac_reduction_beats(workload, lanes, rmacs, bias_lanes)

@@ -16,8 +16,10 @@ from hw.config import AcceleratorConfig
 from hw.log2_quantizer import Log2Quantizer
 from hw.mat_engine import MatEngine
 from hw.requantizer import Requantizer
+from hw.rmac_engine import RMacEngine
 from hw.shifter_array import ShifterArray
 from quant import arith
+from sim import schedule, workloads
 
 __all__ = ["UnitSpec", "UNITS", "TEST_CONFIGS"]
 
@@ -65,18 +67,17 @@ class EngineSpec:
 
     name: str
     component: type
+    make: Callable  # (seed, random_count) -> list of workloads
+    beats: Callable  # (workload, dut) -> (input batch, expected output batch)
 
     def build(self, params, elaborated=True):
         return UnitSpec.build(self, params, elaborated)
 
     def workloads(self, vectors, seed):
-        from sim.workloads import reduction_workloads
-        return reduction_workloads(seed, max(1, vectors // 500))
+        return self.make(seed, max(1, vectors // 500))
 
     def vectors(self, dut, vectors, seed):
-        from sim.schedule import reduction_beats
-        parts = [reduction_beats(w, dut.lanes, dut.width, dut.params["requantize"])
-                 for w in self.workloads(vectors, seed)]
+        parts = [self.beats(w, dut) for w in self.workloads(vectors, seed)]
         cat = lambda i: {k: np.concatenate([p[i][k] for p in parts]) for k in parts[0][i]}  # noqa: E731
         return cat(0), cat(1)
 
@@ -212,7 +213,11 @@ UNITS = {
     "adder_tree": UnitSpec("adder_tree", AdderTree, _tree_random, _tree_corners, _tree_golden),
     "shifter_array": UnitSpec("shifter_array", ShifterArray, _shift_random, _shift_corners,
                               _shift_golden),
-    "mat_engine": EngineSpec("mat_engine", MatEngine),
+    "mat_engine": EngineSpec("mat_engine", MatEngine, workloads.reduction_workloads,
+                             lambda w, dut: schedule.reduction_beats(
+                                 w, dut.lanes, dut.width, dut.params["requantize"])),
+    "rmac_engine": EngineSpec("rmac_engine", RMacEngine, workloads.rmac_workloads,
+                              lambda w, dut: schedule.rmac_beats(w, dut.lanes, dut.rmacs)),
 }
 
 # Configurations every testbench run covers: the paper's unit parameters, plus odd sizes that
@@ -225,4 +230,7 @@ TEST_CONFIGS = [(name, params) for name, params in _paper.items()] + [
     ("shifter_array", dict(lanes=3, in_bits=32, shift_bits=5, out_bits=16)),
     ("mat_engine", dict(lanes=3, width=5, packing=True, requantize=False)),
     ("mat_engine", dict(lanes=4, width=8, packing=False, requantize=True)),
+    ("rmac_engine", dict(lanes=8, rmacs=8, packing=True)),
+    ("rmac_engine", dict(lanes=3, rmacs=5, packing=True)),
+    ("rmac_engine", dict(lanes=4, rmacs=2, packing=False)),
 ]

@@ -9,9 +9,9 @@ and cut rows/output channels so Icarus runs stay short.
 
 import numpy as np
 
-from sim.schedule import conv_reduction, matmul_reduction
+from sim.schedule import Depthwise, conv_reduction, matmul_reduction
 
-__all__ = ["reduction_workloads"]
+__all__ = ["reduction_workloads", "rmac_workloads"]
 
 
 def _i8(rng, *shape, lo=-128, hi=127):
@@ -79,3 +79,42 @@ def reduction_workloads(seed, random_count, real=True):
     rng = np.random.default_rng(seed)
     fixed = extreme_layers(rng) + (real_layers(rng) if real else [])
     return fixed + random_layers(rng, random_count)
+
+
+def depthwise_layers(rng):
+    """Depthwise tiles of real B1/B2 layers: (channels, kernel, stride, input tile)."""
+    specs = [("DW 3x3 s1, 24 ch (B2 stem DSConv), 8x12 tile", 24, 3, 1, (8, 12)),
+             ("DW 3x3 s2, 64 ch (B1 stage-1 MBConv), 9x9 tile", 64, 3, 2, (9, 9)),
+             ("DW 3x3 s1, 20 ch of 512 (B1 stage-3 MBConv), 6x6", 20, 3, 1, (6, 6)),
+             ("DW 5x5 s1, 20 ch of 384 (B1 aggregation), 7x7", 20, 5, 1, (7, 7)),
+             ("DW 5x5 s1, 12 ch, 7x7, all -128 x -128, bias +max", 12, 5, 1, (7, 7))]
+    out = []
+    for name, c, k, s, (h, w) in specs:
+        if "all -128" in name:
+            x, wt, b = np.full((c, h, w), -128), np.full((c, k, k), -128), np.full(c, 2**31 - 1 - 25 * 2**14)
+        else:
+            x, wt, b = _i8(rng, c, h, w), _i8(rng, c, k, k), _bias(rng, c)
+        out.append(Depthwise(name, x, wt, b, s, k // 2))
+    return out
+
+
+def random_depthwise(rng, count):
+    out = []
+    for j in range(count):
+        c, k, s = int(rng.integers(1, 11)), int(rng.choice([3, 5])), int(rng.choice([1, 2]))
+        h, w = int(rng.integers(1, 9)), int(rng.integers(1, 12))
+        out.append(Depthwise(f"random DW {j}: {c} ch {k}x{k} s{s} {h}x{w}", _i8(rng, c, h, w),
+                             _i8(rng, c, k, k), _bias(rng, c), s, k // 2))
+    return out
+
+
+def rmac_workloads(seed, random_count):
+    """R-MAC engine: depthwise tiles (self-accumulation) interleaved with reductions
+    (down-forward), so the mode switches between accumulations."""
+    rng = np.random.default_rng(seed)
+    dws = depthwise_layers(rng) + random_depthwise(rng, random_count)
+    reds = extreme_layers(rng)[:2] + real_layers(rng)[:3] + random_layers(rng, random_count)
+    out = []
+    for j in range(max(len(dws), len(reds))):
+        out += dws[j:j + 1] + reds[j:j + 1]
+    return out

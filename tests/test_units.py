@@ -9,6 +9,7 @@ from hw.adder_tree import AdderTree
 from hw.log2_quantizer import Log2Quantizer
 from hw.mat_engine import MatEngine
 from hw.requantizer import Requantizer
+from hw.rmac_engine import RMacEngine
 from hw.shifter_array import ShifterArray
 from sim.bench import Mismatch, run_amaranth
 from sim.units import TEST_CONFIGS, UNITS
@@ -70,10 +71,32 @@ def test_mat_engine_latency_is_measured_latency(params):
         3 if params.get("requantize", True) else 0)
 
 
+@pytest.mark.parametrize("params", [dict(lanes=8, rmacs=8), dict(lanes=3, rmacs=5),
+                                    dict(lanes=1, rmacs=1)])
+def test_rmac_engine_latency_is_measured_latency(params):
+    dut = RMacEngine(**params)
+    layout = dut.i.payload.shape()
+    for mode in (0, 1):  # the same latency in both modes
+        beat = (1 << layout["first"].offset) | (1 << layout["last"].offset) | (
+            mode << layout["mode"].offset)
+        assert _measured_latency(dut, beat) == dut.latency
+    assert dut.latency == 2 + max(1, (params["rmacs"] - 1).bit_length())
+
+
+def test_depthwise_column_order_is_even_then_odd():
+    from sim.schedule import kernel_column_order
+    assert kernel_column_order(3, 1) == [[0, 1, 2]]
+    assert kernel_column_order(3, 2) == [[0, 2], [1]]
+    assert kernel_column_order(5, 2) == [[0, 2, 4], [1, 3]]
+    with pytest.raises(ValueError, match="stride must be 1 or 2, not 3"):
+        kernel_column_order(3, 3)
+
+
 def test_mat_engine_dsp_count():
     assert MatEngine(8, 8, packing=True).dsps == 32
     assert MatEngine(8, 8, packing=False).dsps == 64
     assert MatEngine(3, 5, packing=True).dsps == 10  # lane 2 unpaired
+    assert RMacEngine(8, 8, packing=True).dsps == 32 and RMacEngine(8, 8, packing=False).dsps == 64
 
 
 def test_adder_tree_latency_formula():
@@ -107,6 +130,9 @@ def test_bench_catches_a_wrong_golden():
     (MatEngine, dict(acc_bits=8), ValueError, "Accumulator width must be an integer from 16 to 48"),
     (MatEngine, dict(packing="no"), TypeError, "packing must be a bool, not 'no'"),
     (MatEngine, dict(requantize=0), TypeError, "requantize must be a bool, not 0"),
+    (RMacEngine, dict(lanes=65), ValueError, "Lane count must be an integer from 1 to 64, not 65"),
+    (RMacEngine, dict(rmacs=0), ValueError, "R-MACs per lane must be an integer from 1 to 64, not 0"),
+    (RMacEngine, dict(packing=None), TypeError, "packing must be a bool, not None"),
 ])
 def test_parameter_validation(cls, kwargs, exc, msg):
     with pytest.raises(exc, match=msg):

@@ -1,0 +1,154 @@
+"""R-MAC engine: M PE lanes of N reconfigurable MACs, down-forward or self-accumulation mode
+selectable per beat (paper Fig. 7b-d)."""
+
+from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from hw.adder_tree import pipelined_sum, tree_levels
+from hw.dual_multiplier import DualMultiplier
+from hw.params import check_int
+from hw.pipeline import Pipeline
+
+__all__ = ["RMacEngine"]
+
+DOWN_FORWARD, SELF_ACCUMULATION = 0, 1
+
+
+class RMacEngine(wiring.Component):
+    """Reconfigurable MAC engine; R-MAC (m, n) is position n of lane m.
+
+    **Down-forward** (``mode = 0``; PW/generic conv/MatMul, as the MAT engine): the beat's
+    ``y[n]`` are N inputs (input channels) broadcast to every lane, ``x[m][n]`` lane m's weights;
+    lane m sums its N products and accumulates them in its last R-MAC's psum register, from
+    ``bias[m]`` on ``first``. The result of lane m is ``acc[m][N-1]``; the other entries are 0.
+
+    **Self-accumulation** (``mode = 1``; depthwise conv): ``y[n]`` is the weight of channel n,
+    broadcast to every lane; lane m computes output pixel m of a row of M consecutive pixels, so
+    R-MAC (m, n) accumulates pixel m of channel n over the K x K kernel positions in its own psum
+    register (from ``bias[n]`` on ``first``). Each channel has an M-pixel input shift register:
+    a ``load`` beat fills it with ``x[m][n]`` (pixel m of channel n); any other beat shifts it by
+    one, ``x[0][n]`` entering at position M-1, so adjacent sliding windows share their overlap.
+    Every beat multiplies the register's M pixels (after the load or shift) by ``y[n]``. A
+    K x K stride-1 window is K rows of (1 load + K-1 shifts); stride 2 loads the even columns
+    then the odd ones (kx = 0, 2, 4, then 1, 3). Which pixels and weights go in which beat is the
+    controller's schedule (``sim.schedule.depthwise_beats`` today). Result: ``acc[m][n]``.
+
+    ``last`` ends an accumulation and emits all M x N psum registers. Lanes 2j and 2j+1 share
+    ``y[n]`` in both modes, so with ``packing`` one :class:`DualMultiplier` (one DSP48E2) serves
+    R-MACs (2j, n) and (2j+1, n).
+
+    Parameters
+    ----------
+    lanes : int
+        M, PE lanes, 1..64.
+    rmacs : int
+        N, R-MACs per lane, 1..64.
+    packing : bool
+        Two products per DSP48E2 (WP486).
+    acc_bits : int
+        Psum register width.
+
+    Members
+    -------
+    i : In(stream.Signature(StructLayout({"mode": 1, "load": 1,
+            "x": ArrayLayout(ArrayLayout(signed(8), N), M), "y": ArrayLayout(signed(8), N),
+            "bias": ArrayLayout(signed(acc_bits), max(M, N)), "first": 1, "last": 1})))
+    o : Out(stream.Signature(StructLayout({"mode": 1,
+            "acc": ArrayLayout(ArrayLayout(signed(acc_bits), N), M)})))
+
+    Latency ``1 + ceil(log2 N) + 1`` cycles from the ``last`` beat, in both modes (the
+    self-accumulation products wait out the adder-tree levels). Throughput one beat, M x N MACs,
+    per cycle.
+    """
+
+    def __init__(self, lanes=8, rmacs=8, packing=True, acc_bits=32):
+        check_int("Lane count", lanes, 1, 64)
+        check_int("R-MACs per lane", rmacs, 1, 64)
+        check_int("Accumulator width", acc_bits, 16, 48)
+        if type(packing) is not bool:
+            raise TypeError(f"packing must be a bool, not {packing!r}")
+        self._lanes, self._rmacs, self._packing, self._acc_bits = lanes, rmacs, packing, acc_bits
+        in_layout = data.StructLayout({
+            "mode": unsigned(1), "load": unsigned(1),
+            "x": data.ArrayLayout(data.ArrayLayout(signed(8), rmacs), lanes),
+            "y": data.ArrayLayout(signed(8), rmacs),
+            "bias": data.ArrayLayout(signed(acc_bits), max(lanes, rmacs)),
+            "first": unsigned(1), "last": unsigned(1),
+        })
+        out_layout = data.StructLayout({
+            "mode": unsigned(1),
+            "acc": data.ArrayLayout(data.ArrayLayout(signed(acc_bits), rmacs), lanes),
+        })
+        super().__init__({"i": In(stream.Signature(in_layout)),
+                          "o": Out(stream.Signature(out_layout))})
+
+    lanes = property(lambda self: self._lanes)
+    rmacs = property(lambda self: self._rmacs)
+    multipliers = property(lambda self: self._lanes * self._rmacs)
+    dsps = property(lambda self: self._rmacs * ((self._lanes + 1) // 2 if self._packing
+                                                else self._lanes))
+    _depth = property(lambda self: 1 + tree_levels(self._rmacs) + 1)
+    latency = property(lambda self: self._depth)
+    params = property(lambda self: dict(lanes=self._lanes, rmacs=self._rmacs,
+                                        packing=self._packing, acc_bits=self._acc_bits))
+
+    def elaborate(self, platform):
+        m = Module()
+        M, N = self._lanes, self._rmacs
+        beat = self.i.payload
+        p = Pipeline(m, self.i, self.o, self._depth, drive_output=False)
+        sum_stages = self._depth - 1
+        sa = beat.mode == SELF_ACCUMULATION
+
+        # Input shift registers (one per channel n) and the window each beat multiplies.
+        window = [[Signal(signed(8), name=f"win_{n}_{j}") for j in range(M)] for n in range(N)]
+        for n in range(N):
+            sr = [Signal(signed(8), name=f"sr_{n}_{j}") for j in range(M)]
+            for j in range(M):
+                shifted = sr[j + 1] if j + 1 < M else beat.x[0][n]
+                m.d.comb += window[n][j].eq(Mux(beat.load, beat.x[j][n], shifted))
+                with m.If(self.i.valid & self.i.ready & sa):
+                    m.d.sync += sr[j].eq(window[n][j])
+
+        # Stage 1: products y[n] * operand[m][n]; lanes 2j and 2j+1 share y[n].
+        def operand(j, n):
+            return Mux(sa, window[n][j], beat.x[j][n])
+
+        products = [[None] * N for _ in range(M)]
+        for j in range(0, M, 2):
+            for n in range(N):
+                mul = m.submodules[f"mul_{j}_{n}"] = DualMultiplier(self._packing)
+                pair = j + 1 < M
+                m.d.comb += [mul.a.eq(beat.y[n]), mul.b0.eq(operand(j, n)),
+                             mul.b1.eq(operand(j + 1, n) if pair else 0)]
+                products[j][n] = p.stage(mul.p0, f"prod_{j}_{n}")
+                if pair:
+                    products[j + 1][n] = p.stage(mul.p1, f"prod_{j + 1}_{n}")
+        mode = p.delay(beat.mode, sum_stages, "mode")
+        first = p.delay(beat.first, sum_stages, "first")
+        last = p.delay(beat.last, sum_stages, "last")
+        bias = [p.delay(beat.bias[k], sum_stages, f"bias{k}") for k in range(max(M, N))]
+
+        # Final stage: psum registers. Self-accumulation: each R-MAC adds its own product;
+        # down-forward: the lane's last R-MAC adds the lane's sum.
+        out_valid, out_mode = Signal(), Signal()
+        m.d.comb += [self.o.valid.eq(out_valid), self.o.payload.mode.eq(out_mode)]
+        step = p.en & p.valids[sum_stages]
+        with m.If(p.en):
+            m.d.sync += out_valid.eq(p.valids[sum_stages] & last)
+        with m.If(step):
+            m.d.sync += out_mode.eq(mode)
+        for j in range(M):
+            lane_sum = pipelined_sum(p, products[j], 16, True, name=f"lane{j}")
+            for n in range(N):
+                own = p.delay(products[j][n], sum_stages - 1, f"own_{j}_{n}")
+                acc = Signal(signed(self._acc_bits), name=f"psum_{j}_{n}")
+                df_here = n == N - 1  # down-forward result lands in the lane's last R-MAC
+                with m.If(step):
+                    with m.If(mode == SELF_ACCUMULATION):
+                        m.d.sync += acc.eq(Mux(first, bias[n], acc) + own)
+                    with m.Else():
+                        m.d.sync += acc.eq(Mux(first, bias[j], acc) + lane_sum if df_here else 0)
+                m.d.comb += self.o.payload.acc[j][n].eq(acc)
+        return m
