@@ -6,7 +6,7 @@ from amaranth.lib.wiring import In, Out
 
 from quant.arith import PACK_SHIFT
 
-__all__ = ["DualMultiplier"]
+__all__ = ["DualMultiplier", "paired_products"]
 
 
 class DualMultiplier(wiring.Component):
@@ -52,3 +52,21 @@ class DualMultiplier(wiring.Component):
         else:
             m.d.comb += [self.p0.eq(self.a * self.b0), self.p1.eq(self.a * self.b1)]
         return m
+
+
+def paired_products(m, p, lanes, columns, shared, operand, packing):
+    """Registered products ``shared(k) * operand(lane, k)`` for every lane and column, on one
+    :class:`DualMultiplier` per pair of lanes (2j, 2j+1) and column k (one DSP48E2 with packing);
+    an odd last lane uses half a multiplier. ``p`` is the engine's :class:`hw.pipeline.Pipeline`.
+    Returns ``products[lane][k]`` (signed 16, one pipeline stage). Shared by both engines."""
+    products = [[None] * columns for _ in range(lanes)]
+    for j in range(0, lanes, 2):
+        for k in range(columns):
+            mul = m.submodules[f"mul_{j}_{k}"] = DualMultiplier(packing)
+            pair = j + 1 < lanes
+            m.d.comb += [mul.a.eq(shared(k)), mul.b0.eq(operand(j, k)),
+                         mul.b1.eq(operand(j + 1, k) if pair else 0)]
+            products[j][k] = p.stage(mul.p0, f"prod_{j}_{k}")
+            if pair:
+                products[j + 1][k] = p.stage(mul.p1, f"prod_{j + 1}_{k}")
+    return products

@@ -5,7 +5,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from hw.adder_tree import pipelined_sum, tree_levels
-from hw.dual_multiplier import DualMultiplier
+from hw.dual_multiplier import paired_products
 from hw.params import check_int
 from hw.pipeline import Pipeline
 from hw.requantizer import Requantizer
@@ -112,16 +112,8 @@ class MatEngine(wiring.Component):
         sum_stages = self._depth - 1  # multiply + tree levels
 
         # Stage 1: products; lanes 2j and 2j+1 share a[t] on one DualMultiplier.
-        products = [[None] * self._width for _ in range(self._lanes)]
-        for s in range(0, self._lanes, 2):
-            for t in range(self._width):
-                mul = m.submodules[f"mul_{s}_{t}"] = DualMultiplier(self._packing)
-                pair = s + 1 < self._lanes
-                m.d.comb += [mul.a.eq(beat.a[t]), mul.b0.eq(beat.w[s][t]),
-                             mul.b1.eq(beat.w[s + 1][t] if pair else 0)]
-                products[s][t] = p.stage(mul.p0, f"prod_{s}_{t}")
-                if pair:
-                    products[s + 1][t] = p.stage(mul.p1, f"prod_{s + 1}_{t}")
+        products = paired_products(m, p, self._lanes, self._width, lambda t: beat.a[t],
+                                   lambda s, t: beat.w[s][t], self._packing)
         first = p.delay(beat.first, sum_stages, "first")
         last = p.delay(beat.last, sum_stages, "last")
 

@@ -6,7 +6,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from hw.adder_tree import pipelined_sum, tree_levels
-from hw.dual_multiplier import DualMultiplier
+from hw.dual_multiplier import paired_products
 from hw.params import check_int
 from hw.pipeline import Pipeline
 
@@ -115,16 +115,7 @@ class RMacEngine(wiring.Component):
         def operand(j, n):
             return Mux(sa, window[n][j], beat.x[j][n])
 
-        products = [[None] * N for _ in range(M)]
-        for j in range(0, M, 2):
-            for n in range(N):
-                mul = m.submodules[f"mul_{j}_{n}"] = DualMultiplier(self._packing)
-                pair = j + 1 < M
-                m.d.comb += [mul.a.eq(beat.y[n]), mul.b0.eq(operand(j, n)),
-                             mul.b1.eq(operand(j + 1, n) if pair else 0)]
-                products[j][n] = p.stage(mul.p0, f"prod_{j}_{n}")
-                if pair:
-                    products[j + 1][n] = p.stage(mul.p1, f"prod_{j + 1}_{n}")
+        products = paired_products(m, p, M, N, lambda n: beat.y[n], operand, self._packing)
         mode = p.delay(beat.mode, sum_stages, "mode")
         first = p.delay(beat.first, sum_stages, "first")
         last = p.delay(beat.last, sum_stages, "last")
