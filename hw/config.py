@@ -121,7 +121,8 @@ class AcceleratorConfig:
                                requantize=True, acc_bits=self.acc_bits, mult_bits=self.mult_bits,
                                shift_bits=self.shift_bits, out_bits=self.act_bits),
             "rmac_engine": dict(lanes=self.m, rmacs=self.n, packing=self.dsp_packing,
-                                acc_bits=self.acc_bits),
+                                requantize=True, acc_bits=self.acc_bits, mult_bits=self.mult_bits,
+                                shift_bits=self.shift_bits, out_bits=self.act_bits),
         }
 
     # -- serialisation ----------------------------------------------------------------------

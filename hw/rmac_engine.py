@@ -9,6 +9,7 @@ from hw.adder_tree import pipelined_sum, tree_levels
 from hw.dual_multiplier import paired_products
 from hw.params import check_int
 from hw.pipeline import Pipeline
+from hw.requantizer import Requantizer
 
 __all__ = ["RMacEngine"]
 
@@ -34,7 +35,12 @@ class RMacEngine(wiring.Component):
     then the odd ones (kx = 0, 2, 4, then 1, 3). Which pixels and weights go in which beat is the
     controller's schedule (``sim.schedule.depthwise_beats`` today). Result: ``acc[m][n]``.
 
-    ``last`` ends an accumulation and emits all M x N psum registers. Lanes 2j and 2j+1 share
+    ``last`` ends an accumulation. Without ``requantize`` the engine emits all M x N psum
+    registers (int32). With it, they are held and sent to a max(M, N)-lane :class:`Requantizer`
+    (``mult``/``shift`` per channel or lane, from the ``last`` beat): self-accumulation gives M
+    output beats (beat m: pixel m of the N channels, in lanes 0..N-1), down-forward one beat
+    (lane m's result in lane m); unused lanes are 0. A K x K depthwise result takes K*K >= 9
+    input beats, so the M output beats never stall an engine with M <= 9. Lanes 2j and 2j+1 share
     ``y[n]`` in both modes, so with ``packing`` one :class:`DualMultiplier` (one DSP48E2) serves
     R-MACs (2j, n) and (2j+1, n).
 
@@ -46,41 +52,56 @@ class RMacEngine(wiring.Component):
         N, R-MACs per lane, 1..64.
     packing : bool
         Two products per DSP48E2 (WP486).
-    acc_bits : int
-        Psum register width.
+    requantize : bool
+        Attach the dyadic requantizer (int8 results).
+    acc_bits, mult_bits, shift_bits, out_bits : int
+        Psum register width and the requantizer's widths.
 
     Members
     -------
     i : In(stream.Signature(StructLayout({"mode": 1, "load": 1,
             "x": ArrayLayout(ArrayLayout(signed(8), N), M), "y": ArrayLayout(signed(8), N),
-            "bias": ArrayLayout(signed(acc_bits), max(M, N)), "first": 1, "last": 1})))
-    o : Out(stream.Signature(StructLayout({"mode": 1,
-            "acc": ArrayLayout(ArrayLayout(signed(acc_bits), N), M)})))
+            "bias": ArrayLayout(signed(acc_bits), max(M, N)),
+            ["mult": ArrayLayout(unsigned(mult_bits), max(M, N)),
+             "shift": ArrayLayout(unsigned(shift_bits), max(M, N)),] "first": 1, "last": 1})))
+    o : Out(stream.Signature(StructLayout({"q": ArrayLayout(signed(out_bits), max(M, N))})))
+        with ``requantize``, else ``{"mode": 1, "acc": ArrayLayout(ArrayLayout(signed(acc_bits),
+        N), M)}`` (+ mult/shift)
 
-    Latency ``1 + ceil(log2 N) + 1`` cycles from the ``last`` beat, in both modes (the
-    self-accumulation products wait out the adder-tree levels). Throughput one beat, M x N MACs,
-    per cycle.
+    Latency ``1 + ceil(log2 N) + 1`` cycles from the ``last`` beat to the psums, in both modes
+    (the self-accumulation products wait out the adder-tree levels); +1 (hold) +3 (requantizer)
+    to the first int8 beat. Throughput one beat, M x N MACs, per cycle.
     """
 
-    def __init__(self, lanes=8, rmacs=8, packing=True, acc_bits=32):
+    def __init__(self, lanes=8, rmacs=8, packing=True, requantize=True, acc_bits=32,
+                 mult_bits=16, shift_bits=6, out_bits=8):
         check_int("Lane count", lanes, 1, 64)
         check_int("R-MACs per lane", rmacs, 1, 64)
         check_int("Accumulator width", acc_bits, 16, 48)
-        if type(packing) is not bool:
-            raise TypeError(f"packing must be a bool, not {packing!r}")
+        for name, flag in (("packing", packing), ("requantize", requantize)):
+            if type(flag) is not bool:
+                raise TypeError(f"{name} must be a bool, not {flag!r}")
         self._lanes, self._rmacs, self._packing, self._acc_bits = lanes, rmacs, packing, acc_bits
-        in_layout = data.StructLayout({
+        self._requantize = requantize
+        width = max(lanes, rmacs)  # bias/requant lanes: channels (self-acc.) or lanes (down-fwd.)
+        self._requant_args = (width, acc_bits, mult_bits, shift_bits, out_bits)
+        fields = {
             "mode": unsigned(1), "load": unsigned(1),
             "x": data.ArrayLayout(data.ArrayLayout(signed(8), rmacs), lanes),
             "y": data.ArrayLayout(signed(8), rmacs),
-            "bias": data.ArrayLayout(signed(acc_bits), max(lanes, rmacs)),
-            "first": unsigned(1), "last": unsigned(1),
-        })
-        out_layout = data.StructLayout({
-            "mode": unsigned(1),
-            "acc": data.ArrayLayout(data.ArrayLayout(signed(acc_bits), rmacs), lanes),
-        })
-        super().__init__({"i": In(stream.Signature(in_layout)),
+            "bias": data.ArrayLayout(signed(acc_bits), width),
+        }
+        psum = {"mode": unsigned(1),
+                "acc": data.ArrayLayout(data.ArrayLayout(signed(acc_bits), rmacs), lanes)}
+        if requantize:
+            for f in (fields, psum):
+                f["mult"] = data.ArrayLayout(unsigned(mult_bits), width)
+                f["shift"] = data.ArrayLayout(unsigned(shift_bits), width)
+        fields.update(first=unsigned(1), last=unsigned(1))
+        self._psum_layout = data.StructLayout(psum)
+        out_layout = (data.StructLayout({"q": data.ArrayLayout(signed(out_bits), width)})
+                      if requantize else self._psum_layout)
+        super().__init__({"i": In(stream.Signature(data.StructLayout(fields))),
                           "o": Out(stream.Signature(out_layout))})
 
     lanes = property(lambda self: self._lanes)
@@ -89,15 +110,48 @@ class RMacEngine(wiring.Component):
     dsps = property(lambda self: self._rmacs * ((self._lanes + 1) // 2 if self._packing
                                                 else self._lanes))
     _depth = property(lambda self: 1 + tree_levels(self._rmacs) + 1)
-    latency = property(lambda self: self._depth)
+    latency = property(lambda self: self._depth + (1 + Requantizer.LATENCY if self._requantize
+                                                   else 0))
     params = property(lambda self: dict(lanes=self._lanes, rmacs=self._rmacs,
-                                        packing=self._packing, acc_bits=self._acc_bits))
+                                        packing=self._packing, requantize=self._requantize,
+                                        acc_bits=self._acc_bits))
+
+    def _serialize(self, m, psums):
+        """Psum registers -> requantizer: self-accumulation emits M beats (beat m: output pixel m,
+        N channels), down-forward one beat (the M lane results). Returns the requantizer."""
+        M, N = self._lanes, self._rmacs
+        requant = m.submodules.requantizer = Requantizer(*self._requant_args)
+        wiring.connect(m, wiring.flipped(self.o), requant.o)
+        hold = Signal(self._psum_layout)
+        busy, row = Signal(), Signal(range(M))
+        final = Mux(hold.mode == SELF_ACCUMULATION, row == M - 1, 1)
+        m.d.comb += [psums.ready.eq(~busy | (requant.i.ready & final)),
+                     requant.i.valid.eq(busy), requant.i.payload.mult.eq(hold.mult),
+                     requant.i.payload.shift.eq(hold.shift)]
+        sa_row = hold.acc[row]
+        for r in range(self._requant_args[0]):
+            sa_val = sa_row[r] if r < N else 0
+            df_val = hold.acc[r][N - 1] if r < M else 0
+            m.d.comb += requant.i.payload.acc[r].eq(
+                Mux(hold.mode == SELF_ACCUMULATION, sa_val, df_val))
+        with m.If(psums.valid & psums.ready):
+            m.d.sync += [hold.eq(psums.payload), busy.eq(1), row.eq(0)]
+        with m.Elif(busy & requant.i.ready):
+            with m.If(final):
+                m.d.sync += busy.eq(0)
+            with m.Else():
+                m.d.sync += row.eq(row + 1)
 
     def elaborate(self, platform):
         m = Module()
         M, N = self._lanes, self._rmacs
         beat = self.i.payload
-        p = Pipeline(m, self.i, self.o, self._depth, drive_output=False)
+        if self._requantize:
+            psums = stream.Signature(self._psum_layout).create()
+            self._serialize(m, psums)
+        else:
+            psums = wiring.flipped(self.o)
+        p = Pipeline(m, self.i, psums, self._depth, drive_output=False)
         sum_stages = self._depth - 1
         sa = beat.mode == SELF_ACCUMULATION
 
@@ -124,7 +178,7 @@ class RMacEngine(wiring.Component):
         # Final stage: psum registers. Self-accumulation: each R-MAC adds its own product;
         # down-forward: the lane's last R-MAC adds the lane's sum.
         out_valid, out_mode = Signal(), Signal()
-        m.d.comb += [self.o.valid.eq(out_valid), self.o.payload.mode.eq(out_mode)]
+        m.d.comb += [psums.valid.eq(out_valid), psums.payload.mode.eq(out_mode)]
         step = p.en & p.valids[sum_stages]
         with m.If(p.en):
             m.d.sync += out_valid.eq(p.valids[sum_stages] & last)
@@ -141,5 +195,9 @@ class RMacEngine(wiring.Component):
                         m.d.sync += acc.eq(Mux(first, bias[n], acc) + own)
                     with m.Else():
                         m.d.sync += acc.eq(Mux(first, bias[j], acc) + lane_sum if df_here else 0)
-                m.d.comb += self.o.payload.acc[j][n].eq(acc)
+                m.d.comb += psums.payload.acc[j][n].eq(acc)
+        if self._requantize:  # ride along to the psum registers, so they leave with the result
+            for r in range(max(M, N)):
+                m.d.comb += [psums.payload.mult[r].eq(p.delay(beat.mult[r], self._depth, f"mult{r}")),
+                             psums.payload.shift[r].eq(p.delay(beat.shift[r], self._depth, f"shift{r}"))]
         return m

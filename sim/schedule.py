@@ -103,7 +103,8 @@ def reduction_beats(red, lanes, width, requantize):
 # -- R-MAC engine ---------------------------------------------------------------------------------
 @dataclass
 class Depthwise:
-    """A depthwise conv tile: x (C, H, W) int8, w (C, k, k) int8, bias (C,), stride, zero pad."""
+    """A depthwise conv tile: x (C, H, W) int8, w (C, k, k) int8, bias (C,), stride, zero pad,
+    its layer-level golden ``acc`` (C, Ho, Wo) and per-channel requantization (mult, shift)."""
 
     name: str
     x: np.ndarray
@@ -111,16 +112,28 @@ class Depthwise:
     bias: np.ndarray
     stride: int
     pad: int
-
-    @property
-    def acc(self):
-        c, k = self.w.shape[0], self.w.shape[1]
-        return arith.conv2d_acc(self.x, self.w.reshape(c, 1, k, k), self.bias, self.stride,
-                                self.pad, groups=c)
+    acc: np.ndarray
+    mult: np.ndarray
+    shift: np.ndarray
 
     @property
     def macs(self):
         return self.acc.size * self.w.shape[1] * self.w.shape[2]
+
+
+def depthwise(name, x, w, bias, stride, pad, rng):
+    c, k = w.shape[0], w.shape[1]
+    acc = arith.conv2d_acc(x, w.reshape(c, 1, k, k), bias, stride, pad, groups=c)
+    mult, shift = _requant_params(acc.reshape(c, -1).T, rng)
+    return Depthwise(name, np.asarray(x), np.asarray(w), np.asarray(bias), stride, pad, acc,
+                     mult, shift)
+
+
+def _requant_rows(acc, mult, shift, width):
+    """Expected requantizer beats: rows of ``acc`` (padded with zeros to ``width`` lanes)."""
+    rows = np.zeros((len(acc), width), dtype=np.int64)
+    rows[:, :acc.shape[1]] = arith.requantize(acc, mult[:acc.shape[1]], shift[:acc.shape[1]])
+    return rows
 
 
 def kernel_column_order(k, stride):
@@ -134,13 +147,14 @@ def kernel_column_order(k, stride):
     raise ValueError(f"depthwise stride must be 1 or 2, not {stride}")
 
 
-def depthwise_beats(dw, lanes, rmacs, bias_lanes):
+def depthwise_beats(dw, lanes, rmacs, bias_lanes, requantize):
     """(beats, expected) of a depthwise conv on the R-MAC engine in self-accumulation mode.
 
     Order: channel groups of ``rmacs``, output rows, blocks of ``lanes`` consecutive output
     pixels; per block K kernel rows x K columns (``kernel_column_order``). Positions past the
     image or channels past C read zeros; their expected results are the same zero-extended
-    convolution, so whole M x N outputs compare exactly.
+    convolution, so whole M x N outputs compare exactly. With ``requantize`` each result is M
+    requantizer beats (output pixel m, the group's N channels).
     """
     x, w = np.asarray(dw.x, dtype=np.int64), np.asarray(dw.w, dtype=np.int64)
     c, h, wd = x.shape
@@ -155,16 +169,20 @@ def depthwise_beats(dw, lanes, rmacs, bias_lanes):
     wp[:c] = w
     bp = np.zeros(max(cpad, bias_lanes), dtype=np.int64)
     bp[:c] = dw.bias
+    mp, sp = np.ones_like(bp), np.zeros_like(bp)
+    mp[:c], sp[:c] = dw.mult, dw.shift
     # Expected: the zero-extended convolution over every block position.
     ext = arith.conv2d_acc(xp[:, :, :], wp.reshape(cpad, 1, k, k), bp[:cpad], s, 0, groups=cpad)
     assert (ext[:c, :ho, :wo] == dw.acc).all()  # the layer-level golden, unchanged
-    beats = {key: [] for key in ("mode", "load", "x", "y", "bias", "first", "last")}
+    keys = ("mode", "load", "x", "y", "bias") + (("mult", "shift") if requantize else ()) + (
+        "first", "last")
+    beats = {key: [] for key in keys}
     expected = []
     order = kernel_column_order(k, s)
     for g in range(groups):
         ch = slice(g * rmacs, (g + 1) * rmacs)
-        bias = np.zeros(bias_lanes, dtype=np.int64)
-        bias[:rmacs] = bp[ch]
+        bias, mult, shift = (np.zeros(bias_lanes, dtype=np.int64) for _ in range(3))
+        bias[:rmacs], mult[:rmacs], shift[:rmacs] = bp[ch], mp[ch], sp[ch]
         for oy in range(ho):
             for b in range(blocks):
                 ox0 = b * lanes
@@ -177,34 +195,48 @@ def depthwise_beats(dw, lanes, rmacs, bias_lanes):
                         xb[:, :] = row[:, (ox0 + np.arange(lanes)) * s + kx].T
                     else:
                         xb[0] = row[:, (ox0 + lanes - 1) * s + kx]
-                    for key, val in (("mode", 1), ("load", int(load)), ("x", xb),
-                                     ("y", wp[ch, ky, kx]), ("bias", bias), ("first", int(idx == 0)),
-                                     ("last", int(idx == len(steps) - 1))):
-                        beats[key].append(val)
-                expected.append(ext[ch, oy, ox0:ox0 + lanes].T)  # (lanes, rmacs)
+                    values = {"mode": 1, "load": int(load), "x": xb, "y": wp[ch, ky, kx],
+                              "bias": bias, "mult": mult, "shift": shift, "first": int(idx == 0),
+                              "last": int(idx == len(steps) - 1)}
+                    for key in keys:
+                        beats[key].append(values[key])
+                block = ext[ch, oy, ox0:ox0 + lanes].T  # (lanes, rmacs)
+                expected.append(_requant_rows(block, mult, shift, bias_lanes) if requantize
+                                else block)
     batch = {key: np.array(v, dtype=np.int64) for key, v in beats.items()}
+    if requantize:
+        return batch, {"q": np.concatenate(expected)}
     return batch, {"mode": np.ones(len(expected), dtype=np.int64), "acc": np.array(expected)}
 
 
-def rmac_reduction_beats(red, lanes, rmacs, bias_lanes):
+def rmac_reduction_beats(red, lanes, rmacs, bias_lanes, requantize):
     """A reduction in the R-MAC engine's down-forward mode: ``y`` carries the inputs and ``x``
-    the lanes' weights (``reduction_beats`` with T = N); lane m's result is ``acc[m][N-1]``."""
-    beats, expected = reduction_beats(red, lanes, rmacs, requantize=False)
+    the lanes' weights (``reduction_beats`` with T = N); lane m's result is ``acc[m][N-1]``, or
+    with ``requantize`` lane m of one requantizer beat."""
+    beats, expected = reduction_beats(red, lanes, rmacs, requantize)
     n = len(beats["a"])
-    bias = np.zeros((n, bias_lanes), dtype=np.int64)
-    bias[:, :lanes] = beats["bias"]
+
+    def widen(v, fill=0):
+        out = np.full((len(v), bias_lanes), fill, dtype=np.int64)
+        out[:, :lanes] = v
+        return out
+
+    batch = {"mode": np.zeros(n, dtype=np.int64), "load": np.zeros(n, dtype=np.int64),
+             "x": beats["w"], "y": beats["a"], "bias": widen(beats["bias"])}
+    if requantize:
+        batch["mult"], batch["shift"] = widen(beats["mult"], 1), widen(beats["shift"])
+        batch.update(first=beats["first"], last=beats["last"])
+        return batch, {"q": widen(expected["q"])}
+    batch.update(first=beats["first"], last=beats["last"])
     acc = np.zeros((len(expected["acc"]), lanes, rmacs), dtype=np.int64)
     acc[:, :, rmacs - 1] = expected["acc"]
-    batch = {"mode": np.zeros(n, dtype=np.int64), "load": np.zeros(n, dtype=np.int64),
-             "x": beats["w"], "y": beats["a"], "bias": bias, "first": beats["first"],
-             "last": beats["last"]}
     return batch, {"mode": np.zeros(len(acc), dtype=np.int64), "acc": acc}
 
 
-def rmac_beats(workload, lanes, rmacs):
+def rmac_beats(workload, lanes, rmacs, requantize):
     """Beats of any workload on the R-MAC engine: depthwise in self-accumulation mode,
     reductions in down-forward mode."""
     bias_lanes = max(lanes, rmacs)
     if isinstance(workload, Depthwise):
-        return depthwise_beats(workload, lanes, rmacs, bias_lanes)
-    return rmac_reduction_beats(workload, lanes, rmacs, bias_lanes)
+        return depthwise_beats(workload, lanes, rmacs, bias_lanes, requantize)
+    return rmac_reduction_beats(workload, lanes, rmacs, bias_lanes, requantize)

@@ -217,7 +217,8 @@ UNITS = {
                              lambda w, dut: schedule.reduction_beats(
                                  w, dut.lanes, dut.width, dut.params["requantize"])),
     "rmac_engine": EngineSpec("rmac_engine", RMacEngine, workloads.rmac_workloads,
-                              lambda w, dut: schedule.rmac_beats(w, dut.lanes, dut.rmacs)),
+                              lambda w, dut: schedule.rmac_beats(
+                                  w, dut.lanes, dut.rmacs, dut.params["requantize"])),
 }
 
 # Configurations every testbench run covers: the paper's unit parameters, plus odd sizes that
@@ -230,7 +231,6 @@ TEST_CONFIGS = [(name, params) for name, params in _paper.items()] + [
     ("shifter_array", dict(lanes=3, in_bits=32, shift_bits=5, out_bits=16)),
     ("mat_engine", dict(lanes=3, width=5, packing=True, requantize=False)),
     ("mat_engine", dict(lanes=4, width=8, packing=False, requantize=True)),
-    ("rmac_engine", dict(lanes=8, rmacs=8, packing=True)),
-    ("rmac_engine", dict(lanes=3, rmacs=5, packing=True)),
-    ("rmac_engine", dict(lanes=4, rmacs=2, packing=False)),
+    ("rmac_engine", dict(lanes=3, rmacs=5, packing=True, requantize=False)),
+    ("rmac_engine", dict(lanes=4, rmacs=2, packing=False, requantize=True)),
 ]

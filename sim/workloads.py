@@ -9,7 +9,7 @@ and cut rows/output channels so Icarus runs stay short.
 
 import numpy as np
 
-from sim.schedule import Depthwise, conv_reduction, matmul_reduction
+from sim.schedule import conv_reduction, depthwise, matmul_reduction
 
 __all__ = ["reduction_workloads", "rmac_workloads"]
 
@@ -94,7 +94,7 @@ def depthwise_layers(rng):
             x, wt, b = np.full((c, h, w), -128), np.full((c, k, k), -128), np.full(c, 2**31 - 1 - 25 * 2**14)
         else:
             x, wt, b = _i8(rng, c, h, w), _i8(rng, c, k, k), _bias(rng, c)
-        out.append(Depthwise(name, x, wt, b, s, k // 2))
+        out.append(depthwise(name, x, wt, b, s, k // 2, rng))
     return out
 
 
@@ -103,8 +103,8 @@ def random_depthwise(rng, count):
     for j in range(count):
         c, k, s = int(rng.integers(1, 11)), int(rng.choice([3, 5])), int(rng.choice([1, 2]))
         h, w = int(rng.integers(1, 9)), int(rng.integers(1, 12))
-        out.append(Depthwise(f"random DW {j}: {c} ch {k}x{k} s{s} {h}x{w}", _i8(rng, c, h, w),
-                             _i8(rng, c, k, k), _bias(rng, c), s, k // 2))
+        out.append(depthwise(f"random DW {j}: {c} ch {k}x{k} s{s} {h}x{w}", _i8(rng, c, h, w),
+                             _i8(rng, c, k, k), _bias(rng, c), s, k // 2, rng))
     return out
 
 

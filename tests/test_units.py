@@ -71,7 +71,7 @@ def test_mat_engine_latency_is_measured_latency(params):
         3 if params.get("requantize", True) else 0)
 
 
-@pytest.mark.parametrize("params", [dict(lanes=8, rmacs=8), dict(lanes=3, rmacs=5),
+@pytest.mark.parametrize("params", [dict(lanes=8, rmacs=8), dict(lanes=3, rmacs=5, requantize=False),
                                     dict(lanes=1, rmacs=1)])
 def test_rmac_engine_latency_is_measured_latency(params):
     dut = RMacEngine(**params)
@@ -80,7 +80,8 @@ def test_rmac_engine_latency_is_measured_latency(params):
         beat = (1 << layout["first"].offset) | (1 << layout["last"].offset) | (
             mode << layout["mode"].offset)
         assert _measured_latency(dut, beat) == dut.latency
-    assert dut.latency == 2 + max(1, (params["rmacs"] - 1).bit_length())
+    assert dut.latency == 2 + max(1, (params["rmacs"] - 1).bit_length()) + (
+        4 if params.get("requantize", True) else 0)  # hold register + requantizer
 
 
 def test_depthwise_column_order_is_even_then_odd():
@@ -133,6 +134,7 @@ def test_bench_catches_a_wrong_golden():
     (RMacEngine, dict(lanes=65), ValueError, "Lane count must be an integer from 1 to 64, not 65"),
     (RMacEngine, dict(rmacs=0), ValueError, "R-MACs per lane must be an integer from 1 to 64, not 0"),
     (RMacEngine, dict(packing=None), TypeError, "packing must be a bool, not None"),
+    (RMacEngine, dict(requantize="yes"), TypeError, "requantize must be a bool, not 'yes'"),
 ])
 def test_parameter_validation(cls, kwargs, exc, msg):
     with pytest.raises(exc, match=msg):
