@@ -6,7 +6,7 @@ from amaranth.lib.wiring import In, Out
 
 from quant.arith import PACK_SHIFT
 
-__all__ = ["DualMultiplier", "paired_products"]
+__all__ = ["DualMultiplier", "paired_products", "paired_dsps"]
 
 
 class DualMultiplier(wiring.Component):
@@ -70,3 +70,8 @@ def paired_products(m, p, lanes, columns, shared, operand, packing):
             if pair:
                 products[j + 1][k] = p.stage(mul.p1, f"prod_{j + 1}_{k}")
     return products
+
+
+def paired_dsps(lanes, columns, packing):
+    """DSP48E2 slices :func:`paired_products` uses: one per lane pair and column when packing."""
+    return columns * ((lanes + 1) // 2 if packing else lanes)

@@ -5,7 +5,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from hw.adder_tree import pipelined_sum, tree_levels
-from hw.dual_multiplier import paired_products
+from hw.dual_multiplier import paired_dsps, paired_products
 from hw.params import check_int
 from hw.pipeline import Pipeline
 from hw.requantizer import Requantizer
@@ -89,8 +89,7 @@ class MatEngine(wiring.Component):
     lanes = property(lambda self: self._lanes)
     width = property(lambda self: self._width)
     multipliers = property(lambda self: self._lanes * self._width)
-    dsps = property(lambda self: self._width * ((self._lanes + 1) // 2 if self._packing
-                                                else self._lanes))
+    dsps = property(lambda self: paired_dsps(self._lanes, self._width, self._packing))
     _depth = property(lambda self: 1 + tree_levels(self._width) + 1)
     latency = property(lambda self: self._depth + (Requantizer.LATENCY if self._requantize else 0))
     params = property(lambda self: dict(lanes=self._lanes, width=self._width,

@@ -6,7 +6,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from hw.adder_tree import pipelined_sum, tree_levels
-from hw.dual_multiplier import paired_products
+from hw.dual_multiplier import paired_dsps, paired_products
 from hw.params import check_int
 from hw.pipeline import Pipeline
 from hw.requantizer import Requantizer
@@ -107,8 +107,7 @@ class RMacEngine(wiring.Component):
     lanes = property(lambda self: self._lanes)
     rmacs = property(lambda self: self._rmacs)
     multipliers = property(lambda self: self._lanes * self._rmacs)
-    dsps = property(lambda self: self._rmacs * ((self._lanes + 1) // 2 if self._packing
-                                                else self._lanes))
+    dsps = property(lambda self: paired_dsps(self._lanes, self._rmacs, self._packing))
     _depth = property(lambda self: 1 + tree_levels(self._rmacs) + 1)
     latency = property(lambda self: self._depth + (1 + Requantizer.LATENCY if self._requantize
                                                    else 0))
