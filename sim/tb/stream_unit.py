@@ -21,8 +21,8 @@ async def stream_matches_golden(dut):
     spec = UNITS[os.environ["TRIO_UNIT"]]
     unit = spec.build(json.loads(os.environ["TRIO_PARAMS"]), elaborated=False)
     bench = StreamBench(spec, unit, int(os.environ["TRIO_VECTORS"]), int(os.environ["TRIO_SEED"]))
-    dut._log.info("%s %s: %d vectors (corners first), seed %s", spec.name, unit.params,
-                  bench.total, os.environ["TRIO_SEED"])
+    dut._log.info("%s %s: %d input beats (corner cases first), %d outputs expected, seed %s",
+                  spec.name, unit.params, bench.total_in, bench.total, os.environ["TRIO_SEED"])
 
     Clock(dut.clk, 10, unit="ns").start()
     dut.rst.value = 1
