@@ -24,13 +24,12 @@ def main(argv=None):
             continue
         start = time.time()
         tests, failed, build_dir = run_cocotb(unit, params, args.vectors, args.seed)
-        corners = UNITS[unit].corner_count(params)
-        rows.append((unit, params, tests, failed, time.time() - start, corners, build_dir))
+        what = UNITS[unit].describe(params, args.vectors)
+        rows.append((unit, params, tests, failed, time.time() - start, what, build_dir))
     print("\ntrio-vit cocotb summary (Icarus), seed", args.seed)
-    for unit, params, tests, failed, secs, corners, build_dir in rows:
+    for unit, params, tests, failed, secs, what, build_dir in rows:
         status = "PASS" if tests and not failed else "FAIL"
-        print(f"  {status}  {unit:15s} {corners:4d} corner + {args.vectors} random vectors  "
-              f"{secs:5.1f}s  {params}")
+        print(f"  {status}  {unit:15s} {what:40s} {secs:6.1f}s  {params}")
         print(f"        build and waveforms: {build_dir}")
     bad = sum(1 for r in rows if not r[2] or r[3])
     print(f"  {len(rows) - bad} of {len(rows)} runs passed")

@@ -40,10 +40,10 @@ class UnitSpec:
             dut._MustUse__silence = True
         return dut
 
-    def corner_count(self, params):
-        """How many corner-case vectors precede the random ones."""
+    def describe(self, params, vectors):
+        """What a run feeds the unit, for summaries."""
         corner = self.corners(self.build(params, elaborated=False))
-        return len(next(iter(corner.values())))
+        return f"{len(next(iter(corner.values())))} corner + {vectors} random vectors"
 
     def stimulus(self, dut, vectors, seed):
         """Corner cases first, then ``vectors`` random ones (reproducible from ``seed``)."""
@@ -81,8 +81,9 @@ class EngineSpec:
         cat = lambda i: {k: np.concatenate([p[i][k] for p in parts]) for k in parts[0][i]}  # noqa: E731
         return cat(0), cat(1)
 
-    def corner_count(self, params):
-        return len(self.workloads(0, 0)) - 1  # the fixed workloads (extreme and real layers)
+    def describe(self, params, vectors):
+        fixed = len(self.make(0, 0))  # extreme-operand and real-layer workloads
+        return f"{fixed} fixed + {max(1, vectors // 500)} random workloads"
 
 
 def _rng_signed(rng, shape, bits):
