@@ -62,7 +62,7 @@ class EngineSpec:
     """An engine fed with whole workloads (``sim.workloads``) through a beat schedule.
 
     ``vectors`` is read as a budget: ``max(1, vectors // 500)`` random workloads follow the
-    extreme-operand and real-layer ones (10,000 -> 20).
+    extreme-operand and real-layer ones (10,000 -> 20), per kind (R-MAC: depthwise and reductions).
     """
 
     name: str
@@ -83,7 +83,7 @@ class EngineSpec:
 
     def describe(self, params, vectors):
         fixed = len(self.make(0, 0))  # extreme-operand and real-layer workloads
-        return f"{fixed} fixed + {max(1, vectors // 500)} random workloads"
+        return f"{fixed} fixed + {max(1, vectors // 500)} random workloads per kind"
 
 
 def _rng_signed(rng, shape, bits):
