@@ -4,7 +4,7 @@ from amaranth.hdl import Module, Shape, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from hw.params import check_int
+from hw.params import check_bool, check_int
 from hw.pipeline import Pipeline
 from quant.arith import tree_output_bits
 
@@ -37,8 +37,7 @@ class AdderTree(wiring.Component):
     def __init__(self, inputs=8, width=8, signed=True):
         check_int("Input count", inputs, 1, 1024)
         check_int("Input width", width, 1, 32)
-        if type(signed) is not bool:
-            raise TypeError(f"signed must be a bool, not {signed!r}")
+        check_bool("signed", signed)
         self._inputs, self._width, self._signed = inputs, width, signed
         self._out_bits = tree_output_bits(inputs, width)
         in_shape = Shape(width, signed)

@@ -4,6 +4,7 @@ from amaranth.hdl import Module, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
+from hw.params import check_bool
 from quant.arith import PACK_SHIFT
 
 __all__ = ["DualMultiplier", "paired_products", "paired_dsps"]
@@ -33,8 +34,7 @@ class DualMultiplier(wiring.Component):
     p1: Out(signed(16))
 
     def __init__(self, packing=True):
-        if type(packing) is not bool:
-            raise TypeError(f"packing must be a bool, not {packing!r}")
+        check_bool("packing", packing)
         self._packing = packing
         super().__init__()
 

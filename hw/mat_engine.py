@@ -6,7 +6,7 @@ from amaranth.lib.wiring import In, Out
 
 from hw.adder_tree import pipelined_sum, tree_levels
 from hw.dual_multiplier import paired_dsps, paired_products
-from hw.params import check_int
+from hw.params import check_bool, check_int
 from hw.pipeline import Pipeline
 from hw.requantizer import Requantizer
 
@@ -65,9 +65,8 @@ class MatEngine(wiring.Component):
         check_int("Lane count", lanes, 1, 64)
         check_int("Lane width", width, 1, 64)
         check_int("Accumulator width", acc_bits, 16, 48)
-        for name, flag in (("packing", packing), ("requantize", requantize)):
-            if type(flag) is not bool:
-                raise TypeError(f"{name} must be a bool, not {flag!r}")
+        check_bool("packing", packing)
+        check_bool("requantize", requantize)
         self._lanes, self._width, self._packing, self._requantize = lanes, width, packing, requantize
         self._acc_bits = acc_bits
         self._requant_args = (lanes, acc_bits, mult_bits, shift_bits, out_bits)

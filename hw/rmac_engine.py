@@ -7,7 +7,7 @@ from amaranth.lib.wiring import In, Out
 
 from hw.adder_tree import pipelined_sum, tree_levels
 from hw.dual_multiplier import paired_dsps, paired_products
-from hw.params import check_int
+from hw.params import check_bool, check_int
 from hw.pipeline import Pipeline
 from hw.requantizer import Requantizer
 
@@ -78,9 +78,8 @@ class RMacEngine(wiring.Component):
         check_int("Lane count", lanes, 1, 64)
         check_int("R-MACs per lane", rmacs, 1, 64)
         check_int("Accumulator width", acc_bits, 16, 48)
-        for name, flag in (("packing", packing), ("requantize", requantize)):
-            if type(flag) is not bool:
-                raise TypeError(f"{name} must be a bool, not {flag!r}")
+        check_bool("packing", packing)
+        check_bool("requantize", requantize)
         self._lanes, self._rmacs, self._packing, self._acc_bits = lanes, rmacs, packing, acc_bits
         self._requantize = requantize
         width = max(lanes, rmacs)  # bias/requant lanes: channels (self-acc.) or lanes (down-fwd.)

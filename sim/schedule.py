@@ -222,12 +222,11 @@ def rmac_reduction_beats(red, lanes, rmacs, bias_lanes, requantize):
         return out
 
     batch = {"mode": np.zeros(n, dtype=np.int64), "load": np.zeros(n, dtype=np.int64),
-             "x": beats["w"], "y": beats["a"], "bias": widen(beats["bias"])}
+             "x": beats["w"], "y": beats["a"], "bias": widen(beats["bias"]),
+             "first": beats["first"], "last": beats["last"]}
     if requantize:
         batch["mult"], batch["shift"] = widen(beats["mult"], 1), widen(beats["shift"])
-        batch.update(first=beats["first"], last=beats["last"])
         return batch, {"q": widen(expected["q"])}
-    batch.update(first=beats["first"], last=beats["last"])
     acc = np.zeros((len(expected["acc"]), lanes, rmacs), dtype=np.int64)
     acc[:, :, rmacs - 1] = expected["acc"]
     return batch, {"mode": np.zeros(len(acc), dtype=np.int64), "acc": acc}

@@ -24,6 +24,15 @@ from sim import schedule, workloads
 __all__ = ["UnitSpec", "UNITS", "TEST_CONFIGS"]
 
 
+def _build(component, params, elaborated):
+    """The component; ``elaborated=False`` for one only read for its ports and latency
+    (it is then exempt from Amaranth's "created but never used" warning)."""
+    dut = component(**params)
+    if not elaborated:
+        dut._MustUse__silence = True
+    return dut
+
+
 @dataclass(frozen=True)
 class UnitSpec:
     name: str
@@ -33,12 +42,7 @@ class UnitSpec:
     golden: Callable  # (input batch, dut) -> output batch
 
     def build(self, params, elaborated=True):
-        """The component; ``elaborated=False`` for one only read for its ports and latency
-        (it is then exempt from Amaranth's "created but never used" warning)."""
-        dut = self.component(**params)
-        if not elaborated:
-            dut._MustUse__silence = True
-        return dut
+        return _build(self.component, params, elaborated)
 
     def describe(self, params, vectors):
         """What a run feeds the unit, for summaries."""
@@ -71,7 +75,7 @@ class EngineSpec:
     beats: Callable  # (workload, dut) -> (input batch, expected output batch)
 
     def build(self, params, elaborated=True):
-        return UnitSpec.build(self, params, elaborated)
+        return _build(self.component, params, elaborated)
 
     def workloads(self, vectors, seed):
         return self.make(seed, max(1, vectors // 500))
