@@ -259,3 +259,40 @@ def conv2d_acc(x, w, bias=None, stride=1, pad=0, groups=1, acc_bits=ACC_BITS):
         bg = None if bias is None else np.asarray(bias)[g * og:(g + 1) * og]
         outs.append(matmul_acc(cols, wg, bg, acc_bits=acc_bits).T.reshape(og, ho, wo))
     return np.concatenate(outs)
+
+
+# --- Ops added by the quantizer (docs/arithmetic.md section 9) -----------------------------------
+
+HSWISH_BITS = 12  # signed pre-activation code entering the integer Hardswish
+
+
+def hswish_product(h, three, in_bits=HSWISH_BITS):
+    """Integer Hardswish numerator ``h * clamp(h + T, 0, 2T)`` of a pre-activation code ``h`` whose
+    scale is ``3 / T`` (so ``T`` stands for 3.0). The real value is the product times
+    ``(3 / T)**2 / 6``; requantize it to int8 with that scale folded into the multiplier."""
+    h = check_range(h, in_bits, name="hswish input")
+    t = int(three)
+    if not 1 <= t < (1 << (in_bits - 1)):
+        raise ValueError(f"hswish threshold {t} outside 1..{(1 << (in_bits - 1)) - 1}")
+    return h * np.clip(h + t, 0, 2 * t)
+
+
+def add_requantize(a, b, mult_a, mult_b, shift, out_bits=ACT_BITS):
+    """Residual add of two int8 tensors with their own (per-channel) scales:
+    ``clamp(round_half_up((a * ma + b * mb) / 2**c))``; ma, mb unsigned 16-bit, one shift c."""
+    a = check_range(a, ACT_BITS, name="addend")
+    b = check_range(b, ACT_BITS, name="addend")
+    ma = check_range(mult_a, MULT_BITS, signed=False, name="multiplier")
+    mb = check_range(mult_b, MULT_BITS, signed=False, name="multiplier")
+    c = check_range(shift, SHIFT_BITS, signed=False, name="shift")
+    return saturate(round_shift(a * ma + b * mb, c), out_bits)
+
+
+def dyadic_pair(scale_a, scale_b):
+    """Host side: multipliers (ma, mb) and one shift c with ma/2**c ~ scale_a, mb/2**c ~ scale_b."""
+    _, ca = dyadic(scale_a)
+    _, cb = dyadic(scale_b)
+    c = np.minimum(ca, cb)
+    ma = np.floor(np.asarray(scale_a, np.float64) * np.exp2(c) + 0.5).astype(np.int64)
+    mb = np.floor(np.asarray(scale_b, np.float64) * np.exp2(c) + 0.5).astype(np.int64)
+    return ma, mb, c

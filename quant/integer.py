@@ -1,0 +1,240 @@
+"""Integer-only execution of a quantized `Program`, and its golden-tensor export.
+
+`freeze` turns the calibrated program into integer parameters (int8 weights, int32 biases, dyadic
+multipliers/shifts, Hardswish thresholds, shift offsets, log2 offsets); `IntegerModel.run` executes
+them with the functions of `quant.arith` only -- the functions the RTL is checked against. Two
+steps run on the host, on purpose and by name: quantizing the normalised image to int8, and the
+head's LayerNorm + Hardswish between its two linears (see docs/arithmetic.md section 9).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import arith
+from .ptq import QMAX, Program
+
+SCHEMA_VERSION = 1
+
+
+def _np(t):
+    return t.detach().double().cpu().numpy()
+
+
+def _dy(scale):
+    b, c = arith.dyadic(scale)
+    return np.asarray(b, np.int64), np.asarray(c, np.int64)
+
+
+class FreezeError(Exception):
+    pass
+
+
+def freeze(prog: Program):
+    """Integer parameters of every op of ``prog`` (a list of dicts, in execution order)."""
+    if prog.options.divisor != "log2-4":
+        raise FreezeError("the integer model implements the log2-4 divisor only (uniform8 is a float ablation)")
+    scale = {}  # tensor -> per-channel real step of its codes
+
+    def tscale(name):
+        if name not in scale:
+            a = prog.act(name)
+            scale[name] = _np(a.scale())
+        return scale[name]
+
+    frozen = [dict(kind="input", name="input", dst="input", scale=tscale("input"))]
+    for op in prog.ops:
+        r = dict(kind=op.kind, name=op.name, srcs=list(op.srcs), dst=op.dst, block=op.block)
+        if op.kind == "conv":
+            wq = prog.weight(op.name)
+            w = wq()
+            codes = _np(wq.codes()).astype(np.int64)
+            sw = _np(wq.s)
+            sx = tscale(op.srcs[0])
+            g = op.attrs["groups"]
+            if g == 1 or g != codes.shape[0]:
+                if np.ptp(sx) > 1e-12 * sx.max():
+                    raise FreezeError(f"{op.name}: per-channel input scales into a channel reduction")
+                sa = sx[0] * sw
+            else:  # depthwise: output channel o reads input channel o (migration folds here, eq. 7)
+                sa = sx * sw
+            bias = _np(prog.bias(op, w))
+            r.update(stride=op.attrs["stride"], pad=op.attrs["pad"], groups=g, act=op.attrs["act"],
+                     w=codes, bias=np.floor(bias / sa + 0.5).astype(np.int64))
+            so = tscale(op.dst)
+            delta = _np(prog.act(op.dst).delta)
+            if op.attrs["act"] == "hswish":
+                s_h = prog.hswish[op.name]
+                three = int(round(3.0 / s_h))
+                unit = s_h * s_h / 6.0
+                r["h_mult"], r["h_shift"] = _dy(sa / s_h)
+                r["three"] = three
+                r["offset"] = np.floor(delta / unit + 0.5).astype(np.int64)
+                r["mult"], r["shift"] = _dy(unit / so)
+            else:
+                if np.abs(delta).sum():
+                    raise FreezeError(f"{op.name}: shifted output without Hardswish")
+                r["mult"], r["shift"] = _dy(sa / so)
+        elif op.kind == "add":
+            so = tscale(op.dst)
+            r["mult_a"], r["mult_b"], r["shift"] = arith.dyadic_pair(tscale(op.srcs[0]) / so,
+                                                                     tscale(op.srcs[1]) / so)
+        elif op.kind == "attn":
+            p = prog.attn_params[op.name]
+            so = float(tscale(op.dst)[0])
+            r.update(dim=op.attrs["dim"], offset=[int(o) for o in p["offset"]], g=p["g"], branches=[])
+            for s in op.srcs:
+                st = float(tscale(s)[0])
+                br = {}
+                br["vk_mult"], br["vk_shift"] = _dy(st * st / p["s_vk"])
+                br["ks_mult"], br["ks_shift"] = _dy(st / p["s_ks"])
+                br["num_mult"], br["num_shift"] = _dy(p["s_vk"] * st / (2.0 ** p["g"] * so))
+                r["branches"].append(br)
+        elif op.kind == "pool":
+            r["mult"], r["shift"] = None, None  # set at run time from H*W
+            r["ratio"] = float(tscale(op.srcs[0])[0] / tscale(op.dst)[0])
+        elif op.kind == "linear":
+            wq = prog.weight(op.name)
+            sx = float(tscale(op.srcs[0])[0])
+            sw = _np(wq.s)
+            r.update(w=_np(wq.codes()).astype(np.int64), acc_scale=sx * sw, post=op.attrs["post"])
+            r["bias"] = np.floor(_np(prog.biases[op.name]) / (sx * sw) + 0.5).astype(np.int64)
+            if op.attrs["post"]:
+                gamma, beta, eps = op.attrs["ln"]
+                r.update(ln_weight=_np(gamma), ln_bias=_np(beta), ln_eps=eps, out_scale=tscale(op.dst))
+        frozen.append(r)
+    return frozen
+
+
+def _ch(v):
+    """Per-channel vector -> broadcastable over (C, H, W)."""
+    v = np.asarray(v)
+    return v.reshape(-1, 1, 1) if v.ndim else v
+
+
+class IntegerModel:
+    """Runs frozen ops on one image at a time with integer tensors (numpy int64 holding int8/int32)."""
+
+    def __init__(self, frozen):
+        self.ops = frozen
+
+    def run(self, image, trace=None):
+        """image: float (C, H, W) normalised; returns float logits (host dequantization of the
+        final int32 accumulators). ``trace(op, inputs, output, extra)`` sees every op."""
+        env = {}
+        for r in self.ops:
+            k = r["kind"]
+            if k == "input":  # host: normalised image -> int8
+                env["input"] = arith.quantize(image, _ch(r["scale"]))
+                out, extra, ins = env["input"], {}, {}
+            else:
+                ins = {f"x{i}": env[s] for i, s in enumerate(r["srcs"])}
+                out, extra = getattr(self, "_" + k)(r, *ins.values())
+                env[r["dst"]] = out
+            if trace:
+                trace(r, ins, out, extra)
+        return env["logits"]
+
+    def _conv(self, r, x):
+        acc = arith.conv2d_acc(x, r["w"], r["bias"], r["stride"], r["pad"], r["groups"])
+        if r["act"] == "hswish":
+            h = arith.requantize(acc, _ch(r["h_mult"]), _ch(r["h_shift"]), out_bits=arith.HSWISH_BITS)
+            p = arith.hswish_product(h, r["three"])
+            y = arith.requantize(p - _ch(r["offset"]), _ch(r["mult"]), _ch(r["shift"]))
+            return y, dict(acc=acc, pre=h)
+        return arith.requantize(acc, _ch(r["mult"]), _ch(r["shift"])), dict(acc=acc)
+
+    def _add(self, r, a, b):
+        return arith.add_requantize(a, b, _ch(r["mult_a"]), _ch(r["mult_b"]), _ch(r["shift"])), {}
+
+    def _attn(self, r, *branches):
+        dim = r["dim"]
+        outs, extra = [], {}
+        for bi, (t, br) in enumerate(zip(branches, r["branches"])):
+            c, h, w = t.shape
+            qkv = t.reshape(-1, 3 * dim, h * w)
+            q, k, v = np.maximum(qkv[:, :dim], 0), np.maximum(qkv[:, dim:2 * dim], 0), qkv[:, 2 * dim:]
+            vk32 = arith.check_range(v @ k.transpose(0, 2, 1), arith.ACC_BITS, name="v.k^T")
+            vk8 = arith.requantize(vk32, br["vk_mult"], br["vk_shift"])
+            ks32 = arith.adder_tree(k, in_bits=arith.ACT_BITS)  # row sums of ReLU(K): (heads, dim)
+            ks8 = arith.requantize(ks32, br["ks_mult"], br["ks_shift"])
+            num = arith.check_range(vk8 @ q, arith.ACC_BITS, name="numerator")
+            den = arith.check_range(np.einsum("hd,hdn->hn", ks8, q), arith.ACC_BITS, name="divisor")
+            e = arith.log2_quantize(den, r["offset"][bi])
+            x16 = arith.requantize(num, br["num_mult"], br["num_shift"], out_bits=arith.DIVIDEND_BITS)
+            outs.append(arith.shift_divide(x16, e[:, None, :]))
+            extra.update({f"b{bi}_vk8": vk8, f"b{bi}_ks8": ks8, f"b{bi}_num": num, f"b{bi}_den": den,
+                          f"b{bi}_log2": e, f"b{bi}_dividend": x16})
+        out = np.concatenate(outs)  # (heads', dim, HW)
+        c, h, w = branches[0].shape
+        return out.reshape(-1, h, w), extra
+
+    def _pool(self, r, x):
+        c, h, w = x.shape
+        acc = x.reshape(c, -1).sum(1)
+        mult, shift = _dy(r["ratio"] / (h * w))
+        return arith.requantize(acc, mult, shift), dict(acc=acc, mult=mult, shift=shift)
+
+    def _linear(self, r, x):
+        acc = arith.matmul_acc(x, r["w"].T, r["bias"])
+        if r["post"] is None:
+            return acc * r["acc_scale"], dict(acc=acc)  # host dequantizes the logits
+        # host: LayerNorm + Hardswish in float, then int8 for the next linear
+        y = acc * r["acc_scale"]
+        y = (y - y.mean()) / np.sqrt(y.var() + r["ln_eps"]) * r["ln_weight"] + r["ln_bias"]
+        y = y * np.clip(y + 3, 0, 6) / 6
+        return arith.quantize(y, r["out_scale"]), dict(acc=acc)
+
+    def logits(self, images, progress=None):
+        out = []
+        for i, img in enumerate(images):
+            out.append(self.run(np.asarray(img, np.float64)))
+            if progress:
+                progress(i + 1, len(images))
+        return torch.tensor(np.stack(out), dtype=torch.float32)
+
+
+# --------------------------------------------------------------------------------------------------
+# Golden tensors
+
+def _params(r):
+    skip = {"kind", "name", "srcs", "dst", "block", "branches", "ln_weight", "ln_bias", "ln_eps", "post",
+            "act", "acc_scale", "out_scale", "scale", "ratio", "offset"}
+    out = {k: np.asarray(v) for k, v in r.items() if k not in skip and v is not None}
+    if "offset" in r:
+        out["offset" if r["kind"] == "conv" else "log2_offset"] = np.asarray(r["offset"])
+    for bi, br in enumerate(r.get("branches", [])):
+        out.update({f"b{bi}_{k}": np.asarray(v) for k, v in br.items()})
+    return out
+
+
+def export(frozen, image, out_dir, meta):
+    """Run one image and write one .npz per op plus manifest.json; returns the manifest."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    entries = []
+
+    def trace(r, ins, out, extra):
+        idx = len(entries)
+        fname = f"{idx:03d}_{r['name'].replace('.', '_')}.npz"
+        arrays = {"y": np.asarray(out)}
+        arrays.update({k: np.asarray(v) for k, v in ins.items()})
+        arrays.update({k: np.asarray(v) for k, v in extra.items() if v is not None})
+        arrays.update(_params(r))
+        ints = {k: (v.astype(np.int32) if v.dtype.kind == "i" else v) for k, v in arrays.items()}
+        np.savez_compressed(out_dir / fname, **ints)
+        entries.append(dict(index=idx, file=fname, kind=r["kind"], name=r["name"], srcs=r.get("srcs", []),
+                            dst=r["dst"], act=r.get("act"), host=r["kind"] == "input" or bool(r.get("post")),
+                            arrays={k: [str(v.dtype), list(v.shape)] for k, v in ints.items()}))
+
+    logits = IntegerModel(frozen).run(np.asarray(image, np.float64), trace)
+    manifest = dict(schema=SCHEMA_VERSION, **meta, logits=[float(v) for v in logits], ops=entries)
+    (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    return manifest
+
+
+__all__ = ["freeze", "IntegerModel", "export", "FreezeError", "QMAX"]
