@@ -175,6 +175,7 @@ class Program(nn.Module):
         self.hswish = {}  # conv name -> pre-activation step (3 / T)
         self.attn_params = {}  # attn name -> dict of internal scales
         self.blocks = []  # (block name, input tensor, output tensor)
+        self.quant_enabled = False
         self.migrated = set()  # tensors that feed a depthwise conv only (plus elementwise adds)
         self.shifted = set()  # tensors that feed a second pointwise conv only
         self._lower(model)
@@ -292,11 +293,18 @@ class Program(nn.Module):
         return b
 
     def run_op(self, op, env, quant=True):
+        quant = quant and self.quant_enabled
         x = [env[s] for s in op.srcs]
         if op.kind == "conv":
-            w = self.weight(op.name)()
+            wq = self.weight(op.name)
+            w = wq()
             a = op.attrs
-            y = F.conv2d(x[0], w, self.bias(op, w), a["stride"], a["pad"], 1, a["groups"])
+            b = self.bias(op, w)
+            if quant and wq.mode != "float":  # the integer model's int32 bias: round(b / s_acc)
+                sx = self.act(op.srcs[0]).scale()
+                sa = (sx if a["groups"] == w.shape[0] and a["groups"] > 1 else sx[0]) * wq.s
+                b = b + (round_half_up(b / sa) * sa - b).detach()
+            y = F.conv2d(x[0], w, b, a["stride"], a["pad"], 1, a["groups"])
             if a["act"] == "hswish":
                 if quant and op.name in self.hswish:
                     s = self.hswish[op.name]
@@ -363,6 +371,7 @@ class Program(nn.Module):
         return env if upto is not None else env["logits"]
 
     def set_quant(self, enabled):
+        self.quant_enabled = enabled
         for a in self.acts.values():
             a.enabled = enabled
         for w in self.weights.values():
@@ -547,7 +556,7 @@ def _calibrate_attention(prog, images):
 def refresh_attention(prog):
     """Keep the attention's output step equal to its tensor's (LSQ may move it)."""
     for op in prog.ops:
-        if op.kind == "attn" and prog.attn_params[op.name].get("ready"):
+        if op.kind == "attn" and prog.attn_params[op.name].get("ready") and prog.options.divisor == "log2-4":
             p = prog.attn_params[op.name]
             p["s_o"] = float(prog.act(op.dst).step)
             p["offset"] = [int(arith.log2_offset(p["s_ks"] * float(prog.act(s).step) / 2.0 ** p["g"]))
@@ -588,6 +597,7 @@ def reconstruct(prog: Program, images, progress=None):
             opt_w = torch.optim.Adam([wq.v for wq in wqs], lr=1e-3)
             opt_s = torch.optim.Adam(steps, lr=4e-5) if steps else None
             warm = int(0.2 * opts.iters)
+            skipped = 0
             for it in range(opts.iters):
                 idx = torch.randint(0, len(q_in), (min(opts.batch, len(q_in)),), generator=gen)
                 out = _run_block(prog, ops, src, q_in[idx], quant=True)
@@ -599,6 +609,9 @@ def reconstruct(prog: Program, images, progress=None):
                 opt_w.zero_grad()
                 if opt_s:
                     opt_s.zero_grad()
+                if not torch.isfinite(loss):  # e.g. a uniform 8-bit divisor hit zero: nothing to learn
+                    skipped += 1
+                    continue
                 loss.backward()
                 opt_w.step()
                 if opt_s:
@@ -607,6 +620,8 @@ def reconstruct(prog: Program, images, progress=None):
                         s.data.clamp_(min=1e-8)
             for s in steps:
                 s.requires_grad_(False)
+            if skipped and progress:
+                progress(f"block {block}: {skipped}/{opts.iters} iterations had a non-finite loss and were skipped")
         for wq in wqs:
             wq.harden()
         refresh_attention(prog)

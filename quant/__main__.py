@@ -1,0 +1,249 @@
+"""python -m quant {info,calibrate,eval,export}: EfficientViT facts, Trio-ViT PTQ, evaluation and
+golden integer tensors. User mistakes end in one line on stderr and exit status 2."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+import time
+from pathlib import Path
+
+from .model import LAYER_FIELDS, ModelError
+
+
+def _progress(label):
+    """A tqdm bar when stderr is a terminal, otherwise a few plain lines."""
+    state = {"bar": None, "next": 0.0}
+
+    def update(done, total):
+        try:
+            from tqdm import tqdm
+        except ImportError:  # pragma: no cover
+            tqdm = None
+        if tqdm is not None and sys.stderr.isatty():
+            if state["bar"] is None:
+                state["bar"] = tqdm(total=total, desc=label, unit="img")
+            state["bar"].update(done - state["bar"].n)
+            if done >= total:
+                state["bar"].close()
+        elif done >= total or time.time() >= state["next"]:
+            print(f"{label}: {done}/{total}", file=sys.stderr, flush=True)
+            state["next"] = time.time() + 10
+    return update
+
+
+def _log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _model(a):
+    from .model import build_model, check_resolution, get_spec, load_checkpoint
+
+    spec = get_spec(a.model)
+    check_resolution(spec, a.resolution)
+    model = build_model(a.model)
+    if getattr(a, "checkpoint", None):
+        load_checkpoint(model, a.checkpoint)
+    elif getattr(a, "random_weights", False):
+        _log("warning: no --checkpoint: random weights (numbers are meaningless)")
+    else:
+        raise ModelError("--checkpoint is required (or --random-weights for a plumbing run)")
+    return spec, model
+
+
+def _images(a, spec, limit, split="test"):
+    from .data import load_images
+
+    return load_images(a.data, spec, a.resolution, limit=limit, seed=a.seed, split=split)
+
+
+def cmd_info(a):
+    from .model import build_model, check_resolution, get_spec, layer_table, param_count, total_macs
+
+    spec = get_spec(a.model)
+    check_resolution(spec, a.resolution)
+    model = build_model(a.model)
+    rows = layer_table(model, a.resolution)
+    print(f"EfficientViT-{a.model.upper()} at {a.resolution}x{a.resolution}: "
+          f"{param_count(model):,} parameters, {total_macs(rows):,} MACs (batch 1), {len(rows)} MAC layers")
+    by_op = {}
+    for r in rows:
+        by_op[r["op"]] = by_op.get(r["op"], 0) + r["macs"]
+    total = total_macs(rows)
+    print("  " + ", ".join(f"{k} {v / total * 100:.2f}%" for k, v in sorted(by_op.items(), key=lambda kv: -kv[1])))
+    if not a.quiet:
+        print(f"{'#':>3} {'op':9} {'name':62} {'in':>15} {'out':>15} {'k/s/g':>9} {'MACs':>12}")
+        for r in rows:
+            shp_in = f"{r['cin']}x{r['h_in']}x{r['w_in']}"
+            shp_out = f"{r['cout']}x{r['h_out']}x{r['w_out']}"
+            print(f"{r['index']:>3} {r['op']:9} {r['name'][:62]:62} {shp_in:>15} {shp_out:>15} "
+                  f"{r['kernel']}/{r['stride']}/{r['groups']:<5} {r['macs']:>12,}")
+    if a.csv:
+        Path(a.csv).parent.mkdir(parents=True, exist_ok=True)
+        with open(a.csv, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=LAYER_FIELDS)
+            w.writeheader()
+            w.writerows(rows)
+        print(f"wrote {a.csv}")
+
+
+def _options(a):
+    from .ptq import QuantOptions
+
+    kw = dict(iters=a.iters, seed=a.seed, batch=a.batch)
+    if a.observer:
+        kw["observer"] = a.observer
+    if a.no_migration:
+        kw["migration"] = False
+    if a.no_shift:
+        kw["shift"] = False
+    if a.divisor:
+        kw["divisor"] = a.divisor
+    if a.no_reconstruct:
+        kw["reconstruct"] = False
+    return QuantOptions.preset(a.method, **kw)
+
+
+def cmd_calibrate(a):
+    import torch
+
+    from .ptq import quantize_model
+
+    spec, model = _model(a)
+    opts = _options(a)
+    images, _ = _images(a, spec, a.calib, split="train")
+    _log(f"calibrating on {len(images)} images: {opts}")
+    t0 = time.time()
+    prog = quantize_model(model, images, opts, progress=_log)
+    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+    torch.save(dict(program=prog, model=a.model, resolution=a.resolution,
+                    checkpoint=str(a.checkpoint), options=vars(opts)), a.out)
+    print(f"wrote {a.out} ({time.time() - t0:.0f} s)")
+
+
+def _load_quantized(path):
+    import torch
+
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=False)  # our own file: a pickled Program
+        return obj["program"], obj
+    except FileNotFoundError:
+        raise ModelError(f"quantized model {path} not found (make one with `python -m quant calibrate`)") from None
+    except Exception as e:  # noqa: BLE001
+        raise ModelError(f"{path} is not a quantized model written by `python -m quant calibrate` "
+                         f"({type(e).__name__})") from None
+
+
+def cmd_eval(a):
+    import torch
+
+    from .integer import IntegerModel, freeze
+    from .ptq import evaluate
+
+    spec, model = _model(a)
+    images, labels = _images(a, spec, a.limit)
+    report = {"images": len(images)}
+    fp, fp_logits = evaluate(model, images, labels, progress=_progress("float"))
+    report["float_top1"] = fp
+    print(f"float      top-1 {fp:6.2f}%  ({len(images)} images)")
+    if a.quantized:
+        prog, _ = _load_quantized(a.quantized)
+        acc, fq = evaluate(prog, images, labels, progress=_progress("fake-quant"))
+        nan = bool(torch.isnan(fq).any())
+        report["fakequant_top1"] = None if nan else acc
+        print(f"fake-quant top-1 {'NaN' if nan else f'{acc:6.2f}%'}")
+        if a.integer and prog.options.divisor == "log2-4":
+            n = min(a.integer, len(images))
+            li = IntegerModel(freeze(prog)).logits(images[:n].numpy(), progress=_progress("integer"))
+            top = float((li.argmax(1) == labels[:n]).float().mean() * 100)
+            agree = float((li.argmax(1) == fq[:n].argmax(1)).float().mean() * 100)
+            diff = float((li - fq[:n]).abs().max())
+            report.update(integer_top1=top, integer_images=n, agreement=agree, max_logit_diff=diff)
+            print(f"integer    top-1 {top:6.2f}% on {n} images; top-1 agreement with fake-quant {agree:.2f}%, "
+                  f"max |logit difference| {diff:.4g}")
+    if a.json:
+        Path(a.json).write_text(json.dumps(report, indent=1))
+
+
+def cmd_export(a):
+    from .integer import export, freeze
+
+    prog, meta = _load_quantized(a.quantized)
+    from .data import load_images
+    from .model import get_spec
+
+    spec = get_spec(meta["model"])
+    images, labels = load_images(a.data, spec, meta["resolution"], limit=1, seed=a.seed)
+    man = export(freeze(prog), images[0].numpy(), a.out,
+                 dict(model=meta["model"], resolution=meta["resolution"], label=int(labels[0]),
+                      options=meta["options"]))
+    print(f"wrote {len(man['ops'])} op files and manifest.json to {a.out}")
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="python -m quant", description=__doc__.split("\n")[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    def common(sp, data=True, ckpt=True):
+        sp.add_argument("--model", default="b1", help="b1, b2 or proxy (default b1)")
+        sp.add_argument("--resolution", type=int, default=224)
+        if ckpt:
+            sp.add_argument("--checkpoint", help="official or timm EfficientViT checkpoint (.pt)")
+            sp.add_argument("--random-weights", action="store_true", help="no checkpoint: plumbing runs only")
+        if data:
+            sp.add_argument("--data", help="ImageNet-style folder root/<class>/<image>, or 'digits'")
+        sp.add_argument("--seed", type=int, default=0)
+
+    i = sub.add_parser("info", help="parameters, MACs and the per-layer table")
+    common(i, data=False, ckpt=False)
+    i.add_argument("--csv", help="also write the per-layer table as CSV")
+    i.add_argument("--quiet", action="store_true", help="totals only")
+
+    c = sub.add_parser("calibrate", help="post-training quantization")
+    common(c)
+    c.add_argument("--method", choices=("trio", "vanilla"), default="trio")
+    c.add_argument("--observer", choices=("minmax", "percentile", "omse", "ema"))
+    c.add_argument("--no-migration", action="store_true")
+    c.add_argument("--no-shift", action="store_true")
+    c.add_argument("--no-reconstruct", action="store_true")
+    c.add_argument("--divisor", choices=("uniform8", "log2-4"))
+    c.add_argument("--calib", type=int, default=256, help="calibration images (paper: 1024)")
+    c.add_argument("--iters", type=int, default=200, help="reconstruction iterations per block")
+    c.add_argument("--batch", type=int, default=32)
+    c.add_argument("--out", default="build/quant/quantized.pt")
+
+    e = sub.add_parser("eval", help="top-1 of the float, fake-quant and integer models")
+    common(e)
+    e.add_argument("--quantized", help="file from `calibrate`")
+    e.add_argument("--limit", type=int, help="evaluate at most this many images (seeded draw)")
+    e.add_argument("--integer", type=int, default=0, help="also run the integer model on this many images")
+    e.add_argument("--json", help="write the numbers as JSON")
+
+    x = sub.add_parser("export", help="golden integer tensors of one image, per op")
+    x.add_argument("--quantized", required=True)
+    x.add_argument("--data", required=True)
+    x.add_argument("--seed", type=int, default=0)
+    x.add_argument("--out", default="build/golden")
+
+    a = p.parse_args(argv)
+    for name in ("calib", "iters", "limit", "batch", "integer"):
+        v = getattr(a, name, None)
+        if v is not None and v < (0 if name in ("iters", "integer") else 1):
+            p.error(f"--{name} must be {'>= 0' if name in ('iters', 'integer') else '>= 1'}")
+    if a.cmd in ("calibrate", "eval") and not a.data:
+        p.error("--data is required")
+    from .data import DataError
+    from .integer import FreezeError
+
+    try:
+        {"info": cmd_info, "calibrate": cmd_calibrate, "eval": cmd_eval, "export": cmd_export}[a.cmd](a)
+    except (ModelError, DataError, FreezeError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

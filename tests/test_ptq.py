@@ -1,0 +1,148 @@
+"""Trio-ViT PTQ: each technique at unit level, integer model vs fake-quant, golden-tensor schema."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from quant import arith
+from quant.data import digits_split
+from quant.integer import FreezeError, IntegerModel, export, freeze
+from quant.model import build_model
+from quant.ptq import Program, QuantOptions, calibrate, evaluate, log2_code, quantize_model
+
+
+def test_migration_is_exact_in_float():
+    """Eq. 6: a depthwise conv of A / M with weights W * M equals the conv of A with W."""
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(2, 16, 9, 9, generator=g, dtype=torch.float64) * torch.logspace(-2, 2, 16).view(1, -1, 1, 1)
+    w = torch.randn(16, 1, 3, 3, generator=g, dtype=torch.float64)
+    cmax = a.abs().amax((0, 2, 3))
+    m = cmax / cmax.mean()  # eq. 8
+    ref = F.conv2d(a, w, padding=1, groups=16)
+    got = F.conv2d(a / m.view(1, -1, 1, 1), w * m.view(-1, 1, 1, 1), padding=1, groups=16)
+    assert torch.allclose(ref, got, rtol=1e-12, atol=1e-12)
+    # and migration shrinks the spread of per-channel ranges to 1
+    assert float((a / m.view(1, -1, 1, 1)).abs().amax((0, 2, 3)).std()) < 1e-12
+
+
+def test_shifting_is_exact_in_float():
+    """Eq. 10: conv(A - c) with bias b + W c equals conv(A) + b (c: channel midpoints)."""
+    g = torch.Generator().manual_seed(1)
+    a = torch.rand(2, 12, 5, 5, generator=g, dtype=torch.float64) * 4 + torch.arange(12).view(1, -1, 1, 1)
+    w = torch.randn(7, 12, 1, 1, generator=g, dtype=torch.float64)
+    b = torch.randn(7, generator=g, dtype=torch.float64)
+    c = (a.amax((0, 2, 3)) + a.amin((0, 2, 3))) / 2  # midpoint (eq. 9 prints (max - min) / 2)
+    got = F.conv2d(a - c.view(1, -1, 1, 1), w, b + (w.sum((2, 3)) * c).sum(1))
+    assert torch.allclose(F.conv2d(a, w, b), got, rtol=1e-12, atol=1e-12)
+    shifted = a - c.view(1, -1, 1, 1)
+    assert torch.allclose(shifted.amax((0, 2, 3)), -shifted.amin((0, 2, 3)))  # centred channels
+
+
+def test_program_float_path_equals_model():
+    """With quantization off, the lowered program (BN folded, migration and shifts set, biases
+    compensated) computes the model."""
+    torch.manual_seed(0)
+    model = build_model("proxy")
+    for mod in model.modules():
+        if isinstance(mod, torch.nn.BatchNorm2d):
+            mod.running_mean.normal_(0, 0.2)
+            mod.running_var.uniform_(0.5, 2)
+    x = torch.randn(8, 3, 64, 64)
+    prog = Program(model, QuantOptions(iters=0))
+    calibrate(prog, x)
+    assert any(prog.act(t).delta.abs().sum() > 0 for t in prog.shifted)
+    assert any((prog.act(t).m != 1).any() for t in prog.migrated)
+    prog.set_quant(False)
+    with torch.no_grad():
+        assert torch.allclose(prog(x), model(x), atol=1e-4, rtol=1e-4)
+
+
+def test_lod_rule_mirror():
+    """The fake-quant divisor code equals the contract's LOD rule, zero and powers of two included."""
+    rng = np.random.default_rng(0)
+    x = np.concatenate([[0, 1, 2, 3, 4, 5, 6, 7, 8, 0b01100011, 2**20, 2**20 + 2**19, 2**20 + 2**19 - 1],
+                        rng.integers(0, 2**31, 5000)])
+    for offset in (-20, -3, 0, 5):
+        ref = arith.log2_quantize(x, offset)
+        got = log2_code(torch.tensor(x, dtype=torch.float64), offset).numpy().astype(np.int64)
+        assert np.array_equal(ref, got), offset
+
+
+def test_hswish_product():
+    three = 300
+    h = np.arange(-2048, 2048)
+    y = arith.hswish_product(h, three) * (3 / three) ** 2 / 6
+    x = h * 3 / three
+    assert np.allclose(y, x * np.clip(x + 3, 0, 6) / 6)
+    with pytest.raises(ValueError):
+        arith.hswish_product(np.array([4096]), three)
+
+
+@pytest.fixture(scope="module")
+def trained():
+    from quant.proxy import train
+
+    return train("/dev/null", epochs=6, seed=0, log=lambda *_: None)
+
+
+@pytest.fixture(scope="module")
+def quantized(trained):
+    (xt, _), (xv, yv) = digits_split()
+    prog = quantize_model(trained, xt[:128], QuantOptions(iters=20, seed=0))
+    return prog, xv[:200], yv[:200]
+
+
+def test_integer_model_agrees_with_fake_quant(quantized):
+    prog, xv, yv = quantized
+    acc, fq = evaluate(prog, xv, yv)
+    li = IntegerModel(freeze(prog)).logits(xv.numpy())
+    agree = float((li.argmax(1) == fq.argmax(1)).float().mean())
+    rel = float((li - fq).abs().max() / fq.abs().max())
+    assert agree >= 0.97, agree
+    assert rel < 0.1, rel
+
+
+def test_weights_are_int8_and_migration_folds_into_requant(quantized):
+    prog, _, _ = quantized
+    frozen = freeze(prog)
+    for r in frozen:
+        if "w" in r:
+            assert r["w"].min() >= -128 and r["w"].max() <= 127
+            assert r["w"].dtype.kind == "i"
+    dw = [r for r in frozen if r["kind"] == "conv" and r["groups"] > 1 and r["srcs"][0] in prog.migrated]
+    assert dw and all(np.ptp(prog.act(r["srcs"][0]).m.numpy()) > 0 for r in dw)
+
+
+def test_uniform_divisor_is_float_only(trained):
+    (xt, _), _ = digits_split()
+    prog = quantize_model(trained, xt[:32], QuantOptions.preset("vanilla", iters=0))
+    with pytest.raises(FreezeError, match="log2-4"):
+        freeze(prog)
+
+
+def test_export_schema(tmp_path, quantized):
+    prog, xv, _ = quantized
+    man = export(freeze(prog), xv[0].numpy(), tmp_path, dict(model="proxy", resolution=64))
+    assert json.loads((tmp_path / "manifest.json").read_text())["schema"] == 1
+    kinds = {e["kind"] for e in man["ops"]}
+    assert kinds == {"input", "conv", "add", "attn", "pool", "linear"}
+    for e in man["ops"]:
+        z = np.load(tmp_path / e["file"])
+        assert set(z.files) == set(e["arrays"])
+        if e["kind"] == "conv":
+            x, w, bias, y = z["x0"], z["w"], z["bias"], z["y"]
+            assert x.dtype == np.int32 and -128 <= x.min() and x.max() <= 127 and -128 <= y.min() and y.max() <= 127
+            acc = arith.conv2d_acc(x, w, bias, int(z["stride"]), int(z["pad"]), int(z["groups"]))
+            assert np.array_equal(acc, z["acc"])
+            if "three" in z.files:  # Hardswish: pre-activation requant, product, offset, requant
+                h = arith.requantize(acc, z["h_mult"][:, None, None], z["h_shift"][:, None, None], 12)
+                p = arith.hswish_product(h, int(z["three"])) - z["offset"][:, None, None]
+            else:
+                p = acc
+            assert np.array_equal(arith.requantize(p, z["mult"][:, None, None], z["shift"][:, None, None]), y)
+        if e["kind"] == "attn":
+            assert {"b0_log2", "b0_dividend", "b0_den", "log2_offset", "g"} <= set(z.files)
+            assert z["b0_log2"].min() >= arith.LOG2_MIN and z["b0_log2"].max() <= arith.LOG2_MAX
