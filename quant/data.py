@@ -51,7 +51,8 @@ class ImageFolder(torch.utils.data.Dataset):
         self.samples = [(f, i) for i, c in enumerate(classes) for f in sorted((root / c).iterdir())
                         if f.suffix.lower() in IMAGE_EXTS]
         if not self.samples:
-            raise DataError(f"image folder {root} has class folders but no images ({', '.join(sorted(IMAGE_EXTS))})")
+            exts = ", ".join(sorted(IMAGE_EXTS))
+            raise DataError(f"image folder {root} has class folders but no images ({exts})")
         self.classes = classes
         self.args = (size, crop, mean, std)
 

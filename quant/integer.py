@@ -37,7 +37,8 @@ class FreezeError(Exception):
 def freeze(prog: Program):
     """Integer parameters of every op of ``prog`` (a list of dicts, in execution order)."""
     if prog.options.divisor != "log2-4":
-        raise FreezeError("the integer model implements the log2-4 divisor only (uniform8 is a float ablation)")
+        raise FreezeError("the integer model implements the log2-4 divisor only "
+                          "(uniform8 is a float ablation)")
     scale = {}  # tensor -> per-channel real step of its codes
 
     def tscale(name):
@@ -154,7 +155,7 @@ class IntegerModel:
     def _attn(self, r, *branches):
         dim = r["dim"]
         outs, extra = [], {}
-        for bi, (t, br) in enumerate(zip(branches, r["branches"])):
+        for bi, (t, br) in enumerate(zip(branches, r["branches"], strict=True)):
             c, h, w = t.shape
             qkv = t.reshape(-1, 3 * dim, h * w)
             q, k, v = np.maximum(qkv[:, :dim], 0), np.maximum(qkv[:, dim:2 * dim], 0), qkv[:, 2 * dim:]

@@ -192,7 +192,8 @@ class EfficientViTBlock(nn.Module):
     def __init__(self, channels, dim, expand):
         super().__init__()
         self.context_module = ResidualBlock(LiteMLA(channels, dim), nn.Identity())
-        self.local_module = ResidualBlock(MBConv(channels, channels, 1, expand, fewer_norm=True), nn.Identity())
+        local = MBConv(channels, channels, 1, expand, fewer_norm=True)
+        self.local_module = ResidualBlock(local, nn.Identity())
 
     def forward(self, x):
         return self.local_module(self.context_module(x))
@@ -217,7 +218,7 @@ class Backbone(nn.Module):
         stem += [ResidualBlock(DSConv(w[0], w[0]), nn.Identity()) for _ in range(d[0])]
         self.input_stem = OpSequential(stem)
         stages, cin = [], w[0]
-        for width, depth in zip(w[1:3], d[1:3]):
+        for width, depth in zip(w[1:3], d[1:3], strict=True):
             blocks = []
             for i in range(depth):
                 stride = 2 if i == 0 else 1
@@ -225,7 +226,7 @@ class Backbone(nn.Module):
                                             nn.Identity() if stride == 1 else None))
                 cin = width
             stages.append(OpSequential(blocks))
-        for width, depth in zip(w[3:], d[3:]):
+        for width, depth in zip(w[3:], d[3:], strict=True):
             blocks = [ResidualBlock(MBConv(cin, width, 2, spec.expand, fewer_norm=True), None)]
             cin = width
             blocks += [EfficientViTBlock(cin, spec.dim, spec.expand) for _ in range(depth)]
@@ -377,7 +378,8 @@ def layer_table(model, resolution):
     def conv_hook(m, inp, out):
         x = inp[0]
         trace.add(name=names[m], op=_conv_op(m), cin=m.in_channels, cout=m.out_channels,
-                  kernel=m.kernel_size[0], stride=m.stride[0], groups=m.groups, h_in=x.shape[2], w_in=x.shape[3],
+                  kernel=m.kernel_size[0], stride=m.stride[0], groups=m.groups,
+                  h_in=x.shape[2], w_in=x.shape[3],
                   h_out=out.shape[2], w_out=out.shape[3],
                   macs=out[0].numel() * (m.in_channels // m.groups) * m.kernel_size[0] * m.kernel_size[1],
                   params=sum(p.numel() for p in m.parameters()))

@@ -49,7 +49,8 @@ def train(out, epochs=40, seed=0, log=print):
             model.eval()
             acc, _ = evaluate(model, xv, yv)
             model.train()
-            log(f"epoch {ep + 1}/{epochs}: loss {loss.item():.3f}, test top-1 {acc:.2f}% ({time.time() - t0:.0f} s)")
+            log(f"epoch {ep + 1}/{epochs}: loss {loss.item():.3f}, test top-1 {acc:.2f}% "
+                f"({time.time() - t0:.0f} s)")
     model.eval()
     if str(out) != "/dev/null":
         Path(out).parent.mkdir(parents=True, exist_ok=True)
@@ -72,7 +73,8 @@ ROWS = [
     ("Trio-ViT `--no-shift`", "trio", dict(shift=False)),
     ("Trio-ViT without reconstruction (OMSE)", "trio", dict(reconstruct=False)),
     ("Trio-ViT without reconstruction, MinMax", "trio", dict(observer="minmax", reconstruct=False)),
-    ("Trio-ViT without reconstruction, Percentile 99.99", "trio", dict(observer="percentile", reconstruct=False)),
+    ("Trio-ViT without reconstruction, Percentile 99.99", "trio",
+     dict(observer="percentile", reconstruct=False)),
     ("Trio-ViT without reconstruction, EMA", "trio", dict(observer="ema", reconstruct=False)),
 ]
 
@@ -98,7 +100,8 @@ def table(checkpoint, calib=256, iters=200, seed=0, log=print):
             li = IntegerModel(freeze(prog)).logits(xv.numpy())
             int_acc = float((li.argmax(1) == yv).float().mean() * 100)
             agree = float((li.argmax(1) == fq.argmax(1)).float().mean() * 100)
-            int_s, agree_s = f"{int_acc:.2f}", f"{agree:.2f} (max logit diff {float((li - fq).abs().max()):.3g})"
+            diff, peak = float((li - fq).abs().max()), float(fq.abs().max())
+            int_s, agree_s = f"{int_acc:.2f}", f"{agree:.2f} (max logit diff {diff:.3g} of {peak:.3g})"
         lines.append(f"| {label} | {acc_s} | {int_s} | {agree_s} |")
         log(lines[-1] + f"  [{time.time() - t0:.0f} s]")
     return "\n".join(lines)

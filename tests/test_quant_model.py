@@ -27,8 +27,8 @@ def test_mac_census_b1():
     total = total_macs(rows)
     share = lambda op: round(sum(r["macs"] for r in rows if r["op"] == op) / total * 100, 2)  # noqa: E731
     # reference-facts.md: dense 1x1 90.30, grouped 1x1 1.16, stem 1.04, each matmul 0.82, head linears 0.78
-    assert (share("pw"), share("gpw"), share("conv"), share("matmul_vk"), share("matmul_q"), share("linear")) == (
-        90.30, 1.16, 1.04, 0.82, 0.82, 0.78)
+    ops = ("pw", "gpw", "conv", "matmul_vk", "matmul_q", "linear")
+    assert tuple(share(op) for op in ops) == (90.30, 1.16, 1.04, 0.82, 0.82, 0.78)
     assert [r["index"] for r in rows] == list(range(len(rows)))
 
 
@@ -39,7 +39,8 @@ def _timm_keys(state):
         k = re.sub(r"^input_stem\.op_list\.0\.", "stem.in_conv.", k)
         k = re.sub(r"^input_stem\.op_list\.(\d+)\.", lambda m: f"stem.res{int(m.group(1)) - 1}.", k)
         k = re.sub(r"^stages\.(\d+)\.op_list\.(\d+)\.", r"stages.\1.blocks.\2.", k)
-        k = k.replace("head.op_list.0.", "head.in_conv.").replace("head.op_list.2.linear.", "head.classifier.0.")
+        k = k.replace("head.op_list.0.", "head.in_conv.")
+        k = k.replace("head.op_list.2.linear.", "head.classifier.0.")
         k = k.replace("head.op_list.2.norm.", "head.classifier.1.").replace("head.op_list.3.linear.",
                                                                             "head.classifier.4.")
         out[k] = v
