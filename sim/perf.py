@@ -1,0 +1,435 @@
+"""Cycle-level performance model of the (N x M + T x S) x L accelerator on EfficientViT.
+
+    python -m sim.perf --model b1 --resolution 224 --config 8x8+8x8x16 --freq 200
+    python -m sim.perf --sweep --model b1 --resolution 224
+
+The workload is the per-layer table of ``quant.model.layer_table`` (what ``python -m quant info``
+prints). Per layer the model picks a mapping and counts cycles from the engines' beat schedules
+(the same ones the RTL is tested with, ``sim/schedule.py``):
+
+- MAT engine (S lanes x T): a reduction of P rows x K inputs x O outputs takes
+  ceil(O/S) * P * ceil(K/T) beats (output channels on lanes, input channels across a lane).
+- R-MAC engine, down-forward mode: ceil(O/M) * P * ceil(K/N) beats; self-accumulation mode
+  (depthwise k x k): ceil(C/N) * Ho * ceil(Wo/M) * k^2 beats (N channels on the R-MACs of a
+  lane, M consecutive output pixels on the lanes, one kernel tap per beat; stride 2 in the
+  "odd then even" column order costs the same k^2 taps).
+- One beat per cycle; each op adds the engine's pipeline latency (fill/drain) once.
+- Inter-layer pipeline (Fig. 9a/b): a depthwise conv on the R-MAC engine feeds the following
+  pointwise conv on the MAT engine row by row; once the depthwise conv is done the R-MAC engine
+  joins the pointwise conv. Intra-layer pipeline (Fig. 9c/d): per head, the R-MAC engine
+  computes [v;1]-free v.k^T while the adder tree forms sum(ReLU(K)); the MAT engine computes the
+  divisor and dividends (q.(v k^T) and q.sum(k), one reduction with dim+1 outputs) of the
+  previous head; the shifter array divides on the fly. The R-MAC engine joins at the end.
+- L cores: each op is split across cores by output channels, by pixels (rows), or by heads;
+  the model evaluates the candidates and keeps the fastest (reported per layer).
+- Memory: DRAM bytes per layer (weights and per-channel requant parameters always; input and
+  output activations when they do not fit the global buffers; a fused pair keeps its
+  intermediate on chip). A layer takes max(compute, DRAM bytes / bytes per cycle) and is
+  reported memory-bound when the second is larger.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hw.config import AcceleratorConfig, ConfigError
+
+DDR4_GBS = 64 / 8 * 2133e6 / 1e9  # ZCU102 PS DDR4, 64-bit at 2133 MT/s: 17.064 GB/s peak
+PARAM_BYTES = 4 + 2 + 1  # per output channel: int32 bias, u16 multiplier, u6 shift (a byte)
+MAT_LATENCY_BASE = 1 + 1 + 3  # multiply, accumulate, requantize (+ adder-tree levels)
+RMAC_LATENCY_BASE = 1 + 1 + 1 + 3  # multiply, accumulate, hold, requantize
+PAPER_FPS = {("b1", 288): 895, ("b2", 224): 494, ("b2", 256): 379}
+
+
+def cdiv(a, b):
+    return -(-a // b)
+
+
+# ---- engine beat counts (sim/schedule.py order) -------------------------------------------------
+
+def mat_beats(p, k, o, cfg, groups=1):
+    """MAT engine: a (grouped) reduction of p rows, k inputs, o outputs."""
+    return groups * cdiv(o // groups, cfg.s) * p * cdiv(k // groups, cfg.t)
+
+
+def rmac_df_beats(p, k, o, cfg, groups=1):
+    """R-MAC engine, down-forward mode (lanes = output channels, R-MACs = input chunk)."""
+    return groups * cdiv(o // groups, cfg.m) * p * cdiv(k // groups, cfg.n)
+
+
+def rmac_dw_beats(c, ho, wo, k, cfg):
+    """R-MAC engine, self-accumulation mode: a k x k depthwise conv."""
+    return cdiv(c, cfg.n) * ho * cdiv(wo, cfg.m) * k * k
+
+
+def both_beats(p, k, o, cfg, groups=1):
+    """Both engines on one reduction, rows split between them to balance; (beats, rows on MAT)."""
+    if p == 0:
+        return 0, 0
+    a = mat_beats(1, k, o, cfg, groups)
+    b = rmac_df_beats(1, k, o, cfg, groups)
+    guess = round(p * b / (a + b))
+    best = None
+    for p1 in {max(0, min(p, guess + d)) for d in (-1, 0, 1)} | {0, p}:
+        t = max(p1 * a, (p - p1) * b)
+        if best is None or t < best[0]:
+            best = (t, p1)
+    return best
+
+
+def mat_latency(cfg):
+    return MAT_LATENCY_BASE + max(1, math.ceil(math.log2(cfg.t)))
+
+
+def rmac_latency(cfg):
+    return RMAC_LATENCY_BASE
+
+
+def two_stage(items, prod, cons, cons_both):
+    """Producer on the R-MAC engine, consumer on the MAT engine, item by item; once the producer
+    is done, the R-MAC engine takes the unstarted consumer items too (``cons_both`` each).
+    Returns the makespan in beats."""
+    if items == 0:
+        return 0
+    t_prod = [prod * (j + 1) for j in range(items)]
+    done_prod = t_prod[-1]
+    t = 0  # consumer time line
+    for j in range(items):
+        start = max(t, t_prod[j])
+        if start >= done_prod:  # the rest runs on both engines
+            return start + (items - j) * cons_both
+        t = start + cons
+    return t
+
+
+# ---- per-layer mapping ---------------------------------------------------------------------------
+
+@dataclass
+class LayerResult:
+    name: str
+    op: str
+    macs: int
+    mapping: str
+    compute: int  # cycles of compute (with fill)
+    dram_bytes: int
+    cycles: int = 0
+    bound: str = "compute"
+    util: float = 0.0
+    extra: dict = field(default_factory=dict)
+
+
+def _rows(r):
+    return r["h_out"] * r["w_out"]
+
+
+def _reduction_options(p, k, o, groups, cfg, allow_both=True):
+    """Candidate core splits of a reduction: (label, beats per core)."""
+    L = cfg.cores
+    opts = []
+    engine = both_beats if allow_both else (lambda *a, **kw: (mat_beats(*a, **kw), 0))
+    # output channels (or whole groups) across cores
+    if groups > 1:
+        g_c = cdiv(groups, L)
+        opts.append(("groups/cores", engine(p, k // groups * g_c, o // groups * g_c, cfg, g_c)[0]))
+    else:
+        opts.append(("cout/cores", engine(p, k, cdiv(o, L), cfg)[0]))
+    # pixels (rows of the reduction) across cores
+    opts.append(("pixels/cores", engine(cdiv(p, L), k, o, cfg, groups)[0]))
+    return opts
+
+
+def map_reduction(r, cfg):
+    """conv / pw / gpw / linear on both engines (pixels split between them inside a core)."""
+    p = _rows(r)
+    k = r["cin"] * r["kernel"] * r["kernel"]
+    opts = _reduction_options(p, k, r["cout"], r["groups"], cfg)
+    label, beats = min(opts, key=lambda x: x[1])
+    return label + ", MAT+R-MAC", beats + mat_latency(cfg)
+
+
+def map_depthwise(r, cfg):
+    """Depthwise conv alone (no following pointwise to pipeline with): R-MAC engine only."""
+    c, ho, wo, k = r["cout"], r["h_out"], r["w_out"], r["kernel"]
+    opts = [("channels/cores", rmac_dw_beats(cdiv(c, cfg.cores), ho, wo, k, cfg)),
+            ("rows/cores", rmac_dw_beats(c, cdiv(ho, cfg.cores), wo, k, cfg))]
+    label, beats = min(opts, key=lambda x: x[1])
+    return label + ", R-MAC SA", beats + rmac_latency(cfg)
+
+
+def map_dw_pw(dw, pw, cfg):
+    """A depthwise conv and the (grouped) pointwise conv it feeds. Fused (Fig. 9a/b): output
+    pixels split across cores in blocks of M; per block the R-MAC engine computes the
+    depthwise taps of all channels and the MAT engine the pointwise conv of the previous block;
+    the R-MAC engine joins once the depthwise conv is done. Compared with running them one after
+    the other; returns (label, total cycles, fused?) of the faster."""
+    c, ho, wo, k = dw["cout"], dw["h_out"], dw["w_out"], dw["kernel"]
+    g, o = pw["groups"], pw["cout"]
+    m = cfg.m
+    blocks = cdiv(ho * cdiv(wo, m), cfg.cores)
+    prod = rmac_dw_beats(c, 1, m, k, cfg)
+    cons = mat_beats(m, c, o, cfg, g)
+    cons_both = both_beats(m, c, o, cfg, g)[0]
+    fused = two_stage(blocks, prod, cons, cons_both) + rmac_latency(cfg) + mat_latency(cfg)
+    _, dw_seq = map_depthwise(dw, cfg)
+    _, pw_seq = map_reduction(pw, cfg)
+    if fused <= dw_seq + pw_seq:
+        return "fused DW->PW (pixel blocks/cores)", fused, True
+    return "sequential DW, PW", dw_seq + pw_seq, False
+
+
+def map_attention(vk, vkq, cfg):
+    """Intra-layer pipeline of one LiteMLA: heads across cores; per head v.k^T on the R-MAC engine
+    (adder tree: sum of ReLU(K) alongside), then q.[v k^T | sum k] on the MAT engine."""
+    heads, dim, hw = vk["heads"], vk["cin"], vk["h_in"]
+    L = cfg.cores
+    heads_c = cdiv(heads, L)
+    cores_per_head = max(1, L // heads)
+    hw_c = cdiv(hw, cores_per_head)  # dividends split by pixels when cores outnumber heads
+    prod = rmac_df_beats(dim, hw, dim, cfg)  # v (dim rows) . k^T over the HW pixels
+    cons = mat_beats(hw_c, dim, dim + 1, cfg)
+    cons_both = both_beats(hw_c, dim, dim + 1, cfg)[0]
+    total = two_stage(heads_c, prod, cons, cons_both) + rmac_latency(cfg) + mat_latency(cfg)
+    return f"attention pipeline, heads/cores ({heads_c} per core)", total
+
+
+# ---- memory ---------------------------------------------------------------------------------------
+
+def _act_bytes(c, h, w):
+    return c * h * w  # int8
+
+
+def layer_dram(r, cfg, on_chip_in, on_chip_out, batch=1):
+    """DRAM bytes of one op per image: weights + per-channel parameters (fetched once per batch),
+    plus spilled activations."""
+    w_bytes = 0
+    if r["op"] in ("conv", "pw", "gpw", "dw", "linear"):
+        w_bytes = r["cin"] // r["groups"] * r["kernel"] ** 2 * r["cout"] + r["cout"] * PARAM_BYTES
+        w_bytes = cdiv(w_bytes, batch)
+    in_b = _act_bytes(r["cin"], r["h_in"], r["w_in"])
+    out_b = _act_bytes(r["cout"], r["h_out"], r["w_out"])
+    passes = 1
+    if not on_chip_in and w_bytes > cfg.buffer_c_kib * 1024:
+        passes = cdiv(w_bytes, cfg.buffer_c_kib * 1024)  # input re-read per weight tile
+    return w_bytes + (0 if on_chip_in else in_b * passes) + (0 if on_chip_out else out_b)
+
+
+# ---- the whole network ----------------------------------------------------------------------------
+
+def _pair(a, b, label, total, dram):
+    """Two pipelined ops share their cycles in proportion to their MACs (both rows then show the
+    pair's utilization); each keeps its own DRAM bytes."""
+    share = round(total * a["macs"] / (a["macs"] + b["macs"]))
+    return [LayerResult(a["name"], a["op"], a["macs"], label, share, dram[0]),
+            LayerResult(b["name"], b["op"], b["macs"], label, total - share, dram[1])]
+
+
+def simulate(rows, cfg, dram_gbs=DDR4_GBS, fuse_mbconv=False, batch=1):
+    """Per-layer results of one inference. ``fuse_mbconv`` (our proposal, not the paper's
+    dataflow): the expand conv's output stays on chip for the depthwise conv (pixel bands), so
+    the expanded tensor never goes to DRAM. ``batch``: weights fetched once per batch."""
+    bytes_per_cycle = dram_gbs * 1e9 / (cfg.freq_mhz * 1e6)
+    buf_b = cfg.buffer_b_kib * 1024
+    results = []
+    i = 0
+    def fits(r, which):
+        if fuse_mbconv:
+            prev = rows[r["index"] - 1] if r["index"] else None
+            nxt = rows[r["index"] + 1] if r["index"] + 1 < len(rows) else None
+            if which == "out" and r["op"] == "pw" and nxt is not None and nxt["op"] == "dw":
+                return True
+            if which == "in" and r["op"] == "dw" and prev is not None and prev["op"] == "pw":
+                return True
+        c, h, w = (r["cin"], r["h_in"], r["w_in"]) if which == "in" else (r["cout"], r["h_out"], r["w_out"])
+        return _act_bytes(c, h, w) <= buf_b
+
+    while i < len(rows):
+        r = rows[i]
+        nxt = rows[i + 1] if i + 1 < len(rows) else None
+        if r["op"] == "dw" and nxt is not None and nxt["op"] in ("pw", "gpw"):
+            label, total, fused = map_dw_pw(r, nxt, cfg)
+            dram = (layer_dram(r, cfg, fits(r, "in"), fused or fits(r, "out"), batch),
+                    layer_dram(nxt, cfg, fused or fits(nxt, "in"), fits(nxt, "out"), batch))
+            results += _pair(r, nxt, label, total, dram)
+            i += 2
+            continue
+        if r["op"] == "matmul_vk" and nxt is not None and nxt["op"] == "matmul_q":
+            label, total = map_attention(r, nxt, cfg)
+            results += _pair(r, nxt, label, total, (0, 0))  # q, k, v and the output stay on chip
+            i += 2
+            continue
+        if r["op"] == "dw":
+            label, t = map_depthwise(r, cfg)
+        else:
+            label, t = map_reduction(r, cfg)
+        results.append(LayerResult(r["name"], r["op"], r["macs"], label, t,
+                                   layer_dram(r, cfg, fits(r, "in"), fits(r, "out"), batch)))
+        i += 1
+    mults = cfg.multipliers
+    for res in results:
+        mem = math.ceil(res.dram_bytes / bytes_per_cycle)
+        res.cycles = max(res.compute, mem)
+        res.bound = "memory" if mem > res.compute else "compute"
+        res.util = res.macs / (mults * res.cycles) if res.cycles else 0.0
+    return results
+
+
+def totals(results, cfg):
+    cycles = sum(r.cycles for r in results)
+    macs = sum(r.macs for r in results)
+    sec = cycles / (cfg.freq_mhz * 1e6)
+    return dict(cycles=cycles, macs=macs, latency_ms=sec * 1e3, fps=1 / sec, gmacs=macs / sec / 1e9,
+                util=macs / (cfg.multipliers * cycles), dram_bytes=sum(r.dram_bytes for r in results),
+                peak_gmacs=cfg.peak_gmacs, peak_fps=cfg.multipliers * cfg.freq_mhz * 1e6 / macs,
+                memory_bound=sum(1 for r in results if r.bound == "memory"))
+
+
+def loss_breakdown(results, cfg):
+    """Where the cycles above the ideal MACs / multipliers go, per op type and bound."""
+    total = sum(r.cycles for r in results)
+    ideal = sum(r.macs for r in results) / cfg.multipliers
+    lines = [f"cycles above ideal: {total - ideal:,.0f} ({(total - ideal) / total * 100:.1f}% of all)"]
+    groups = {}
+    for r in results:
+        key = (r.op, r.bound)
+        g = groups.setdefault(key, [0, 0.0])
+        g[0] += r.cycles
+        g[1] += r.cycles - r.macs / cfg.multipliers
+    for (op, bound), (cyc, lost) in sorted(groups.items(), key=lambda kv: -kv[1][1]):
+        lines.append(f"  {op:9} {bound:7} {cyc:>9,} cycles, {lost:>9,.0f} lost "
+                     f"({lost / total * 100:4.1f}% of all cycles)")
+    return "\n".join(lines)
+
+
+def workload(model, resolution):
+    from quant.model import build_model, check_resolution, get_spec, layer_table
+
+    check_resolution(get_spec(model), resolution)
+    return layer_table(build_model(model), resolution)
+
+
+def write_csv(results, path):
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["name", "op", "mapping", "macs", "compute_cycles", "dram_bytes", "cycles", "bound",
+                    "utilization"])
+        for r in results:
+            w.writerow([r.name, r.op, r.mapping, r.macs, r.compute, r.dram_bytes, r.cycles, r.bound,
+                        f"{r.util:.4f}"])
+
+
+def plot(results, path, title):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    total = sum(r.cycles for r in results)
+    x = range(len(results))
+    fig, (a1, a2) = plt.subplots(2, 1, figsize=(14, 7), sharex=True)
+    colors = ["tab:red" if r.bound == "memory" else "tab:blue" for r in results]
+    a1.bar(x, [r.util * 100 for r in results], color=colors)
+    a1.set_ylabel("MAC utilization (%)")
+    a1.set_title(title + "  (red: memory-bound)")
+    a2.bar(x, [r.cycles / total * 100 for r in results], color=colors)
+    a2.set_ylabel("share of cycles (%)")
+    a2.set_xticks(list(x), [f"{r.op}" for r in results], rotation=90, fontsize=6)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def parse_config(text, freq, cores=None):
+    cfg = AcceleratorConfig.parse(text) if text else AcceleratorConfig()
+    changes = {}
+    if freq is not None:
+        changes["freq_mhz"] = freq
+    if cores is not None:
+        changes["cores"] = cores
+    return cfg.replace(**changes) if changes else cfg
+
+
+def run_one(model, resolution, cfg, dram_gbs, out_dir=None, quiet=False, fuse_mbconv=False, batch=1):
+    rows = workload(model, resolution)
+    results = simulate(rows, cfg, dram_gbs, fuse_mbconv, batch)
+    tot = totals(results, cfg)
+    if not quiet:
+        print(f"{'#':>3} {'op':9} {'name':58} {'MACs':>11} {'cycles':>9} {'util':>6} {'bound':7} mapping")
+        for i, r in enumerate(results):
+            print(f"{i:>3} {r.op:9} {r.name[-58:]:58} {r.macs:>11,} {r.cycles:>9,} {r.util * 100:5.1f}% "
+                  f"{r.bound:7} {r.mapping}")
+    print(f"EfficientViT-{model.upper()} R{resolution} on {cfg.name} at {cfg.freq_mhz:g} MHz, "
+          f"DRAM {dram_gbs:.3f} GB/s: {tot['cycles']:,} cycles, {tot['latency_ms']:.3f} ms, "
+          f"{tot['fps']:.1f} FPS, {tot['gmacs']:.1f} GMAC/s of {tot['peak_gmacs']:.1f} peak, "
+          f"MAC utilization {tot['util'] * 100:.1f}%, DRAM {tot['dram_bytes'] / 1e6:.2f} MB, "
+          f"{tot['memory_bound']} memory-bound layers"
+          + (" [fused MBConv]" if fuse_mbconv else "") + (f" [batch {batch}]" if batch > 1 else ""))
+    print(loss_breakdown(results, cfg))
+    if out_dir:
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        stem = f"{model}-r{resolution}-{cfg.name.replace('+', 'p')}" + ("-fused" if fuse_mbconv else "") + (
+            f"-b{batch}" if batch > 1 else "")
+        write_csv(results, out / f"{stem}.csv")
+        plot(results, out / f"{stem}.png", f"EfficientViT-{model.upper()} R{resolution}, {cfg.name}")
+        print(f"wrote {out / stem}.csv and .png")
+    return results, tot
+
+
+def sweep(model, resolution, base, dram_gbs, fuse_mbconv=False, batch=1):
+    print(f"{'config':>16} {'mults':>6} {'DSPs':>5} {'FPS':>8} {'util':>6} {'GMAC/s':>8}")
+    out = []
+    for n, m, t, s in ((4, 4, 4, 4), (8, 8, 8, 8), (16, 8, 16, 8), (8, 16, 8, 16), (16, 16, 16, 16)):
+        for cores in (4, 8, 16, 32):
+            try:
+                cfg = base.replace(n=n, m=m, t=t, s=s, cores=cores)
+            except ConfigError:
+                continue
+            if cfg.dsps > 2520:
+                continue
+            rows = workload(model, resolution)
+            tot = totals(simulate(rows, cfg, dram_gbs, fuse_mbconv, batch), cfg)
+            out.append((cfg, tot))
+            print(f"{cfg.name:>16} {cfg.multipliers:>6} {cfg.dsps:>5} {tot['fps']:8.1f} "
+                  f"{tot['util'] * 100:5.1f}% {tot['gmacs']:8.1f}")
+    return out
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="python -m sim.perf", description=__doc__.split("\n")[0])
+    p.add_argument("--model", default="b1")
+    p.add_argument("--resolution", type=int, default=224)
+    p.add_argument("--config", default="8x8+8x8x16", help="NxM+TxSxL or a preset (default 8x8+8x8x16)")
+    p.add_argument("--freq", type=float, help="clock in MHz (default: the configuration's, 200)")
+    p.add_argument("--dram-gbs", type=float, default=DDR4_GBS, help="DRAM bandwidth, GB/s (default 17.064)")
+    p.add_argument("--out", default="build/perf", help="CSV and PNG go here")
+    p.add_argument("--quiet", action="store_true", help="totals only")
+    p.add_argument("--sweep", action="store_true", help="FPS and utilization over N, M, T, S, L")
+    p.add_argument("--fuse-mbconv", action="store_true",
+                   help="proposal: keep each MBConv's expanded tensor on chip (not the paper's dataflow)")
+    p.add_argument("--batch", type=int, default=1, help="images per weight fetch (default 1)")
+    a = p.parse_args(argv)
+    from quant.model import ModelError
+
+    try:
+        if a.dram_gbs <= 0:
+            raise ConfigError("--dram-gbs must be positive")
+        if a.batch < 1:
+            raise ConfigError("--batch must be >= 1")
+        cfg = parse_config(a.config, a.freq)
+        if a.sweep:
+            sweep(a.model, a.resolution, cfg, a.dram_gbs, a.fuse_mbconv, a.batch)
+        else:
+            run_one(a.model, a.resolution, cfg, a.dram_gbs, a.out, a.quiet, a.fuse_mbconv, a.batch)
+    except (ConfigError, ModelError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
