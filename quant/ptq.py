@@ -11,6 +11,7 @@ quantizer (`ActQ`). The same program runs in float with fake quantization (here)
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -598,7 +599,11 @@ def reconstruct(prog: Program, images, progress=None):
             opt_s = torch.optim.Adam(steps, lr=4e-5) if steps else None
             warm = int(0.2 * opts.iters)
             skipped = 0
+            next_report = time.time() + 10
             for it in range(opts.iters):
+                if progress and time.time() >= next_report:
+                    progress(f"block {bi + 1}/{len(prog.blocks)} {block}: iteration {it}/{opts.iters}")
+                    next_report = time.time() + 10
                 idx = torch.randint(0, len(q_in), (min(opts.batch, len(q_in)),), generator=gen)
                 out = _run_block(prog, ops, src, q_in[idx], quant=True)
                 loss = F.mse_loss(out, fp_out[idx])

@@ -384,6 +384,7 @@ def run_one(model, resolution, cfg, dram_gbs, out_dir=None, quiet=False, fuse_mb
 def sweep(model, resolution, base, dram_gbs, fuse_mbconv=False, batch=1):
     print(f"{'config':>16} {'mults':>6} {'DSPs':>5} {'FPS':>8} {'util':>6} {'GMAC/s':>8}")
     out = []
+    rows = workload(model, resolution)
     for n, m, t, s in ((4, 4, 4, 4), (8, 8, 8, 8), (16, 8, 16, 8), (8, 16, 8, 16), (16, 16, 16, 16)):
         for cores in (4, 8, 16, 32):
             try:
@@ -392,7 +393,6 @@ def sweep(model, resolution, base, dram_gbs, fuse_mbconv=False, batch=1):
                 continue
             if cfg.dsps > DEVICE["dsp48e2"]:
                 continue  # does not fit the ZCU102
-            rows = workload(model, resolution)
             tot = totals(simulate(rows, cfg, dram_gbs, fuse_mbconv, batch), cfg)
             out.append((cfg, tot))
             print(f"{cfg.name:>16} {cfg.multipliers:>6} {cfg.dsps:>5} {tot['fps']:8.1f} "

@@ -148,3 +148,31 @@ def test_export_schema(tmp_path, quantized):
         if e["kind"] == "attn":
             assert {"b0_log2", "b0_dividend", "b0_den", "log2_offset", "g"} <= set(z.files)
             assert z["b0_log2"].min() >= arith.LOG2_MIN and z["b0_log2"].max() <= arith.LOG2_MAX
+
+
+def test_attention_matches_integer_on_the_same_inputs(quantized):
+    """Fed the integer model's own int8 inputs, the fake-quant attention (log2 divisor, shift
+    division) gives the integer model's codes: the two models part only through rounding flips
+    upstream, which a log2 divisor can amplify (one LOD step doubles or halves an output)."""
+    prog, xv, _ = quantized
+    im = IntegerModel(freeze(prog))
+    total = differ = 0
+    for img in xv[:8]:
+        rec = {}
+
+        def keep(r, ins, out, extra, rec=rec):
+            if r["kind"] == "attn":
+                rec[r["name"]] = (ins, out)
+
+        im.run(img.numpy().astype(np.float64), keep)
+        for op in (o for o in prog.ops if o.kind == "attn"):
+            ins, out = rec[op.name]
+            steps = [prog.act(s).step for s in op.srcs]
+            branches = [torch.tensor(v[None]).float() * st for v, st in zip(ins.values(), steps, strict=True)]
+            with torch.no_grad():
+                y = prog.attention(op, branches)
+            codes = torch.round(y[0] / prog.act(op.dst).step).numpy()
+            d = np.abs(codes - out.reshape(codes.shape))
+            assert d.max() <= 1
+            total, differ = total + d.size, differ + int((d > 0).sum())
+    assert differ / total < 1e-3, (differ, total)
