@@ -75,11 +75,12 @@ def cmd_info(a):
     shares = sorted(by_op.items(), key=lambda kv: -kv[1])
     print("  " + ", ".join(f"{k} {v / total * 100:.2f}%" for k, v in shares))
     if not a.quiet:
-        print(f"{'#':>3} {'op':9} {'name':62} {'in':>15} {'out':>15} {'k/s/g':>9} {'MACs':>12}")
+        nw = max(len(r["name"]) for r in rows)
+        print(f"{'#':>3} {'op':9} {'name':{nw}} {'in':>15} {'out':>15} {'k/s/g':>9} {'MACs':>12}")
         for r in rows:
             shp_in = f"{r['cin']}x{r['h_in']}x{r['w_in']}"
             shp_out = f"{r['cout']}x{r['h_out']}x{r['w_out']}"
-            print(f"{r['index']:>3} {r['op']:9} {r['name'][:62]:62} {shp_in:>15} {shp_out:>15} "
+            print(f"{r['index']:>3} {r['op']:9} {r['name']:{nw}} {shp_in:>15} {shp_out:>15} "
                   f"{r['kernel']}/{r['stride']}/{r['groups']:<5} {r['macs']:>12,}")
     if a.csv:
         Path(a.csv).parent.mkdir(parents=True, exist_ok=True)
@@ -145,13 +146,13 @@ def cmd_eval(a):
     from .ptq import evaluate
 
     spec, model = _model(a)
+    prog = _load_quantized(a.quantized)[0] if a.quantized else None
     images, labels = _images(a, spec, a.limit)
     report = {"images": len(images)}
     fp, fp_logits = evaluate(model, images, labels, progress=_progress("float"))
     report["float_top1"] = fp
     print(f"float      top-1 {fp:6.2f}%  ({len(images)} images)")
-    if a.quantized:
-        prog, _ = _load_quantized(a.quantized)
+    if prog is not None:
         acc, fq = evaluate(prog, images, labels, progress=_progress("fake-quant"))
         nan = bool(torch.isnan(fq).any())
         report["fakequant_top1"] = None if nan else acc

@@ -34,6 +34,19 @@ class FreezeError(Exception):
     pass
 
 
+def _int32_bias(name, bias, acc_scale):
+    """round(bias / s_acc) as int32, or a FreezeError naming the layer (never wrapped)."""
+    q = np.floor(bias / acc_scale + 0.5)
+    lo, hi = arith.int_range(arith.ACC_BITS)
+    if not np.isfinite(q).all() or (q < lo).any() or (q > hi).any():
+        c = int(np.nanargmax(np.abs(np.nan_to_num(q, nan=np.inf))))
+        s_acc = np.broadcast_to(acc_scale, bias.shape)[c]
+        raise FreezeError(f"{name}: bias {bias.flat[c]:.4g} of channel {c} needs {q.flat[c]:.4g} steps "
+                          f"of the accumulator scale {s_acc:.3g}, beyond int32 "
+                          "(the calibration data left this layer's input or weights nearly all zero)")
+    return q.astype(np.int64)
+
+
 def freeze(prog: Program):
     """Integer parameters of every op of ``prog`` (a list of dicts, in execution order)."""
     if prog.options.divisor != "log2-4":
@@ -65,7 +78,7 @@ def freeze(prog: Program):
                 sa = sx * sw
             bias = _np(prog.bias(op, w))
             r.update(stride=op.attrs["stride"], pad=op.attrs["pad"], groups=g, act=op.attrs["act"],
-                     w=codes, bias=np.floor(bias / sa + 0.5).astype(np.int64))
+                     w=codes, bias=_int32_bias(op.name, bias, sa))
             so = tscale(op.dst)
             delta = _np(prog.act(op.dst).delta)
             if op.attrs["act"] == "hswish":
@@ -103,7 +116,7 @@ def freeze(prog: Program):
             sx = float(tscale(op.srcs[0])[0])
             sw = _np(wq.s)
             r.update(w=_np(wq.codes()).astype(np.int64), acc_scale=sx * sw, post=op.attrs["post"])
-            r["bias"] = np.floor(_np(prog.biases[op.name]) / (sx * sw) + 0.5).astype(np.int64)
+            r["bias"] = _int32_bias(op.name, _np(prog.biases[op.name]), sx * sw)
             if op.attrs["post"]:
                 gamma, beta, eps = op.attrs["ln"]
                 r.update(ln_weight=_np(gamma), ln_bias=_np(beta), ln_eps=eps, out_scale=tscale(op.dst))

@@ -596,7 +596,10 @@ def reconstruct(prog: Program, images, progress=None):
             for s in steps:
                 s.requires_grad_(True)
             opt_w = torch.optim.Adam([wq.v for wq in wqs], lr=1e-3)
-            opt_s = torch.optim.Adam(steps, lr=4e-5) if steps else None
+            # LSQ: Adam moves a parameter by about lr per step whatever its size, so each step size
+            # gets a learning rate relative to its own value (BRECQ's 4e-5 for steps ~0.04)
+            opt_s = torch.optim.Adam([{"params": [st], "lr": 1e-3 * float(st.detach())} for st in steps]) \
+                if steps else None
             warm = int(0.2 * opts.iters)
             skipped = 0
             next_report = time.time() + 10
@@ -621,8 +624,8 @@ def reconstruct(prog: Program, images, progress=None):
                 opt_w.step()
                 if opt_s:
                     opt_s.step()
-                    for s in steps:
-                        s.data.clamp_(min=1e-8)
+                    for st in steps:
+                        st.data.clamp_(min=1e-12)
             for s in steps:
                 s.requires_grad_(False)
             if skipped and progress:

@@ -359,9 +359,10 @@ def run_one(model, resolution, cfg, dram_gbs, out_dir=None, quiet=False, fuse_mb
     results = simulate(rows, cfg, dram_gbs, fuse_mbconv, batch)
     tot = totals(results, cfg)
     if not quiet:
-        print(f"{'#':>3} {'op':9} {'name':58} {'MACs':>11} {'cycles':>9} {'util':>6} {'bound':7} mapping")
+        nw = max(len(r.name) for r in results)
+        print(f"{'#':>3} {'op':9} {'name':{nw}} {'MACs':>11} {'cycles':>9} {'util':>6} {'bound':7} mapping")
         for i, r in enumerate(results):
-            print(f"{i:>3} {r.op:9} {r.name[-58:]:58} {r.macs:>11,} {r.cycles:>9,} {r.util * 100:5.1f}% "
+            print(f"{i:>3} {r.op:9} {r.name:{nw}} {r.macs:>11,} {r.cycles:>9,} {r.util * 100:5.1f}% "
                   f"{r.bound:7} {r.mapping}")
     print(f"EfficientViT-{model.upper()} R{resolution} on {cfg.name} at {cfg.freq_mhz:g} MHz, "
           f"DRAM {dram_gbs:.3f} GB/s: {tot['cycles']:,} cycles, {tot['latency_ms']:.3f} ms, "
