@@ -40,6 +40,26 @@ def test_depthwise_3x3_stride2():
     assert cycles == 72 + 6 and "R-MAC SA" in label
 
 
+def test_stem_conv_3x3():
+    """3x3 conv 3 -> 16, 8x8 outputs, one core: K = 27 inputs in 4 chunks of 8 on both engines,
+    2 output tiles; per row 8 beats on either engine, rows split 32/32: 256 beats + 8."""
+    r = row("conv", 3, 16, 3, 2, 1, 16, 16, 8, 8, 16 * 27 * 64)
+    assert perf.mat_beats(64, 27, 16, ONE_CORE) == 2 * 64 * 4
+    assert perf.map_reduction(r, ONE_CORE)[1] == 256 + 8
+
+
+def test_attention_pipeline():
+    """Two heads of dim 8 over 16 pixels, one core. Per head the R-MAC engine computes v.k^T
+    (8 rows x 16 pixels x 8 outputs: 1 tile x 8 x 2 chunks = 16 beats); the MAT engine
+    q.[vk^T | sum k] (16 pixels x 8 inputs x 9 outputs: 2 tiles x 16 x 1 = 32 beats; 16 with
+    both engines). Head 0's MatMul runs 16..48; head 1's starts at 48, after the R-MAC engine is
+    free (32), so both engines take it: 48 + 16 = 64, plus R-MAC and MAT latencies 6 + 8."""
+    vk = row("matmul_vk", 8, 9, 1, 1, 1, 16, 1, 16, 1, 2 * 9 * 8 * 16, heads=2)
+    vkq = row("matmul_q", 8, 9, 1, 1, 1, 16, 1, 16, 1, 2 * 9 * 8 * 16, heads=2)
+    label, cycles = perf.map_attention(vk, vkq, ONE_CORE)
+    assert cycles == 64 + 6 + 8
+
+
 def test_beats_equal_the_rtl_schedules():
     """The model's beat counts are the lengths of the beat streams the engines are tested with."""
     rng = np.random.default_rng(0)

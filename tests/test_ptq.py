@@ -131,6 +131,8 @@ def test_export_schema(tmp_path, quantized):
     prog, xv, _ = quantized
     man = export(freeze(prog), xv[0].numpy(), tmp_path, dict(model="proxy", resolution=64))
     assert json.loads((tmp_path / "manifest.json").read_text())["schema"] == 1
+    # host steps, by name: the image quantization and the LayerNorm after the first head linear
+    assert [e["host"] for e in man["ops"] if e["kind"] in ("input", "linear")] == [True, True, False]
     kinds = {e["kind"] for e in man["ops"]}
     assert kinds == {"input", "conv", "add", "attn", "pool", "linear"}
     for e in man["ops"]:
