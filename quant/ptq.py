@@ -344,19 +344,22 @@ class Program(nn.Module):
                 num, den = vk @ q, ks @ q
                 outs.append((num / (den + 1e-15)).float())
                 continue
-            s_t = self.act(op.srcs[bi]).step.double()
-            vk = torch.clamp(ste_round(vk / p["s_vk"]), QMIN, QMAX) * p["s_vk"]
-            ks = torch.clamp(ste_round(ks / p["s_ks"]), QMIN, QMAX) * p["s_ks"]
-            num, den = vk @ q, ks @ q
+            # In code space, as the integer model computes it: int8 codes, exact integer sums
+            # (float64), dyadic requantizations with the same (b, c) pairs, STE for the gradients.
+            s_t = float(self.act(op.srcs[bi]).step.detach())
+            qc, kc, vc = ste_round(q / s_t), ste_round(k / s_t), ste_round(v / s_t)
+            vk8 = dyadic_requant(vc @ kc.transpose(-1, -2), s_t * s_t / p["s_vk"], arith.ACT_BITS)
+            ks8 = dyadic_requant(kc.sum(-1, keepdim=True).transpose(-1, -2), s_t / p["s_ks"], arith.ACT_BITS)
+            num, den = vk8 @ qc, ks8 @ qc  # int32 dividends and divisors
             if self.options.divisor == "uniform8":
+                den = den * (p["s_ks"] * s_t)
                 s_d = p["s_den"]
                 den_q = torch.clamp(round_half_up(den / s_d), 0, QMAX) * s_d
-                outs.append((num / den_q).float())
+                outs.append((num * (p["s_vk"] * s_t) / den_q).float())
                 continue
-            den_int = torch.round(den / (p["s_ks"] * s_t)).detach()
-            e = log2_code(den_int, p["offset"][bi])
-            x16 = torch.clamp(ste_round(num / (2.0 ** p["g"] * p["s_o"])), -32768, 32767)
-            y = x16 / torch.exp2(e)
+            e = log2_code(den.detach(), p["offset"][bi])
+            x16 = dyadic_requant(num, p["s_vk"] * s_t / (2.0 ** p["g"] * p["s_o"]), arith.DIVIDEND_BITS)
+            y = x16 / torch.exp2(e)  # shift_divide: exact left shifts, right shifts rounded half up
             y = y + (round_half_up(y) - y).detach()
             outs.append((torch.clamp(y, QMIN, QMAX) * p["s_o"]).float())
         out = torch.cat(outs, 1)  # (B, heads', dim, HW)
@@ -378,6 +381,14 @@ class Program(nn.Module):
         for w in self.weights.values():
             if w.mode != "hard":
                 w.mode = "nearest" if enabled else "float"
+
+
+def dyadic_requant(codes, scale, bits):
+    """Torch mirror of arith.requantize with arith.dyadic(scale): round_half_up(codes * b / 2**c),
+    saturated to signed ``bits``; exact for integer codes below 2**37 (float64), STE gradient."""
+    b, c = arith.dyadic(scale)
+    lo, hi = arith.int_range(bits)
+    return torch.clamp(ste_round(codes * (float(b) / 2.0 ** int(c))), lo, hi)
 
 
 def log2_code(den_int, offset):
