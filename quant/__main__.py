@@ -16,13 +16,10 @@ from .model import LAYER_FIELDS, ModelError
 def _progress(label):
     """A tqdm bar when stderr is a terminal, otherwise a few plain lines."""
     state = {"bar": None, "next": 0.0}
+    from tqdm import tqdm
 
     def update(done, total):
-        try:
-            from tqdm import tqdm
-        except ImportError:  # pragma: no cover
-            tqdm = None
-        if tqdm is not None and sys.stderr.isatty():
+        if sys.stderr.isatty():
             if state["bar"] is None:
                 state["bar"] = tqdm(total=total, desc=label, unit="img")
             state["bar"].update(done - state["bar"].n)

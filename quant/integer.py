@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from . import arith
-from .ptq import QMAX, Program
+from .ptq import Program
 
 SCHEMA_VERSION = 1
 
@@ -251,4 +251,4 @@ def export(frozen, image, out_dir, meta):
     return manifest
 
 
-__all__ = ["freeze", "IntegerModel", "export", "FreezeError", "QMAX"]
+__all__ = ["freeze", "IntegerModel", "export", "FreezeError"]

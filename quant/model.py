@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextvars
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -34,7 +34,6 @@ class ModelSpec:
     in_channels: int = 3
     mean: tuple = (0.485, 0.456, 0.406)
     std: tuple = (0.229, 0.224, 0.225)
-    notes: dict = field(default_factory=dict, compare=False)
 
 
 SPECS = {

@@ -366,11 +366,10 @@ class Program(nn.Module):
         b, _, h, w = branches[0].shape
         return out.reshape(b, -1, h, w)
 
-    def forward(self, x, quant=True, upto=None, env=None, start=0):
-        env = {} if env is None else env
-        if start == 0:
-            env["input"] = self.act("input")(x)
-        for op in self.ops[start:upto]:
+    def forward(self, x, quant=True, upto=None):
+        """Logits, or with ``upto`` the dict of every tensor computed by the first ``upto`` ops."""
+        env = {"input": self.act("input")(x)}
+        for op in self.ops[:upto]:
             env[op.dst] = self.run_op(op, env, quant)
         return env if upto is not None else env["logits"]
 

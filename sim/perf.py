@@ -34,7 +34,7 @@ import argparse
 import csv
 import math
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from gen.cli import DEVICE, check_fits
@@ -121,26 +121,24 @@ class LayerResult:
     cycles: int = 0
     bound: str = "compute"
     util: float = 0.0
-    extra: dict = field(default_factory=dict)
 
 
 def _rows(r):
     return r["h_out"] * r["w_out"]
 
 
-def _reduction_options(p, k, o, groups, cfg, allow_both=True):
+def _reduction_options(p, k, o, groups, cfg):
     """Candidate core splits of a reduction: (label, beats per core)."""
     L = cfg.cores
     opts = []
-    engine = both_beats if allow_both else (lambda *a, **kw: (mat_beats(*a, **kw), 0))
     # output channels (or whole groups) across cores
     if groups > 1:
         g_c = cdiv(groups, L)
-        opts.append(("groups/cores", engine(p, k // groups * g_c, o // groups * g_c, cfg, g_c)[0]))
+        opts.append(("groups/cores", both_beats(p, k // groups * g_c, o // groups * g_c, cfg, g_c)[0]))
     else:
-        opts.append(("cout/cores", engine(p, k, cdiv(o, L), cfg)[0]))
+        opts.append(("cout/cores", both_beats(p, k, cdiv(o, L), cfg)[0]))
     # pixels (rows of the reduction) across cores
-    opts.append(("pixels/cores", engine(cdiv(p, L), k, o, cfg, groups)[0]))
+    opts.append(("pixels/cores", both_beats(cdiv(p, L), k, o, cfg, groups)[0]))
     return opts
 
 
