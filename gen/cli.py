@@ -17,7 +17,7 @@ from hw.config import AcceleratorConfig, ConfigError
 __all__ = ["main"]
 
 PROG = "python -m gen"
-DEVICE = {"board": "ZCU102", "part": "xczu9eg-ffvb1156-2-e", "dsp48e2": 2520}
+DEVICE = {"board": "ZCU102", "part": "xczu9eg-ffvb1156-2-e", "dsp48e2": 2520, "bram36": 912}
 STATUS = ("units only: one computing core's auxiliary units, MAT engine and R-MAC engine; the "
           "L-core accelerator top, buffers and the Vivado project come with later issues")
 
@@ -72,10 +72,15 @@ def _load_config(args):
 
 
 def check_fits(cfg):
-    """``cfg`` if its multipliers fit the board's DSP48E2s, else a one-line ConfigError."""
+    """``cfg`` if its multipliers fit the board's DSP48E2s and its buffers its BRAM36, else a
+    one-line ConfigError."""
     if cfg.dsps > DEVICE["dsp48e2"]:
         raise ConfigError(f"{cfg.name} needs {cfg.dsps} DSP48E2 for {cfg.multipliers} multipliers; "
                           f"the {DEVICE['board']} ({DEVICE['part']}) has {DEVICE['dsp48e2']}")
+    if cfg.bram36 > DEVICE["bram36"]:
+        raise ConfigError(f"{cfg.name} needs {cfg.bram36} BRAM36 for its buffers "
+                          f"({', '.join(f'{b.name} {b.bram36}' for b in cfg.buffers())}); the "
+                          f"{DEVICE['board']} ({DEVICE['part']}) has {DEVICE['bram36']}")
     return cfg
 
 

@@ -9,9 +9,25 @@ from dataclasses import dataclass, fields
 
 from quant import arith
 
-__all__ = ["AcceleratorConfig", "ConfigError", "PRESETS"]
+__all__ = ["AcceleratorConfig", "Buffer", "ConfigError", "PRESETS"]
 
 _NAME = re.compile(r"^(\d+)x(\d+)\+(\d+)x(\d+)x(\d+)$")
+
+
+@dataclass(frozen=True)
+class Buffer:
+    """One on-chip buffer: ``copies`` instances (one per core for per-core buffers) of ``kib``
+    KiB in ``banks`` BRAM36 columns; ``read_bytes`` per cycle per instance (8 per bank);
+    ``need_bytes``: what the dataflow asks of it per cycle; ``bram36``: all instances."""
+
+    name: str
+    scope: str
+    kib: int
+    copies: int
+    banks: int
+    bram36: int
+    read_bytes: int
+    need_bytes: int
 
 
 class ConfigError(ValueError):
@@ -42,14 +58,22 @@ class AcceleratorConfig:
     log2_max: int = arith.LOG2_MAX
     offset_bits: int = arith.OFFSET_BITS
     dividend_bits: int = arith.DIVIDEND_BITS
-    # On-chip buffers (KiB). Placeholders summing to ~162 BRAM36 as in the paper's Table III
-    # (3 x global + 16 x per-core); the performance-model issue sizes them properly.
-    buffer_b_kib: int = 128
-    buffer_c_kib: int = 128
+    # On-chip buffers (KiB), sized in docs/architecture.md: global activations B (every live
+    # tensor of B1/B2 at R224 on chip), global weight ring C, DMA output staging; per core:
+    # input staging A, auxiliary (DW -> PW) and divisor buffers. 832 BRAM36 of the ZCU102's 912.
+    buffer_b_kib: int = 2048
+    buffer_c_kib: int = 512
     output_kib: int = 64
-    buffer_a_kib: int = 16
+    buffer_a_kib: int = 32
     aux_kib: int = 8
-    divisor_kib: int = 1
+    divisor_kib: int = 4
+    # Weight reuse: an engine holds one weight chunk for a block of block_min..block_max pixels
+    # (block_max psum registers per lane), so it reads S*T/block_min weight bytes per cycle.
+    block_min: int = 8
+    block_max: int = 16
+    # DRAM side: AXI4 master ports (to the PS's S_AXI_HP ports) and their data width in bits.
+    axi_ports: int = 4
+    axi_bits: int = 128
     freq_mhz: float = 200.0
     dsp_packing: bool = True
 
@@ -78,6 +102,14 @@ class AcceleratorConfig:
                      "divisor_kib"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, not {getattr(self, name)}")
+        if not 1 <= self.block_min <= self.block_max <= 64:
+            raise ConfigError(f"pixel blocks need 1 <= block_min <= block_max <= 64, not "
+                              f"{self.block_min}..{self.block_max}")
+        if not 1 <= self.axi_ports <= 4:
+            raise ConfigError(f"axi_ports must be between 1 and 4 (the PS has four S_AXI_HP ports), "
+                              f"not {self.axi_ports}")
+        if self.axi_bits not in (32, 64, 128):
+            raise ConfigError(f"axi_bits must be 32, 64 or 128 (S_AXI_HP widths), not {self.axi_bits}")
         if not (isinstance(self.freq_mhz, (int, float)) and 1 <= self.freq_mhz <= 1000):
             raise ConfigError(f"freq_mhz must be between 1 and 1000, not {self.freq_mhz!r}")
 
@@ -101,6 +133,45 @@ class AcceleratorConfig:
     def peak_gmacs(self):
         """Physical limit: multipliers x clock, in GMAC/s."""
         return self.multipliers * self.freq_mhz / 1e3
+
+    @property
+    def axi_gbs(self):
+        """Peak bandwidth of the AXI4 masters on the PL side: ports x width x clock, GB/s."""
+        return self.axi_ports * self.axi_bits / 8 * self.freq_mhz * 1e6 / 1e9
+
+    def buffers(self):
+        """Geometry of every on-chip buffer (docs/architecture.md): a list of ``Buffer``.
+
+        A buffer is ``banks`` columns of BRAM36 used as simple dual port, 64 data bits (8 bytes)
+        per port: one read and one write of 8 bytes per bank and cycle. The bank count is what
+        the dataflow needs (below), capped by the BRAM36 the capacity takes; a buffer too small
+        for its banks has fewer ports, and the performance model refuses mappings that need more.
+        """
+        L = self.cores
+        w_eng = -(-self.s * self.t // self.block_min) + -(-self.m * self.n // self.block_min)
+        need = {  # read bytes per cycle the dataflow asks of each buffer
+            "B": L * (2 * max(self.t, self.n) + self.m * self.n // 4),  # every core's A fills at once
+            "C": L * w_eng,  # every core's two engines, a fresh weight chunk per block_min beats
+            "output": L * 8,
+            "A": 2 * max(self.t, self.n) + self.m * self.n // 4,  # two engines + DW window loads
+            "aux": 2 * self.n,
+            "divisor": 8,
+        }
+        specs = [("B", "global", self.buffer_b_kib, 1), ("C", "global", self.buffer_c_kib, 1),
+                 ("output", "global", self.output_kib, 1), ("A", "per core", self.buffer_a_kib, L),
+                 ("aux", "per core", self.aux_kib, L), ("divisor", "per core", self.divisor_kib, L)]
+        out = []
+        for name, scope, kib, copies in specs:
+            brams = -(-kib // 4)
+            banks = max(1, min(brams, -(-need[name] // 8)))
+            brams = -(-brams // banks) * banks  # whole columns
+            out.append(Buffer(name, scope, kib, copies, banks, brams * copies, banks * 8, need[name]))
+        return out
+
+    @property
+    def bram36(self):
+        """BRAM36 blocks of all buffers together."""
+        return sum(b.bram36 for b in self.buffers())
 
     @property
     def log2_bits(self):
@@ -173,5 +244,8 @@ class AcceleratorConfig:
 
 PRESETS = {
     "paper": AcceleratorConfig(),  # (8x8+8x8)x16: 2048 multipliers on 1024 DSPs at 200 MHz
-    "tiny": AcceleratorConfig(n=2, m=2, t=2, s=2, cores=1),  # for fast simulation
+    # for fast simulation: small buffers too
+    "tiny": AcceleratorConfig(n=2, m=2, t=2, s=2, cores=1, buffer_b_kib=64, buffer_c_kib=16, output_kib=4,
+                              buffer_a_kib=4, aux_kib=1, divisor_kib=1, block_min=2, block_max=4,
+                              axi_ports=1, axi_bits=64),
 }

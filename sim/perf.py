@@ -1,10 +1,16 @@
 """Cycle-level performance model of the (N x M + T x S) x L accelerator on EfficientViT.
 
-    python -m sim.perf --model b1 --resolution 224 --config 8x8+8x8x16 --freq 200
+    python -m sim.perf --model b1 --resolution 224 --config 8x8+8x8x16 --freq 200 --dram-gbs 12.8
+    python -m sim.perf --dataflow paper ...      # the paper's dataflow, the baseline
     python -m sim.perf --sweep --model b1 --resolution 224
 
 The workload is the per-layer table of ``quant.model.layer_table`` (what ``python -m quant info``
-prints). Per layer the model picks a mapping and counts cycles from the engines' beat schedules
+prints). ``--dataflow ours`` (default) is the accelerator of docs/architecture.md, counted in
+``sim/dataflow.py`` (per command) and ``sim/timeline.py`` (DMA and compute on one time line,
+frames in flight for the head linears); the RTL is held to it. ``--dataflow paper`` is the
+paper's dataflow as published, kept as the baseline; it is not buildable within the buffers'
+ports (its weight reads are reported as a budget violation) and is counted as follows.
+Per layer it picks a mapping and counts cycles from the engines' beat schedules
 (the same ones the RTL is tested with, ``sim/schedule.py``):
 
 - MAT engine (S lanes x T): a reduction of P rows x K inputs x O outputs takes
@@ -25,7 +31,7 @@ prints). Per layer the model picks a mapping and counts cycles from the engines'
 - Memory: DRAM bytes per layer (weights and per-channel requant parameters always; input and
   output activations when they do not fit the global buffers; a fused pair keeps its
   intermediate on chip). A layer takes max(compute, DRAM bytes / bytes per cycle) and is
-  reported memory-bound when the second is larger.
+  reported memory-bound when the second is larger. Pipelined pairs are one row.
 """
 
 from __future__ import annotations
@@ -39,16 +45,14 @@ from pathlib import Path
 
 from gen.cli import DEVICE, check_fits
 from hw.config import AcceleratorConfig, ConfigError
+from sim import dataflow, timeline
+from sim.dataflow import PARAM_BYTES, cdiv, mat_latency, rmac_latency, two_stage
 
 DDR4_GBS = 64 / 8 * 2133e6 / 1e9  # ZCU102 PS DDR4, 64-bit at 2133 MT/s: 17.064 GB/s peak
-PARAM_BYTES = 4 + 2 + 1  # per output channel: int32 bias, u16 multiplier, u6 shift (a byte)
-MAT_LATENCY_BASE = 1 + 1 + 3  # multiply, accumulate, requantize (+ adder-tree levels)
-RMAC_LATENCY_BASE = 1 + 1 + 1 + 3  # multiply, accumulate, hold, requantize
+DRAM_GBS = 12.8  # measured PL -> PS DDR4 throughput, ~75 % of the peak (reference facts)
 PAPER_FPS = {("b1", 288): 895, ("b2", 224): 494, ("b2", 256): 379}
-
-
-def cdiv(a, b):
-    return -(-a // b)
+# Real FPS the paper's GOPS imply at 2048 multipliers, 200 MHz, 2 ops per MAC (reference facts)
+PAPER_REAL_FPS = {("b1", 288): 448, ("b2", 224): 247, ("b2", 256): 189}
 
 
 # ---- engine beat counts (sim/schedule.py order) -------------------------------------------------
@@ -81,31 +85,6 @@ def both_beats(p, k, o, cfg, groups=1):
         if best is None or t < best[0]:
             best = (t, p1)
     return best
-
-
-def mat_latency(cfg):
-    return MAT_LATENCY_BASE + max(1, math.ceil(math.log2(cfg.t)))
-
-
-def rmac_latency(cfg):
-    return RMAC_LATENCY_BASE
-
-
-def two_stage(items, prod, cons, cons_both):
-    """Producer on the R-MAC engine, consumer on the MAT engine, item by item; once the producer
-    is done, the R-MAC engine takes the unstarted consumer items too (``cons_both`` each).
-    Returns the makespan in beats."""
-    if items == 0:
-        return 0
-    t_prod = [prod * (j + 1) for j in range(items)]
-    done_prod = t_prod[-1]
-    t = 0  # consumer time line
-    for j in range(items):
-        start = max(t, t_prod[j])
-        if start >= done_prod:  # the rest runs on both engines
-            return start + (items - j) * cons_both
-        t = start + cons
-    return t
 
 
 # ---- per-layer mapping ---------------------------------------------------------------------------
@@ -220,16 +199,20 @@ def layer_dram(r, cfg, on_chip_in, on_chip_out, batch=1):
 # ---- the whole network ----------------------------------------------------------------------------
 
 def _pair(a, b, label, total, dram):
-    """Two pipelined ops share their cycles in proportion to their MACs (both rows then show the
-    pair's utilization); each keeps its own DRAM bytes."""
-    share = round(total * a["macs"] / (a["macs"] + b["macs"]))
-    return [LayerResult(a["name"], a["op"], a["macs"], label, share, dram[0]),
-            LayerResult(b["name"], b["op"], b["macs"], label, total - share, dram[1])]
+    """Two pipelined ops are one row: their cycles cannot be told apart."""
+    return [LayerResult(f"{a['name']} + {b['name'].split('.')[-1]}", f"{a['op']}+{b['op']}",
+                        a["macs"] + b["macs"], label, total, dram[0] + dram[1])]
 
 
-def simulate(rows, cfg, dram_gbs=DDR4_GBS, fuse_mbconv=False, batch=1):
-    """Per-layer results of one inference. ``fuse_mbconv`` (our proposal, not the paper's
-    dataflow): the expand conv's output stays on chip for the depthwise conv (pixel bands), so
+def paper_weight_bytes(cfg):
+    """Distinct weight bytes per cycle the paper's dataflow reads: every engine of every core
+    takes a fresh S x T (M x N) chunk each beat, output channels split over the cores."""
+    return cfg.cores * (cfg.s * cfg.t + cfg.m * cfg.n)
+
+
+def simulate(rows, cfg, dram_gbs=DRAM_GBS, fuse_mbconv=False, batch=1):
+    """The paper's dataflow: per-layer results of one inference. ``fuse_mbconv`` (an earlier
+    proposal): the expand conv's output stays on chip for the depthwise conv (pixel bands), so
     the expanded tensor never goes to DRAM. ``batch``: weights fetched once per batch."""
     bytes_per_cycle = dram_gbs * 1e9 / (cfg.freq_mhz * 1e6)
     buf_b = cfg.buffer_b_kib * 1024
@@ -277,23 +260,59 @@ def simulate(rows, cfg, dram_gbs=DDR4_GBS, fuse_mbconv=False, batch=1):
     return results
 
 
-def totals(results, cfg):
-    cycles = sum(r.cycles for r in results)
+def totals(results, cfg, cycles=None, latency=None):
+    """Whole-frame figures; ``cycles`` is the period when it is not the sum of the rows (ours:
+    frames in flight), ``latency`` a lone frame's cycles when it differs from the period."""
+    cycles = cycles if cycles is not None else sum(r.cycles for r in results)
+    latency = latency if latency is not None else cycles
     macs = sum(r.macs for r in results)
     sec = cycles / (cfg.freq_mhz * 1e6)
-    return dict(cycles=cycles, macs=macs, latency_ms=sec * 1e3, fps=1 / sec, gmacs=macs / sec / 1e9,
-                util=macs / (cfg.multipliers * cycles), dram_bytes=sum(r.dram_bytes for r in results),
+    return dict(cycles=cycles, macs=macs, latency_ms=latency / (cfg.freq_mhz * 1e3), fps=1 / sec,
+                gmacs=macs / sec / 1e9, util=macs / (cfg.multipliers * cycles),
+                dram_bytes=sum(r.dram_bytes for r in results),
                 peak_gmacs=cfg.peak_gmacs, peak_fps=cfg.multipliers * cfg.freq_mhz * 1e6 / macs,
-                memory_bound=sum(1 for r in results if r.bound == "memory"))
+                memory_bound=sum(1 for r in results if r.bound == "memory"), bram36=cfg.bram36)
+
+
+def simulate_ours(rows, cfg, dram_gbs=DRAM_GBS):
+    """Our dataflow (docs/architecture.md): per-step results and the whole-frame totals."""
+    steps = dataflow.build_steps(rows, cfg)
+    alt = dataflow.build_steps(rows, cfg.replace(cores=cfg.cores - 1)) if cfg.cores > 1 else steps
+    t = timeline.simulate(steps, alt, cfg, dram_gbs)
+    results = []
+    for i, st in enumerate(steps):
+        cyc = round(t.cycles[i])
+        bound = "head core" if st.background else ("memory" if t.stalls[i] > 0.5 else "compute")
+        mapping = st.mapping + (f", spills {st.extra['spill']:,} B" if "spill" in st.extra else "")
+        results.append(LayerResult(st.name, st.op, st.macs, mapping, st.compute,
+                                   st.weights + st.dram_in + st.dram_out, cyc, bound,
+                                   st.macs / (cfg.multipliers * cyc) if cyc else 0.0))
+    tot = totals(results, cfg, t.period, t.latency)
+    tot.update(window=t.window, dram_cycles=t.dram_cycles, fg_period=t.fg_period,
+               bytes_per_cycle=t.bytes_per_cycle, memory_bound=sum(1 for r in results if r.bound == "memory"))
+    return results, tot
+
+
+def evaluate(rows, cfg, dram_gbs=DRAM_GBS, flow="ours", fuse_mbconv=False, batch=1):
+    """(per-row results, totals) of one frame under ``flow`` ("ours" or "paper")."""
+    if flow == "ours":
+        if fuse_mbconv or batch > 1:
+            raise ConfigError("--fuse-mbconv and --batch belong to --dataflow paper (ours fuses and "
+                              "keeps frames in flight by itself)")
+        return simulate_ours(rows, cfg, dram_gbs)
+    results = simulate(rows, cfg, dram_gbs, fuse_mbconv, batch)
+    return results, totals(results, cfg)
 
 
 def loss_breakdown(results, cfg):
     """Where the cycles above the ideal MACs / multipliers go, per op type and bound."""
-    total = sum(r.cycles for r in results)
-    ideal = sum(r.macs for r in results) / cfg.multipliers
+    total = sum(r.cycles for r in results if r.bound != "head core")
+    ideal = sum(r.macs for r in results if r.bound != "head core") / cfg.multipliers
     lines = [f"cycles above ideal: {total - ideal:,.0f} ({(total - ideal) / total * 100:.1f}% of all)"]
     groups = {}
     for r in results:
+        if r.bound == "head core":
+            continue
         key = (r.op, r.bound)
         g = groups.setdefault(key, [0, 0.0])
         g[0] += r.cycles
@@ -330,10 +349,10 @@ def plot(results, path, title):
     total = sum(r.cycles for r in results)
     x = range(len(results))
     fig, (a1, a2) = plt.subplots(2, 1, figsize=(14, 7), sharex=True)
-    colors = ["tab:red" if r.bound == "memory" else "tab:blue" for r in results]
+    colors = [{"memory": "tab:red", "head core": "tab:gray"}.get(r.bound, "tab:blue") for r in results]
     a1.bar(x, [r.util * 100 for r in results], color=colors)
     a1.set_ylabel("MAC utilization (%)")
-    a1.set_title(title + "  (red: memory-bound)")
+    a1.set_title(title + "  (red: memory-bound; grey: head core, overlapped)")
     a2.bar(x, [r.cycles / total * 100 for r in results], color=colors)
     a2.set_ylabel("share of cycles (%)")
     a2.set_xticks(list(x), [f"{r.op}" for r in results], rotation=90, fontsize=6)
@@ -352,70 +371,105 @@ def parse_config(text, freq, cores=None):
     return cfg.replace(**changes) if changes else cfg
 
 
-def run_one(model, resolution, cfg, dram_gbs, out_dir=None, quiet=False, fuse_mbconv=False, batch=1):
+def budget_lines(cfg, flow):
+    """The buffer budget: BRAM36 of every buffer, and the ports the dataflow asks for."""
+    lines = [f"buffers: {cfg.bram36} BRAM36 of the {DEVICE['board']}'s {DEVICE['bram36']} ("
+             + ", ".join(f"{b.name} {b.kib} KiB{' x' + str(b.copies) if b.copies > 1 else ''}: "
+                         f"{b.bram36}" for b in cfg.buffers()) + ")"]
+    if flow == "paper":
+        need, have = paper_weight_bytes(cfg), dataflow.buffers(cfg)["C"].read_bytes
+        if need > have:
+            lines.append(f"BUDGET EXCEEDED: the paper's dataflow reads {need:,} weight bytes per cycle "
+                         f"from buffer C, whose {dataflow.buffers(cfg)['C'].banks} banks give {have}: "
+                         f"not buildable with these buffers (kept as the baseline)")
+    return lines
+
+
+def run_one(model, resolution, cfg, dram_gbs, out_dir=None, quiet=False, fuse_mbconv=False, batch=1,
+            flow="ours"):
     rows = workload(model, resolution)
-    results = simulate(rows, cfg, dram_gbs, fuse_mbconv, batch)
-    tot = totals(results, cfg)
+    results, tot = evaluate(rows, cfg, dram_gbs, flow, fuse_mbconv, batch)
     if not quiet:
         nw = max(len(r.name) for r in results)
-        print(f"{'#':>3} {'op':9} {'name':{nw}} {'MACs':>11} {'cycles':>9} {'util':>6} {'bound':7} mapping")
+        print(f"{'#':>3} {'op':18} {'name':{nw}} {'MACs':>11} {'cycles':>9} {'util':>6} {'bound':9} mapping")
         for i, r in enumerate(results):
-            print(f"{i:>3} {r.op:9} {r.name:{nw}} {r.macs:>11,} {r.cycles:>9,} {r.util * 100:5.1f}% "
-                  f"{r.bound:7} {r.mapping}")
+            print(f"{i:>3} {r.op:18} {r.name:{nw}} {r.macs:>11,} {r.cycles:>9,} {r.util * 100:5.1f}% "
+                  f"{r.bound:9} {r.mapping}")
+    bw = timeline.bytes_per_cycle(cfg, dram_gbs) * cfg.freq_mhz * 1e6 / 1e9
     print(f"EfficientViT-{model.upper()} R{resolution} on {cfg.name} at {cfg.freq_mhz:g} MHz, "
-          f"DRAM {dram_gbs:.3f} GB/s: {tot['cycles']:,} cycles, {tot['latency_ms']:.3f} ms, "
+          f"DRAM {dram_gbs:.3f} GB/s: {round(tot['cycles']):,} cycles, {tot['latency_ms']:.3f} ms, "
           f"{tot['fps']:.1f} FPS, {tot['gmacs']:.1f} GMAC/s of {tot['peak_gmacs']:.1f} peak, "
           f"MAC utilization {tot['util'] * 100:.1f}%, DRAM {tot['dram_bytes'] / 1e6:.2f} MB, "
-          f"{tot['memory_bound']} memory-bound layers"
+          f"{tot['memory_bound']} memory-bound layers [{flow} dataflow]"
           + (" [fused MBConv]" if fuse_mbconv else "") + (f" [batch {batch}]" if batch > 1 else ""))
+    if flow == "ours":
+        print(f"frames in flight: period {round(tot['cycles']):,} cycles (foreground "
+              f"{round(tot['fg_period']):,}, DRAM {round(tot['dram_cycles']):,} at {bw:.2f} GB/s = "
+              f"min(AXI {cfg.axi_ports} x {cfg.axi_bits} bit x {cfg.freq_mhz:g} MHz = {cfg.axi_gbs:.2f}, "
+              f"DRAM {dram_gbs:.2f})); head core away {round(tot['window']):,} cycles; a lone frame's "
+              f"latency {tot['latency_ms']:.3f} ms plus the host's LayerNorm")
+    for line in budget_lines(cfg, flow):
+        print(line)
     print(loss_breakdown(results, cfg))
     if out_dir:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        stem = f"{model}-r{resolution}-{cfg.name.replace('+', 'p')}" + ("-fused" if fuse_mbconv else "") + (
-            f"-b{batch}" if batch > 1 else "")
+        stem = f"{model}-r{resolution}-{cfg.name.replace('+', 'p')}-{flow}" + (
+            "-fused" if fuse_mbconv else "") + (f"-b{batch}" if batch > 1 else "")
         write_csv(results, out / f"{stem}.csv")
-        plot(results, out / f"{stem}.png", f"EfficientViT-{model.upper()} R{resolution}, {cfg.name}")
+        plot(results, out / f"{stem}.png", f"EfficientViT-{model.upper()} R{resolution}, {cfg.name}, {flow}")
         print(f"wrote {out / stem}.csv and .png")
     return results, tot
 
 
-def sweep(model, resolution, base, dram_gbs, fuse_mbconv=False, batch=1):
-    print(f"{'config':>16} {'mults':>6} {'DSPs':>5} {'FPS':>8} {'util':>6} {'GMAC/s':>8}")
+def sweep(model, resolution, base, dram_gbs, fuse_mbconv=False, batch=1, flow="ours"):
+    print(f"{'config':>16} {'mults':>6} {'DSPs':>5} {'BRAM36':>6} {'FPS':>8} {'util':>6} {'GMAC/s':>8}")
     out = []
     rows = workload(model, resolution)
     for n, m, t, s in ((4, 4, 4, 4), (8, 8, 8, 8), (16, 8, 16, 8), (8, 16, 8, 16), (16, 16, 16, 16)):
         for cores in (4, 8, 16, 32):
             try:
-                cfg = base.replace(n=n, m=m, t=t, s=s, cores=cores)
-            except ConfigError:
+                cfg = check_fits(base.replace(n=n, m=m, t=t, s=s, cores=cores))
+                tot = evaluate(rows, cfg, dram_gbs, flow, fuse_mbconv, batch)[1]
+            except ConfigError as e:
+                print(f"{n}x{m}+{t}x{s}x{cores:<3} refused: {e}")
                 continue
-            if cfg.dsps > DEVICE["dsp48e2"]:
-                continue  # does not fit the ZCU102
-            tot = totals(simulate(rows, cfg, dram_gbs, fuse_mbconv, batch), cfg)
             out.append((cfg, tot))
-            print(f"{cfg.name:>16} {cfg.multipliers:>6} {cfg.dsps:>5} {tot['fps']:8.1f} "
+            print(f"{cfg.name:>16} {cfg.multipliers:>6} {cfg.dsps:>5} {cfg.bram36:>6} {tot['fps']:8.1f} "
                   f"{tot['util'] * 100:5.1f}% {tot['gmacs']:8.1f}")
     return out
 
 
-def bench(cfg, dram_gbs, out_dir):
-    """B1/B2 at R224/256/288: paper dataflow and the proposals, next to Table VII and the limit."""
+BENCH_GBS = (DRAM_GBS, DDR4_GBS)
+
+
+def bench(cfg, out_dir):
+    """B1/B2 at R224/256/288, both dataflows at 12.8 and 17.06 GB/s, next to Table VII and the
+    physical limit."""
+    head = " | ".join(f"{flow} {g:.1f} GB/s: FPS (util.)" for flow in ("paper", "ours") for g in BENCH_GBS)
     lines = [f"Configuration {cfg.name} at {cfg.freq_mhz:g} MHz: {cfg.multipliers} multipliers, "
-             f"physical limit {cfg.peak_gmacs:.1f} GMAC/s; DRAM {dram_gbs:.3f} GB/s.", "",
-             "| model | GMACs | limit FPS (100% util.) | paper Table VII FPS | model FPS | MAC util. | "
-             "memory-bound layers | + fused MBConv, batch 8: FPS | util. |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             f"physical limit {cfg.peak_gmacs:.1f} GMAC/s; buffers {cfg.bram36} BRAM36 of "
+             f"{DEVICE['bram36']}; AXI {cfg.axi_ports} x {cfg.axi_bits} bit = {cfg.axi_gbs:.1f} GB/s. "
+             f"Batch 1 (ours: frames in flight, latency of a lone frame at {DRAM_GBS} GB/s).", "",
+             "| model | GMACs | limit FPS (100%) | Table VII FPS | Table VII at 2048 mults | " + head
+             + " | ours latency ms | ours DRAM MB/frame |",
+             "|---|---|---|---|---|" + "---|" * (2 * len(BENCH_GBS)) + "---|---|"]
     for model in ("b1", "b2"):
         for res in (224, 256, 288):
             rows = workload(model, res)
-            base = totals(simulate(rows, cfg, dram_gbs), cfg)
-            prop = totals(simulate(rows, cfg, dram_gbs, fuse_mbconv=True, batch=8), cfg)
-            paper = PAPER_FPS.get((model, res))
-            lines.append(f"| {model.upper()}-R{res} | {base['macs'] / 1e9:.3f} | {base['peak_fps']:.0f} | "
-                         f"{paper if paper else '-'} | {base['fps']:.0f} | {base['util'] * 100:.1f}% | "
-                         f"{base['memory_bound']} | {prop['fps']:.0f} | {prop['util'] * 100:.1f}% |")
+            cells, ours = [], None
+            for flow in ("paper", "ours"):
+                for g in BENCH_GBS:
+                    tot = evaluate(rows, cfg, g, flow)[1]
+                    cells.append(f"{tot['fps']:.0f} ({tot['util'] * 100:.1f}%)")
+                    if flow == "ours" and g == DRAM_GBS:
+                        ours = tot
+            paper, real = PAPER_FPS.get((model, res)), PAPER_REAL_FPS.get((model, res))
+            lines.append(f"| {model.upper()}-R{res} | {ours['macs'] / 1e9:.3f} | {ours['peak_fps']:.0f} | "
+                         f"{paper or '-'} | {real or '-'} | " + " | ".join(cells)
+                         + f" | {ours['latency_ms']:.2f} | {ours['dram_bytes'] / 1e6:.1f} |")
             print(lines[-1], flush=True)
+    lines += ["", *budget_lines(cfg, "paper")]
     text = "\n".join(lines) + "\n"
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -430,14 +484,19 @@ def main(argv=None):
     p.add_argument("--resolution", type=int, default=224)
     p.add_argument("--config", default="8x8+8x8x16", help="NxM+TxSxL or a preset (default 8x8+8x8x16)")
     p.add_argument("--freq", type=float, help="clock in MHz (default: the configuration's, 200)")
-    p.add_argument("--dram-gbs", type=float, default=DDR4_GBS, help="DRAM bandwidth, GB/s (default 17.064)")
+    p.add_argument("--dataflow", choices=("ours", "paper"), default="ours",
+                   help="ours: docs/architecture.md (default); paper: the paper's dataflow, the baseline")
+    p.add_argument("--dram-gbs", type=float, default=DRAM_GBS,
+                   help=f"effective DRAM bandwidth, GB/s (default {DRAM_GBS}: measured ZCU102 PL->DDR4; "
+                        f"peak {DDR4_GBS:.2f}); the AXI ports' bandwidth caps it")
     p.add_argument("--out", default="build/perf", help="CSV and PNG go here")
     p.add_argument("--quiet", action="store_true", help="totals only")
     p.add_argument("--sweep", action="store_true", help="FPS and utilization over N, M, T, S, L")
     p.add_argument("--fuse-mbconv", action="store_true",
-                   help="proposal: keep each MBConv's expanded tensor on chip (not the paper's dataflow)")
-    p.add_argument("--batch", type=int, default=1, help="images per weight fetch (default 1)")
-    p.add_argument("--bench", action="store_true", help="B1/B2 at R224/256/288 summary (make bench)")
+                   help="paper dataflow only: keep each MBConv's expanded tensor on chip")
+    p.add_argument("--batch", type=int, default=1, help="paper dataflow only: images per weight fetch")
+    p.add_argument("--bench", action="store_true",
+                   help="B1/B2 at R224/256/288, both dataflows at 12.8 and 17.06 GB/s (make bench)")
     a = p.parse_args(argv)
     from quant.model import ModelError
 
@@ -448,11 +507,11 @@ def main(argv=None):
             raise ConfigError("--batch must be >= 1")
         cfg = check_fits(parse_config(a.config, a.freq))
         if a.bench:
-            bench(cfg, a.dram_gbs, a.out)
+            bench(cfg, a.out)
         elif a.sweep:
-            sweep(a.model, a.resolution, cfg, a.dram_gbs, a.fuse_mbconv, a.batch)
+            sweep(a.model, a.resolution, cfg, a.dram_gbs, a.fuse_mbconv, a.batch, a.dataflow)
         else:
-            run_one(a.model, a.resolution, cfg, a.dram_gbs, a.out, a.quiet, a.fuse_mbconv, a.batch)
+            run_one(a.model, a.resolution, cfg, a.dram_gbs, a.out, a.quiet, a.fuse_mbconv, a.batch, a.dataflow)
     except (ConfigError, ModelError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

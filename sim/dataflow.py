@@ -1,0 +1,408 @@
+"""Our dataflow (``--dataflow ours``): the accelerator that docs/architecture.md specifies and the
+RTL issues build, counted cycle by cycle per command. The paper's dataflow stays in
+``sim/perf.py`` as the baseline.
+
+What is counted (each rule is a section of docs/architecture.md):
+
+- **Lockstep cores.** Every command runs on all L cores at once; a core's share of the work is
+  set by a grid G_o x G_p (output-channel groups x pixel groups, G_o * G_p <= L) that the
+  compiler chooses per command. Cores of one output group receive the same weights (multicast
+  from buffer C), cores of one pixel group the same inputs (multicast from buffer B through their
+  staging buffer A). A command takes as long as its busiest core.
+- **Weight reuse over pixel blocks.** An engine holds one weight chunk (S lanes x T) for a block
+  of ``block_min..block_max`` pixels, with ``block_max`` psum registers per lane; a block of
+  fewer than ``block_min`` pixels still takes ``block_min`` beats (the weight port delivers one
+  chunk per ``block_min`` cycles). So an engine reads S*T/block_min weight bytes per cycle.
+- **Two engines per core** take different output tiles of the same pixel blocks; an odd tile
+  is split by pixels when its block count allows (each part at least ``block_min`` pixels).
+- **Depthwise convs** run on the R-MAC engine (self-accumulation, the RTL's beat schedule): N
+  channels x M output pixels of a row per block, k^2 beats, or more when the new input rows
+  (line buffer in A: each input row is fetched from B once) exceed A's write port or B's read
+  ports. A depthwise conv followed by a pointwise conv runs **fused in row bands**: the R-MAC
+  engines compute band j while the MAT engines compute the pointwise conv of band j-1; once the
+  depthwise conv is done the R-MAC engines join the pointwise conv (Fig. 9a/b).
+- **Attention as the integer model computes it**: per head vk = ReLU(K)^T V (d x d, a reduction
+  over the n tokens) on both engines while the adder tree sums ReLU(K) over tokens (Sigma k);
+  vk and Sigma k are requantized to int8; then ReLU(Q) [vk | Sigma k] (d + 1 outputs per token):
+  the numerator requantized to int16, the raw int32 divisor into the log2 quantizer, the shifter
+  array divides. Two commands, all heads batched over the grid.
+- **Per-command overhead**: the engine pipeline's fill/drain plus ``DISPATCH`` cycles (command
+  broadcast to the cores and the end-of-command barrier), once per command and weight pass.
+- **Buffers and ports** (``AcceleratorConfig.buffers``): a mapping whose reads exceed a buffer's
+  ports is not used; a command with no usable mapping is refused (``ConfigError``). A command
+  whose weights exceed half of buffer C runs in passes (inputs re-read from B each pass).
+  Activations live in buffer B; a step whose live tensors (inputs, outputs, residual) exceed B
+  spills its output to DRAM and reads it back.
+- **DRAM** (``sim.timeline``): a decoupled DMA prefetches weights into buffer C (a ring) ahead of
+  the compute, at min(AXI ports x width x clock, ``--dram-gbs``).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass, field
+
+from hw.config import ConfigError
+
+DISPATCH = 16  # cycles per command: broadcast, per-core address setup, end-of-command barrier
+BAND_SYNC = 4  # cycles per row band of a fused DW -> PW pair (token between the engines)
+PARAM_BYTES = 4 + 2 + 1  # per output channel: int32 bias, u16 multiplier, shift byte
+PORT_BYTES = 8  # a BRAM36 port: 64 data bits
+
+
+def cdiv(a, b):
+    return -(-a // b)
+
+
+def check_symmetric(cfg):
+    if cfg.s != cfg.m or cfg.t != cfg.n:
+        raise ConfigError(f"the ours dataflow pairs the two engines tile for tile and needs S = M and "
+                          f"T = N, not {cfg.name}")
+
+
+def buffers(cfg):
+    return {b.name: b for b in cfg.buffers()}
+
+
+@functools.lru_cache(maxsize=None)
+def _engine_latency(cfg, unit):
+    from sim.units import UNITS
+
+    return UNITS[unit].build(cfg.unit_params()[unit]).latency
+
+
+def mat_latency(cfg):
+    """The MAT engine's ``latency`` (last beat to int8 result), read off the component."""
+    return _engine_latency(cfg, "mat_engine")
+
+
+def rmac_latency(cfg):
+    """The R-MAC engine's ``latency`` (last beat to the first int8 result), read off the component."""
+    return _engine_latency(cfg, "rmac_engine")
+
+
+# ---- reductions (conv, pw, gpw, linear, attention MatMuls) ---------------------------------------
+
+def padded_pixels(p, lo, hi):
+    """Beat slots for p pixels cut into blocks of lo..hi pixels; a block of fewer than lo pixels
+    costs lo (the weight port's rate). ``hi < lo`` (buffer A too small): blocks of hi, each lo."""
+    if hi < lo:
+        return cdiv(p, hi) * lo
+    if p <= lo:
+        return lo
+    q = p
+    while cdiv(q, hi) * lo > q:
+        q += 1
+    return q
+
+
+@dataclass
+class Mapping:
+    beats: int  # per core, the busiest
+    go: int = 1
+    gp: int = 1
+    engines: int = 2
+    c_bytes: float = 0.0  # weight bytes per cycle read from buffer C
+    b_bytes: float = 0.0  # input bytes per cycle read from buffer B
+
+    @property
+    def label(self):
+        return f"{self.go}x{self.gp} grid, {'MAT+R-MAC' if self.engines == 2 else 'MAT'}"
+
+
+def reduction(p, kc, tiles, in_bytes, cfg, engines=2):
+    """Best lockstep mapping of a reduction: ``p`` pixels (rows), ``tiles`` output tiles of S
+    channels, ``kc`` chunks of T inputs per tile, ``in_bytes`` input bytes per pixel (what A
+    stages per pixel). Returns a ``Mapping`` (beats of the busiest core's busiest engine)."""
+    bufs = buffers(cfg)
+    hi = min(cfg.block_max, bufs["A"].kib * 1024 // 2 // max(1, in_bytes))  # double-buffered block
+    if hi < 1:
+        raise ConfigError(f"buffer A ({bufs['A'].kib} KiB) cannot stage one pixel of {in_bytes} input bytes")
+    w_eng = cfg.s * cfg.t / cfg.block_min
+    best = None
+    refused = None
+    for go in range(1, cfg.cores + 1):
+        if go > tiles:
+            break
+        gp = min(cfg.cores // go, p)
+        tiles_c, p_c = cdiv(tiles, go), cdiv(p, gp)
+        p_pad = padded_pixels(p_c, cfg.block_min, hi)
+        if engines == 1:
+            px = tiles_c * p_pad
+        elif tiles_c % 2 == 0 or p_pad >= 2 * cfg.block_min:
+            px = cdiv(tiles_c * p_pad, 2)
+        else:
+            px = cdiv(tiles_c, 2) * p_pad
+        beats = px * kc
+        m = Mapping(beats, go, gp, engines, go * engines * w_eng, gp * in_bytes * p_pad / max(1, beats))
+        if m.c_bytes > bufs["C"].read_bytes or m.b_bytes > bufs["B"].read_bytes:
+            refused = m
+            continue
+        if best is None or m.beats < best.beats:
+            best = m
+    if best is None:
+        m = refused
+        raise ConfigError(f"{cfg.name}: no core grid fits the buffer ports: the smallest needs "
+                          f"{m.c_bytes:.0f} B/cycle of weights from buffer C ({bufs['C'].read_bytes} B/cycle "
+                          f"in {bufs['C'].banks} banks of {bufs['C'].kib} KiB) and {m.b_bytes:.0f} B/cycle "
+                          f"of inputs from buffer B ({bufs['B'].read_bytes}); enlarge the buffers or "
+                          f"raise block_min")
+    return best
+
+
+def weight_passes(w_bytes, cfg):
+    """Weight passes of a command: each pass's weights fit half of buffer C (the other half is
+    being filled for the next pass or command)."""
+    return max(1, cdiv(w_bytes, buffers(cfg)["C"].kib * 1024 // 2))
+
+
+def reduction_cycles(p, kc, tiles, in_bytes, w_bytes, cfg, engines=2):
+    """Cycles of a reduction command, in weight passes: (cycles, Mapping of the first pass)."""
+    passes = weight_passes(w_bytes, cfg)
+    per = cdiv(tiles, passes)
+    total, first = 0, None
+    left = tiles
+    for _ in range(passes):
+        t = min(per, left)
+        left -= t
+        m = reduction(p, kc, t, in_bytes, cfg, engines)
+        first = first or m
+        total += m.beats + mat_latency(cfg) + DISPATCH
+    return total, first
+
+
+# ---- depthwise -----------------------------------------------------------------------------------
+
+def dw_block_cycles(k, s, cores_active, cfg, b_busy=0.0):
+    """Cycles of one depthwise block (N channels x M output pixels of a row): k^2 beats, or the
+    time to bring its new input rows into A ((M-1)*s + k pixels x N channels, s rows per output
+    row) over A's write port and what is left of B's read ports (``b_busy`` B/cycle taken by a
+    pointwise conv running alongside)."""
+    bufs = buffers(cfg)
+    new = s * ((cfg.m - 1) * s + k) * cfg.n
+    b_left = max(PORT_BYTES, bufs["B"].read_bytes - b_busy)
+    return max(k * k, cdiv(new, bufs["A"].read_bytes), math.ceil(new * cores_active / b_left))
+
+
+def depthwise(c, ho, wo, k, s, cfg, rows=None):
+    """A depthwise conv alone on the R-MAC engines: grid of channel groups x row groups.
+    Returns (beats per core, (gc, gr))."""
+    groups, blocks_row = cdiv(c, cfg.n), cdiv(wo, cfg.m)
+    best = None
+    for gc in range(1, min(cfg.cores, groups) + 1):
+        gr = min(cfg.cores // gc, ho)
+        beats = cdiv(groups, gc) * cdiv(ho, gr) * blocks_row * dw_block_cycles(k, s, gc * gr, cfg)
+        if best is None or beats < best[0]:
+            best = (beats, (gc, gr))
+    return best
+
+
+def two_stage(items, prod, cons, cons_both):
+    """Producer (R-MAC engines) and consumer (MAT engines) item by item; once the producer is
+    done, the R-MAC engines join the unstarted consumer items (``cons_both`` each). Beats."""
+    if items == 0:
+        return 0
+    done_prod = prod * items
+    t = 0
+    for j in range(items):
+        start = max(t, prod * (j + 1))
+        if start >= done_prod:
+            return start + (items - j) * cons_both
+        t = start + cons
+    return t
+
+
+def fused_dw_pw(dw, pw, cfg):
+    """Row-band pipeline of a depthwise conv and the pointwise conv it feeds. Bands of ``gr``
+    output rows (one per row group of the depthwise grid); per band the R-MAC engines compute
+    the depthwise taps, the MAT engines the previous band's pointwise conv. (cycles, label)."""
+    c, ho, wo, k, s = dw["cout"], dw["h_out"], dw["w_out"], dw["kernel"], dw["stride"]
+    groups = cdiv(c, cfg.n)
+    tiles, kc = _tiles(pw, cfg)
+    in_bytes = pw["cin"]
+    best = None
+    for gc in range(1, min(cfg.cores, groups) + 1):
+        gr = min(cfg.cores // gc, ho)
+        for rows_per_core in (1, 2, 4):
+            band = gr * rows_per_core
+            if band > ho:
+                continue
+            bands = cdiv(ho, band)
+            mat = reduction(band * wo, kc, tiles, in_bytes, cfg, engines=1)
+            cons = mat.beats
+            prod = cdiv(groups, gc) * rows_per_core * cdiv(wo, cfg.m) * dw_block_cycles(
+                k, s, gc * gr, cfg, mat.b_bytes)
+            cons_both = reduction(band * wo, kc, tiles, in_bytes, cfg, engines=2).beats
+            beats = two_stage(bands, prod, cons, cons_both)
+            cyc = beats + bands * BAND_SYNC + rmac_latency(cfg) + mat_latency(cfg) + DISPATCH
+            if best is None or cyc < best[0]:
+                best = (cyc, f"fused DW->PW, bands of {band} rows, DW {gc}x{gr} grid")
+    return best
+
+
+# ---- steps ---------------------------------------------------------------------------------------
+
+def _tiles(r, cfg):
+    """(output tiles, input chunks per tile) of a conv/pw/gpw/linear row."""
+    g = r["groups"]
+    return g * cdiv(r["cout"] // g, cfg.s), cdiv(r["cin"] // g * r["kernel"] ** 2, cfg.t)
+
+
+def weight_bytes(r):
+    if r["op"] not in ("conv", "pw", "gpw", "dw", "linear"):
+        return 0
+    return r["cin"] // r["groups"] * r["kernel"] ** 2 * r["cout"] + r["cout"] * PARAM_BYTES
+
+
+def act_bytes(r, which):
+    return r["cin"] * r["h_in"] * r["w_in"] if which == "in" else r["cout"] * r["h_out"] * r["w_out"]
+
+
+@dataclass
+class Step:
+    """One command of the program (or a fused pair): what the timeline schedules."""
+
+    names: list
+    ops: list
+    macs: int
+    compute: int  # cycles, overheads included
+    mapping: str
+    weights: int = 0  # DRAM bytes through buffer C
+    dram_in: int = 0  # spilled activations read back
+    dram_out: int = 0  # spilled or final activations written
+    background: bool = False  # may overlap the next frame (the head linears)
+    live: int = 0  # activation bytes live in buffer B during the step
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def name(self):
+        return self.names[0] if len(self.names) == 1 else f"{self.names[0]} + {len(self.names) - 1}"
+
+    @property
+    def op(self):
+        return "+".join(self.ops)
+
+
+def reduction_step(r, cfg):
+    tiles, kc = _tiles(r, cfg)
+    p = r["h_out"] * r["w_out"]
+    in_bytes = r["cin"] * (r["kernel"] ** 2 if r["op"] == "conv" else 1)
+    cyc, m = reduction_cycles(p, kc, tiles, in_bytes, weight_bytes(r), cfg)
+    passes = weight_passes(weight_bytes(r), cfg)
+    label = m.label + (f", {passes} weight passes" if passes > 1 else "")
+    return Step([r["name"]], [r["op"]], r["macs"], cyc, label, weights=weight_bytes(r))
+
+
+def linear_step(r, cfg):
+    """A head linear on the head core alone (sim.timeline): p = 1, one weight chunk per beat on
+    each engine, weights streamed from the DMA; the DRAM sets its pace."""
+    tiles, kc = _tiles(r, cfg)
+    return Step([r["name"]], ["linear"], r["macs"], cdiv(tiles * kc, 2) + mat_latency(cfg) + DISPATCH,
+                "head core, streamed weights", weights=weight_bytes(r), background=True)
+
+
+def depthwise_step(r, cfg):
+    beats, (gc, gr) = depthwise(r["cout"], r["h_out"], r["w_out"], r["kernel"], r["stride"], cfg)
+    return Step([r["name"]], ["dw"], r["macs"], beats + rmac_latency(cfg) + DISPATCH,
+                f"R-MAC SA alone, {gc}x{gr} grid", weights=weight_bytes(r))
+
+
+def dw_pw_step(dw, pw, cfg):
+    """Fused when faster than the depthwise conv alone followed by the pointwise conv."""
+    fused = fused_dw_pw(dw, pw, cfg)
+    a, b = depthwise_step(dw, cfg), reduction_step(pw, cfg)
+    if fused[0] <= a.compute + b.compute:
+        cyc, label = fused
+    else:
+        cyc, label = a.compute + b.compute, f"sequential: {a.mapping}; {b.mapping}"
+    return Step([dw["name"], pw["name"]], ["dw", pw["op"]], dw["macs"] + pw["macs"], cyc, label,
+                weights=weight_bytes(dw) + weight_bytes(pw))
+
+
+def attention_cycles(heads, d, n, cfg):
+    """Both MatMuls of a LiteMLA as the integer model computes them: (cycles, vk Mapping, q Mapping).
+
+    vk: per head d x d outputs, reduction over n tokens (Sigma k on the adder tree alongside);
+    q: per token d + 1 outputs (numerator, divisor), reduction over d."""
+    vk_c, vk_m = reduction_cycles(d, cdiv(n, cfg.t), heads * cdiv(d, cfg.s), n, 0, cfg)
+    q_c, q_m = reduction_cycles(n, cdiv(d, cfg.t), heads * cdiv(d + 1, cfg.s), d, 0, cfg)
+    return vk_c + q_c, vk_m, q_m
+
+
+def attention_step(vk, q, cfg):
+    heads, d, n = vk["heads"], vk["cin"], vk["h_in"]
+    cyc, m1, m2 = attention_cycles(heads, d, n, cfg)
+    return Step([vk["name"], q["name"]], ["matmul_vk", "matmul_q"], vk["macs"] + q["macs"], cyc,
+                f"attention: vk {m1.label}; q {m2.label}")
+
+
+def _block_key(name):
+    """Residual block of a layer: the module path up to ``.main``."""
+    return name.split(".main.")[0] if ".main." in name else None
+
+
+def residual_bytes(rows):
+    """Per row index: bytes of the residual (skip) tensor held while the row runs: the block's
+    input when the block's output has its shape (identity shortcut)."""
+    blocks = {}
+    for r in rows:
+        key = _block_key(r["name"])
+        if key:
+            blocks.setdefault(key, []).append(r)
+    skip = {}
+    for members in blocks.values():
+        first, last = members[0], members[-1]
+        if (first["cin"], first["h_in"], first["w_in"]) == (last["cout"], last["h_out"], last["w_out"]):
+            for r in members:
+                skip[r["index"]] = act_bytes(first, "in")
+    return skip
+
+
+def build_steps(rows, cfg):
+    """The program of one frame as ``Step``s, in order, with buffer-B residency and spills."""
+    check_symmetric(cfg)
+    steps = []
+    i = 0
+    while i < len(rows):
+        r = rows[i]
+        nxt = rows[i + 1] if i + 1 < len(rows) else None
+        if r["op"] == "dw" and nxt is not None and nxt["op"] in ("pw", "gpw"):
+            step, used = dw_pw_step(r, nxt, cfg), [r, nxt]
+        elif r["op"] == "matmul_vk" and nxt is not None and nxt["op"] == "matmul_q":
+            step, used = attention_step(r, nxt, cfg), [r, nxt]
+        elif r["op"] == "dw":
+            step, used = depthwise_step(r, cfg), [r]
+        elif r["op"] == "linear":
+            step, used = linear_step(r, cfg), [r]
+        else:
+            step, used = reduction_step(r, cfg), [r]
+        step.extra["rows"] = used
+        steps.append(step)
+        i += len(used)
+    _place_activations(steps, rows, cfg)
+    return steps
+
+
+def _place_activations(steps, rows, cfg):
+    """Live bytes in buffer B per step (input, output and residual of the step); a step over
+    B's capacity spills its output (written, then read back by the next step). The image comes
+    in from DRAM; the first linear's int32 output goes to the host (LayerNorm + Hardswish) and
+    comes back as the second linear's int8 input; the logits (int32) go out."""
+    skip = residual_bytes(rows)
+    cap = cfg.buffer_b_kib * 1024
+    steps[0].dram_in += act_bytes(steps[0].extra["rows"][0], "in")
+    for j, st in enumerate(steps):
+        first, last = st.extra["rows"][0], st.extra["rows"][-1]
+        st.live = act_bytes(first, "in") + act_bytes(last, "out") + skip.get(first["index"], 0)
+        if first["op"] == "matmul_vk":  # q, k, v in, the attention output out
+            st.live = 4 * first["cin"] * first["heads"] * first["h_in"] + skip.get(first["index"], 0)
+        if st.live > cap and j + 1 < len(steps):
+            out = act_bytes(last, "out")
+            st.dram_out += out
+            steps[j + 1].dram_in += out
+            st.extra["spill"] = out
+        if st.background:
+            st.dram_out += last["cout"] * 4  # int32 to the host
+            if j > 0 and steps[j - 1].background:
+                st.dram_in += first["cin"]  # int8 back from the host
