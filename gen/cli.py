@@ -51,15 +51,18 @@ def _parser():
     return p
 
 
-def _load_config(args):
-    text = args.config
+def load_config(text):
+    """A preset, the notation NxM+TxSxL, or a config.json file."""
     if text.endswith(".json") or Path(text).is_file():
         try:
-            cfg = AcceleratorConfig.from_json(Path(text).read_text())
+            return AcceleratorConfig.from_json(Path(text).read_text())
         except OSError as e:
             raise ConfigError(f"cannot read configuration file {text}: {e.strerror}") from None
-    else:
-        cfg = AcceleratorConfig.parse(text)
+    return AcceleratorConfig.parse(text)
+
+
+def _load_config(args):
+    cfg = load_config(args.config)
     changes = {}
     if args.cores is not None:
         changes["cores"] = args.cores

@@ -43,7 +43,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from gen.cli import DEVICE, check_fits
+from gen.cli import DEVICE, check_fits, load_config
 from hw.config import AcceleratorConfig, ConfigError
 from sim import dataflow, timeline
 from sim.dataflow import PARAM_BYTES, cdiv, mat_latency, rmac_latency, two_stage
@@ -362,7 +362,7 @@ def plot(results, path, title):
 
 
 def parse_config(text, freq, cores=None):
-    cfg = AcceleratorConfig.parse(text) if text else AcceleratorConfig()
+    cfg = load_config(text) if text else AcceleratorConfig()
     changes = {}
     if freq is not None:
         changes["freq_mhz"] = freq
@@ -482,7 +482,7 @@ def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m sim.perf", description=__doc__.split("\n")[0])
     p.add_argument("--model", default="b1")
     p.add_argument("--resolution", type=int, default=224)
-    p.add_argument("--config", default="8x8+8x8x16", help="NxM+TxSxL or a preset (default 8x8+8x8x16)")
+    p.add_argument("--config", default="8x8+8x8x16", help="NxM+TxSxL, a preset or a config.json (default 8x8+8x8x16)")
     p.add_argument("--freq", type=float, help="clock in MHz (default: the configuration's, 200)")
     p.add_argument("--dataflow", choices=("ours", "paper"), default="ours",
                    help="ours: docs/architecture.md (default); paper: the paper's dataflow, the baseline")

@@ -1,5 +1,6 @@
-"""Performance model: hand-computed cycle counts on small layers, its beat counts equal the RTL
-schedules', whole-network invariants, CLI errors."""
+"""Performance model: hand-computed cycle counts on small layers (our dataflow and the paper's
+baseline), its beat counts equal the RTL schedules', buffer budgets, whole-network invariants,
+CLI errors."""
 
 import subprocess
 import sys
@@ -7,8 +8,8 @@ import sys
 import numpy as np
 import pytest
 
-from hw.config import AcceleratorConfig
-from sim import perf
+from hw.config import AcceleratorConfig, ConfigError
+from sim import dataflow, perf
 from sim.schedule import conv_reduction, depthwise, depthwise_beats, reduction_beats, rmac_reduction_beats
 
 ONE_CORE = AcceleratorConfig(cores=1)  # (8x8+8x8)x1
@@ -19,7 +20,7 @@ def row(op, cin, cout, k, stride, groups, h_in, w_in, h_out, w_out, macs, heads=
                 h_in=h_in, w_in=w_in, h_out=h_out, w_out=w_out, heads=heads, macs=macs, params=0)
 
 
-def test_pointwise_16_to_16_on_8x8():
+def test_paper_pointwise_16_to_16_on_8x8():
     """1x1 conv 16 -> 16 on 8x8 pixels, one core: MAT 2 tiles x 64 rows x 2 chunks = 256 beats,
     R-MAC down-forward the same; both engines split the 64 rows 32/32: 128 beats, plus the MAT
     pipeline latency (multiply, 3 adder-tree levels, accumulate, requantize 3 = 8)."""
@@ -33,11 +34,13 @@ def test_pointwise_16_to_16_on_8x8():
 
 def test_depthwise_3x3_stride2():
     """3x3 DW, stride 2, 16 channels, 8x8 -> 4x4: 2 channel groups x 4 rows x 1 block of 8 pixels
-    x 9 taps = 72 beats on the R-MAC engine, plus its latency 6."""
+    x 9 taps = 72 beats on the R-MAC engine, plus its latency 9 (multiply, 3 adder levels,
+    accumulate, hold, requantizer 3), read off the RMacEngine component."""
     r = row("dw", 16, 16, 3, 2, 16, 8, 8, 4, 4, 16 * 16 * 9)
     assert perf.rmac_dw_beats(16, 4, 4, 3, ONE_CORE) == 72
     label, cycles = perf.map_depthwise(r, ONE_CORE)
-    assert cycles == 72 + 6 and "R-MAC SA" in label
+    assert perf.rmac_latency(ONE_CORE) == 9
+    assert cycles == 72 + 9 and "R-MAC SA" in label
 
 
 def test_stem_conv_3x3():
@@ -53,11 +56,11 @@ def test_attention_pipeline():
     (8 rows x 16 pixels x 8 outputs: 1 tile x 8 x 2 chunks = 16 beats); the MAT engine
     q.[vk^T | sum k] (16 pixels x 8 inputs x 9 outputs: 2 tiles x 16 x 1 = 32 beats; 16 with
     both engines). Head 0's MatMul runs 16..48; head 1's starts at 48, after the R-MAC engine is
-    free (32), so both engines take it: 48 + 16 = 64, plus R-MAC and MAT latencies 6 + 8."""
+    free (32), so both engines take it: 48 + 16 = 64, plus R-MAC and MAT latencies 9 + 8."""
     vk = row("matmul_vk", 8, 9, 1, 1, 1, 16, 1, 16, 1, 2 * 9 * 8 * 16, heads=2)
     vkq = row("matmul_q", 8, 9, 1, 1, 1, 16, 1, 16, 1, 2 * 9 * 8 * 16, heads=2)
     label, cycles = perf.map_attention(vk, vkq, ONE_CORE)
-    assert cycles == 64 + 6 + 8
+    assert cycles == 64 + 9 + 8
 
 
 def test_beats_equal_the_rtl_schedules():
@@ -87,10 +90,10 @@ def test_two_stage_pipeline():
     assert perf.two_stage(0, 5, 2, 1) == 0
 
 
-def test_memory_bound_linear():
+def test_paper_memory_bound_linear():
     cfg = AcceleratorConfig()
     r = row("linear", 1536, 1600, 1, 1, 1, 1, 1, 1, 1, 1536 * 1600)
-    res = perf.simulate([r], cfg)[0]
+    res = perf.simulate([r], cfg, perf.DDR4_GBS)[0]
     assert res.bound == "memory"
     # weights and per-channel parameters; the 1536- and 1600-byte vectors stay in buffer B
     assert res.dram_bytes == 1536 * 1600 + 1600 * perf.PARAM_BYTES
@@ -100,7 +103,7 @@ def test_memory_bound_linear():
 
 
 @pytest.mark.parametrize("model", ["b1", "b2"])
-def test_network_invariants(model):
+def test_paper_network_invariants(model):
     cfg = AcceleratorConfig()
     rows = perf.workload(model, 224)
     results = perf.simulate(rows, cfg)
@@ -123,7 +126,13 @@ def test_cli(tmp_path):
                        "--out", str(tmp_path), "--quiet")
     assert rc == 0, err
     assert "MAC utilization" in out and "FPS" in out
-    assert (tmp_path / "b1-r224-8x8p8x8x16.csv").exists() and (tmp_path / "b1-r224-8x8p8x8x16.png").exists()
+    assert "[ours dataflow]" in out and "frames in flight" in out and "BRAM36" in out
+    assert (tmp_path / "b1-r224-8x8p8x8x16-ours.csv").exists()
+    assert (tmp_path / "b1-r224-8x8p8x8x16-ours.png").exists()
+    rc, out, err = run("--model", "b1", "--dataflow", "paper", "--dram-gbs", "17.064", "--out", str(tmp_path),
+                       "--quiet")
+    assert rc == 0, err
+    assert "[paper dataflow]" in out and "BUDGET EXCEEDED" in out and "2,048 weight bytes per cycle" in out
 
 
 @pytest.mark.parametrize("args, message", [
@@ -133,7 +142,137 @@ def test_cli(tmp_path):
     (["--model", "b9"], "unknown model"),
     (["--resolution", "100"], "unsupported resolution"),
     (["--dram-gbs", "0"], "must be positive"),
+    (["--config", "8x8+8x8x32"], "needs 1008 BRAM36"),
+    (["--config", "8x8+8x4x16"], "needs S = M and T = N"),
+    (["--dataflow", "ours", "--batch", "8"], "belong to --dataflow paper"),
 ])
 def test_cli_errors(args, message):
     rc, out, err = run(*args)
     assert rc == 2 and message in err and "Traceback" not in err
+
+
+# ---- our dataflow (docs/architecture.md) -----------------------------------------------------------
+
+def test_pw_tile_with_weight_reuse():
+    """1x1 conv 16 -> 16 on 64 pixels, one core: 2 output tiles of 8, 2 chunks of 8 inputs. The
+    MAT engine takes tile 0, the R-MAC engine tile 1; each holds a weight chunk for a block of 16
+    pixels (one beat per pixel), so 4 blocks x 2 chunks x 16 beats = 128 beats, plus the MAT
+    latency 8 and the command overhead 16. Each engine reads one 64-byte chunk per 8+ beats:
+    16 B/cycle from buffer C for the core; 8 input bytes per pixel (16 B per 2 chunks x 16 beats)."""
+    m = dataflow.reduction(64, 2, 2, 16, ONE_CORE)
+    assert (m.beats, m.go, m.gp, m.c_bytes, m.b_bytes) == (128, 1, 1, 16.0, 8.0)
+    r = row("pw", 16, 16, 1, 1, 1, 8, 8, 8, 8, 16 * 16 * 64)
+    assert dataflow.reduction_step(r, ONE_CORE).compute == 128 + 8 + dataflow.DISPATCH
+
+
+@pytest.mark.parametrize("pixels, beats", [
+    (20, 60),  # 3 tiles x 20 pixels = 60 tile-pixels, halved (tile 2 split 10/10), x 2 chunks
+    (12, 48),  # 12 pixels cannot split into two blocks of >= 8: engines take 2 and 1 tiles
+    (5, 32),   # a block of 5 pixels costs 8 beats (weight port), 2 tiles on the busier engine
+])
+def test_odd_tiles_and_short_blocks(pixels, beats):
+    assert dataflow.reduction(pixels, 2, 3, 16, ONE_CORE).beats == beats
+
+
+def test_padded_pixels():
+    assert [dataflow.padded_pixels(p, 8, 16) for p in (1, 8, 9, 16, 17, 49)] == [8, 8, 9, 16, 17, 49]
+    assert dataflow.padded_pixels(11, 8, 10) == 16  # 11 fits neither one block (<= 10) nor two (>= 16)
+    assert dataflow.padded_pixels(20, 8, 4) == 40  # buffer A holds 4 pixels: 5 blocks of 8 beats
+
+
+def test_fused_band():
+    """3x3 DW (16 channels, 4x8 output) into a 1x1 conv 16 -> 16, one core, bands of one row:
+    DW per band 2 channel groups x 1 block x 9 taps = 18 beats (new input row: 10 pixels x 8
+    channels = 80 B, under A's and B's ports in 9 cycles); PW per band on the MAT engine alone
+    2 tiles x 8 pixels x 2 chunks = 32 beats, on both engines 16. Bands 0 and 1 on the MAT
+    (18..50, 50..82); the DW is done at 72, so bands 2 and 3 run on both engines: 82 + 2 x 16 =
+    114; plus 4 band tokens x 4, R-MAC and MAT latencies 9 + 8, the command overhead 16: 163.
+    Sequential would take DW 72 + 9 + 16 = 97 and PW 64 + 8 + 16 = 88: 185."""
+    dw = row("dw", 16, 16, 3, 1, 16, 4, 8, 4, 8, 16 * 9 * 32)
+    pw = row("pw", 16, 16, 1, 1, 1, 4, 8, 4, 8, 16 * 16 * 32, index=1)
+    assert dataflow.two_stage(4, 18, 32, 16) == 114
+    assert dataflow.fused_dw_pw(dw, pw, ONE_CORE) == (163, "fused DW->PW, bands of 1 rows, DW 1x1 grid")
+    assert dataflow.depthwise_step(dw, ONE_CORE).compute == 97
+    assert dataflow.reduction_step(pw, ONE_CORE).compute == 88
+    step = dataflow.dw_pw_step(dw, pw, ONE_CORE)
+    assert step.compute == 163 and step.macs == dw["macs"] + pw["macs"]
+
+
+def test_attention_head_as_the_integer_model():
+    """One B1 head (d = 16, n = 196 tokens) on one core, as quant/integer.py computes it.
+    vk = ReLU(K)^T V: 16 x 16 outputs, reduction over 196 tokens = 25 chunks of 8: 2 tiles on the
+    two engines, 16 rows in one block: 16 x 25 = 400 beats (Sigma k on the adder tree, no
+    multiplier). q: 196 tokens x 17 outputs (16 numerators, 1 divisor) = 3 tiles, reduction over
+    d = 2 chunks: 3 x 196 tile-pixels halved = 294 x 2 = 588 beats. Each command + 8 + 16."""
+    cyc, vk, q = dataflow.attention_cycles(1, 16, 196, ONE_CORE)
+    assert (vk.beats, q.beats) == (400, 588)
+    assert cyc == 400 + 588 + 2 * (8 + dataflow.DISPATCH)
+
+
+def test_layer_memory_bound_at_12_8():
+    """A 1x1 conv 1024 -> 1024 on one pixel: 1 MiB of weights (+ 7 B per channel) at 12.8 GB/s =
+    64 B/cycle is 16,496 cycles of DMA; its compute is a few thousand. It streams in 5 passes of
+    at most half of buffer C (256 KiB), and the time line shows the stall."""
+    cfg = AcceleratorConfig()
+    r = row("pw", 1024, 1024, 1, 1, 1, 1, 1, 1, 1, 1024 * 1024, name="big")
+    results, tot = perf.simulate_ours([r], cfg, 12.8)
+    res = results[0]
+    assert res.dram_bytes == 1024 * 1024 + 1024 * perf.PARAM_BYTES + 1024  # + the input pixel
+    assert res.bound == "memory" and res.compute < 6000
+    assert res.cycles >= (1024 * 1024 + 1024 * 7) / 64
+    assert tot["cycles"] >= tot["dram_cycles"] == pytest.approx(res.dram_bytes / 64)
+    assert "5 weight passes" in res.mapping
+
+
+def test_head_linear_on_the_head_core():
+    """The head linears run on core L-1 at the DRAM's pace (frames in flight): 1536 x 1600 weights
+    + 7 B per channel + the int32 output to the host (4 B per channel) at 64 B/cycle = 38,675
+    cycles, overlapped with the next frame."""
+    cfg = AcceleratorConfig()
+    rows = [row("pw", 64, 1536, 1, 1, 1, 7, 7, 7, 7, 64 * 1536 * 49, index=0, name="head.conv"),
+            row("linear", 1536, 1600, 1, 1, 1, 1, 1, 1, 1, 1536 * 1600, index=1, name="head.linear")]
+    results, tot = perf.simulate_ours(rows, cfg, 12.8)
+    assert results[1].bound == "head core"
+    assert results[1].cycles == (1536 * 1600 + 1600 * 7 + 1600 * 4) // 64 == 38_675
+    assert tot["window"] > 0 and tot["latency_ms"] * 200e3 > tot["cycles"]
+
+
+def test_refused_for_lack_of_ports(tmp_path):
+    """Buffer C of one BRAM36 has one 8-byte read port; the two engines of even one output group
+    need 2 x 64 / 8 = 16 B/cycle of weights: no grid fits, the command is refused in one line."""
+    cfg = AcceleratorConfig(buffer_c_kib=4)
+    assert dataflow.buffers(cfg)["C"].read_bytes == 8
+    with pytest.raises(ConfigError, match="no core grid fits the buffer ports"):
+        dataflow.reduction(64, 2, 2, 16, cfg)
+    path = tmp_path / "small-c.json"
+    path.write_text(cfg.to_json())
+    rc, out, err = run("--config", str(path), "--quiet", "--out", str(tmp_path))
+    assert rc == 2 and "no core grid fits the buffer ports" in err and "Traceback" not in err
+
+
+def test_buffer_budget_of_the_paper_configuration():
+    cfg = AcceleratorConfig()
+    bufs = {b.name: b for b in cfg.buffers()}
+    assert {k: (b.banks, b.bram36) for k, b in bufs.items()} == {
+        "B": (64, 512), "C": (32, 128), "output": (16, 16), "A": (4, 128), "aux": (2, 32), "divisor": (1, 16)}
+    assert cfg.bram36 == 832 and all(b.read_bytes >= b.need_bytes for b in bufs.values())
+    assert cfg.axi_gbs == pytest.approx(12.8)
+
+
+@pytest.mark.parametrize("model", ["b1", "b2"])
+def test_ours_network_invariants(model):
+    cfg = AcceleratorConfig()
+    rows = perf.workload(model, 224)
+    results, tot = perf.simulate_ours(rows, cfg)
+    assert tot["macs"] == sum(r["macs"] for r in rows)
+    assert all(0 < r.util <= 1.0 for r in results)
+    assert tot["cycles"] >= tot["macs"] / cfg.multipliers and tot["cycles"] >= tot["dram_cycles"]
+    assert tot["latency_ms"] * cfg.freq_mhz * 1e3 >= tot["cycles"] * 0.99
+    # every op is in exactly one step, in order
+    names = [r["name"] for r in rows]
+    assert [n for res in results for n in [res.name]] and len(results) < len(rows)
+    assert sum(res.macs for res in results) == sum(r["macs"] for r in rows)
+    assert names[0] == results[0].name
+    # more DRAM bandwidth never makes it slower
+    faster = perf.simulate_ours(rows, cfg, perf.DDR4_GBS)[1]
+    assert faster["cycles"] <= tot["cycles"]
