@@ -185,16 +185,29 @@ def dw_block_cycles(k, s, cores_active, cfg, b_busy=0.0):
     return max(k * k, cdiv(new, bufs["A"].read_bytes), math.ceil(new * cores_active / b_left))
 
 
-def depthwise(c, ho, wo, k, s, cfg, rows=None):
+def line_buffer_fits(groups_c, wo, k, s, cfg):
+    """Buffer A's half for the depthwise line buffer: k + s input rows of (wo - 1) * s + k pixels
+    for ``groups_c`` channel groups at once (the other half stages pointwise inputs). A depthwise
+    conv alone walks its channel groups one after the other (2 at once: the next one loads); a
+    fused band pipeline keeps every channel group of the core."""
+    return (k + s) * ((wo - 1) * s + k) * cfg.n * groups_c <= cfg.buffer_a_kib * 1024 // 2
+
+
+def depthwise(c, ho, wo, k, s, cfg):
     """A depthwise conv alone on the R-MAC engines: grid of channel groups x row groups.
     Returns (beats per core, (gc, gr))."""
     groups, blocks_row = cdiv(c, cfg.n), cdiv(wo, cfg.m)
     best = None
     for gc in range(1, min(cfg.cores, groups) + 1):
         gr = min(cfg.cores // gc, ho)
+        if not line_buffer_fits(min(2, cdiv(groups, gc)), wo, k, s, cfg):
+            continue
         beats = cdiv(groups, gc) * cdiv(ho, gr) * blocks_row * dw_block_cycles(k, s, gc * gr, cfg)
         if best is None or beats < best[0]:
             best = (beats, (gc, gr))
+    if best is None:
+        raise ConfigError(f"buffer A ({cfg.buffer_a_kib} KiB) cannot hold the line buffer of a {k}x{k} "
+                          f"depthwise conv over {wo} output columns: enlarge buffer_a_kib")
     return best
 
 
@@ -224,6 +237,8 @@ def fused_dw_pw(dw, pw, cfg):
     best = None
     for gc in range(1, min(cfg.cores, groups) + 1):
         gr = min(cfg.cores // gc, ho)
+        if not line_buffer_fits(cdiv(groups, gc), wo, k, s, cfg):
+            continue
         for rows_per_core in (1, 2, 4):
             band = gr * rows_per_core
             if band > ho:
@@ -238,7 +253,7 @@ def fused_dw_pw(dw, pw, cfg):
             cyc = beats + bands * BAND_SYNC + rmac_latency(cfg) + mat_latency(cfg) + DISPATCH
             if best is None or cyc < best[0]:
                 best = (cyc, f"fused DW->PW, bands of {band} rows, DW {gc}x{gr} grid")
-    return best
+    return best or (math.inf, "no fused mapping: line buffer")
 
 
 # ---- steps ---------------------------------------------------------------------------------------
