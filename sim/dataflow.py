@@ -65,7 +65,7 @@ def buffers(cfg):
     return {b.name: b for b in cfg.buffers()}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _engine_latency(cfg, unit):
     from sim.units import UNITS
 
@@ -151,16 +151,17 @@ def reduction(p, kc, tiles, in_bytes, cfg, engines=2):
     return best
 
 
-def weight_passes(w_bytes, cfg):
-    """Weight passes of a command: each pass's weights fit half of buffer C (the other half is
-    being filled for the next pass or command)."""
-    return max(1, cdiv(w_bytes, buffers(cfg)["C"].kib * 1024 // 2))
+def weight_passes(w_bytes, tiles, cfg):
+    """Output tiles per weight pass and the pass count of a command: each pass's weights fit
+    half of buffer C (the other half is being filled for the next pass or command)."""
+    want = max(1, cdiv(w_bytes, buffers(cfg)["C"].kib * 1024 // 2))
+    per = cdiv(tiles, min(tiles, want))
+    return per, cdiv(tiles, per)
 
 
 def reduction_cycles(p, kc, tiles, in_bytes, w_bytes, cfg, engines=2):
     """Cycles of a reduction command, in weight passes: (cycles, Mapping of the first pass)."""
-    passes = weight_passes(w_bytes, cfg)
-    per = cdiv(tiles, passes)
+    per, passes = weight_passes(w_bytes, tiles, cfg)
     total, first = 0, None
     left = tiles
     for _ in range(passes):
@@ -287,6 +288,7 @@ class Step:
     dram_in: int = 0  # spilled activations read back
     dram_out: int = 0  # spilled or final activations written
     background: bool = False  # may overlap the next frame (the head linears)
+    passes: int = 1  # weight passes: the time line loads and computes them one by one
     live: int = 0  # activation bytes live in buffer B during the step
     extra: dict = field(default_factory=dict)
 
@@ -304,9 +306,9 @@ def reduction_step(r, cfg):
     p = r["h_out"] * r["w_out"]
     in_bytes = r["cin"] * (r["kernel"] ** 2 if r["op"] == "conv" else 1)
     cyc, m = reduction_cycles(p, kc, tiles, in_bytes, weight_bytes(r), cfg)
-    passes = weight_passes(weight_bytes(r), cfg)
+    passes = weight_passes(weight_bytes(r), tiles, cfg)[1]
     label = m.label + (f", {passes} weight passes" if passes > 1 else "")
-    return Step([r["name"]], [r["op"]], r["macs"], cyc, label, weights=weight_bytes(r))
+    return Step([r["name"]], [r["op"]], r["macs"], cyc, label, weights=weight_bytes(r), passes=passes)
 
 
 def linear_step(r, cfg):
@@ -324,15 +326,17 @@ def depthwise_step(r, cfg):
 
 
 def dw_pw_step(dw, pw, cfg):
-    """Fused when faster than the depthwise conv alone followed by the pointwise conv."""
-    fused = fused_dw_pw(dw, pw, cfg)
+    """Fused when faster than the depthwise conv alone followed by the pointwise conv, and when
+    the pair's weights fit one pass (every band needs every output channel)."""
     a, b = depthwise_step(dw, cfg), reduction_step(pw, cfg)
-    if fused[0] <= a.compute + b.compute:
-        cyc, label = fused
+    weights = weight_bytes(dw) + weight_bytes(pw)
+    fused = fused_dw_pw(dw, pw, cfg)
+    if fused[0] <= a.compute + b.compute and weights <= buffers(cfg)["C"].kib * 1024 // 2:
+        cyc, label, passes = fused[0], fused[1], 1
     else:
-        cyc, label = a.compute + b.compute, f"sequential: {a.mapping}; {b.mapping}"
+        cyc, label, passes = a.compute + b.compute, f"sequential: {a.mapping}; {b.mapping}", b.passes
     return Step([dw["name"], pw["name"]], ["dw", pw["op"]], dw["macs"] + pw["macs"], cyc, label,
-                weights=weight_bytes(dw) + weight_bytes(pw))
+                weights=weights, passes=passes)
 
 
 def attention_cycles(heads, d, n, cfg):
@@ -388,7 +392,7 @@ def build_steps(rows, cfg):
             step, used = attention_step(r, nxt, cfg), [r, nxt]
         elif r["op"] == "dw":
             step, used = depthwise_step(r, cfg), [r]
-        elif r["op"] == "linear":
+        elif r["op"] == "linear" and cfg.cores > 1:
             step, used = linear_step(r, cfg), [r]
         else:
             step, used = reduction_step(r, cfg), [r]

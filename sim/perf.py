@@ -482,7 +482,8 @@ def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m sim.perf", description=__doc__.split("\n")[0])
     p.add_argument("--model", default="b1")
     p.add_argument("--resolution", type=int, default=224)
-    p.add_argument("--config", default="8x8+8x8x16", help="NxM+TxSxL, a preset or a config.json (default 8x8+8x8x16)")
+    p.add_argument("--config", default="8x8+8x8x16",
+                   help="NxM+TxSxL, a preset or a config.json (default 8x8+8x8x16)")
     p.add_argument("--freq", type=float, help="clock in MHz (default: the configuration's, 200)")
     p.add_argument("--dataflow", choices=("ours", "paper"), default="ours",
                    help="ours: docs/architecture.md (default); paper: the paper's dataflow, the baseline")
@@ -511,7 +512,8 @@ def main(argv=None):
         elif a.sweep:
             sweep(a.model, a.resolution, cfg, a.dram_gbs, a.fuse_mbconv, a.batch, a.dataflow)
         else:
-            run_one(a.model, a.resolution, cfg, a.dram_gbs, a.out, a.quiet, a.fuse_mbconv, a.batch, a.dataflow)
+            run_one(a.model, a.resolution, cfg, a.dram_gbs, a.out, a.quiet, a.fuse_mbconv, a.batch,
+                    a.dataflow)
     except (ConfigError, ModelError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -10,11 +10,12 @@ one stream shared by reads and writes (DDR4 is one bus).
 **Frames in flight (the head linears).** The linears (``Step.background``) need 4-9 MB of
 weights for a few million MACs: on the array they would run at the DRAM's pace, 3 % utilization.
 Instead core L-1 leaves the lockstep group after frame i's global pool and computes frame i's
-linears alone, one weight chunk per beat from the DMA staging (output) buffer, whose
-read ports carry the DRAM rate (64 B/cycle feeds one 8x8 engine), while cores 0..L-2 start frame i+1. The linears' weights
-take the DMA whenever the foreground does not need it; while they stream (the *window*), the
-foreground's commands run on L-1 cores. Host step between the linears (LayerNorm + Hardswish on
-the int32 output of the first): its time counts in the latency, not in the period.
+linears alone, one weight chunk per beat from the DMA staging (output) buffer, whose read ports
+carry the DRAM rate (64 B/cycle feeds one 8x8 engine), while cores 0..L-2 start frame i+1. The
+linears' weights take the DMA whenever the foreground does not need it; while they stream (the
+*window*), the foreground's commands run on L-1 cores. The host step between the linears
+(LayerNorm + Hardswish on the int32 output of the first) is in neither the period nor the
+latency: the runtime measures it.
 
 Period: the foreground of frame i+1 measured from the end of frame i (two frames simulated back
 to back, so prefetch crosses the frame boundary), or all DRAM bytes of a frame over the
@@ -45,11 +46,9 @@ def bytes_per_cycle(cfg, dram_gbs):
     return min(dram_gbs, cfg.axi_gbs) * 1e9 / (cfg.freq_mhz * 1e6)
 
 
-def _passes(weights, compute, cfg):
-    from sim.dataflow import weight_passes
-
-    n = weight_passes(weights, cfg) if weights else 1
-    per = -(-weights // n) if weights else 0
+def _passes(weights, compute, n):
+    """(bytes, cycles) of each of a command's ``n`` weight passes."""
+    per = -(-weights // n)
     return [(min(per, weights - i * per), compute / n) for i in range(n)]
 
 
@@ -74,7 +73,7 @@ def _run(steps, alt, cfg, bw, frames, bg_dma):
             busy += st.dram_in / bw
             first = None
             stall = 0.0
-            for wbytes, c in _passes(st.weights, cyc, cfg):
+            for wbytes, c in _passes(st.weights, cyc, st.passes):
                 while ring and used + wbytes > cap:
                     end, b = ring.popleft()
                     used -= b
