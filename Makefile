@@ -57,12 +57,13 @@ proxy: $(VENV)/.test
 	$(PY) -m quant.proxy train --out build/proxy/proxy.pt
 	$(PY) -m quant.proxy table --checkpoint build/proxy/proxy.pt --out build/proxy/table.md
 
-# Performance model: B1/B2 at R224/256/288 on the paper's configuration, next to Table VII and
-# the physical limit (build/perf/bench.md), plus per-layer CSV/PNG of B1-R224 and B2-R224.
+# Performance model: B1/B2 at R224/256/288 on the paper's configuration, our dataflow and the
+# paper's at 12.8 and 17.06 GB/s, next to Table VII and the physical limit (build/perf/bench.md),
+# plus per-command CSV/PNG of B1-R224 and B2-R224 (our dataflow, 12.8 GB/s).
 bench: $(VENV)/.test
 	$(PY) -m sim.perf --bench --config 8x8+8x8x16 --freq 200
-	$(PY) -m sim.perf --model b1 --resolution 224 --quiet
-	$(PY) -m sim.perf --model b2 --resolution 224 --quiet
+	$(PY) -m sim.perf --model b1 --resolution 224 --dram-gbs 12.8 --quiet
+	$(PY) -m sim.perf --model b2 --resolution 224 --dram-gbs 12.8 --quiet
 
 # Python lint, and the generated Verilog through Icarus with all warnings.
 lint: $(VENV)/.test
