@@ -242,7 +242,8 @@ def fused_dw_pw(dw, pw, cfg):
             continue
         for rows_per_core in (1, 2, 4):
             band = gr * rows_per_core
-            if band > ho:
+            # the band's depthwise outputs of this core wait in aux (double-buffered) for B
+            if band > ho or cdiv(groups, gc) * rows_per_core * wo * cfg.n > cfg.aux_kib * 1024 // 2:
                 continue
             bands = cdiv(ho, band)
             mat = reduction(band * wo, kc, tiles, in_bytes, cfg, engines=1)
@@ -254,7 +255,7 @@ def fused_dw_pw(dw, pw, cfg):
             cyc = beats + bands * BAND_SYNC + rmac_latency(cfg) + mat_latency(cfg) + DISPATCH
             if best is None or cyc < best[0]:
                 best = (cyc, f"fused DW->PW, bands of {band} rows, DW {gc}x{gr} grid")
-    return best or (math.inf, "no fused mapping: line buffer")
+    return best or (math.inf, "no fused mapping: line buffer or aux")
 
 
 # ---- steps ---------------------------------------------------------------------------------------
@@ -351,6 +352,9 @@ def attention_cycles(heads, d, n, cfg):
 
 def attention_step(vk, q, cfg):
     heads, d, n = vk["heads"], vk["cin"], vk["h_in"]
+    if 4 * n > cfg.divisor_kib * 1024:
+        raise ConfigError(f"the divisor buffer ({cfg.divisor_kib} KiB) cannot hold the int32 divisors "
+                          f"of a head over {n} tokens: enlarge divisor_kib")
     cyc, m1, m2 = attention_cycles(heads, d, n, cfg)
     return Step([vk["name"], q["name"]], ["matmul_vk", "matmul_q"], vk["macs"] + q["macs"], cyc,
                 f"attention: vk {m1.label}; q {m2.label}")

@@ -276,3 +276,27 @@ def test_ours_network_invariants(model):
     # more DRAM bandwidth never makes it slower
     faster = perf.simulate_ours(rows, cfg, perf.DDR4_GBS)[1]
     assert faster["cycles"] <= tot["cycles"]
+
+
+@pytest.mark.parametrize("changes, call, message", [
+    (dict(divisor_kib=1), lambda cfg: dataflow.attention_step(
+        row("matmul_vk", 16, 17, 1, 1, 1, 300, 1, 300, 1, 0, heads=2), None, cfg),
+     "divisor buffer (1 KiB) cannot hold the int32 divisors of a head over 300 tokens"),
+    (dict(buffer_a_kib=1), lambda cfg: dataflow.depthwise(64, 56, 56, 3, 2, cfg),
+     "buffer A (1 KiB) cannot hold the line buffer of a 3x3 depthwise conv over 56 output columns"),
+])
+def test_capacity_refusals(changes, call, message):
+    """Buffers too small for what a command must hold are one-line ConfigErrors naming the buffer."""
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        call(AcceleratorConfig(**changes))
+
+
+def test_fused_band_needs_aux_room():
+    """Each core's band of depthwise outputs waits in aux (double-buffered) on its way to B: with
+    1 KiB of aux a 3x3 DW over 4 x 64 pixels and 16 channels has no band that fits (one row of
+    one core's 2 channel groups is 2 x 64 x 8 = 1 KiB > 512 B), so the pair runs sequentially."""
+    cfg = AcceleratorConfig(cores=1, aux_kib=1)
+    dw = row("dw", 16, 16, 3, 1, 16, 4, 64, 4, 64, 16 * 9 * 256)
+    pw = row("pw", 16, 16, 1, 1, 1, 4, 64, 4, 64, 16 * 16 * 256, index=1)
+    assert dataflow.fused_dw_pw(dw, pw, cfg)[1] == "no fused mapping: line buffer or aux"
+    assert dataflow.dw_pw_step(dw, pw, cfg).mapping.startswith("sequential")
