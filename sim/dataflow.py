@@ -215,25 +215,43 @@ def depthwise(c, ho, wo, k, s, cfg):
 def two_stage(items, prod, cons, cons_both):
     """Producer (R-MAC engines) and consumer (MAT engines) item by item; once the producer is
     done, the R-MAC engines join the unstarted consumer items (``cons_both`` each). Beats."""
+    return two_stage_filled(items, prod, cons, cons_both)[0]
+
+
+def two_stage_filled(items, prod, cons, cons_both, filler=0):
+    """``two_stage`` where the MAT engines also have ``filler`` beats of independent work that
+    they run whenever the next item is not ready yet; ``cons_both`` may be a function of the
+    number of items left (they then run as one command on both engines). Returns (beats, filler
+    beats left)."""
     if items == 0:
-        return 0
+        return 0, filler
     done_prod = prod * items
     t = 0
     for j in range(items):
-        start = max(t, prod * (j + 1))
+        ready = prod * (j + 1)
+        if ready > t and filler:
+            use = min(filler, ready - t)
+            filler -= use
+            t += use
+        start = max(t, ready)
         if start >= done_prod:
-            return start + (items - j) * cons_both
+            rest = cons_both(items - j) if callable(cons_both) else (items - j) * cons_both
+            return start + rest, filler
         t = start + cons
-    return t
+    return t, filler
 
 
-def fused_dw_pw(dw, pw, cfg):
+def fused_dw_pw(dw, pw, cfg, filler=0, tiles=None):
     """Row-band pipeline of a depthwise conv and the pointwise conv it feeds. Bands of ``gr``
     output rows (one per row group of the depthwise grid); per band the R-MAC engines compute
-    the depthwise taps, the MAT engines the previous band's pointwise conv. (cycles, label)."""
+    the depthwise taps, the MAT engines the previous band's pointwise conv. ``filler``: MAT-only
+    beats of independent work run while the MAT engines wait for a band (what is left runs on
+    both engines at the end, half the beats). ``tiles``: only the pointwise conv's first
+    ``tiles`` output tiles (its first weight pass). (cycles, label)."""
     c, ho, wo, k, s = dw["cout"], dw["h_out"], dw["w_out"], dw["kernel"], dw["stride"]
     groups = cdiv(c, cfg.n)
-    tiles, kc = _tiles(pw, cfg)
+    all_tiles, kc = _tiles(pw, cfg)
+    tiles = tiles or all_tiles
     in_bytes = pw["cin"]
     best = None
     for gc in range(1, min(cfg.cores, groups) + 1):
@@ -250,9 +268,13 @@ def fused_dw_pw(dw, pw, cfg):
             cons = mat.beats
             prod = cdiv(groups, gc) * rows_per_core * cdiv(wo, cfg.m) * dw_block_cycles(
                 k, s, gc * gr, cfg, mat.b_bytes)
-            cons_both = reduction(band * wo, kc, tiles, in_bytes, cfg, engines=2).beats
-            beats = two_stage(bands, prod, cons, cons_both)
-            cyc = beats + bands * BAND_SYNC + rmac_latency(cfg) + mat_latency(cfg) + DISPATCH
+
+            def cons_both(left_bands, band=band):  # the remaining rows as one command on both engines
+                rows_left = min(ho, left_bands * band)
+                return reduction(rows_left * wo, kc, tiles, in_bytes, cfg, engines=2).beats + DISPATCH
+
+            beats, left = two_stage_filled(bands, prod, cons, cons_both, filler)
+            cyc = beats + cdiv(left, 2) + bands * BAND_SYNC + rmac_latency(cfg) + mat_latency(cfg) + DISPATCH
             if best is None or cyc < best[0]:
                 best = (cyc, f"fused DW->PW, bands of {band} rows, DW {gc}x{gr} grid")
     return best or (math.inf, "no fused mapping: line buffer or aux")
@@ -327,17 +349,27 @@ def depthwise_step(r, cfg):
 
 
 def dw_pw_step(dw, pw, cfg):
-    """Fused when faster than the depthwise conv alone followed by the pointwise conv, and when
-    the pair's weights fit one pass (every band needs every output channel)."""
+    """Fused when faster than the depthwise conv alone followed by the pointwise conv. Every band
+    needs every output channel's weights, so a pointwise conv in several weight passes fuses its
+    first pass with the depthwise conv and runs the other passes after it on both engines."""
     a, b = depthwise_step(dw, cfg), reduction_step(pw, cfg)
-    weights = weight_bytes(dw) + weight_bytes(pw)
-    fused = fused_dw_pw(dw, pw, cfg)
-    if fused[0] <= a.compute + b.compute and weights <= buffers(cfg)["C"].kib * 1024 // 2:
-        cyc, label, passes = fused[0], fused[1], 1
+    tiles, kc = _tiles(pw, cfg)
+    per, passes = weight_passes(weight_bytes(pw), tiles, cfg)
+    fused, label = fused_dw_pw(dw, pw, cfg, tiles=per)
+    p, in_bytes = pw["h_out"] * pw["w_out"], pw["cin"]
+    left = tiles - per
+    for _ in range(passes - 1):
+        t = min(per, left)
+        left -= t
+        fused += reduction(p, kc, t, in_bytes, cfg).beats + mat_latency(cfg) + DISPATCH
+    if passes > 1:
+        label += f", then {passes - 1} more weight passes"
+    if fused <= a.compute + b.compute:
+        cyc = fused
     else:
-        cyc, label, passes = a.compute + b.compute, f"sequential: {a.mapping}; {b.mapping}", b.passes
+        cyc, label = a.compute + b.compute, f"sequential: {a.mapping}; {b.mapping}"
     return Step([dw["name"], pw["name"]], ["dw", pw["op"]], dw["macs"] + pw["macs"], cyc, label,
-                weights=weights, passes=passes)
+                weights=weight_bytes(dw) + weight_bytes(pw), passes=passes)
 
 
 def attention_cycles(heads, d, n, cfg):
@@ -358,6 +390,33 @@ def attention_step(vk, q, cfg):
     cyc, m1, m2 = attention_cycles(heads, d, n, cfg)
     return Step([vk["name"], q["name"]], ["matmul_vk", "matmul_q"], vk["macs"] + q["macs"], cyc,
                 f"attention: vk {m1.label}; q {m2.label}")
+
+
+def aggregation_attention_step(dw, gpw, vk, q, cfg):
+    """A LiteMLA's aggregation (5x5 depthwise -> grouped 1x1) and its attention. Half of the
+    heads come straight from the qkv conv: their vk and q commands run on the MAT engines alone
+    while the R-MAC engines compute the aggregation's depthwise conv (its 5x5 taps outweigh the
+    grouped 1x1, so the MAT engines would wait); the aggregated heads follow on both engines.
+    Taken when faster than the aggregation and the attention one after the other."""
+    heads, d, n = vk["heads"], vk["cin"], vk["h_in"]
+    direct = heads // 2
+    seq = [dw_pw_step(dw, gpw, cfg), attention_step(vk, q, cfg)]
+    seq_cyc = sum(st.compute for st in seq)
+    mat_vk = reduction(d, cdiv(n, cfg.t), direct * cdiv(d, cfg.s), n, cfg, engines=1).beats
+    mat_q = reduction(n, cdiv(d, cfg.t), direct * cdiv(d + 1, cfg.s), d, cfg, engines=1).beats
+    weights = weight_bytes(dw) + weight_bytes(gpw)
+    fused, label = fused_dw_pw(dw, gpw, cfg, filler=mat_vk + mat_q)
+    rest, _, _ = attention_cycles(heads - direct, d, n, cfg)
+    cyc = fused + 2 * (mat_latency(cfg) + DISPATCH) + rest
+    names = [r["name"] for r in (dw, gpw, vk, q)]
+    ops = ["dw", "gpw", "matmul_vk", "matmul_q"]
+    macs = sum(r["macs"] for r in (dw, gpw, vk, q))
+    if cyc < seq_cyc and weight_passes(weight_bytes(gpw), _tiles(gpw, cfg)[0], cfg)[1] == 1:
+        return Step(names, ops, macs, cyc, f"{label}; MAT: attention of the {direct} direct heads "
+                                           f"in the waits; then the {heads - direct} aggregated heads",
+                    weights=weights)
+    return Step(names, ops, macs, seq_cyc, f"{seq[0].mapping}; then {seq[1].mapping}", weights=weights,
+                passes=seq[0].passes)
 
 
 def _block_key(name):
@@ -390,7 +449,10 @@ def build_steps(rows, cfg):
     while i < len(rows):
         r = rows[i]
         nxt = rows[i + 1] if i + 1 < len(rows) else None
-        if r["op"] == "dw" and nxt is not None and nxt["op"] in ("pw", "gpw"):
+        if r["op"] == "dw" and [x["op"] for x in rows[i + 1:i + 4]] == ["gpw", "matmul_vk", "matmul_q"]:
+            used = rows[i:i + 4]
+            step = aggregation_attention_step(*used, cfg)
+        elif r["op"] == "dw" and nxt is not None and nxt["op"] in ("pw", "gpw"):
             step, used = dw_pw_step(r, nxt, cfg), [r, nxt]
         elif r["op"] == "matmul_vk" and nxt is not None and nxt["op"] == "matmul_q":
             step, used = attention_step(r, nxt, cfg), [r, nxt]

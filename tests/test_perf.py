@@ -184,18 +184,29 @@ def test_fused_band():
     """3x3 DW (16 channels, 4x8 output) into a 1x1 conv 16 -> 16, one core, bands of one row:
     DW per band 2 channel groups x 1 block x 9 taps = 18 beats (new input row: 10 pixels x 8
     channels = 80 B, under A's and B's ports in 9 cycles); PW per band on the MAT engine alone
-    2 tiles x 8 pixels x 2 chunks = 32 beats, on both engines 16. Bands 0 and 1 on the MAT
-    (18..50, 50..82); the DW is done at 72, so bands 2 and 3 run on both engines: 82 + 2 x 16 =
-    114; plus 4 band tokens x 4, R-MAC and MAT latencies 9 + 8, the command overhead 16: 163.
-    Sequential would take DW 72 + 9 + 16 = 97 and PW 64 + 8 + 16 = 88: 185."""
+    2 tiles x 8 pixels x 2 chunks = 32 beats. Bands 0 and 1 on the MAT (18..50, 50..82); the DW
+    is done at 72, so the last two bands (16 pixels) run as one command on both engines: 32
+    beats + 16 dispatch = 82 + 48 = 130; plus 4 band tokens x 4, R-MAC and MAT latencies 9 + 8,
+    the command overhead 16: 179. Sequential would take DW 72 + 9 + 16 = 97 and PW 64 + 8 + 16 =
+    88: 185."""
     dw = row("dw", 16, 16, 3, 1, 16, 4, 8, 4, 8, 16 * 9 * 32)
     pw = row("pw", 16, 16, 1, 1, 1, 4, 8, 4, 8, 16 * 16 * 32, index=1)
     assert dataflow.two_stage(4, 18, 32, 16) == 114
-    assert dataflow.fused_dw_pw(dw, pw, ONE_CORE) == (163, "fused DW->PW, bands of 1 rows, DW 1x1 grid")
+    assert dataflow.two_stage_filled(4, 18, 32, lambda left: 48) == (130, 0)
+    assert dataflow.fused_dw_pw(dw, pw, ONE_CORE) == (179, "fused DW->PW, bands of 1 rows, DW 1x1 grid")
     assert dataflow.depthwise_step(dw, ONE_CORE).compute == 97
     assert dataflow.reduction_step(pw, ONE_CORE).compute == 88
     step = dataflow.dw_pw_step(dw, pw, ONE_CORE)
-    assert step.compute == 163 and step.macs == dw["macs"] + pw["macs"]
+    assert step.compute == 179 and step.macs == dw["macs"] + pw["macs"]
+
+
+def test_filler_runs_in_the_waits():
+    """Producer 10 per item, consumer 4 (2 on both engines). With 9 beats of independent work the
+    MAT engines run it 0..9 while item 0 is produced, item 0 10..14, wait, item 1 20..24; item 2 is
+    ready at 30 when the producer is done, so both engines take it: 32, no filler left. With 100
+    beats the filler fills every wait (10 + 6 + 6) and 78 are left for the end."""
+    assert dataflow.two_stage_filled(3, 10, 4, 2, filler=9) == (32, 0)
+    assert dataflow.two_stage_filled(3, 10, 4, 2, filler=100) == (32, 78)
 
 
 def test_attention_head_as_the_integer_model():
@@ -300,3 +311,17 @@ def test_fused_band_needs_aux_room():
     pw = row("pw", 16, 16, 1, 1, 1, 4, 64, 4, 64, 16 * 16 * 256, index=1)
     assert dataflow.fused_dw_pw(dw, pw, cfg)[1] == "no fused mapping: line buffer or aux"
     assert dataflow.dw_pw_step(dw, pw, cfg).mapping.startswith("sequential")
+
+
+def test_aggregation_overlaps_the_direct_heads():
+    """B1 stage 2's LiteMLA: the 5x5 depthwise conv keeps the R-MAC engines busier than the
+    grouped 1x1 keeps the MAT engines, so the direct heads' attention fills the MAT engines' waits:
+    one step, faster than the aggregation and the attention one after the other."""
+    cfg = AcceleratorConfig()
+    rows = perf.workload("b1", 224)
+    i = next(j for j, r in enumerate(rows) if r["op"] == "dw" and r["kernel"] == 5)
+    dw, gpw, vk, q = rows[i:i + 4]
+    step = dataflow.aggregation_attention_step(dw, gpw, vk, q, cfg)
+    seq = dataflow.dw_pw_step(dw, gpw, cfg).compute + dataflow.attention_step(vk, q, cfg).compute
+    assert step.compute < seq and "direct heads" in step.mapping
+    assert step.macs == sum(r["macs"] for r in (dw, gpw, vk, q))
