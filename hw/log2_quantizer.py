@@ -12,7 +12,7 @@ __all__ = ["Log2Quantizer"]
 
 
 class Log2Quantizer(wiring.Component):
-    """Log2 code of an unsigned divisor: ``clip(i + x[i-1] + offset, lo, hi)``, ``lo`` for zero.
+    """Log2 code of an unsigned divisor: ``clip(i + x[i-1] + offset, lo, hi)``; zero counts as 1.
 
     ``i`` is the index of the leading one of ``x`` (a leading-one detector); adding bit ``i-1``
     rounds up from 1.5 * 2**i. Golden function: :func:`quant.arith.log2_quantize`.
@@ -61,6 +61,7 @@ class Log2Quantizer(wiring.Component):
         x = self.i.payload.x
 
         # Stage 1: leading-one detector (priority encoder, highest bit wins) and the bit below it.
+        # x = 0 sets no bit and leaves index 0, bit 0: the code of x = 1 (zero counts as 1).
         idx = Signal(range(max(self._width, 2)))
         below = Signal()
         for k in range(self._width):
@@ -68,11 +69,10 @@ class Log2Quantizer(wiring.Component):
                 m.d.comb += [idx.eq(k), below.eq(x[k - 1] if k > 0 else 0)]
         idx_r = p.stage(idx, "lod_index")
         below_r = p.stage(below, "lod_round")
-        zero_r = p.stage(x == 0, "is_zero")
         offset_r = p.stage(self.i.payload.offset, "offset")
 
-        # Stage 2: add the offset, clip; a zero divisor (log2 = -inf) gives lo.
+        # Stage 2: add the offset, clip.
         e = idx_r + below_r + offset_r
-        code = Mux(zero_r | (e < self._lo), self._lo, Mux(e > self._hi, self._hi, e))
+        code = Mux(e < self._lo, self._lo, Mux(e > self._hi, self._hi, e))
         m.d.comb += self.o.payload.e.eq(p.stage(code, "code", signed(self._code_bits)))
         return m

@@ -163,12 +163,12 @@ def log2_quantize(x, offset, lo=LOG2_MIN, hi=LOG2_MAX, in_bits=DIVISOR_BITS, off
     """The 4-bit log2 code of a divisor: ``clip(log2_round(x) + offset, lo, hi)``.
 
     x: unsigned ``in_bits`` integer divisor; offset: signed ``offset_bits``, the precomputed
-    ``round(log2(S_Q * S_Ksum))``. A zero divisor has log2 = -inf and so gives ``lo``.
+    ``round(log2(S_Q * S_Ksum))``. A zero divisor counts as 1, the smallest positive divisor
+    (docs/arithmetic.md section 3): its code is ``clip(offset, lo, hi)``.
     """
     x = check_range(x, in_bits, signed=False, name="divisor")
     off = check_range(offset, offset_bits, name="log2 offset")
-    e = log2_round(np.maximum(x, 1)) + off
-    return np.where(x == 0, lo, np.clip(e, lo, hi))
+    return np.clip(log2_round(np.maximum(x, 1)) + off, lo, hi)
 
 
 def log2_offset(scale):

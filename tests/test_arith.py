@@ -142,7 +142,8 @@ def test_log2_round_matches_bit_definition():
 
 
 def test_log2_quantize_offset_clip_and_zero_divisor():
-    assert arith.log2_quantize(0, 5).tolist() == -8  # zero divisor: log2 = -inf -> lo
+    assert arith.log2_quantize(0, 5).tolist() == 5  # zero divisor counts as 1: log2 = 0
+    assert arith.log2_quantize([0, 1], -20).tolist() == [-8, -8]
     assert arith.log2_quantize(1, -20).tolist() == -8  # clipped below
     assert arith.log2_quantize(2**31, 5).tolist() == 7  # clipped above
     assert arith.log2_quantize(2**31 + 2**30, -31, lo=-8, hi=7).tolist() == 1

@@ -176,3 +176,30 @@ def test_attention_matches_integer_on_the_same_inputs(quantized):
                 y = prog.attention(op, branches)
             codes = torch.round(y[0] / prog.act(op.dst).step).numpy()
             assert np.array_equal(codes, out.reshape(codes.shape)), op.name
+
+
+def test_zero_divisor():
+    """One head (dim 2, 4 tokens): the keys are small against the tensor-wide step of sum(k), so
+    sum(k) requantizes to 0 and the integer divisor q . sum(k) is 0 although the real one (0.8)
+    is not. The zero divisor counts as 1 (code = offset): 8 << 3 = 64, against float 10; the
+    earlier rule (code lo = -8) gave 8 << 8, saturated to 127. An all-zero query still gives 0."""
+    s_t, s_ks, s_vk, s_o, g = 0.1, 1.0, 0.02, 0.5, 0
+    q = np.full((2, 4), 10)  # (dim, tokens) codes: q = 1.0
+    k = np.full((2, 4), 1)  # k = 0.1 per token: sum(k) = 0.4 per dim, below half of s_ks
+    v = np.full((2, 4), 50)
+    ks8 = arith.requantize(arith.adder_tree(k), *arith.dyadic(s_t / s_ks))
+    assert ks8.tolist() == [0, 0]
+    vk8 = arith.requantize(v @ k.T, *arith.dyadic(s_t * s_t / s_vk))
+    num, den = vk8 @ q, ks8 @ q
+    assert den.tolist() == [0, 0, 0, 0]
+    offset = int(arith.log2_offset(s_ks * s_t / 2.0 ** g))
+    e = arith.log2_quantize(den, offset)
+    assert e.tolist() == [offset] * 4 == [-3] * 4
+    x16 = arith.requantize(num, *arith.dyadic(s_vk * s_t / (2.0 ** g * s_o)), out_bits=16)
+    y = arith.shift_divide(x16, e[None, :])
+    real = (v * 0.1 @ (k * 0.1).T) @ (q * 0.1) / ((k * 0.1).sum(1) @ (q * 0.1)) / s_o
+    assert np.allclose(real, 10.0) and (y == 64).all()
+    assert (arith.shift_divide(x16, np.full_like(x16, arith.LOG2_MIN)) == 127).all()  # the old rule
+    zero_q = arith.shift_divide(arith.requantize(vk8 @ np.zeros_like(q), 1, 0, out_bits=16),
+                                arith.log2_quantize(ks8 @ np.zeros_like(q), offset)[None, :])
+    assert (zero_q == 0).all()
