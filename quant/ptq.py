@@ -50,6 +50,9 @@ class QuantOptions:
         return cls(**{**presets[name], **kw})
 
 
+MIGRATION_MIN, MIGRATION_MAX = 0.1, 64.0  # range of the migration factor m_c (authors: [0.1, 64])
+
+
 def round_half_up(x):
     return torch.floor(x + 0.5)
 
@@ -177,6 +180,7 @@ class Program(nn.Module):
         self.attn_params = {}  # attn name -> dict of internal scales
         self.blocks = []  # (block name, input tensor, output tensor)
         self.quant_enabled = False
+        self.pre_observer = None  # f(conv name, pre-activation) during calibration
         self.migrated = set()  # tensors that feed a depthwise conv only (plus elementwise adds)
         self.shifted = set()  # tensors that feed a second pointwise conv only
         self._lower(model)
@@ -307,6 +311,8 @@ class Program(nn.Module):
                 b = b + (round_half_up(b / sa) * sa - b).detach()
             y = F.conv2d(x[0], w, b, a["stride"], a["pad"], 1, a["groups"])
             if a["act"] == "hswish":
+                if self.pre_observer is not None:  # calibration: the pre-activation's range
+                    self.pre_observer(op.name, y)
                 if quant and op.name in self.hswish:
                     s = self.hswish[op.name]
                     y = torch.clamp(ste_round(y / s), -HMAX - 1, HMAX) * s
@@ -391,15 +397,14 @@ def dyadic_requant(codes, scale, bits):
 
 
 def log2_code(den_int, offset):
-    """Torch mirror of arith.log2_quantize (LOD rule): clip(i + bit(i-1) + offset), 0 -> lo."""
+    """Torch mirror of arith.log2_quantize (LOD rule): clip(i + bit(i-1) + offset), 0 counts as 1."""
     d = torch.clamp(den_int, min=1)
     i = torch.floor(torch.log2(d))
     # guard float log2 at exact powers of two
     i = torch.where(torch.exp2(i) > d, i - 1, i)
     i = torch.where(torch.exp2(i + 1) <= d, i + 1, i)
     below = torch.where(i >= 1, torch.floor(d / torch.exp2(i - 1)) % 2, torch.zeros_like(d))
-    e = torch.clamp(i + below + offset, DIV_MIN, DIV_MAX)
-    return torch.where(den_int <= 0, torch.full_like(d, DIV_MIN), e)
+    return torch.clamp(i + below + offset, DIV_MIN, DIV_MAX)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -487,18 +492,23 @@ def calibrate(prog: Program, images, progress=None):
             return
         if op.dst in stats:
             stats[op.dst].channels(env[op.dst])
-        if op.name in pre:
-            x = env[op.srcs[0]]
-            w = prog.weight(op.name)()
-            y = F.conv2d(x, w, prog.bias(op, w), op.attrs["stride"], op.attrs["pad"], 1, op.attrs["groups"])
-            pre[op.name].absmax = max(pre[op.name].absmax, float(y.abs().max()))
 
-    _fp_pass(prog, images, opts.batch, channel_visit)
+    def pre_visit(name, y):
+        pre[name].absmax = max(pre[name].absmax, float(y.abs().max()))
+
+    prog.pre_observer = pre_visit
+    try:
+        _fp_pass(prog, images, opts.batch, channel_visit)
+    finally:
+        prog.pre_observer = None
     for name in names:
         a, st = prog.act(name), stats[name]
         if opts.migration and name in prog.migrated:
-            cmax = torch.maximum(st.cmax.abs(), st.cmin.abs()).clamp_min(1e-8)
-            a.m.copy_(cmax / cmax.mean())  # eq. 8
+            cmax = torch.maximum(st.cmax.abs(), st.cmin.abs())
+            # eq. 8, bounded as the authors' code bounds it: a channel that is zero on the
+            # calibration data (dead after Hardswish) must not get a factor near 0, whose
+            # requantization scale no 16-bit multiplier can hold
+            a.m.copy_((cmax / cmax.mean().clamp_min(1e-12)).clamp(MIGRATION_MIN, MIGRATION_MAX))
         if opts.shift and name in prog.shifted:
             a.delta.copy_((st.cmax + st.cmin) / 2)  # midpoint, not eq. 9's (max - min) / 2
     for name, st in pre.items():

@@ -203,3 +203,21 @@ def test_zero_divisor():
     zero_q = arith.shift_divide(arith.requantize(vk8 @ np.zeros_like(q), 1, 0, out_bits=16),
                                 arith.log2_quantize(ks8 @ np.zeros_like(q), offset)[None, :])
     assert (zero_q == 0).all()
+
+
+def test_dead_depthwise_input_channel_quantizes_and_exports(tmp_path, trained):
+    """A channel of an expand conv whose Hardswish output is 0 on every image (its BN shifts it
+    far below -3) feeds a depthwise conv with migration: the factor is bounded (0.1), the
+    program calibrates, freezes and exports, and the integer model runs."""
+    import copy
+
+    model = copy.deepcopy(trained)
+    mb = next(m for n, m in model.named_modules() if n.endswith("inverted_conv"))
+    mb.norm.bias.data[0] = -1e3  # pre-activation << -3: hswish gives exactly 0
+    (xt, _), (xv, _) = digits_split()
+    prog = quantize_model(model, xt[:64], QuantOptions(iters=0, seed=0))
+    dead = [t for t in prog.migrated if float(prog.act(t).m.min()) <= 0.1 + 1e-6]
+    assert dead, "the dead channel should hit the lower bound of the migration factor"
+    frozen = freeze(prog)
+    man = export(frozen, xv[0].numpy(), tmp_path, dict(model="proxy", resolution=64))
+    assert man["ops"] and np.isfinite(man["logits"]).all()
