@@ -289,10 +289,22 @@ def add_requantize(a, b, mult_a, mult_b, shift, out_bits=ACT_BITS):
 
 
 def dyadic_pair(scale_a, scale_b):
-    """Host side: multipliers (ma, mb) and one shift c with ma/2**c ~ scale_a, mb/2**c ~ scale_b."""
+    """Host side: multipliers (ma, mb) and one shift c with ma/2**c ~ scale_a, mb/2**c ~ scale_b.
+
+    The shared shift is limited by the larger scale; a scale below about 2**-16 of the other then
+    rounds to a zero multiplier, which would drop that input. That is refused (``ValueError``),
+    never done silently."""
     _, ca = dyadic(scale_a)
     _, cb = dyadic(scale_b)
     c = np.minimum(ca, cb)
-    ma = np.floor(np.asarray(scale_a, np.float64) * np.exp2(c) + 0.5).astype(np.int64)
-    mb = np.floor(np.asarray(scale_b, np.float64) * np.exp2(c) + 0.5).astype(np.int64)
+    sa, sb = np.asarray(scale_a, np.float64), np.asarray(scale_b, np.float64)
+    ma = np.floor(sa * np.exp2(c) + 0.5).astype(np.int64)
+    mb = np.floor(sb * np.exp2(c) + 0.5).astype(np.int64)
+    for name, m, s, other in (("first", ma, sa, sb), ("second", mb, sb, sa)):
+        if (m == 0).any():
+            i = int(np.flatnonzero(np.broadcast_to(m, np.broadcast(m, s).shape) == 0)[0])
+            s_i, o_i = np.broadcast_to(s, m.shape).flat[i], np.broadcast_to(other, m.shape).flat[i]
+            raise ValueError(f"the {name} input's scale {s_i:.3g} is {s_i / o_i:.2g} of the other's "
+                             f"({o_i:.3g}): its {MULT_BITS}-bit multiplier rounds to 0 under the shared "
+                             f"shift, which would drop it (channel {i})")
     return ma, mb, c

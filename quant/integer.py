@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from . import arith
-from .ptq import Program
+from .ptq import Program, numerator_scale
 
 SCHEMA_VERSION = 1
 
@@ -62,66 +62,89 @@ def freeze(prog: Program):
 
     frozen = [dict(kind="input", name="input", dst="input", scale=tscale("input"))]
     for op in prog.ops:
-        r = dict(kind=op.kind, name=op.name, srcs=list(op.srcs), dst=op.dst, block=op.block)
-        if op.kind == "conv":
-            wq = prog.weight(op.name)
-            w = wq()
-            codes = _np(wq.codes()).astype(np.int64)
-            sw = _np(wq.s)
-            sx = tscale(op.srcs[0])
-            g = op.attrs["groups"]
-            if g == 1 or g != codes.shape[0]:
-                if np.ptp(sx) > 1e-12 * sx.max():
-                    raise FreezeError(f"{op.name}: per-channel input scales into a channel reduction")
-                sa = sx[0] * sw
-            else:  # depthwise: output channel o reads input channel o (migration folds here, eq. 7)
-                sa = sx * sw
-            bias = _np(prog.bias(op, w))
-            r.update(stride=op.attrs["stride"], pad=op.attrs["pad"], groups=g, act=op.attrs["act"],
-                     w=codes, bias=_int32_bias(op.name, bias, sa))
-            so = tscale(op.dst)
-            delta = _np(prog.act(op.dst).delta)
-            if op.attrs["act"] == "hswish":
-                s_h = prog.hswish[op.name]
-                three = int(round(3.0 / s_h))
-                unit = s_h * s_h / 6.0
-                r["h_mult"], r["h_shift"] = _dy(sa / s_h)
-                r["three"] = three
-                r["offset"] = np.floor(delta / unit + 0.5).astype(np.int64)
-                r["mult"], r["shift"] = _dy(unit / so)
-            else:
-                if np.abs(delta).sum():
-                    raise FreezeError(f"{op.name}: shifted output without Hardswish")
-                r["mult"], r["shift"] = _dy(sa / so)
-        elif op.kind == "add":
-            so = tscale(op.dst)
-            r["mult_a"], r["mult_b"], r["shift"] = arith.dyadic_pair(tscale(op.srcs[0]) / so,
-                                                                     tscale(op.srcs[1]) / so)
-        elif op.kind == "attn":
-            p = prog.attn_params[op.name]
-            so = float(tscale(op.dst)[0])
-            r.update(dim=op.attrs["dim"], offset=[int(o) for o in p["offset"]], g=p["g"], branches=[])
-            for s in op.srcs:
-                st = float(tscale(s)[0])
-                br = {}
-                br["vk_mult"], br["vk_shift"] = _dy(st * st / p["s_vk"])
-                br["ks_mult"], br["ks_shift"] = _dy(st / p["s_ks"])
-                br["num_mult"], br["num_shift"] = _dy(p["s_vk"] * st / (2.0 ** p["g"] * so))
-                r["branches"].append(br)
-        elif op.kind == "pool":
-            r["mult"], r["shift"] = None, None  # set at run time from H*W
-            r["ratio"] = float(tscale(op.srcs[0])[0] / tscale(op.dst)[0])
-        elif op.kind == "linear":
-            wq = prog.weight(op.name)
-            sx = float(tscale(op.srcs[0])[0])
-            sw = _np(wq.s)
-            r.update(w=_np(wq.codes()).astype(np.int64), acc_scale=sx * sw, post=op.attrs["post"])
-            r["bias"] = _int32_bias(op.name, _np(prog.biases[op.name]), sx * sw)
-            if op.attrs["post"]:
-                gamma, beta, eps = op.attrs["ln"]
-                r.update(ln_weight=_np(gamma), ln_bias=_np(beta), ln_eps=eps, out_scale=tscale(op.dst))
-        frozen.append(r)
+        try:
+            frozen.append(_freeze_op(prog, op, tscale))
+        except ValueError as e:  # a scale no dyadic pair of the contract can hold
+            raise FreezeError(f"{op.name}: {e}") from None
     return frozen
+
+
+def _per_tensor(op, what, scale):
+    """The one step of a tensor the op assumes per-tensor; a FreezeError naming the op if the
+    tensor's steps differ per channel (migration on a tensor that reaches this op)."""
+    scale = np.asarray(scale)
+    if np.ptp(scale) > 1e-12 * scale.max():
+        raise FreezeError(f"{op.name}: {what} has per-channel steps ({scale.min():.3g}..{scale.max():.3g}) "
+                          f"where this op needs one per tensor")
+    return float(scale.flat[0])
+
+
+def _freeze_op(prog, op, tscale):
+    """Integer parameters of one op (``tscale``: per-channel real step of a tensor)."""
+    r = dict(kind=op.kind, name=op.name, srcs=list(op.srcs), dst=op.dst, block=op.block)
+    if op.kind == "conv":
+        wq = prog.weight(op.name)
+        w = wq()
+        codes = _np(wq.codes()).astype(np.int64)
+        sw = _np(wq.s)
+        sx = tscale(op.srcs[0])
+        g = op.attrs["groups"]
+        if g == 1 or g != codes.shape[0]:
+            if np.ptp(sx) > 1e-12 * sx.max():
+                raise FreezeError(f"{op.name}: per-channel input scales into a channel reduction")
+            sa = sx[0] * sw
+        else:  # depthwise: output channel o reads input channel o (migration folds here, eq. 7)
+            sa = sx * sw
+        bias = _np(prog.bias(op, w))
+        r.update(stride=op.attrs["stride"], pad=op.attrs["pad"], groups=g, act=op.attrs["act"],
+                 w=codes, bias=_int32_bias(op.name, bias, sa))
+        so = tscale(op.dst)
+        delta = _np(prog.act(op.dst).delta)
+        if op.attrs["act"] == "hswish":
+            s_h = prog.hswish[op.name]
+            three = int(round(3.0 / s_h))
+            unit = s_h * s_h / 6.0
+            r["h_mult"], r["h_shift"] = _dy(sa / s_h)
+            r["three"] = three
+            r["offset"] = np.floor(delta / unit + 0.5).astype(np.int64)
+            r["mult"], r["shift"] = _dy(unit / so)
+        else:
+            if np.abs(delta).sum():
+                raise FreezeError(f"{op.name}: shifted output without Hardswish")
+            r["mult"], r["shift"] = _dy(sa / so)
+    elif op.kind == "add":
+        so = tscale(op.dst)
+        r["mult_a"], r["mult_b"], r["shift"] = arith.dyadic_pair(tscale(op.srcs[0]) / so,
+                                                                 tscale(op.srcs[1]) / so)
+    elif op.kind == "attn":
+        p = prog.attn_params[op.name]
+        so = _per_tensor(op, "the output", tscale(op.dst))
+        r.update(dim=op.attrs["dim"], offset=[int(o) for o in p["offset"]], g=p["g"], branches=[])
+        for bi, s in enumerate(op.srcs):
+            st = _per_tensor(op, f"input {s}", tscale(s))
+            br = {}
+            br["vk_mult"], br["vk_shift"] = _dy(st * st / p["s_vk"])
+            br["ks_mult"], br["ks_shift"] = _dy(st / p["s_ks"])
+            num = numerator_scale(p, bi, st, so, getattr(prog.options, "offset_residual", True))
+            br["num_mult"], br["num_shift"] = _dy(num)
+            r["branches"].append(br)
+    elif op.kind == "pool":
+        if "hw" not in op.attrs:
+            raise FreezeError(f"{op.name}: the pooled area is unknown (calibrate the program first)")
+        ratio = _per_tensor(op, "the input", tscale(op.srcs[0]))
+        ratio /= _per_tensor(op, "the output", tscale(op.dst))
+        r["hw"] = op.attrs["hw"]
+        r["mult"], r["shift"] = _dy(ratio / op.attrs["hw"])
+    elif op.kind == "linear":
+        wq = prog.weight(op.name)
+        sx = _per_tensor(op, "the input", tscale(op.srcs[0]))
+        sw = _np(wq.s)
+        r.update(w=_np(wq.codes()).astype(np.int64), acc_scale=sx * sw, post=op.attrs["post"])
+        r["bias"] = _int32_bias(op.name, _np(prog.biases[op.name]), sx * sw)
+        if op.attrs["post"]:
+            gamma, beta, eps = op.attrs["ln"]
+            r.update(ln_weight=_np(gamma), ln_bias=_np(beta), ln_eps=eps, out_scale=tscale(op.dst))
+    return r
 
 
 def _ch(v):
@@ -189,9 +212,11 @@ class IntegerModel:
 
     def _pool(self, r, x):
         c, h, w = x.shape
+        if h * w != r["hw"]:
+            raise FreezeError(f"{r['name']}: frozen for {r['hw']} pooled pixels, run on {h * w} "
+                              "(calibrate at the resolution you run)")
         acc = x.reshape(c, -1).sum(1)
-        mult, shift = _dy(r["ratio"] / (h * w))
-        return arith.requantize(acc, mult, shift), dict(acc=acc, mult=mult, shift=shift)
+        return arith.requantize(acc, r["mult"], r["shift"]), dict(acc=acc)
 
     def _linear(self, r, x):
         acc = arith.matmul_acc(x, r["w"].T, r["bias"])
@@ -217,7 +242,7 @@ class IntegerModel:
 
 def _params(r):
     skip = {"kind", "name", "srcs", "dst", "block", "branches", "ln_weight", "ln_bias", "ln_eps", "post",
-            "act", "acc_scale", "out_scale", "scale", "ratio", "offset"}
+            "act", "acc_scale", "out_scale", "scale", "offset"}
     out = {k: np.asarray(v) for k, v in r.items() if k not in skip and v is not None}
     if "offset" in r:
         out["offset" if r["kind"] == "conv" else "log2_offset"] = np.asarray(r["offset"])

@@ -73,6 +73,7 @@ ROWS = [
     ("**Trio-ViT (default: OMSE init, reconstruction)**", "trio", {}),
     ("Trio-ViT `--no-migration`", "trio", dict(migration=False)),
     ("Trio-ViT `--no-shift`", "trio", dict(shift=False)),
+    ("Trio-ViT without the log2-offset residual fold", "trio", dict(offset_residual=False)),
     ("Trio-ViT without reconstruction (OMSE)", "trio", dict(reconstruct=False)),
     ("Trio-ViT without reconstruction, MinMax", "trio", dict(observer="minmax", reconstruct=False)),
     ("Trio-ViT without reconstruction, Percentile 99.99", "trio",

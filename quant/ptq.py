@@ -35,6 +35,7 @@ class QuantOptions:
     divisor: str = "log2-4"  # or "uniform8"
     observer: str = "omse"
     reconstruct: bool = True  # BRECQ-style block reconstruction
+    offset_residual: bool = True  # fold log2(S) - round(log2(S)) of the divisor into the numerator
     iters: int = 200  # reconstruction iterations per block
     batch: int = 32
     seed: int = 0
@@ -364,7 +365,8 @@ class Program(nn.Module):
                 outs.append((num * (p["s_vk"] * s_t) / den_q).float())
                 continue
             e = log2_code(den.detach(), p["offset"][bi])
-            x16 = dyadic_requant(num, p["s_vk"] * s_t / (2.0 ** p["g"] * p["s_o"]), arith.DIVIDEND_BITS)
+            residual = getattr(self.options, "offset_residual", True)  # files from before the option
+            x16 = dyadic_requant(num, numerator_scale(p, bi, s_t, p["s_o"], residual), arith.DIVIDEND_BITS)
             y = x16 / torch.exp2(e)  # shift_divide: exact left shifts, right shifts rounded half up
             y = y + (round_half_up(y) - y).detach()
             outs.append((torch.clamp(y, QMIN, QMAX) * p["s_o"]).float())
@@ -386,6 +388,17 @@ class Program(nn.Module):
         for w in self.weights.values():
             if w.mode != "hard":
                 w.mode = "nearest" if enabled else "float"
+
+
+def numerator_scale(p, bi, s_t, s_o, residual=True):
+    """Real step of the int32 numerator into the int16 dividend: s_vk * s_t / (2**g * s_o). The
+    log2 offset keeps only round(log2(S)) of the divisor's scale S = s_ks * s_t / 2**g, which
+    scales every quotient by 2**(log2(S) - offset) (0.71..1.41); with ``residual`` that factor is
+    divided out here, in a parameter, not in the hardware."""
+    scale = p["s_vk"] * s_t / (2.0 ** p["g"] * s_o)
+    if residual:
+        scale *= 2.0 ** (p["offset"][bi] - math.log2(p["s_ks"] * s_t / 2.0 ** p["g"]))
+    return scale
 
 
 def dyadic_requant(codes, scale, bits):
@@ -492,6 +505,8 @@ def calibrate(prog: Program, images, progress=None):
             return
         if op.dst in stats:
             stats[op.dst].channels(env[op.dst])
+        if op.kind == "pool":  # the pooled area, frozen into the pool's requantization
+            op.attrs["hw"] = int(env[op.srcs[0]].shape[2] * env[op.srcs[0]].shape[3])
 
     def pre_visit(name, y):
         pre[name].absmax = max(pre[name].absmax, float(y.abs().max()))

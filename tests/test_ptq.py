@@ -221,3 +221,53 @@ def test_dead_depthwise_input_channel_quantizes_and_exports(tmp_path, trained):
     frozen = freeze(prog)
     man = export(frozen, xv[0].numpy(), tmp_path, dict(model="proxy", resolution=64))
     assert man["ops"] and np.isfinite(man["logits"]).all()
+
+
+def test_dyadic_pair_refuses_to_drop_an_input():
+    ma, mb, c = arith.dyadic_pair(0.5, 0.25)
+    assert (int(ma), int(mb)) == (int(0.5 * 2 ** int(c)), int(0.25 * 2 ** int(c)))
+    with pytest.raises(ValueError, match="second input's scale .* rounds to 0 under the shared shift"):
+        arith.dyadic_pair(2.0, 1e-6)  # c is at most 14 for 2.0: 1e-6 * 2**14 rounds to 0
+    with pytest.raises(ValueError, match=r"first input.*\(channel 1\)"):
+        arith.dyadic_pair(np.array([0.5, 1e-7]), np.array([0.5, 3.0]))
+
+
+def test_freeze_names_the_layer_whose_scale_does_not_fit(quantized):
+    """Any scale the 16-bit dyadic pairs cannot hold is a FreezeError naming the op."""
+    import copy
+
+    prog = copy.deepcopy(quantized[0])
+    add = next(op for op in prog.ops if op.kind == "add")
+    prog.act(add.dst).step.data *= 1e-9
+    with pytest.raises(FreezeError, match=f"^{add.name}: "):
+        freeze(prog)
+
+
+def test_per_tensor_steps_are_checked():
+    from quant.integer import _per_tensor
+    from quant.ptq import Op
+
+    op = Op("attn", "stage.attn", ["t"], "u")
+    assert _per_tensor(op, "the input", np.full(4, 0.25)) == 0.25
+    with pytest.raises(FreezeError, match="stage.attn: the input has per-channel steps"):
+        _per_tensor(op, "the input", np.array([0.25, 0.5]))
+
+
+def test_every_parameter_is_frozen(quantized):
+    """The pool's dyadic pair is frozen for the calibrated area (2 x 2 at R64); a different
+    resolution is refused. The numerator multiplier carries the log2 offset's residual."""
+    prog, xv, _ = quantized
+    frozen = freeze(prog)
+    pool = next(r for r in frozen if r["kind"] == "pool")
+    assert pool["hw"] == 4 and int(pool["mult"]) > 0 and "ratio" not in pool
+    with pytest.raises(FreezeError, match="frozen for 4 pooled pixels, run on 9"):
+        IntegerModel(frozen).run(np.zeros((3, 96, 96)))
+    attn = next(r for r in frozen if r["kind"] == "attn")
+    op = next(o for o in prog.ops if o.name == attn["name"])
+    p, s_t = prog.attn_params[op.name], float(prog.act(op.srcs[0]).step)
+    s_o = float(prog.act(op.dst).step)
+    plain = p["s_vk"] * s_t / (2.0 ** p["g"] * s_o)
+    fold = 2.0 ** (p["offset"][0] - np.log2(p["s_ks"] * s_t / 2.0 ** p["g"]))
+    br = attn["branches"][0]
+    got = int(br["num_mult"]) / 2.0 ** int(br["num_shift"])
+    assert got == pytest.approx(plain * fold, rel=2e-5) and 2 ** -0.5 <= fold <= 2 ** 0.5
