@@ -15,7 +15,7 @@ from .model import LAYER_FIELDS, ModelError
 
 def _progress(label):
     """A tqdm bar when stderr is a terminal, otherwise a few plain lines."""
-    state = {"bar": None, "next": 0.0}
+    state = {"bar": None, "next": 0.0, "t0": time.time()}
     from tqdm import tqdm
 
     def update(done, total):
@@ -26,7 +26,9 @@ def _progress(label):
             if done >= total:
                 state["bar"].close()
         elif done >= total or time.time() >= state["next"]:
-            print(f"{label}: {done}/{total}", file=sys.stderr, flush=True)
+            el = time.time() - state["t0"]
+            eta = f", ETA {el * (total - done) / done:.0f} s" if 0 < done < total else ""
+            print(f"{label}: {done}/{total} ({el:.0f} s{eta})", file=sys.stderr, flush=True)
             state["next"] = time.time() + 10
     return update
 
@@ -48,6 +50,18 @@ def _model(a):
     else:
         raise ModelError("--checkpoint is required (or --random-weights for a plumbing run)")
     return spec, model
+
+
+def _device(a):
+    """--device auto|cpu|cuda -> a torch device name; cuda without a GPU is a one-line error."""
+    import torch
+
+    want = getattr(a, "device", "cpu")
+    has_cuda = torch.cuda.is_available()
+    if want == "cuda" and not has_cuda:
+        raise ModelError(f"--device cuda: torch {torch.__version__} sees no CUDA GPU "
+                         f"(use --device cpu or auto)")
+    return "cuda" if want == "cuda" or (want == "auto" and has_cuda) else "cpu"
 
 
 def _images(a, spec, limit, split="test"):
@@ -110,12 +124,13 @@ def cmd_calibrate(a):
 
     from .ptq import quantize_model
 
+    device = _device(a)
     spec, model = _model(a)
     opts = _options(a)
     images, _ = _images(a, spec, a.calib, split="train")
-    _log(f"calibrating on {len(images)} images: {opts}")
+    _log(f"calibrating on {len(images)} images on {device}: {opts}")
     t0 = time.time()
-    prog = quantize_model(model, images, opts, progress=_log)
+    prog = quantize_model(model, images, opts, progress=_log, device=device)
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     torch.save(dict(program=prog, model=a.model, resolution=a.resolution,
                     checkpoint=str(a.checkpoint), options=vars(opts)), a.out)
@@ -142,7 +157,9 @@ def cmd_eval(a):
     from .integer import IntegerModel, freeze
     from .ptq import evaluate
 
+    device = _device(a)
     spec, model = _model(a)
+    model = model.to(device)
     prog = _load_quantized(a.quantized)[0] if a.quantized else None
     images, labels = _images(a, spec, a.limit)
     report = {"images": len(images)}
@@ -150,7 +167,8 @@ def cmd_eval(a):
     report["float_top1"] = fp
     print(f"float      top-1 {fp:6.2f}%  ({len(images)} images)")
     if prog is not None:
-        acc, fq = evaluate(prog, images, labels, progress=_progress("fake-quant"))
+        acc, fq = evaluate(prog.to_device(device), images, labels, progress=_progress("fake-quant"))
+        prog.to_device("cpu")  # freeze reads it on the CPU
         nan = bool(torch.isnan(fq).any())
         report["fakequant_top1"] = None if nan else acc
         print(f"fake-quant top-1 {'NaN' if nan else f'{acc:6.2f}%'}")
@@ -171,6 +189,8 @@ def cmd_eval(a):
 def cmd_export(a):
     from .integer import export, freeze
 
+    _device(a)  # checked like the others; freezing and the integer model run on the CPU in
+    # float64/int64 whatever the device, so the exported integers never depend on it
     prog, meta = _load_quantized(a.quantized)
     from .data import load_images
     from .model import get_spec
@@ -197,6 +217,10 @@ def main(argv=None):
             sp.add_argument("--data", help="ImageNet-style folder root/<class>/<image>, or 'digits'")
         sp.add_argument("--seed", type=int, default=0)
 
+    def device(sp, what):
+        sp.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                        help=f"where {what} runs (auto: cuda when torch sees a GPU)")
+
     i = sub.add_parser("info", help="parameters, MACs and the per-layer table")
     common(i, data=False, ckpt=False)
     i.add_argument("--csv", help="also write the per-layer table as CSV")
@@ -214,6 +238,7 @@ def main(argv=None):
     c.add_argument("--iters", type=int, default=200, help="reconstruction iterations per block")
     c.add_argument("--batch", type=int, default=32)
     c.add_argument("--out", default="build/quant/quantized.pt")
+    device(c, "calibration and reconstruction")
 
     e = sub.add_parser("eval", help="top-1 of the float, fake-quant and integer models")
     common(e)
@@ -221,12 +246,14 @@ def main(argv=None):
     e.add_argument("--limit", type=int, help="evaluate at most this many images (seeded draw)")
     e.add_argument("--integer", type=int, default=0, help="also run the integer model on this many images")
     e.add_argument("--json", help="write the numbers as JSON")
+    device(e, "the float and fake-quant models (the integer model is numpy)")
 
     x = sub.add_parser("export", help="golden integer tensors of one image, per op")
     x.add_argument("--quantized", required=True)
     x.add_argument("--data", required=True)
     x.add_argument("--seed", type=int, default=0)
     x.add_argument("--out", default="build/golden")
+    device(x, "nothing: export is numpy on the CPU, device-independent; accepted for scripts")
 
     a = p.parse_args(argv)
     for name in ("calib", "iters", "limit", "batch", "integer"):

@@ -186,6 +186,16 @@ class Program(nn.Module):
         self.shifted = set()  # tensors that feed a second pointwise conv only
         self._lower(model)
 
+    def to_device(self, device):
+        """Move every tensor of the program (modules, biases, LayerNorm parameters) to ``device``."""
+        self.to(device)
+        self.biases = {k: v.to(device) for k, v in self.biases.items()}
+        for op in self.ops:
+            if "ln" in op.attrs:
+                g, b, eps = op.attrs["ln"]
+                op.attrs["ln"] = (g.to(device), b.to(device), eps)
+        return self
+
     # --- lowering ---------------------------------------------------------------------------------
     def _tensor(self, name, channels):
         key = name.replace(".", "/")
@@ -447,7 +457,7 @@ class _Stats:
         self.ema = m if self.ema is None else 0.9 * self.ema + 0.1 * m
         n = min(a.numel(), 1 << 16)
         idx = torch.from_numpy(self.rng.choice(a.numel(), n, replace=False)) if n < a.numel() else slice(None)
-        self.sample.append(a[idx])
+        self.sample.append(a[idx].cpu())  # the observers run on the CPU, whatever the device
 
     def step(self, observer):
         a = torch.cat(self.sample) if self.sample else torch.zeros(1)
@@ -616,6 +626,12 @@ def reconstruct(prog: Program, images, progress=None):
         prog.set_quant(False)
         fp_in = prog.act("input")(images)
         prog.set_quant(True)
+    t_start = time.time()
+
+    def eta(done):  # done: fraction of the reconstruction finished
+        el = time.time() - t_start
+        return f"{el:.0f} s elapsed" + (f", ETA {el * (1 - done) / done:.0f} s" if done > 0 else "")
+
     for bi, (block, src, _dst) in enumerate(prog.blocks):
         start, stop = _block_ops(prog, block)
         ops = prog.ops[start:stop]
@@ -640,7 +656,9 @@ def reconstruct(prog: Program, images, progress=None):
             next_report = time.time() + 10
             for it in range(opts.iters):
                 if progress and time.time() >= next_report:
-                    progress(f"block {bi + 1}/{len(prog.blocks)} {block}: iteration {it}/{opts.iters}")
+                    done = (bi + it / opts.iters) / len(prog.blocks)
+                    progress(f"block {bi + 1}/{len(prog.blocks)} {block}: iteration {it}/{opts.iters} "
+                             f"({eta(done)})")
                     next_report = time.time() + 10
                 idx = torch.randint(0, len(q_in), (min(opts.batch, len(q_in)),), generator=gen)
                 out = _run_block(prog, ops, src, q_in[idx], quant=True)
@@ -674,7 +692,8 @@ def reconstruct(prog: Program, images, progress=None):
             fp_in = fp_out
             err = float(F.mse_loss(q_in, fp_out)) / max(float(fp_out.pow(2).mean()), 1e-12)
         if progress:
-            progress(f"block {bi + 1}/{len(prog.blocks)} {block}: relative MSE {err:.4g}")
+            progress(f"block {bi + 1}/{len(prog.blocks)} {block}: relative MSE {err:.4g} "
+                     f"({eta((bi + 1) / len(prog.blocks))})")
 
 
 def _run_block(prog, ops, src, x, quant, batch=64):
@@ -687,10 +706,12 @@ def _run_block(prog, ops, src, x, quant, batch=64):
     return torch.cat(outs)
 
 
-def quantize_model(model, images, options: QuantOptions, progress=None):
-    """Calibrate (and reconstruct) a Program for ``model`` on the calibration ``images``."""
+def quantize_model(model, images, options: QuantOptions, progress=None, device="cpu"):
+    """Calibrate (and reconstruct) a Program for ``model`` on the calibration ``images``, computing
+    on ``device``; the returned program is on the CPU (what `freeze` and `torch.save` take)."""
     torch.manual_seed(options.seed)
-    prog = Program(model, options)
+    prog = Program(model, options).to_device(device)
+    images = images.to(device)
     calibrate(prog, images, progress)
     if options.reconstruct:
         reconstruct(prog, images, progress)
@@ -698,7 +719,7 @@ def quantize_model(model, images, options: QuantOptions, progress=None):
         for w in prog.weights.values():
             w.mode = "nearest"
     snap_shifts(prog)
-    return prog
+    return prog.to_device("cpu")
 
 
 @torch.no_grad()
@@ -717,10 +738,11 @@ def snap_shifts(prog):
 
 @torch.no_grad()
 def evaluate(fn, images, labels, batch=64, progress=None):
-    """Top-1 accuracy (%) of ``fn`` and its logits."""
+    """Top-1 accuracy (%) of ``fn`` (a module: its batches go to its device) and its logits."""
     logits = []
+    device = next(iter(fn.parameters()), torch.empty(0)).device
     for i in range(0, len(images), batch):
-        logits.append(fn(images[i:i + batch]))
+        logits.append(fn(images[i:i + batch].to(device)).cpu())
         if progress:
             progress(min(i + batch, len(images)), len(images))
     logits = torch.cat(logits)

@@ -37,6 +37,9 @@ def test_info_and_csv(tmp_path):
       "--quantized", "/nonexistent.pt"], "quantized model /nonexistent.pt not found"),
     (["calibrate", "--model", "b1", "--random-weights", "--data", "digits"],
      "digits proxy runs at resolution 64"),
+    pytest.param(["calibrate", "--model", "proxy", "--resolution", "64", "--random-weights", "--data", "digits",
+                  "--device", "cuda"], "--device cuda: torch", marks=pytest.mark.skipif(
+                      torch.cuda.is_available(), reason="this machine has a GPU")),
 ])
 def test_one_line_errors(args, message):
     rc, out, err = run(*args)
@@ -87,9 +90,11 @@ def test_imagefolder_calibrate_eval_export(tmp_path, image_folder):
     common = ["--model", "proxy", "--resolution", "64", "--checkpoint", str(ckpt),
               "--data", str(image_folder)]
     q = tmp_path / "q.pt"
-    rc, out, err = run("calibrate", *common, "--calib", "4", "--iters", "2", "--out", str(q))
+    rc, out, err = run("calibrate", *common, "--calib", "4", "--iters", "2", "--out", str(q),
+                       "--device", "auto")
     assert rc == 0, err
-    assert "calibrated" in err and "block 11/11 head" in err
+    assert "calibrated" in err and "block 11/11 head" in err and "ETA" in err
+    assert f"images on {'cuda' if torch.cuda.is_available() else 'cpu'}" in err
     rc, out, err = run("eval", *common, "--quantized", str(q), "--integer", "2",
                        "--json", str(tmp_path / "r.json"))
     assert rc == 0, err
@@ -100,3 +105,10 @@ def test_imagefolder_calibrate_eval_export(tmp_path, image_folder):
     assert rc == 0, err
     man = json.loads((tmp_path / "g" / "manifest.json").read_text())
     assert man["model"] == "proxy" and man["ops"][0]["kind"] == "input" and man["ops"][0]["host"]
+    # the exported integers do not depend on --device (freeze and the integer model are numpy)
+    rc, out, err = run("export", "--quantized", str(q), "--data", str(image_folder),
+                       "--out", str(tmp_path / "g2"), "--device", "cpu")
+    assert rc == 0, err
+    for e in man["ops"]:
+        a, b = np.load(tmp_path / "g" / e["file"]), np.load(tmp_path / "g2" / e["file"])
+        assert all(np.array_equal(a[k], b[k]) for k in a.files)
