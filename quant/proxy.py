@@ -113,6 +113,66 @@ def table(checkpoint, calib=256, iters=200, seed=0, log=print):
     return "\n".join(lines)
 
 
+WIDE_BITS = 24  # the alternative dividend: wide enough that every division is a right shift
+
+
+def divisor_study(prog, images, log=print):
+    """The division step of every attention on ``images`` (integer model), against the exact
+    quotient of the same integer numerator and divisor, in output codes. Variants: the contract
+    (int16 dividend, e < 0 a left shift), without the log2-offset residual fold, and a 24-bit
+    dividend scaled by 2**8 so that every division is a right shift by e + 8 >= 0.
+    Returns {variant: (mean |error| all, mean |error| where e < 0)} and the share of e < 0."""
+    import numpy as np
+
+    from . import arith
+    from .ptq import numerator_scale
+
+    frozen = freeze(prog)
+    ops = {op.name: op for op in prog.ops if op.kind == "attn"}
+    err = {"contract (int16, left shifts for e < 0)": [], "contract without the offset residual fold": [],
+           f"int{WIDE_BITS} dividend, right shifts only": []}
+    neg = []
+
+    def trace(r, ins, out, extra):
+        if r["kind"] != "attn":
+            return
+        op, p = ops[r["name"]], prog.attn_params[r["name"]]
+        so = float(prog.act(op.dst).step)
+        for bi, s in enumerate(op.srcs):
+            st = float(prog.act(s).step)
+            num, den, e = extra[f"b{bi}_num"], extra[f"b{bi}_den"], extra[f"b{bi}_log2"]
+            ok = np.broadcast_to(den[:, None, :] > 0, num.shape)
+            exact = np.clip(num * p["s_vk"] / (np.maximum(den, 1)[:, None, :] * p["s_ks"] * so), -128, 127)
+            ee = np.broadcast_to(e[:, None, :], num.shape)
+            outs = []
+            for fold in (True, False):
+                x16 = arith.requantize(num, *arith.dyadic(numerator_scale(p, bi, st, so, fold)), out_bits=16)
+                outs.append(arith.shift_divide(x16, ee))
+            xw = arith.requantize(num, *arith.dyadic(numerator_scale(p, bi, st, so) * 2.0 ** 8),
+                                  out_bits=WIDE_BITS, acc_bits=arith.ACC_BITS)
+            outs.append(arith.saturate(arith.round_shift(xw, ee + 8), arith.ACT_BITS))
+            for (_, lst), y in zip(err.items(), outs, strict=True):
+                d = np.abs(y - exact)
+                lst.append((d[ok], d[ok & (ee < 0)]))
+            neg.append((int((ok & (ee < 0)).sum()), int(ok.sum())))
+
+    model = IntegerModel(frozen)
+    for img in images:
+        model.run(np.asarray(img, np.float64), trace)
+    result = {}
+    for name, parts in err.items():
+        allv = np.concatenate([a for a, _ in parts])
+        negv = np.concatenate([b for _, b in parts])
+        result[name] = (float(allv.mean()), float(negv.mean()) if negv.size else float("nan"))
+    share = sum(n for n, _ in neg) / max(1, sum(t for _, t in neg))
+    log("| division step | mean error, all outputs (codes) | mean error where e < 0 (codes) |")
+    log("|---|---|---|")
+    for name, (a, b) in result.items():
+        log(f"| {name} | {a:.3f} | {b:.3f} |")
+    log(f"e < 0 on {share * 100:.1f} % of the attention outputs ({len(images)} images)")
+    return result, share
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m quant.proxy", description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -126,6 +186,13 @@ def main(argv=None):
     b.add_argument("--iters", type=int, default=200)
     b.add_argument("--seed", type=int, default=0)
     b.add_argument("--out", default="build/proxy/table.md")
+    d = sub.add_parser("divisor", help="error of the division step: contract, no residual fold, "
+                                       "wide dividend")
+    d.add_argument("--checkpoint", default="build/proxy/proxy.pt")
+    d.add_argument("--calib", type=int, default=256)
+    d.add_argument("--iters", type=int, default=200)
+    d.add_argument("--images", type=int, default=100)
+    d.add_argument("--seed", type=int, default=0)
     a = p.parse_args(argv)
     torch.set_num_threads(1)  # float sums in one fixed order: the same numbers on any machine
     from .model import ModelError
@@ -135,6 +202,14 @@ def main(argv=None):
             if a.epochs < 1:
                 p.error("--epochs must be >= 1")
             train(a.out, a.epochs, a.seed)
+        elif a.cmd == "divisor":
+            from .model import load_checkpoint
+
+            model = load_checkpoint(build_model("proxy"), a.checkpoint)
+            (xt, _), (xv, _) = digits_split(seed=0)
+            calib_x = xt[torch.randperm(len(xt), generator=torch.Generator().manual_seed(a.seed))[:a.calib]]
+            prog = quantize_model(model, calib_x, QuantOptions(iters=a.iters, seed=a.seed))
+            divisor_study(prog, xv[:a.images].numpy())
         else:
             text = table(a.checkpoint, a.calib, a.iters, a.seed)
             Path(a.out).parent.mkdir(parents=True, exist_ok=True)
