@@ -8,7 +8,7 @@ OUT    ?= build/gen
 VECTORS ?= 10000
 SEED   ?= 2026
 
-.PHONY: verilog test sim sim-full utilization resources proxy bench lint clean
+.PHONY: verilog test sim sim-full utilization resources proxy proxy-stress bench lint clean
 
 # Base environment: what the generator needs (amaranth with its Yosys, numpy).
 $(VENV)/.base: pyproject.toml
@@ -56,6 +56,16 @@ resources: $(VENV)/.test
 proxy: $(VENV)/.test
 	$(PY) -m quant.proxy train --out build/proxy/proxy.pt
 	$(PY) -m quant.proxy table --checkpoint build/proxy/proxy.pt --out build/proxy/table.md
+	$(PY) -m quant.proxy divisor --checkpoint build/proxy/proxy.pt
+
+# The stress proxy: the same network trained towards EfficientViT's channel statistics (paper
+# Fig. 3), its channel spread next to the plain proxy's, and its quantization table (~20 min).
+proxy-stress: $(VENV)/.test
+	test -f build/proxy/proxy.pt || $(PY) -m quant.proxy train --out build/proxy/proxy.pt
+	$(PY) -m quant.proxy train --stress --out build/proxy/stress.pt
+	$(PY) -m quant.proxy spread --checkpoint build/proxy/proxy.pt
+	$(PY) -m quant.proxy spread --checkpoint build/proxy/stress.pt
+	$(PY) -m quant.proxy table --checkpoint build/proxy/stress.pt --out build/proxy/table-stress.md
 
 # Performance model: B1/B2 at R224/256/288 on the paper's configuration, our dataflow and the
 # paper's at 12.8 and 17.06 GB/s, next to Table VII and the physical limit (build/perf/bench.md),
