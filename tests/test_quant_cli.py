@@ -37,9 +37,9 @@ def test_info_and_csv(tmp_path):
       "--quantized", "/nonexistent.pt"], "quantized model /nonexistent.pt not found"),
     (["calibrate", "--model", "b1", "--random-weights", "--data", "digits"],
      "digits proxy runs at resolution 64"),
-    pytest.param(["calibrate", "--model", "proxy", "--resolution", "64", "--random-weights", "--data", "digits",
-                  "--device", "cuda"], "--device cuda: torch", marks=pytest.mark.skipif(
-                      torch.cuda.is_available(), reason="this machine has a GPU")),
+    pytest.param(["calibrate", "--model", "proxy", "--resolution", "64", "--random-weights",
+                  "--data", "digits", "--device", "cuda"], "--device cuda: torch",
+                 marks=pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")),
 ])
 def test_one_line_errors(args, message):
     rc, out, err = run(*args)
