@@ -25,6 +25,15 @@ from .model import build_model
 from .ptq import QuantOptions, evaluate, quantize_model
 
 
+def _mbconv_convs(model):
+    """(name, module, kind) of every depthwise conv ("dw") and second pointwise conv ("pw2") of
+    the MBConv/DSConv blocks: the convs whose inputs migration and shifting target."""
+    for name, mod in model.named_modules():
+        for suffix, kind in ((".depth_conv", "dw"), (".point_conv", "pw2")):
+            if name.endswith(suffix) and ".main." in name:
+                yield name, mod, kind
+
+
 class _Stress:
     """The stress proxy's training penalty: EfficientViT's channel statistics (paper Fig. 3) on the
     tensors Trio-ViT's techniques target. Each depthwise input channel c is pulled towards an RMS
@@ -36,14 +45,12 @@ class _Stress:
     def __init__(self, model, seed, weight=1.0):
         self.weight, self.seen, self.hooks = weight, [], []
         g = torch.Generator().manual_seed(seed + 1)
-        for name, mod in model.named_modules():
-            for suffix, kind in ((".depth_conv", "dw"), (".point_conv", "pw2")):
-                if name.endswith(suffix) and ".main." in name:
-                    c = mod.conv.in_channels
-                    t = (10 ** (torch.rand(c, generator=g) * 3 - 1.5)) if kind == "dw" else \
-                        torch.rand(c, generator=g) * 3
-                    self.hooks.append(mod.register_forward_hook(
-                        lambda m, inp, out, kind=kind, t=t: self.seen.append((kind, inp[0], t))))
+        for _, mod, kind in _mbconv_convs(model):
+            c = mod.conv.in_channels
+            u = torch.rand(c, generator=g)  # one draw per conv, in module order
+            t = 10 ** (u * 3 - 1.5) if kind == "dw" else u * 3
+            self.hooks.append(mod.register_forward_hook(
+                lambda m, inp, out, kind=kind, t=t: self.seen.append((kind, inp[0], t))))
 
     def loss(self):
         total = 0.0
@@ -68,16 +75,15 @@ def channel_spread(model, images):
     12.4 % for a PW1 input); per second-pointwise input: the tensor's range over the median
     channel's (paper: 8.64x). Returns a list of (layer, kind, ratio, share or None)."""
     rows, seen = [], []
-    hooks = [mod.register_forward_hook(lambda m, inp, out, n=name: seen.append((n, inp[0])))
-             for name, mod in model.named_modules()
-             if (name.endswith(".depth_conv") or name.endswith(".point_conv")) and ".main." in name]
+    hooks = [mod.register_forward_hook(lambda m, inp, out, n=name, k=kind: seen.append((n, k, inp[0])))
+             for name, mod, kind in _mbconv_convs(model)]
     with torch.no_grad():
         model(images)
     for h in hooks:
         h.remove()
-    for name, x in seen:
+    for name, kind, x in seen:
         ch = x.transpose(0, 1).flatten(1)
-        if name.endswith(".depth_conv"):
+        if kind == "dw":
             amax = ch.abs().amax(1)
             share = float(torch.quantile(x.abs().flatten()[:1 << 22], 0.9) / x.abs().max())
             rows.append((name, "DW input", float(amax.max() / amax.min().clamp_min(1e-12)), share))
@@ -152,12 +158,19 @@ ROWS = [
 ]
 
 
-def table(checkpoint, calib=256, iters=200, seed=0, log=print):
+def _load(checkpoint, calib, seed):
+    """A trained proxy, its seeded draw of ``calib`` calibration images from the training split,
+    and the test split."""
     from .model import load_checkpoint
 
     model = load_checkpoint(build_model("proxy"), checkpoint)
     (xt, _), (xv, yv) = digits_split(seed=0)
     calib_x = xt[torch.randperm(len(xt), generator=torch.Generator().manual_seed(seed))[:calib]]
+    return model, calib_x, xv, yv
+
+
+def table(checkpoint, calib=256, iters=200, seed=0, log=print):
+    model, calib_x, xv, yv = _load(checkpoint, calib, seed)
     fp, fp_logits = evaluate(model, xv, yv)
     lines = ["| configuration | W8A8 top-1 (%) | logit error vs float | integer model top-1 (%) | "
              "agreement int vs fake (%) |",
@@ -288,11 +301,7 @@ def main(argv=None):
                 cell = "" if share is None else f"{share * 100:.1f} %"
                 print(f"| {name} | {kind} | {ratio:.1f} | {cell} |")
         elif a.cmd == "divisor":
-            from .model import load_checkpoint
-
-            model = load_checkpoint(build_model("proxy"), a.checkpoint)
-            (xt, _), (xv, _) = digits_split(seed=0)
-            calib_x = xt[torch.randperm(len(xt), generator=torch.Generator().manual_seed(a.seed))[:a.calib]]
+            model, calib_x, xv, _ = _load(a.checkpoint, a.calib, a.seed)
             prog = quantize_model(model, calib_x, QuantOptions(iters=a.iters, seed=a.seed))
             divisor_study(prog, xv[:a.images].numpy())
         else:

@@ -61,7 +61,9 @@ def check_symmetric(cfg):
                           f"T = N, not {cfg.name}")
 
 
+@functools.cache
 def buffers(cfg):
+    """``cfg.buffers()`` by name (computed once per configuration: every mapping reads it)."""
     return {b.name: b for b in cfg.buffers()}
 
 
@@ -159,18 +161,22 @@ def weight_passes(w_bytes, tiles, cfg):
     return per, cdiv(tiles, per)
 
 
+def pass_tiles(tiles, per, passes):
+    """Output tiles of each weight pass: ``per`` each, the last one what is left."""
+    return [min(per, tiles - i * per) for i in range(passes)]
+
+
+def passes_cycles(p, kc, tiles_per_pass, in_bytes, cfg, engines=2):
+    """Cycles of reduction passes over ``tiles_per_pass`` output tiles each, every pass paying the
+    MAT latency and the dispatch: (cycles, Mapping of the first pass)."""
+    maps = [reduction(p, kc, t, in_bytes, cfg, engines) for t in tiles_per_pass]
+    return sum(m.beats + mat_latency(cfg) + DISPATCH for m in maps), (maps[0] if maps else None)
+
+
 def reduction_cycles(p, kc, tiles, in_bytes, w_bytes, cfg, engines=2):
     """Cycles of a reduction command, in weight passes: (cycles, Mapping of the first pass)."""
     per, passes = weight_passes(w_bytes, tiles, cfg)
-    total, first = 0, None
-    left = tiles
-    for _ in range(passes):
-        t = min(per, left)
-        left -= t
-        m = reduction(p, kc, t, in_bytes, cfg, engines)
-        first = first or m
-        total += m.beats + mat_latency(cfg) + DISPATCH
-    return total, first
+    return passes_cycles(p, kc, pass_tiles(tiles, per, passes), in_bytes, cfg, engines)
 
 
 # ---- depthwise -----------------------------------------------------------------------------------
@@ -356,12 +362,8 @@ def dw_pw_step(dw, pw, cfg):
     tiles, kc = _tiles(pw, cfg)
     per, passes = weight_passes(weight_bytes(pw), tiles, cfg)
     fused, label = fused_dw_pw(dw, pw, cfg, tiles=per)
-    p, in_bytes = pw["h_out"] * pw["w_out"], pw["cin"]
-    left = tiles - per
-    for _ in range(passes - 1):
-        t = min(per, left)
-        left -= t
-        fused += reduction(p, kc, t, in_bytes, cfg).beats + mat_latency(cfg) + DISPATCH
+    later = pass_tiles(tiles, per, passes)[1:]
+    fused += passes_cycles(pw["h_out"] * pw["w_out"], kc, later, pw["cin"], cfg)[0]
     if passes > 1:
         label += f", then {passes - 1} more weight passes"
     if fused <= a.compute + b.compute:

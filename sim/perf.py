@@ -46,7 +46,7 @@ from pathlib import Path
 from gen.cli import DEVICE, check_fits, load_config
 from hw.config import AcceleratorConfig, ConfigError
 from sim import dataflow, timeline
-from sim.dataflow import PARAM_BYTES, cdiv, mat_latency, rmac_latency, two_stage
+from sim.dataflow import act_bytes, cdiv, mat_latency, rmac_latency, two_stage, weight_bytes
 
 DDR4_GBS = 64 / 8 * 2133e6 / 1e9  # ZCU102 PS DDR4, 64-bit at 2133 MT/s: 17.064 GB/s peak
 DRAM_GBS = 12.8  # measured PL -> PS DDR4 throughput, ~75 % of the peak (reference facts)
@@ -177,19 +177,11 @@ def map_attention(vk, vkq, cfg):
 
 # ---- memory ---------------------------------------------------------------------------------------
 
-def _act_bytes(c, h, w):
-    return c * h * w  # int8
-
-
 def layer_dram(r, cfg, on_chip_in, on_chip_out, batch=1):
     """DRAM bytes of one op per image: weights + per-channel parameters (fetched once per batch),
     plus spilled activations."""
-    w_bytes = 0
-    if r["op"] in ("conv", "pw", "gpw", "dw", "linear"):
-        w_bytes = r["cin"] // r["groups"] * r["kernel"] ** 2 * r["cout"] + r["cout"] * PARAM_BYTES
-        w_bytes = cdiv(w_bytes, batch)
-    in_b = _act_bytes(r["cin"], r["h_in"], r["w_in"])
-    out_b = _act_bytes(r["cout"], r["h_out"], r["w_out"])
+    w_bytes = cdiv(weight_bytes(r), batch)
+    in_b, out_b = act_bytes(r, "in"), act_bytes(r, "out")
     passes = 1
     if not on_chip_in and w_bytes > cfg.buffer_c_kib * 1024:
         passes = cdiv(w_bytes, cfg.buffer_c_kib * 1024)  # input re-read per weight tile
@@ -226,8 +218,7 @@ def simulate(rows, cfg, dram_gbs=DRAM_GBS, fuse_mbconv=False, batch=1):
                 return True
             if which == "in" and r["op"] == "dw" and prev is not None and prev["op"] == "pw":
                 return True
-        c, h, w = (r["cin"], r["h_in"], r["w_in"]) if which == "in" else (r["cout"], r["h_out"], r["w_out"])
-        return _act_bytes(c, h, w) <= buf_b
+        return act_bytes(r, which) <= buf_b
 
     while i < len(rows):
         r = rows[i]
@@ -289,7 +280,7 @@ def simulate_ours(rows, cfg, dram_gbs=DRAM_GBS):
                                    st.macs / (cfg.multipliers * cyc) if cyc else 0.0))
     tot = totals(results, cfg, t.period, t.latency)
     tot.update(window=t.window, dram_cycles=t.dram_cycles, fg_period=t.fg_period,
-               bytes_per_cycle=t.bytes_per_cycle, memory_bound=sum(1 for r in results if r.bound == "memory"))
+               bytes_per_cycle=t.bytes_per_cycle)
     return results, tot
 
 
@@ -376,12 +367,11 @@ def budget_lines(cfg, flow):
     lines = [f"buffers: {cfg.bram36} BRAM36 of the {DEVICE['board']}'s {DEVICE['bram36']} ("
              + ", ".join(f"{b.name} {b.kib} KiB{' x' + str(b.copies) if b.copies > 1 else ''}: "
                          f"{b.bram36}" for b in cfg.buffers()) + ")"]
-    if flow == "paper":
-        need, have = paper_weight_bytes(cfg), dataflow.buffers(cfg)["C"].read_bytes
-        if need > have:
-            lines.append(f"BUDGET EXCEEDED: the paper's dataflow reads {need:,} weight bytes per cycle "
-                         f"from buffer C, whose {dataflow.buffers(cfg)['C'].banks} banks give {have}: "
-                         f"not buildable with these buffers (kept as the baseline)")
+    c = dataflow.buffers(cfg)["C"]
+    if flow == "paper" and paper_weight_bytes(cfg) > c.read_bytes:
+        lines.append(f"BUDGET EXCEEDED: the paper's dataflow reads {paper_weight_bytes(cfg):,} weight "
+                     f"bytes per cycle from buffer C, whose {c.banks} banks give {c.read_bytes}: "
+                     f"not buildable with these buffers (kept as the baseline)")
     return lines
 
 

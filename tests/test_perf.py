@@ -96,7 +96,7 @@ def test_paper_memory_bound_linear():
     res = perf.simulate([r], cfg, perf.DDR4_GBS)[0]
     assert res.bound == "memory"
     # weights and per-channel parameters; the 1536- and 1600-byte vectors stay in buffer B
-    assert res.dram_bytes == 1536 * 1600 + 1600 * perf.PARAM_BYTES
+    assert res.dram_bytes == 1536 * 1600 + 1600 * dataflow.PARAM_BYTES
     assert res.cycles == -(-res.dram_bytes // (perf.DDR4_GBS * 1e9 / 200e6))
     batched = perf.simulate([r], cfg, batch=8)[0]
     assert batched.dram_bytes < res.dram_bytes / 7
@@ -228,7 +228,7 @@ def test_layer_memory_bound_at_12_8():
     r = row("pw", 1024, 1024, 1, 1, 1, 1, 1, 1, 1, 1024 * 1024, name="big")
     results, tot = perf.simulate_ours([r], cfg, 12.8)
     res = results[0]
-    assert res.dram_bytes == 1024 * 1024 + 1024 * perf.PARAM_BYTES + 1024  # + the input pixel
+    assert res.dram_bytes == 1024 * 1024 + 1024 * dataflow.PARAM_BYTES + 1024  # + the input pixel
     assert res.bound == "memory" and res.compute < 6000
     assert res.cycles >= (1024 * 1024 + 1024 * 7) / 64
     assert tot["cycles"] >= tot["dram_cycles"] == pytest.approx(res.dram_bytes / 64)
