@@ -8,7 +8,7 @@ from hw.params import check_int
 from hw.pipeline import Pipeline
 from quant.arith import signed_bits
 
-__all__ = ["Log2Quantizer"]
+__all__ = ["Log2Quantizer", "log2_stages"]
 
 
 class Log2Quantizer(wiring.Component):
@@ -58,21 +58,28 @@ class Log2Quantizer(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         p = Pipeline(m, self.i, self.o, self.latency)
-        x = self.i.payload.x
-
-        # Stage 1: leading-one detector (priority encoder, highest bit wins) and the bit below it.
-        # x = 0 sets no bit and leaves index 0, bit 0: the code of x = 1 (zero counts as 1).
-        idx = Signal(range(max(self._width, 2)))
-        below = Signal()
-        for k in range(self._width):
-            with m.If(x[k]):
-                m.d.comb += [idx.eq(k), below.eq(x[k - 1] if k > 0 else 0)]
-        idx_r = p.stage(idx, "lod_index")
-        below_r = p.stage(below, "lod_round")
-        offset_r = p.stage(self.i.payload.offset, "offset")
-
-        # Stage 2: add the offset, clip.
-        e = idx_r + below_r + offset_r
-        code = Mux(e < self._lo, self._lo, Mux(e > self._hi, self._hi, e))
-        m.d.comb += self.o.payload.e.eq(p.stage(code, "code", signed(self._code_bits)))
+        code = log2_stages(m, p, self.i.payload.x, self.i.payload.offset, self._lo, self._hi, "log2")
+        m.d.comb += self.o.payload.e.eq(code)
         return m
+
+
+def log2_stages(m, p, x, offset, lo, hi, name):
+    """The log2 quantizer's two stages inside pipeline ``p`` of module ``m``: the code
+    ``clip(i + x[i-1] + offset, lo, hi)`` of unsigned ``x`` (zero counts as 1), registered, as the
+    narrowest signed width holding [lo, hi]. Shared by :class:`Log2Quantizer` and the attention
+    output path."""
+    width = len(x)
+    # Stage 1: leading-one detector (priority encoder, highest bit wins) and the bit below it.
+    # x = 0 sets no bit and leaves index 0, bit 0: the code of x = 1 (zero counts as 1).
+    idx = Signal(range(max(width, 2)), name=f"{name}_lod")
+    below = Signal(name=f"{name}_below")
+    for k in range(width):
+        with m.If(x[k]):
+            m.d.comb += [idx.eq(k), below.eq(x[k - 1] if k > 0 else 0)]
+    idx_r = p.stage(idx, f"{name}_lod_index")
+    below_r = p.stage(below, f"{name}_lod_round")
+    offset_r = p.stage(offset, f"{name}_offset")
+    # Stage 2: add the offset, clip.
+    e = idx_r + below_r + offset_r
+    code = Mux(e < lo, lo, Mux(e > hi, hi, e))
+    return p.stage(code, f"{name}_code", signed(signed_bits(lo, hi)))

@@ -8,7 +8,7 @@ from hw.params import check_int
 from hw.pipeline import Pipeline
 from hw.rounding import pre_shift, round_saturate
 
-__all__ = ["Requantizer"]
+__all__ = ["Requantizer", "requantize_stages", "round_stages"]
 
 
 class Requantizer(wiring.Component):
@@ -66,13 +66,25 @@ class Requantizer(wiring.Component):
         p = Pipeline(m, self.i, self.o, self.latency)
         for k in range(self._lanes):
             acc, b, c = self.i.payload.acc[k], self.i.payload.mult[k], self.i.payload.shift[k]
-            # Stage 1: the product (a DSP's multiplier with its M register).
-            prod = p.stage(acc * b, f"prod{k}", signed(self._acc_bits + self._mult_bits + 1))
-            c1 = p.stage(c, f"shift{k}")
-            # Stage 2: arithmetic shift by c-1; c = 0 passes the product unrounded.
-            pre = p.stage(pre_shift(prod, c1, self._shift_bits), f"pre{k}", prod.shape())
-            rounds = p.stage(c1 != 0, f"rounds{k}")
-            # Stage 3: (t + 1) >>> 1 completes round-half-up; then saturate.
-            q = round_saturate(pre, rounds, self._out_bits)
-            m.d.comb += self.o.payload.q[k].eq(p.stage(q, f"q{k}", signed(self._out_bits)))
+            q = requantize_stages(p, acc, b, c, self._shift_bits, self._out_bits, f"lane{k}")
+            m.d.comb += self.o.payload.q[k].eq(q)
         return m
+
+
+def requantize_stages(p, acc, b, c, shift_bits, out_bits, name):
+    """The requantizer's three stages inside pipeline ``p``: ``clamp(round_half_up(acc*b/2**c))``
+    for one lane, returned as the registered signed ``out_bits`` result. Shared by
+    :class:`Requantizer` and the post-processing units that requantize mid-pipeline."""
+    # Stage 1: the product (a DSP's multiplier with its M register).
+    prod = p.stage(acc * b, f"{name}_prod", signed(len(acc) + len(b) + 1))
+    return round_stages(p, prod, p.stage(c, f"{name}_shift"), shift_bits, out_bits, name)
+
+
+def round_stages(p, value, c, shift_bits, out_bits, name):
+    """Two stages of pipeline ``p``: ``clamp(round_half_up(value / 2**c))`` to signed
+    ``out_bits`` (``c`` unsigned ``shift_bits``), registered."""
+    # Stage 1: arithmetic shift by c-1; c = 0 passes the value unrounded.
+    pre = p.stage(pre_shift(value, c, shift_bits), f"{name}_pre", value.shape())
+    rounds = p.stage(c != 0, f"{name}_rounds")
+    # Stage 2: (t + 1) >>> 1 completes round-half-up; then saturate.
+    return p.stage(round_saturate(pre, rounds, out_bits), f"{name}_q", signed(out_bits))

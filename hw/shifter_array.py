@@ -8,7 +8,7 @@ from hw.params import check_int
 from hw.pipeline import Pipeline
 from hw.rounding import pre_shift, round_saturate
 
-__all__ = ["ShifterArray"]
+__all__ = ["ShifterArray", "shift_divide_stages"]
 
 
 class ShifterArray(wiring.Component):
@@ -61,15 +61,22 @@ class ShifterArray(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         p = Pipeline(m, self.i, self.o, self.latency)
-        wide = signed(self._in_bits + (1 << (self._shift_bits - 1)))  # x << 2**(shift_bits-1)
         for k in range(self._lanes):
-            x, e = self.i.payload.x[k], self.i.payload.e[k]
-            # Stage 1: left shift by -e (exact), or arithmetic right shift by e-1 (to round next).
-            left = x << (-e).as_unsigned()[:self._shift_bits]
-            right = pre_shift(x, Mux(e > 0, e, 0).as_unsigned()[:self._shift_bits], self._shift_bits)
-            shifted = p.stage(Mux(e < 0, left, right), f"shifted{k}", wide)
-            rounds = p.stage(e > 0, f"rounds{k}")
-            # Stage 2: (t + 1) >>> 1 completes round-half-up for e > 0; saturate.
-            q = round_saturate(shifted, rounds, self._out_bits)
-            m.d.comb += self.o.payload.q[k].eq(p.stage(q, f"q{k}", signed(self._out_bits)))
+            q = shift_divide_stages(p, self.i.payload.x[k], self.i.payload.e[k], self._shift_bits,
+                                    self._out_bits, f"lane{k}")
+            m.d.comb += self.o.payload.q[k].eq(q)
         return m
+
+
+def shift_divide_stages(p, x, e, shift_bits, out_bits, name):
+    """The shifter array's two stages for one lane inside pipeline ``p``: ``x / 2**e`` rounded half
+    up (``e >= 0``) or ``x << -e`` (exact), saturated; returns the registered signed ``out_bits``
+    quotient. Shared by :class:`ShifterArray` and the attention output path."""
+    wide = signed(len(x) + (1 << (shift_bits - 1)))  # x << 2**(shift_bits-1)
+    # Stage 1: left shift by -e (exact), or arithmetic right shift by e-1 (to round next).
+    left = x << (-e).as_unsigned()[:shift_bits]
+    right = pre_shift(x, Mux(e > 0, e, 0).as_unsigned()[:shift_bits], shift_bits)
+    shifted = p.stage(Mux(e < 0, left, right), f"{name}_shifted", wide)
+    rounds = p.stage(e > 0, f"{name}_rounds")
+    # Stage 2: (t + 1) >>> 1 completes round-half-up for e > 0; saturate.
+    return p.stage(round_saturate(shifted, rounds, out_bits), f"{name}_q", signed(out_bits))

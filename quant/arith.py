@@ -264,6 +264,7 @@ def conv2d_acc(x, w, bias=None, stride=1, pad=0, groups=1, acc_bits=ACC_BITS):
 # --- Ops added by the quantizer (docs/arithmetic.md section 9) -----------------------------------
 
 HSWISH_BITS = 12  # signed pre-activation code entering the integer Hardswish
+SHIFT_OFFSET_BITS = 24  # signed filter-wise shift D_c, on the Hardswish product grid
 
 
 def hswish_product(h, three, in_bits=HSWISH_BITS):
@@ -271,20 +272,61 @@ def hswish_product(h, three, in_bits=HSWISH_BITS):
     scale is ``3 / T`` (so ``T`` stands for 3.0). The real value is the product times
     ``(3 / T)**2 / 6``; requantize it to int8 with that scale folded into the multiplier."""
     h = check_range(h, in_bits, name="hswish input")
-    t = int(three)
-    if not 1 <= t < (1 << (in_bits - 1)):
-        raise ValueError(f"hswish threshold {t} outside 1..{(1 << (in_bits - 1)) - 1}")
+    t = np.asarray(three, dtype=np.int64)  # one per layer; an array broadcasts (per vector)
+    bad = (t < 1) | (t >= 1 << (in_bits - 1))
+    if bad.any():
+        raise ValueError(f"hswish threshold {t[bad].flat[0]} outside 1..{(1 << (in_bits - 1)) - 1}")
     return h * np.clip(h + t, 0, 2 * t)
 
 
-def add_requantize(a, b, mult_a, mult_b, shift, out_bits=ACT_BITS):
+def hswish_requantize(acc, h_mult, h_shift, three, offset, mult, shift, out_bits=ACT_BITS,
+                      acc_bits=ACC_BITS, mult_bits=MULT_BITS, shift_bits=SHIFT_BITS,
+                      hswish_bits=HSWISH_BITS, offset_bits=SHIFT_OFFSET_BITS):
+    """The whole integer Hardswish of a conv output (docs/arithmetic.md section 9), as the
+    post-processing unit computes it: requantize ``acc`` to the int12 pre-activation ``h``
+    (``h_mult``, ``h_shift``), form ``h * clamp(h + T, 0, 2T)`` (T = ``three``), subtract the
+    filter-wise shift ``D_c`` = ``offset`` (signed 24 bit, per channel) and requantize to int8
+    (``mult``, ``shift``). The product is signed 25 bits, so ``product - D_c`` fits 26 bits by
+    construction and is requantized from that width."""
+    h = requantize(acc, h_mult, h_shift, hswish_bits, acc_bits, mult_bits, shift_bits)
+    d = check_range(offset, offset_bits, name="filter-wise shift")
+    diff_bits = max(2 * hswish_bits + 1, offset_bits) + 1
+    return requantize(hswish_product(h, three, hswish_bits) - d, mult, shift, out_bits, diff_bits,
+                      mult_bits, shift_bits)
+
+
+def accumulate(x, in_bits=ACT_BITS, signed=True, acc_bits=ACC_BITS, axis=-1):
+    """Exact sum of ``x`` along ``axis`` in a ``acc_bits`` accumulator (the pool accumulators and
+    the Σk accumulator behind the adder tree); ``OverflowError`` if a sum leaves that width."""
+    x = check_range(x, in_bits, signed=signed, name="accumulator input")
+    total = x.sum(axis=axis)
+    lo, hi = int_range(acc_bits)
+    if (total < lo).any() or (total > hi).any():
+        raise OverflowError(f"accumulated sum leaves the {acc_bits}-bit range [{lo}, {hi}]")
+    return total
+
+
+def attention_output(num, den, mult, shift, offset, lo=LOG2_MIN, hi=LOG2_MAX, out_bits=ACT_BITS,
+                     acc_bits=ACC_BITS, mult_bits=MULT_BITS, shift_bits=SHIFT_BITS,
+                     dividend_bits=DIVIDEND_BITS, offset_bits=OFFSET_BITS):
+    """The attention's output path (docs/arithmetic.md section 9): the int32 numerator
+    requantized to the int16 dividend (``mult``, ``shift``), the raw unsigned int32 divisor
+    ``den`` (broadcast against ``num``) log2-quantized with ``offset``, the dividend shifted by
+    the code and saturated to ``out_bits``."""
+    x16 = requantize(num, mult, shift, dividend_bits, acc_bits, mult_bits, shift_bits)
+    e = log2_quantize(den, offset, lo, hi, acc_bits, offset_bits)
+    return shift_divide(x16, e, out_bits, dividend_bits, signed_bits(lo, hi))
+
+
+def add_requantize(a, b, mult_a, mult_b, shift, out_bits=ACT_BITS, in_bits=ACT_BITS, mult_bits=MULT_BITS,
+                   shift_bits=SHIFT_BITS):
     """Residual add of two int8 tensors with their own (per-channel) scales:
     ``clamp(round_half_up((a * ma + b * mb) / 2**c))``; ma, mb unsigned 16-bit, one shift c."""
-    a = check_range(a, ACT_BITS, name="addend")
-    b = check_range(b, ACT_BITS, name="addend")
-    ma = check_range(mult_a, MULT_BITS, signed=False, name="multiplier")
-    mb = check_range(mult_b, MULT_BITS, signed=False, name="multiplier")
-    c = check_range(shift, SHIFT_BITS, signed=False, name="shift")
+    a = check_range(a, in_bits, name="addend")
+    b = check_range(b, in_bits, name="addend")
+    ma = check_range(mult_a, mult_bits, signed=False, name="multiplier")
+    mb = check_range(mult_b, mult_bits, signed=False, name="multiplier")
+    c = check_range(shift, shift_bits, signed=False, name="shift")
     return saturate(round_shift(a * ma + b * mb, c), out_bits)
 
 

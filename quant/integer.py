@@ -106,7 +106,8 @@ def _freeze_op(prog, op, tscale):
             unit = s_h * s_h / 6.0
             r["h_mult"], r["h_shift"] = _dy(sa / s_h)
             r["three"] = three
-            r["offset"] = np.floor(delta / unit + 0.5).astype(np.int64)
+            r["offset"] = arith.check_range(np.floor(delta / unit + 0.5).astype(np.int64),
+                                            arith.SHIFT_OFFSET_BITS, name="filter-wise shift")
             r["mult"], r["shift"] = _dy(unit / so)
         else:
             if np.abs(delta).sum():
@@ -180,8 +181,8 @@ class IntegerModel:
         acc = arith.conv2d_acc(x, r["w"], r["bias"], r["stride"], r["pad"], r["groups"])
         if r["act"] == "hswish":
             h = arith.requantize(acc, _ch(r["h_mult"]), _ch(r["h_shift"]), out_bits=arith.HSWISH_BITS)
-            p = arith.hswish_product(h, r["three"])
-            y = arith.requantize(p - _ch(r["offset"]), _ch(r["mult"]), _ch(r["shift"]))
+            y = arith.hswish_requantize(acc, _ch(r["h_mult"]), _ch(r["h_shift"]), r["three"],
+                                        _ch(r["offset"]), _ch(r["mult"]), _ch(r["shift"]))
             return y, dict(acc=acc, pre=h)
         return arith.requantize(acc, _ch(r["mult"]), _ch(r["shift"])), dict(acc=acc)
 
@@ -203,7 +204,8 @@ class IntegerModel:
             den = arith.check_range(np.einsum("hd,hdn->hn", ks8, q), arith.ACC_BITS, name="divisor")
             e = arith.log2_quantize(den, r["offset"][bi])
             x16 = arith.requantize(num, br["num_mult"], br["num_shift"], out_bits=arith.DIVIDEND_BITS)
-            outs.append(arith.shift_divide(x16, e[:, None, :]))
+            outs.append(arith.attention_output(num, den[:, None, :], br["num_mult"], br["num_shift"],
+                                               r["offset"][bi]))
             extra.update({f"b{bi}_vk8": vk8, f"b{bi}_ks8": ks8, f"b{bi}_num": num, f"b{bi}_den": den,
                           f"b{bi}_log2": e, f"b{bi}_dividend": x16})
         out = np.concatenate(outs)  # (heads', dim, HW)
@@ -215,7 +217,7 @@ class IntegerModel:
         if h * w != r["hw"]:
             raise FreezeError(f"{r['name']}: frozen for {r['hw']} pooled pixels, run on {h * w} "
                               "(calibrate at the resolution you run)")
-        acc = x.reshape(c, -1).sum(1)
+        acc = arith.accumulate(x.reshape(c, -1))
         return arith.requantize(acc, r["mult"], r["shift"]), dict(acc=acc)
 
     def _linear(self, r, x):

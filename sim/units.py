@@ -11,11 +11,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from hw.accumulator import Accumulator
 from hw.adder_tree import AdderTree
+from hw.attention_output import AttentionOutput
 from hw.config import AcceleratorConfig
+from hw.hardswish import Hardswish
 from hw.log2_quantizer import Log2Quantizer
 from hw.mat_engine import MatEngine
 from hw.requantizer import Requantizer
+from hw.residual_adder import ResidualAdder
 from hw.rmac_engine import RMacEngine
 from hw.shifter_array import ShifterArray
 from quant import arith
@@ -210,6 +214,169 @@ def _shift_golden(b, dut):
     return {"q": arith.shift_divide(b["x"], b["e"], p["out_bits"], p["in_bits"], p["shift_bits"])}
 
 
+def _mixed(rng, shape, bits):
+    """Half uniform over the values, half spread over the bit lengths (signed)."""
+    return np.where(rng.random(shape) < 0.5, _rng_signed(rng, shape, bits), _magnitudes(rng, shape, bits))
+
+
+def _useful_shifts(rng, shape, useful, c_max):
+    """Shifts that keep most results inside the output range, with every shift still drawn."""
+    return np.where(rng.random(shape) < 0.8,
+                    rng.integers(max(0, useful - 16), min(useful, c_max), size=shape, endpoint=True),
+                    rng.integers(0, c_max, size=shape, endpoint=True))
+
+
+def _cycle(columns, n):
+    """``n`` rows built by cycling each corner list independently (a cheap cover of all values)."""
+    return {k: np.resize(np.asarray(v, dtype=np.int64), n) for k, v in columns.items()}
+
+
+# -- integer Hardswish ----------------------------------------------------------------------------
+def _hswish_random(rng, n, dut):
+    p, shape = dut.params, (n, dut.lanes)
+    c_max = (1 << p["shift_bits"]) - 1
+    return {"acc": _mixed(rng, shape, p["acc_bits"]),
+            "h_mult": rng.integers(0, 1 << p["mult_bits"], size=shape),
+            "h_shift": _useful_shifts(rng, shape, p["acc_bits"] + p["mult_bits"] - p["hswish_bits"] + 2,
+                                      c_max),
+            "offset": _mixed(rng, shape, p["offset_bits"]),
+            "mult": rng.integers(0, 1 << p["mult_bits"], size=shape),
+            "shift": _useful_shifts(rng, shape, 2 * p["hswish_bits"] + p["mult_bits"] - p["out_bits"] + 2,
+                                    c_max),
+            "three": rng.integers(1, 1 << (p["hswish_bits"] - 1), size=n)}
+
+
+def _hswish_corners(dut):
+    """h = acc (multiplier 1, shift 0) around every edge of clamp(h + T, 0, 2T) and of h's range,
+    for small and largest T; extreme shift offsets and output scales cycle alongside."""
+    p = dut.params
+    h_lo, h_hi = arith.int_range(p["hswish_bits"])
+    a_lo, a_hi = arith.int_range(p["acc_bits"])
+    d_lo, d_hi = arith.int_range(p["offset_bits"])
+    m_max, c_max = (1 << p["mult_bits"]) - 1, (1 << p["shift_bits"]) - 1
+    rows = []
+    for t in sorted({1, 3, h_hi // 2, h_hi}):
+        for h in (-t - 1, -t, -t + 1, 0, t - 1, t, t + 1, 2 * t, h_lo, h_hi, h_lo - 1, h_hi + 1, a_lo, a_hi):
+            rows.append((h, t))
+    rows = np.array(rows, dtype=np.int64)
+    n = len(rows)
+    cols = _cycle({"offset": [0, d_lo, d_hi, -1, 1], "mult": [1, m_max, 1, 1 << (p["mult_bits"] - 1)],
+                   "shift": [0, c_max, 1, p["hswish_bits"]]}, n)
+    b = {"acc": rows[:, 0], "h_mult": np.ones(n, np.int64), "h_shift": np.zeros(n, np.int64), **cols}
+    out = {k: np.repeat(v[:, None], dut.lanes, axis=1) for k, v in b.items()}
+    out["three"] = rows[:, 1]
+    return out
+
+
+def _hswish_golden(b, dut):
+    p = dut.params
+    return {"q": arith.hswish_requantize(b["acc"], b["h_mult"], b["h_shift"], b["three"][:, None],
+                                         b["offset"], b["mult"], b["shift"], p["out_bits"], p["acc_bits"],
+                                         p["mult_bits"], p["shift_bits"], p["hswish_bits"], p["offset_bits"])}
+
+
+# -- residual adder -------------------------------------------------------------------------------
+def _radd_random(rng, n, dut):
+    p, shape = dut.params, (n, dut.lanes)
+    return {"a": _rng_signed(rng, shape, p["in_bits"]), "b": _rng_signed(rng, shape, p["in_bits"]),
+            "mult_a": rng.integers(0, 1 << p["mult_bits"], size=shape),
+            "mult_b": rng.integers(0, 1 << p["mult_bits"], size=shape),
+            "shift": _useful_shifts(rng, shape, p["in_bits"] + p["mult_bits"] - p["out_bits"] + 3,
+                                    (1 << p["shift_bits"]) - 1)}
+
+
+def _radd_corners(dut):
+    p = dut.params
+    lo, hi = arith.int_range(p["in_bits"])
+    m_max, c_max = (1 << p["mult_bits"]) - 1, (1 << p["shift_bits"]) - 1
+    shifts = sorted({0, 1, p["mult_bits"], c_max})
+    grid = np.array(list(itertools.product((lo, hi, 0, 1, -1), (lo, hi, 0, -1), (0, 1, m_max), (1, m_max),
+                                           shifts)))
+    return {k: _lanes(grid[:, j], dut.lanes) for j, k in enumerate(("a", "b", "mult_a", "mult_b", "shift"))}
+
+
+def _radd_golden(b, dut):
+    p = dut.params
+    return {"q": arith.add_requantize(b["a"], b["b"], b["mult_a"], b["mult_b"], b["shift"], p["out_bits"],
+                                      p["in_bits"], p["mult_bits"], p["shift_bits"])}
+
+
+# -- accumulator ----------------------------------------------------------------------------------
+def _groups(lengths):
+    """first/last flags of consecutive groups of the given lengths."""
+    first = np.concatenate([np.eye(1, n, 0, dtype=np.int64)[0] for n in lengths])
+    last = np.concatenate([np.eye(1, n, n - 1, dtype=np.int64)[0] for n in lengths])
+    return first, last
+
+
+def _acc_random(rng, n, dut):
+    p = dut.params
+    lengths, total = [], 0
+    while total < n:  # n beats in groups of 1..64 (the last group may run past n)
+        lengths.append(int(rng.integers(1, 65)))
+        total += lengths[-1]
+    first, last = _groups(lengths)
+    lo, hi = arith.int_range(p["in_bits"], p["signed"])
+    return {"x": rng.integers(lo, hi, size=(total, dut.lanes), endpoint=True), "first": first, "last": last}
+
+
+def _acc_corners(dut):
+    """Single beats, and long runs of the extreme inputs up to the contract's bound (1024 tokens)."""
+    p = dut.params
+    lo, hi = arith.int_range(p["in_bits"], p["signed"])
+    runs = [(1, lo), (1, hi), (1, 0), (1024, hi), (1024, lo), (49, hi), (2, 1)]
+    runs = [(k, v) for k, v in runs if abs(k * v) < 1 << (p["acc_bits"] - 1)]
+    first, last = _groups([k for k, _ in runs])
+    x = np.concatenate([np.full(k, v, np.int64) for k, v in runs])
+    x = np.repeat(x[:, None], dut.lanes, axis=1)
+    x[:, -1] = np.where(x[:, -1] == lo, hi, lo)  # the last lane sees the other extreme
+    return {"x": x, "first": first, "last": last}
+
+
+def _acc_golden(b, dut):
+    p = dut.params
+    starts = np.flatnonzero(b["first"])
+    ends = np.flatnonzero(b["last"]) + 1
+    return {"sum": np.stack([arith.accumulate(b["x"][s:e], p["in_bits"], p["signed"], p["acc_bits"], axis=0)
+                             for s, e in zip(starts, ends, strict=True)])}
+
+
+# -- attention output path ------------------------------------------------------------------------
+def _attn_random(rng, n, dut):
+    p = dut.params
+    return {"num": _mixed(rng, (n, dut.lanes), p["acc_bits"]),
+            "den": _magnitudes(rng, n, p["acc_bits"], signed=False),
+            "mult": rng.integers(0, 1 << p["mult_bits"], size=n),
+            "shift": _useful_shifts(rng, n, p["acc_bits"] + p["mult_bits"] - p["dividend_bits"] + 2,
+                                    (1 << p["shift_bits"]) - 1),
+            "offset": _rng_signed(rng, n, p["offset_bits"])}
+
+
+def _attn_corners(dut):
+    """Dividends at the int16 and int8 edges (multiplier 1, shift 0) against divisors whose codes
+    reach both clip limits and every rounding edge of the LOD rule."""
+    p = dut.params
+    n_lo, n_hi = arith.int_range(p["acc_bits"])
+    d_lo, d_hi = arith.int_range(p["dividend_bits"])
+    o_lo, o_hi = arith.int_range(p["offset_bits"])
+    nums = [n_lo, n_hi, d_lo, d_hi, d_lo - 1, d_hi + 1, 0, 1, -1, 127, -128, 128, -129, 3, -3]
+    dens = sorted({0, 1, 2, 3, (1 << p["acc_bits"]) - 1} |
+                  {(1 << k) + (1 << (k - 1)) - j for k in (4, 12, 30) for j in (0, 1) if k < p["acc_bits"]})
+    offsets = sorted({0, -4, o_lo, o_hi, p["lo"], p["hi"]} & set(range(o_lo, o_hi + 1)))
+    rows = list(itertools.product(dens, offsets))
+    num = _lanes(np.resize(nums, len(rows) * dut.lanes), dut.lanes)
+    return {"num": num, "den": np.array([r[0] for r in rows]), "mult": np.ones(len(rows), np.int64),
+            "shift": np.zeros(len(rows), np.int64), "offset": np.array([r[1] for r in rows])}
+
+
+def _attn_golden(b, dut):
+    p = dut.params
+    return {"q": arith.attention_output(b["num"], b["den"][:, None], b["mult"][:, None], b["shift"][:, None],
+                                        b["offset"][:, None], p["lo"], p["hi"], p["out_bits"],
+                                        p["acc_bits"], p["mult_bits"], p["shift_bits"], p["dividend_bits"],
+                                        p["offset_bits"])}
+
+
 UNITS = {
     "log2_quantizer": UnitSpec("log2_quantizer", Log2Quantizer, _log2_random, _log2_corners,
                                _log2_golden),
@@ -218,6 +385,11 @@ UNITS = {
     "adder_tree": UnitSpec("adder_tree", AdderTree, _tree_random, _tree_corners, _tree_golden),
     "shifter_array": UnitSpec("shifter_array", ShifterArray, _shift_random, _shift_corners,
                               _shift_golden),
+    "hardswish": UnitSpec("hardswish", Hardswish, _hswish_random, _hswish_corners, _hswish_golden),
+    "residual_adder": UnitSpec("residual_adder", ResidualAdder, _radd_random, _radd_corners, _radd_golden),
+    "accumulator": UnitSpec("accumulator", Accumulator, _acc_random, _acc_corners, _acc_golden),
+    "attention_output": UnitSpec("attention_output", AttentionOutput, _attn_random, _attn_corners,
+                                 _attn_golden),
     "mat_engine": EngineSpec("mat_engine", MatEngine, workloads.reduction_workloads,
                              lambda w, dut: schedule.reduction_beats(
                                  w, dut.lanes, dut.width, dut.params["requantize"])),
@@ -234,6 +406,13 @@ TEST_CONFIGS = [(name, params) for name, params in _paper.items()] + [
     ("requantizer", dict(lanes=3, acc_bits=20, mult_bits=9, shift_bits=5, out_bits=8)),
     ("adder_tree", dict(inputs=5, width=8, signed=True)),
     ("shifter_array", dict(lanes=3, in_bits=32, shift_bits=5, out_bits=16)),
+    ("hardswish", dict(lanes=3, acc_bits=20, mult_bits=9, shift_bits=5, out_bits=6, hswish_bits=8,
+                       offset_bits=12)),
+    ("residual_adder", dict(lanes=3, in_bits=6, mult_bits=9, shift_bits=5, out_bits=7)),
+    ("accumulator", dict(lanes=3, in_bits=8, signed=True, acc_bits=20)),
+    ("accumulator", dict(lanes=8, in_bits=11, signed=False, acc_bits=32)),  # Σk behind the adder tree
+    ("attention_output", dict(lanes=3, acc_bits=24, mult_bits=9, shift_bits=5, dividend_bits=12,
+                              offset_bits=4, lo=-3, hi=5, out_bits=6)),
     ("mat_engine", dict(lanes=3, width=5, packing=True, requantize=False)),
     ("mat_engine", dict(lanes=4, width=8, packing=False, requantize=True)),
     ("rmac_engine", dict(lanes=3, rmacs=5, packing=True, requantize=False)),

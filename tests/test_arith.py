@@ -209,3 +209,58 @@ def test_conv2d_acc_matches_torch(c, o, k, stride, pad, groups, hw):
                                      torch.tensor(b, dtype=torch.float64), stride, pad,
                                      groups=groups)[0].numpy()
     assert (arith.conv2d_acc(x, w, b, stride, pad, groups) == ref).all()
+
+
+# -- post-processing ops of the computing core (docs/arithmetic.md section 9) ---------------------
+def _clamp(v, bits):
+    return min((1 << (bits - 1)) - 1, max(-(1 << (bits - 1)), v))
+
+
+def test_hswish_requantize_against_exact_rationals():
+    rng = np.random.default_rng(5)
+    n = 3000
+    acc = rng.integers(-(2**31), 2**31, size=n)
+    hm, hc = rng.integers(0, 2**16, size=n), rng.integers(20, 40, size=n)
+    three = rng.integers(1, 2048, size=n)
+    d = rng.integers(-(2**23), 2**23, size=n)
+    m, c = rng.integers(0, 2**16, size=n), rng.integers(10, 40, size=n)
+    got = arith.hswish_requantize(acc, hm, hc, three, d, m, c)
+    for row in zip(acc.tolist(), hm.tolist(), hc.tolist(), three.tolist(), d.tolist(), m.tolist(), c.tolist(),
+                   got.tolist(), strict=True):
+        a, b1, c1, t, off, b2, c2, g = row
+        h = _clamp(ref_round_half_up(a * b1, 2**c1), 12)
+        p = h * min(2 * t, max(0, h + t)) - off
+        assert g == _clamp(ref_round_half_up(p * b2, 2**c2), 8)
+
+
+def test_hswish_requantize_refuses_out_of_contract_operands():
+    with pytest.raises(ValueError, match="filter-wise shift 8388608 outside the 24-bit"):
+        arith.hswish_requantize(0, 1, 0, 3, 1 << 23, 1, 0)
+    with pytest.raises(ValueError, match="hswish threshold 2048 outside 1..2047"):
+        arith.hswish_requantize(0, 1, 0, 2048, 0, 1, 0)
+
+
+def test_accumulate_sums_exactly_and_refuses_overflow():
+    x = np.array([[127] * 49, [-128] * 49])
+    assert arith.accumulate(x).tolist() == [127 * 49, -128 * 49]
+    assert arith.accumulate(np.full((1024, 2), 2047), in_bits=11, signed=False, axis=0).tolist() == \
+        [1024 * 2047] * 2
+    with pytest.raises(OverflowError, match="leaves the 16-bit range"):
+        arith.accumulate(np.full(300, 127), acc_bits=16)
+
+
+def test_attention_output_composes_requantize_log2_and_shift():
+    rng = np.random.default_rng(6)
+    num = rng.integers(-(2**31), 2**31, size=(500, 4))
+    den = rng.integers(0, 2**32, size=(500, 1)) >> rng.integers(0, 32, size=(500, 1))
+    m, c = rng.integers(0, 2**16, size=500), rng.integers(16, 40, size=500)
+    off = rng.integers(-32, 32, size=500)
+    got = arith.attention_output(num, den, m[:, None], c[:, None], off[:, None])
+    for i in range(500):
+        dv = max(int(den[i, 0]), 1)
+        lod = dv.bit_length() - 1
+        e = min(7, max(-8, lod + ((dv >> (lod - 1)) & 1 if lod else 0) + int(off[i])))
+        for j in range(4):
+            x = _clamp(ref_round_half_up(int(num[i, j]) * int(m[i]), 2 ** int(c[i])), 16)
+            want = _clamp(x << -e if e < 0 else ref_round_half_up(x, 2**e), 8)
+            assert got[i, j] == want

@@ -32,7 +32,8 @@ def test_emits_units_manifest_and_says_what_it_is(paper_build):
     assert manifest["dsp48e2"] == 1024 and manifest["multipliers"] == 2048
     names = [m["module"] for m in manifest["modules"]]
     assert names == ["trio_log2_quantizer", "trio_requantizer", "trio_adder_tree",
-                     "trio_shifter_array", "trio_mat_engine", "trio_rmac_engine"]
+                     "trio_shifter_array", "trio_hardswish", "trio_residual_adder", "trio_accumulator",
+                     "trio_attention_output", "trio_mat_engine", "trio_rmac_engine"]
     for m in manifest["modules"]:
         text = (out / m["file"]).read_text()
         assert f"hash {cfg.hash}" in text.splitlines()[0]

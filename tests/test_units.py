@@ -5,10 +5,14 @@ import dataclasses
 import pytest
 from amaranth.sim import Simulator
 
+from hw.accumulator import Accumulator
 from hw.adder_tree import AdderTree
+from hw.attention_output import AttentionOutput
+from hw.hardswish import Hardswish
 from hw.log2_quantizer import Log2Quantizer
 from hw.mat_engine import MatEngine
 from hw.requantizer import Requantizer
+from hw.residual_adder import ResidualAdder
 from hw.rmac_engine import RMacEngine
 from hw.shifter_array import ShifterArray
 from sim.bench import Mismatch, run_amaranth
@@ -19,7 +23,7 @@ from sim.units import TEST_CONFIGS, UNITS
                                                            enumerate(TEST_CONFIGS)])
 def test_unit_matches_golden_in_amaranth_sim(unit, params):
     result = run_amaranth(UNITS[unit], params, vectors=500, seed=7)
-    assert result["vectors"] >= 500
+    assert result["beats"] >= 500  # input beats (the accumulator emits one output per group)
 
 
 @pytest.mark.parametrize("unit,params", TEST_CONFIGS[:4])
@@ -56,7 +60,9 @@ def _measured_latency(dut, payload=0):
 @pytest.mark.parametrize("cls,kwargs", [(Log2Quantizer, {}), (Requantizer, dict(lanes=2)),
                                         (ShifterArray, dict(lanes=2)), (AdderTree, dict(inputs=1)),
                                         (AdderTree, dict(inputs=2)), (AdderTree, dict(inputs=8)),
-                                        (AdderTree, dict(inputs=9)), (AdderTree, dict(inputs=64))],
+                                        (AdderTree, dict(inputs=9)), (AdderTree, dict(inputs=64)),
+                                        (Hardswish, dict(lanes=2)), (ResidualAdder, dict(lanes=2)),
+                                        (AttentionOutput, dict(lanes=2))],
                          ids=lambda v: v.__name__ if isinstance(v, type) else str(v))
 def test_latency_property_is_measured_latency(cls, kwargs):
     dut = cls(**kwargs)
@@ -129,6 +135,13 @@ def test_bench_catches_a_wrong_golden():
     (AdderTree, dict(signed=1), TypeError, "signed must be a bool, not 1"),
     (ShifterArray, dict(in_bits=1), ValueError, "Dividend width must be an integer from 2 to 32, not 1"),
     (ShifterArray, dict(shift_bits=7), ValueError, "Shift width must be an integer from 2 to 6, not 7"),
+    (Hardswish, dict(hswish_bits=3), ValueError, "Pre-activation width must be an integer from 4 to 16"),
+    (Hardswish, dict(offset_bits=33), ValueError, "Shift offset width must be an integer from 2 to 32"),
+    (ResidualAdder, dict(in_bits=1), ValueError, "Addend width must be an integer from 2 to 16, not 1"),
+    (Accumulator, dict(acc_bits=8), ValueError, "Accumulator width must be an integer from 16 to 48"),
+    (Accumulator, dict(signed="no"), TypeError, "signed must be a bool, not 'no'"),
+    (AttentionOutput, dict(dividend_bits=40), ValueError, "Dividend width must be an integer from 2 to 32"),
+    (AttentionOutput, dict(lo=2, hi=1), ValueError, r"Clip range must be integers with lo < hi"),
     (MatEngine, dict(lanes=0), ValueError, "Lane count must be an integer from 1 to 64, not 0"),
     (MatEngine, dict(width=65), ValueError, "Lane width must be an integer from 1 to 64, not 65"),
     (MatEngine, dict(acc_bits=8), ValueError, "Accumulator width must be an integer from 16 to 48"),
@@ -151,3 +164,10 @@ def test_port_shapes_follow_parameters():
     r = Requantizer(lanes=3, acc_bits=20, mult_bits=9, shift_bits=5, out_bits=8)
     assert r.i.payload.shape().size == 3 * (20 + 9 + 5)
     assert AdderTree(inputs=9, width=8).out_bits == 12
+
+
+def test_accumulator_latency_and_sums_over_beats():
+    dut = Accumulator(lanes=1)
+    layout = dut.i.payload.shape()
+    one = (1 << layout["first"].offset) | (1 << layout["last"].offset) | 5
+    assert _measured_latency(dut, one) == dut.latency == 1

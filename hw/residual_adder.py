@@ -1,0 +1,74 @@
+"""Residual adder: two int8 tensors with their own scales, summed and requantized (docs/arithmetic.md §9)."""
+
+from amaranth.hdl import Module, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from hw.params import check_int
+from hw.pipeline import Pipeline
+from hw.requantizer import round_stages
+
+__all__ = ["ResidualAdder"]
+
+
+class ResidualAdder(wiring.Component):
+    """``q = clamp(round_half_up((a * mult_a + b * mult_b) / 2**shift))`` on ``lanes`` channels.
+
+    ``a`` is the block's output, ``b`` the skip operand read from buffer B; each has its own
+    unsigned multiplier (the ratio of its scale to the output's) and the two share one shift.
+    Golden function: :func:`quant.arith.add_requantize`.
+
+    Parameters
+    ----------
+    lanes : int
+        Channels per transfer (1..256).
+    in_bits, mult_bits, shift_bits, out_bits : int
+        Widths of the signed addends, unsigned multipliers, unsigned shift, signed output.
+
+    Members
+    -------
+    i : In(stream.Signature(StructLayout({"a", "b": ArrayLayout(signed(in_bits), lanes),
+            "mult_a", "mult_b": ArrayLayout(unsigned(mult_bits), lanes),
+            "shift": ArrayLayout(unsigned(shift_bits), lanes)})))
+    o : Out(stream.Signature(StructLayout({"q": ArrayLayout(signed(out_bits), lanes)})))
+
+    Latency 4 cycles (products, sum, shift, round and saturate); throughput ``lanes`` per cycle.
+    """
+
+    LATENCY = 4
+
+    def __init__(self, lanes=8, in_bits=8, mult_bits=16, shift_bits=6, out_bits=8):
+        check_int("Lane count", lanes, 1, 256)
+        check_int("Addend width", in_bits, 2, 16)
+        check_int("Multiplier width", mult_bits, 1, 24)
+        check_int("Shift width", shift_bits, 1, 6)
+        check_int("Output width", out_bits, 2, 32)
+        self._p = dict(lanes=lanes, in_bits=in_bits, mult_bits=mult_bits, shift_bits=shift_bits,
+                       out_bits=out_bits)
+        vec = lambda shape: data.ArrayLayout(shape, lanes)  # noqa: E731
+        in_layout = data.StructLayout({
+            "a": vec(signed(in_bits)), "b": vec(signed(in_bits)),
+            "mult_a": vec(unsigned(mult_bits)), "mult_b": vec(unsigned(mult_bits)),
+            "shift": vec(unsigned(shift_bits)),
+        })
+        out_layout = data.StructLayout({"q": vec(signed(out_bits))})
+        super().__init__({"i": In(stream.Signature(in_layout)),
+                          "o": Out(stream.Signature(out_layout))})
+
+    lanes = property(lambda self: self._p["lanes"])
+    latency = property(lambda self: self.LATENCY)
+    params = property(lambda self: dict(self._p))
+
+    def elaborate(self, platform):
+        m = Module()
+        p = Pipeline(m, self.i, self.o, self.latency)
+        b = self.i.payload
+        prod_bits = self._p["in_bits"] + self._p["mult_bits"] + 1
+        for k in range(self._p["lanes"]):
+            pa = p.stage(b.a[k] * b.mult_a[k], f"pa{k}", signed(prod_bits))
+            pb = p.stage(b.b[k] * b.mult_b[k], f"pb{k}", signed(prod_bits))
+            total = p.stage(pa + pb, f"sum{k}", signed(prod_bits + 1))
+            shift = p.delay(b.shift[k], 2, f"shift{k}")
+            m.d.comb += self.o.payload.q[k].eq(
+                round_stages(p, total, shift, self._p["shift_bits"], self._p["out_bits"], f"lane{k}"))
+        return m
