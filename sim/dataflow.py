@@ -179,6 +179,28 @@ def reduction_cycles(p, kc, tiles, in_bytes, w_bytes, cfg, engines=2):
     return passes_cycles(p, kc, pass_tiles(tiles, per, passes), in_bytes, cfg, engines)
 
 
+def core_beats(cfg, command):
+    """Beats of one core command (``hw.command.Command``) as the model counts them on one core:
+    a reduction by :func:`reduction` (a linear as the head core does, one chunk per beat per
+    engine), an add or a pool one buffer word per beat."""
+    from hw.command import Op
+
+    c = command
+    if c.op == Op.REDUCE:
+        if c.pixels == 1:  # a linear: the head core's rule (linear_step)
+            return cdiv(c.tiles * c.chunks, 2)
+        one = cfg.replace(cores=1)
+        return reduction(c.pixels, c.chunks, c.tiles, c.chunks * cfg.t, one).beats
+    return c.pixels * c.in_cw
+
+
+def core_cycles(cfg, command, core):
+    """Cycles of one command on one core: the model's beats plus the core's fixed overhead
+    (``ComputingCore.overhead``: accept, read latency, pipeline, post-processing, last write).
+    The array adds ``DISPATCH`` per command for the broadcast and the barrier."""
+    return core_beats(cfg, command) + core.overhead(command.op, command.post)
+
+
 # ---- depthwise -----------------------------------------------------------------------------------
 
 def dw_block_cycles(k, s, cores_active, cfg, b_busy=0.0):
@@ -289,9 +311,12 @@ def fused_dw_pw(dw, pw, cfg, filler=0, tiles=None):
 # ---- steps ---------------------------------------------------------------------------------------
 
 def _tiles(r, cfg):
-    """(output tiles, input chunks per tile) of a conv/pw/gpw/linear row."""
+    """(output tiles, input chunks per tile) of a conv/pw/gpw/linear row. A chunk is one buffer
+    word: T channels of one input pixel at one kernel tap, so a generic conv reduces over
+    k^2 * ceil(C_in / T) chunks (the stem: 9 chunks of 3 useful channels on 8 multipliers); the
+    address generator reads whole words, it does not gather T values from several pixels."""
     g = r["groups"]
-    return g * cdiv(r["cout"] // g, cfg.s), cdiv(r["cin"] // g * r["kernel"] ** 2, cfg.t)
+    return g * cdiv(r["cout"] // g, cfg.s), r["kernel"] ** 2 * cdiv(r["cin"] // g, cfg.t)
 
 
 def weight_bytes(r):

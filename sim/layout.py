@@ -15,7 +15,7 @@ __all__ = ["fields", "pack", "unpack"]
 
 def fields(layout, offset=0, path=()):
     """Leaf fields of ``layout``: a list of (path, offset, width, signed)."""
-    if isinstance(layout, data.StructLayout):
+    if isinstance(layout, (data.StructLayout, data.UnionLayout)):  # a union: every view at its offset
         out = []
         for name, field in layout:
             out += fields(field.shape, offset + field.offset, path + (name,))

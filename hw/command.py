@@ -1,0 +1,138 @@
+"""The computing core's command: one tile descriptor, defined once for the RTL, the replay and
+(later) the compiler and the instruction set.
+
+A command is one op of the integer model (or a part of one) on one core: its kind, shapes,
+strides and the buffer addresses of its inputs, weights, parameters and outputs. The core's
+address generators (``hw/core.py``) walk it; ``Command`` (host side) validates and packs it.
+Buffers are addressed in words:
+
+- **B** (activations): one word = T int8 channels of one pixel; a (C, H, W) tensor at ``base``
+  is pixel-major, ``cw = ceil(C / T)`` words per pixel: word ``base + (y*W + x)*cw + c // T``.
+- **W** (weights, buffer C): one word = one chunk, S lanes x T int8 weights. A reduction's
+  weights are ``tiles`` runs of ``chunks = k*k*cwg`` words, chunk ``(ky*k + kx)*cwg + cc``
+  holding input channels ``cc*T .. cc*T+T-1`` of the group at tap (ky, kx).
+- **Q** (parameters, buffer C): one word per output tile (reductions) or channel chunk (add),
+  ``ParamLayout``: a union of the reduction's and the add's per-lane parameters.
+- **O** (int32 results, the output buffer): one word = S int32 lanes.
+"""
+
+from dataclasses import dataclass, fields
+
+from amaranth.hdl import signed, unsigned
+from amaranth.lib import data, enum
+
+from quant import arith
+
+__all__ = ["Op", "Post", "Command", "CommandError", "command_layout", "param_layout", "DIM_BITS"]
+
+DIM_BITS = 16  # shapes, counts and word strides
+
+
+class Op(enum.Enum, shape=3):
+    REDUCE = 0  # conv / pointwise / grouped pointwise / linear on both engines
+    ADD = 1  # residual add, element-wise over two tensors
+    POOL = 2  # global average pool: per-channel sums over the pixels, one requantization
+
+
+class Post(enum.Enum, shape=2):
+    REQUANT = 0  # int8 through the requantizer
+    HSWISH = 1  # int8 through the integer Hardswish (and the filter-wise shift)
+    INT32 = 2  # raw int32 accumulators to the output buffer (head linears)
+
+
+def command_layout(addr_bits):
+    """The descriptor as an ``amaranth.lib.data.StructLayout``; addresses ``addr_bits`` wide."""
+    a, d = unsigned(addr_bits), unsigned(DIM_BITS)
+    return data.StructLayout({
+        "op": Op, "post": Post,
+        "in_base": a, "in2_base": a, "out_base": a, "w_base": a, "q_base": a,
+        "in_h": d, "in_w": d, "in_cw": d,  # input height, width, words per pixel
+        "out_w": d, "out_cw": d, "pixels": d,  # output width, words per pixel, pixel count
+        "k": unsigned(3), "stride": unsigned(2), "pad": unsigned(3),
+        "tiles": d, "cwg": d, "chunks": d,  # output tiles; input words per group; k*k*cwg
+        # tile t belongs to group t >> group_shift, whose inputs start at word group * group_cw
+        "group_shift": unsigned(5), "group_cw": d,
+        "split": d, "split_y": d, "split_x": d,  # odd last tile: the R-MAC engine's first pixel
+        "three": unsigned(arith.HSWISH_BITS - 1),  # Hardswish threshold T
+        "pool_mult": unsigned(arith.MULT_BITS), "pool_shift": unsigned(arith.SHIFT_BITS),
+    })
+
+
+def param_layout(lanes):
+    """One word of buffer Q: per-lane parameters of a reduction's output tile, or of an add's
+    channel chunk (a union: the command's op says which view is meant)."""
+    vec = lambda shape: data.ArrayLayout(shape, lanes)  # noqa: E731
+    reduce = data.StructLayout({
+        "bias": vec(signed(arith.ACC_BITS)),
+        "h_mult": vec(unsigned(arith.MULT_BITS)), "h_shift": vec(unsigned(arith.SHIFT_BITS)),
+        "offset": vec(signed(arith.SHIFT_OFFSET_BITS)),
+        "mult": vec(unsigned(arith.MULT_BITS)), "shift": vec(unsigned(arith.SHIFT_BITS)),
+    })
+    add = data.StructLayout({
+        "mult_a": vec(unsigned(arith.MULT_BITS)), "mult_b": vec(unsigned(arith.MULT_BITS)),
+        "shift": vec(unsigned(arith.SHIFT_BITS)),
+    })
+    return data.UnionLayout({"reduce": reduce, "add": add})
+
+
+class CommandError(ValueError):
+    """A command the core cannot run (the message names the field)."""
+
+
+@dataclass(frozen=True)
+class Command:
+    """Host-side form of one command; ``fields()`` gives the values ``command_layout`` packs."""
+
+    op: Op
+    post: Post = Post.REQUANT
+    in_base: int = 0
+    in2_base: int = 0
+    out_base: int = 0
+    w_base: int = 0
+    q_base: int = 0
+    in_h: int = 1
+    in_w: int = 1
+    in_cw: int = 1
+    out_w: int = 1
+    out_cw: int = 1
+    pixels: int = 1
+    k: int = 1
+    stride: int = 1
+    pad: int = 0
+    tiles: int = 1
+    cwg: int = 1
+    chunks: int = 1
+    group_shift: int = 31
+    group_cw: int = 0
+    split: int = 0
+    split_y: int = 0
+    split_x: int = 0
+    three: int = 1
+    pool_mult: int = 0
+    pool_shift: int = 0
+
+    def check(self, addr_bits):
+        """Raise ``CommandError`` naming the first field that does not fit its width."""
+        layout = command_layout(addr_bits)
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if isinstance(v, enum.Enum):
+                continue
+            width = layout[f.name].width
+            if not 0 <= v < 1 << width:
+                raise CommandError(f"command field {f.name} = {v} does not fit {width} bits")
+        if self.k not in (1, 3, 5) or self.stride not in (1, 2):
+            raise CommandError(f"kernel {self.k} / stride {self.stride}: the core runs k in 1, 3, 5 "
+                               f"and stride 1 or 2")
+        return self
+
+    def value(self, addr_bits):
+        """The packed descriptor (an int) for the core's command port."""
+        layout = command_layout(addr_bits)
+        word = 0
+        for f in fields(self):
+            v = getattr(self, f.name)
+            v = v.value if isinstance(v, enum.Enum) else v
+            field = layout[f.name]
+            word |= (v & ((1 << field.width) - 1)) << field.offset
+        return word

@@ -1,0 +1,329 @@
+"""The computing core (paper Fig. 8): both engines, the post-processing units and the address
+generators that run one command (``hw/command.py``) from the buffers and write the results back."""
+
+from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, memory, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from hw.accumulator import Accumulator
+from hw.command import DIM_BITS, Op, Post, command_layout, param_layout
+from hw.config import AcceleratorConfig, ConfigError
+from hw.hardswish import Hardswish
+from hw.mat_engine import MatEngine
+from hw.params import check_int
+from hw.requantizer import Requantizer
+from hw.residual_adder import ResidualAdder
+from hw.rmac_engine import DOWN_FORWARD, RMacEngine
+
+__all__ = ["ComputingCore"]
+
+
+def _delay(m, value, cycles, name):
+    """``value`` through ``cycles`` registers (the core's datapath never stalls)."""
+    for k in range(cycles):
+        reg = Signal.like(value, name=f"{name}_d{k + 1}")
+        m.d.sync += reg.eq(value)
+        value = reg
+    return value
+
+
+class ComputingCore(wiring.Component):
+    """One computing core executing commands from its buffers.
+
+    The core reads activations from buffer B (two read ports: one per engine, or the two addends
+    of a residual add), weight chunks and parameters from buffer C (ports ``w_rd*``, ``q_rd*``:
+    one per engine) and writes int8 results to B (one write port per engine) and int32 results to
+    the output buffer (``o_wr*``). Word formats are those of ``hw/command.py``.
+
+    **Reductions** (``Op.REDUCE``: generic conv including the stem, pointwise, grouped pointwise,
+    linear): the MAT engine takes the even output tiles and the R-MAC engine (down-forward mode)
+    the odd ones, each reading its own input word (grouped convs: tiles of different groups);
+    an odd last tile is split by pixels between them (``split``). Loop order: tile pair, output
+    pixel, kernel row, kernel column, input word of the group; one beat per cycle, zero input
+    words for padding. Each result leaves through the post-processing the command selects:
+    requantizer, integer Hardswish, or raw int32.
+    **Residual add** (``Op.ADD``): pixel, channel word; both addends, one beat per cycle, through
+    the :class:`ResidualAdder`. **Pool** (``Op.POOL``): channel word, pixel; the
+    :class:`Accumulator` sums each channel over the pixels, the MAT engine's requantizer scales.
+
+    Members
+    -------
+    cmd : In(stream.Signature(command_layout(addr_bits))): accepted while idle.
+    busy : Out(1): a command is running (from the cycle after it is accepted to its last write).
+    b_rd0, b_rd1 : memory read ports of buffer B (word: T signed 8-bit values), read latency 1.
+    b_wr0, b_wr1 : memory write ports of buffer B.
+    w_rd0, w_rd1 : read ports of the weight buffer (word: S x T signed 8-bit).
+    q_rd0, q_rd1 : read ports of the parameter buffer (``param_layout(S)``).
+    o_wr0, o_wr1 : write ports of the output buffer (word: S signed 32-bit).
+
+    Timing: a reduction takes ``ceil(tiles / 2) * pixels * chunks`` beats (the odd last tile
+    ``ceil(pixels / 2) * chunks``), an add ``pixels * words``, a pool ``words * pixels``, plus
+    ``overhead(op, post)`` cycles: command accept, the read latency, the pipeline and the last
+    write (``sim.dataflow.core_cycles`` counts the same).
+    """
+
+    def __init__(self, config, addr_bits=16):
+        if not isinstance(config, AcceleratorConfig):
+            raise TypeError(f"config must be an AcceleratorConfig, not {config!r}")
+        if not config.s == config.t == config.m == config.n:
+            raise ConfigError(f"the computing core needs S = T = M = N (one buffer word per output tile "
+                              f"and engine), not {config.name}")
+        check_int("Address width", addr_bits, 4, 24)
+        self._cfg, self._ab = config, addr_bits
+        lanes = config.s
+        self._word = data.ArrayLayout(signed(8), lanes)
+        self._chunk = data.ArrayLayout(self._word, lanes)
+        self._acc = data.ArrayLayout(signed(config.acc_bits), lanes)
+        self._param = param_layout(lanes)
+        rd = lambda shape: In(memory.ReadPort.Signature(addr_width=addr_bits, shape=shape))  # noqa: E731
+        wr = lambda shape: In(memory.WritePort.Signature(addr_width=addr_bits, shape=shape))  # noqa: E731
+        super().__init__({
+            "cmd": In(stream.Signature(command_layout(addr_bits))),
+            "busy": Out(1),
+            "b_rd0": rd(self._word), "b_rd1": rd(self._word),
+            "b_wr0": wr(self._word), "b_wr1": wr(self._word),
+            "w_rd0": rd(self._chunk), "w_rd1": rd(self._chunk),
+            "q_rd0": rd(self._param), "q_rd1": rd(self._param),
+            "o_wr0": wr(self._acc), "o_wr1": wr(self._acc),
+        })
+
+    config = property(lambda self: self._cfg)
+    addr_bits = property(lambda self: self._ab)
+    word_layout = property(lambda self: self._word)
+    chunk_layout = property(lambda self: self._chunk)
+    acc_layout = property(lambda self: self._acc)
+    param_layout = property(lambda self: self._param)
+
+    def engine_latency(self):
+        """Latency of the engines with int32 outputs (both are the same: S = M, T = N)."""
+        mat = MatEngine(**{**self._cfg.unit_params()["mat_engine"], "requantize": False})
+        mat._MustUse__silence = True  # built for its latency only
+        return mat.latency
+
+    def overhead(self, op, post=Post.REQUANT):
+        """Cycles of a command beyond its beats: accept (1), read latency (1), the engine or unit
+        pipeline, the post-processing, the last write (1)."""
+        if op == Op.ADD:
+            return 2 + ResidualAdder.LATENCY + 1
+        if op == Op.POOL:
+            return 2 + Accumulator.LATENCY + Requantizer.LATENCY + 1
+        post_lat = {Post.REQUANT: Requantizer.LATENCY, Post.HSWISH: Hardswish.LATENCY, Post.INT32: 0}[post]
+        return 2 + self.engine_latency() + post_lat + 1
+
+    def elaborate(self, platform):
+        m = Module()
+        c = self._cfg
+        S = c.s
+        params = c.unit_params()
+        mat = m.submodules.mat = MatEngine(**{**params["mat_engine"], "requantize": False})
+        rmac = m.submodules.rmac = RMacEngine(**{**params["rmac_engine"], "requantize": False})
+        req = [Requantizer(**params["requantizer"]) for _ in range(2)]
+        hsw = [Hardswish(**params["hardswish"]) for _ in range(2)]
+        for e in range(2):
+            m.submodules[f"requantizer{e}"] = req[e]
+            m.submodules[f"hardswish{e}"] = hsw[e]
+        adder = m.submodules.residual_adder = ResidualAdder(**params["residual_adder"])
+        pool = m.submodules.pool = Accumulator(**params["accumulator"])
+
+        # -- command register and state ---------------------------------------------------------
+        cmd = Signal(command_layout(self._ab))
+        running, finishing = Signal(), Signal()  # issuing beats / waiting for the last writes
+        m.d.comb += [self.cmd.ready.eq(~running & ~finishing), self.busy.eq(running | finishing)]
+        is_reduce = cmd.op == Op.REDUCE
+        is_add, is_pool = cmd.op == Op.ADD, cmd.op == Op.POOL
+
+        # -- loop counters ----------------------------------------------------------------------
+        d = unsigned(DIM_BITS)
+        pair, cc, kx, ky, ch = (Signal(d, name=n) for n in ("pair", "cc", "kx", "ky", "ch"))
+        pix = [Signal(d, name=f"pix{e}") for e in range(2)]
+        py = [Signal(d, name=f"py{e}") for e in range(2)]
+        px = [Signal(d, name=f"px{e}") for e in range(2)]
+        pairs = (cmd.tiles + 1) >> 1
+        odd_last = cmd.tiles[0] & (pair == pairs - 1) & is_reduce
+        p_count = Mux(odd_last, cmd.split, cmd.pixels)
+        # element-wise ops: ADD walks (pixel, word), POOL walks (word, pixel); both use pix0 and cc
+        cc_last = cc == Mux(is_reduce, cmd.cwg, cmd.in_cw) - 1
+        kx_last, ky_last = kx == cmd.k - 1, ky == cmd.k - 1
+        ch_last = Mux(is_reduce, cc_last & kx_last & ky_last, cc_last)
+        pix_last = pix[0] == p_count - 1
+        pair_last = pair == pairs - 1
+
+        def start_pixels(next_pair_odd):
+            """Both engines' first pixel of a tile pair (the R-MAC engine's at ``split`` for an odd
+            last tile)."""
+            out = [pix[0].eq(0), py[0].eq(0), px[0].eq(0)]
+            out += [pix[1].eq(Mux(next_pair_odd, cmd.split, 0)), py[1].eq(Mux(next_pair_odd, cmd.split_y, 0)),
+                    px[1].eq(Mux(next_pair_odd, cmd.split_x, 0))]
+            return out
+
+        def next_pixel():
+            out = []
+            for e in range(2):
+                wrap = px[e] == cmd.out_w - 1
+                out += [pix[e].eq(pix[e] + 1), px[e].eq(Mux(wrap, 0, px[e] + 1)),
+                        py[e].eq(Mux(wrap, py[e] + 1, py[e]))]
+            return out
+
+        issue = running  # one beat per cycle while running: the datapath never stalls
+        with m.If(self.cmd.valid & self.cmd.ready):
+            m.d.sync += [cmd.eq(self.cmd.payload), running.eq(1), pair.eq(0), cc.eq(0), kx.eq(0),
+                         ky.eq(0), ch.eq(0)]
+            first_odd = (self.cmd.payload.tiles == 1) & (self.cmd.payload.op == Op.REDUCE)
+            p = self.cmd.payload
+            m.d.sync += [pix[0].eq(0), py[0].eq(0), px[0].eq(0),
+                         pix[1].eq(Mux(first_odd, p.split, 0)), py[1].eq(Mux(first_odd, p.split_y, 0)),
+                         px[1].eq(Mux(first_odd, p.split_x, 0))]
+        with m.Elif(issue):
+            with m.If(is_pool):  # word outer, pixel inner
+                with m.If(~pix_last):
+                    m.d.sync += next_pixel()
+                with m.Else():
+                    m.d.sync += start_pixels(0)
+                    with m.If(cc_last):
+                        m.d.sync += running.eq(0)
+                    with m.Else():
+                        m.d.sync += cc.eq(cc + 1)
+            with m.Else():  # reduce and add: ... pixel, tap row, tap column, word
+                with m.If(~cc_last):
+                    m.d.sync += [cc.eq(cc + 1), ch.eq(ch + 1)]
+                with m.Elif(is_reduce & ~kx_last):
+                    m.d.sync += [cc.eq(0), kx.eq(kx + 1), ch.eq(ch + 1)]
+                with m.Elif(is_reduce & ~ky_last):
+                    m.d.sync += [cc.eq(0), kx.eq(0), ky.eq(ky + 1), ch.eq(ch + 1)]
+                with m.Else():
+                    m.d.sync += [cc.eq(0), kx.eq(0), ky.eq(0), ch.eq(0)]
+                    with m.If(~pix_last):
+                        m.d.sync += next_pixel()
+                    with m.Elif(~pair_last & is_reduce):
+                        m.d.sync += [pair.eq(pair + 1)] + start_pixels(cmd.tiles[0] & (pair + 1 == pairs - 1))
+                    with m.Else():
+                        m.d.sync += running.eq(0)
+
+        # -- addresses of this cycle's beat (engine e) ----------------------------------------
+        wide = signed(2 * DIM_BITS + 2)
+        tile = [pair << 1, Mux(odd_last, pair << 1, (pair << 1) | 1)]
+        valid = [issue,
+                 issue & is_reduce & (~odd_last | (pix[1] < cmd.pixels))]
+        inb, b_addr, out_addr = [], [], []
+        for e in range(2):
+            iy = Signal(wide, name=f"iy{e}")
+            ix = Signal(wide, name=f"ix{e}")
+            m.d.comb += [iy.eq(py[e] * cmd.stride + ky - cmd.pad), ix.eq(px[e] * cmd.stride + kx - cmd.pad)]
+            inside = Signal(name=f"inside{e}")
+            m.d.comb += inside.eq((iy >= 0) & (iy < cmd.in_h) & (ix >= 0) & (ix < cmd.in_w))
+            goff = (tile[e] >> cmd.group_shift) * cmd.group_cw
+            addr = Signal(self._ab, name=f"b_addr{e}")
+            m.d.comb += addr.eq(cmd.in_base + (iy * cmd.in_w + ix) * cmd.in_cw + goff + cc)
+            inb.append(inside)
+            b_addr.append(addr)
+            oaddr = Signal(self._ab, name=f"out_addr{e}")
+            m.d.comb += oaddr.eq(Mux(is_pool, cmd.out_base + cc,
+                                     cmd.out_base + pix[e] * cmd.out_cw + Mux(is_reduce, tile[e], cc)))
+            out_addr.append(oaddr)
+        m.d.comb += [
+            self.b_rd0.addr.eq(b_addr[0]), self.b_rd0.en.eq(1),
+            self.b_rd1.addr.eq(Mux(is_add, b_addr[0] - cmd.in_base + cmd.in2_base, b_addr[1])),
+            self.b_rd1.en.eq(1),
+        ]
+        for e, (w_rd, q_rd) in enumerate(((self.w_rd0, self.q_rd0), (self.w_rd1, self.q_rd1))):
+            m.d.comb += [w_rd.addr.eq(cmd.w_base + tile[e] * cmd.chunks + ch), w_rd.en.eq(1),
+                         q_rd.addr.eq(cmd.q_base + Mux(is_reduce, tile[e], cc)), q_rd.en.eq(1)]
+
+        # -- stage 1: read data arrives; beats to the engines and units ------------------------
+        first = Mux(is_pool, pix[0] == 0, ch == 0)
+        last = Mux(is_pool, pix_last, ch_last)
+        v1 = [_delay(m, valid[e], 1, f"valid{e}") for e in range(2)]
+        in1 = [_delay(m, inb[e] | ~is_reduce, 1, f"inside{e}") for e in range(2)]
+        first1, last1 = _delay(m, first, 1, "first"), _delay(m, last, 1, "last")
+        oaddr1 = [_delay(m, out_addr[e], 1, f"oaddr{e}") for e in range(2)]
+        a_in = [Mux(in1[e], rd.data.as_value(), 0) for e, rd in enumerate((self.b_rd0, self.b_rd1))]
+
+        m.d.comb += [mat.i.valid.eq(v1[0] & is_reduce), mat.i.payload.a.eq(a_in[0]),
+                     mat.i.payload.w.eq(self.w_rd0.data), mat.i.payload.first.eq(first1),
+                     mat.i.payload.last.eq(last1), mat.o.ready.eq(1)]
+        for s in range(S):
+            m.d.comb += mat.i.payload.bias[s].eq(self.q_rd0.data.reduce.bias[s])
+        m.d.comb += [rmac.i.valid.eq(v1[1]), rmac.i.payload.mode.eq(DOWN_FORWARD),
+                     rmac.i.payload.y.eq(a_in[1]), rmac.i.payload.x.eq(self.w_rd1.data),
+                     rmac.i.payload.first.eq(first1), rmac.i.payload.last.eq(last1), rmac.o.ready.eq(1)]
+        for s in range(S):
+            m.d.comb += rmac.i.payload.bias[s].eq(self.q_rd1.data.reduce.bias[s])
+
+        # residual add and pool inputs
+        m.d.comb += [adder.i.valid.eq(v1[0] & is_add), adder.i.payload.a.eq(self.b_rd0.data),
+                     adder.i.payload.b.eq(self.b_rd1.data),
+                     adder.i.payload.mult_a.eq(self.q_rd0.data.add.mult_a),
+                     adder.i.payload.mult_b.eq(self.q_rd0.data.add.mult_b),
+                     adder.i.payload.shift.eq(self.q_rd0.data.add.shift), adder.o.ready.eq(1),
+                     pool.i.valid.eq(v1[0] & is_pool), pool.i.payload.x.eq(self.b_rd0.data),
+                     pool.i.payload.first.eq(first1), pool.i.payload.last.eq(last1), pool.o.ready.eq(1)]
+
+        # -- post-processing: the result's tag (address, parameters) waits out the engine ------
+        lat = mat.latency
+        results = [mat.o.payload.acc, [rmac.o.payload.acc[s][c.n - 1] for s in range(S)]]
+        eng_valid = [mat.o.valid, rmac.o.valid]
+        q_data = [self.q_rd0.data.reduce, self.q_rd1.data.reduce]
+        writes = []  # (port, valid, addr, data) candidates per write port
+        for e in range(2):
+            taddr = _delay(m, oaddr1[e], lat, f"tag_addr{e}")
+            tparam = _delay(m, q_data[e].as_value(), lat, f"tag_param{e}")
+            tp = data.View(q_data[e].shape(), tparam)
+            post_valid = eng_valid[e]
+            acc_in = results[e]
+            rq, hs = req[e], hsw[e]
+            if e == 0:  # the pool's sums share the MAT engine's requantizer
+                pool_addr = _delay(m, oaddr1[0], Accumulator.LATENCY, "pool_addr")
+                m.d.comb += rq.i.valid.eq(Mux(is_pool, pool.o.valid, post_valid & (cmd.post == Post.REQUANT)))
+                for s in range(S):
+                    m.d.comb += [rq.i.payload.acc[s].eq(Mux(is_pool, pool.o.payload.sum[s], acc_in[s])),
+                                 rq.i.payload.mult[s].eq(Mux(is_pool, cmd.pool_mult, tp.mult[s])),
+                                 rq.i.payload.shift[s].eq(Mux(is_pool, cmd.pool_shift, tp.shift[s]))]
+                rq_addr_in = Mux(is_pool, pool_addr, taddr)
+            else:
+                m.d.comb += rq.i.valid.eq(post_valid & (cmd.post == Post.REQUANT))
+                for s in range(S):
+                    m.d.comb += [rq.i.payload.acc[s].eq(acc_in[s]), rq.i.payload.mult[s].eq(tp.mult[s]),
+                                 rq.i.payload.shift[s].eq(tp.shift[s])]
+                rq_addr_in = taddr
+            m.d.comb += [rq.o.ready.eq(1), hs.o.ready.eq(1),
+                         hs.i.valid.eq(post_valid & (cmd.post == Post.HSWISH)),
+                         hs.i.payload.three.eq(cmd.three)]
+            for s in range(S):
+                m.d.comb += [hs.i.payload.acc[s].eq(acc_in[s]), hs.i.payload.h_mult[s].eq(tp.h_mult[s]),
+                             hs.i.payload.h_shift[s].eq(tp.h_shift[s]),
+                             hs.i.payload.offset[s].eq(tp.offset[s]),
+                             hs.i.payload.mult[s].eq(tp.mult[s]), hs.i.payload.shift[s].eq(tp.shift[s])]
+            rq_addr = _delay(m, rq_addr_in, Requantizer.LATENCY, f"rq_addr{e}")
+            hs_addr = _delay(m, taddr, Hardswish.LATENCY, f"hs_addr{e}")
+            b_wr = (self.b_wr0, self.b_wr1)[e]
+            o_wr = (self.o_wr0, self.o_wr1)[e]
+            m.d.comb += [o_wr.en.eq(post_valid & (cmd.post == Post.INT32) & is_reduce), o_wr.addr.eq(taddr)]
+            for s in range(S):
+                m.d.comb += o_wr.data[s].eq(acc_in[s])
+            if e == 0:
+                add_addr = _delay(m, oaddr1[0], ResidualAdder.LATENCY, "add_addr")
+                m.d.comb += [
+                    b_wr.en.eq(rq.o.valid | hs.o.valid | adder.o.valid),
+                    b_wr.addr.eq(Mux(adder.o.valid, add_addr, Mux(hs.o.valid, hs_addr, rq_addr))),
+                    b_wr.data.eq(Mux(adder.o.valid, adder.o.payload.q.as_value(),
+                                     Mux(hs.o.valid, hs.o.payload.q.as_value(), rq.o.payload.q.as_value()))),
+                ]
+            else:
+                m.d.comb += [b_wr.en.eq(rq.o.valid | hs.o.valid),
+                             b_wr.addr.eq(Mux(hs.o.valid, hs_addr, rq_addr)),
+                             b_wr.data.eq(Mux(hs.o.valid, hs.o.payload.q.as_value(),
+                                              rq.o.payload.q.as_value()))]
+            writes.append((b_wr.en, o_wr.en))
+
+        # -- completion: results in flight ------------------------------------------------------
+        produced = Signal(2)
+        m.d.comb += produced.eq((valid[0] & Mux(is_add, 1, last)) + (valid[1] & last))
+        written = Signal(3)
+        m.d.comb += written.eq(writes[0][0] + writes[0][1] + writes[1][0] + writes[1][1])
+        pending = Signal(DIM_BITS)
+        m.d.sync += pending.eq(pending + produced - written)
+        with m.If(self.cmd.valid & self.cmd.ready):
+            m.d.sync += finishing.eq(1)
+        with m.Elif(finishing & ~running & (pending == 0) & (produced == 0)):
+            m.d.sync += finishing.eq(0)
+        return m

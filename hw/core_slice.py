@@ -1,0 +1,76 @@
+"""A computing core attached to its slice of the global buffers, with a host port: what the
+replay (``python -m sim.replay``) drives, one command at a time."""
+
+from amaranth.hdl import Module, Mux, Signal
+from amaranth.lib import memory, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from hw.command import command_layout
+from hw.core import ComputingCore
+from hw.params import check_int
+
+__all__ = ["CoreSlice", "MEMORIES"]
+
+MEMORIES = ("b", "w", "q", "o")  # host port ``sel`` values 0..3: buffer B, weights, parameters, int32 outputs
+
+
+class CoreSlice(wiring.Component):
+    """:class:`ComputingCore` with memories standing for its share of the global buffers:
+    B (activations, 2 read + 2 write ports for the core), the weight and parameter words of
+    buffer C (2 read ports each), the output buffer (2 write ports, int32). In the accelerator
+    these are banks of the global buffers (docs/architecture.md §3); here each is one memory of
+    ``2**addr_bits`` words, sized by the replay so that one command's operands fit.
+
+    Members
+    -------
+    cmd : In(stream.Signature(command_layout(addr_bits))), busy : Out(1): the core's.
+    host_sel : In(2), host_addr : In(addr_bits), host_wdata : In(width), host_we : In(1):
+        write one word of memory ``MEMORIES[host_sel]`` per cycle (``width``: the widest word);
+    host_rdata : Out(width): the word at ``host_addr`` one cycle after it is presented.
+    """
+
+    def __init__(self, config, addr_bits=12):
+        check_int("Address width", addr_bits, 4, 20)
+        self._core = ComputingCore(config, addr_bits)
+        self._depth, self._ab = 1 << addr_bits, addr_bits
+        c = self._core
+        self._shapes = {"b": c.word_layout, "w": c.chunk_layout, "q": c.param_layout, "o": c.acc_layout}
+        width = max(s.size for s in self._shapes.values())
+        self._width = width
+        super().__init__({
+            "cmd": In(stream.Signature(command_layout(addr_bits))),
+            "busy": Out(1),
+            "host_sel": In(2), "host_addr": In(addr_bits), "host_wdata": In(width), "host_we": In(1),
+            "host_rdata": Out(width),
+        })
+
+    core = property(lambda self: self._core)
+    shapes = property(lambda self: dict(self._shapes))
+    depth = property(lambda self: self._depth)
+
+    def elaborate(self, platform):
+        m = Module()
+        core = m.submodules.core = self._core
+        wiring.connect(m, wiring.flipped(self.cmd), core.cmd)
+        m.d.comb += self.busy.eq(core.busy)
+        rdata = {}
+        for k, name in enumerate(MEMORIES):
+            mem = memory.Memory(shape=self._shapes[name], depth=self._depth, init=[])
+            m.submodules[f"mem_{name}"] = mem
+            host_w = mem.write_port()
+            m.d.comb += [host_w.addr.eq(self.host_addr), host_w.data.eq(self.host_wdata),
+                         host_w.en.eq(self.host_we & (self.host_sel == k))]
+            host_r = mem.read_port()
+            m.d.comb += host_r.addr.eq(self.host_addr)
+            rdata[k] = host_r.data
+            if name in ("b", "w", "q"):
+                for j in range(2):
+                    wiring.connect(m, mem.read_port(), getattr(core, f"{name}_rd{j}"))
+            if name in ("b", "o"):
+                for j in range(2):
+                    wiring.connect(m, mem.write_port(), getattr(core, f"{name}_wr{j}"))
+        sel = Signal(2)
+        m.d.sync += sel.eq(self.host_sel)
+        m.d.comb += self.host_rdata.eq(Mux(sel == 0, rdata[0], Mux(sel == 1, rdata[1],
+                                                                    Mux(sel == 2, rdata[2], rdata[3]))))
+        return m

@@ -1,0 +1,230 @@
+"""Ops of the integer model as core commands: buffer images and the ``Command`` that runs them.
+
+For one op (a frozen op of ``quant.integer`` with its input tensors) ``plan`` lays out the
+operands in the word formats of ``hw/command.py`` -- inputs and outputs in buffer B, weight
+chunks in W, per-tile parameters in Q, int32 results in O -- and returns a ``CorePlan``: the
+words to write, the command, where the result lies and how to read it back. This is the part of
+the compiler that concerns one core; the replay (``sim.replay``) and the tests use it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from hw.command import Command, CommandError, Op, Post
+from sim.layout import fields
+
+__all__ = ["CorePlan", "plan", "pack_words", "unpack_words", "UnsupportedOp", "tensor_words"]
+
+NO_GROUPS = 31  # group_shift that puts every tile in group 0
+
+
+class UnsupportedOp(Exception):
+    """The op (or its shape) has no core command yet; the message says why."""
+
+
+def cdiv(a, b):
+    return -(-a // b)
+
+
+def tensor_words(x, lanes):
+    """(C, H, W) int8 -> (H*W*cw, lanes): pixel-major, channels padded to whole words."""
+    x = np.asarray(x, np.int64)
+    c = x.shape[0]
+    cw = cdiv(c, lanes)
+    flat = np.zeros((x.shape[1] * x.shape[2], cw * lanes), np.int64)
+    flat[:, :c] = x.reshape(c, -1).T
+    return flat.reshape(-1, lanes)
+
+
+def _get(value, path):
+    for p in path:
+        if isinstance(value, dict):
+            if p not in value:
+                return None
+            value = value[p]
+        else:
+            value = value[p]
+    return value
+
+
+def pack_words(layout, items):
+    """``items``: a list of nested values (dicts / arrays indexed like ``layout``) -> ints.
+    Fields missing from an item (the other views of a union) are left 0."""
+    leaves = fields(layout)
+    out = []
+    for item in items:
+        word = 0
+        for path, offset, width, _ in leaves:
+            v = _get(item, path)
+            if v is not None:
+                word |= (int(v) & ((1 << width) - 1)) << offset
+        out.append(word)
+    return out
+
+
+def unpack_words(layout, words):
+    """Ints of an array layout (e.g. a B word of T int8) -> int64 array (n, ...)."""
+    leaves = fields(layout)
+    shape = tuple(max(p[d] for p, *_ in leaves) + 1 for d in range(len(leaves[0][0])))
+    out = np.zeros((len(words),) + shape, np.int64)
+    for path, offset, width, is_signed in leaves:
+        vals = np.array([(w >> offset) & ((1 << width) - 1) for w in words], dtype=np.int64)
+        if is_signed:
+            vals = np.where(vals >> (width - 1), vals - (1 << width), vals)
+        out[(slice(None),) + tuple(path)] = vals
+    return out
+
+
+@dataclass
+class CorePlan:
+    """What one command needs: ``writes[mem] = (base, [word values])`` (nested values packed by
+    the caller with the core's layouts), the command, and where its result is."""
+
+    command: Command
+    writes: dict = field(default_factory=dict)
+    out_mem: str = "b"
+    out_base: int = 0
+    out_words: int = 0
+    out_shape: tuple = ()
+    kind: str = ""
+
+    def words_needed(self):
+        """Highest word address + 1 used in any memory (to size the replay's buffers)."""
+        top = [base + len(v) for base, v in self.writes.values()]
+        return max(top + [self.out_base + self.out_words])
+
+    def decode(self, values):
+        """Words read back from ``out_mem`` (int64 array (n, lanes)) -> the result tensor."""
+        if self.kind == "pool":
+            c = self.out_shape[0]
+            return values.reshape(-1)[:c]
+        if self.out_mem == "o":  # linear: (1, tiles) words of S int32
+            return values.reshape(-1)[:self.out_shape[0]]
+        c, h, w = self.out_shape
+        flat = values.reshape(h * w, -1)[:, :c]
+        return flat.T.reshape(c, h, w)
+
+
+def _vec(v, n):
+    return np.broadcast_to(np.asarray(v, np.int64).reshape(-1), (n,)) if np.ndim(v) else np.full(n, int(v))
+
+
+def _reduce(r, x, cfg):
+    """conv (generic, pointwise, grouped) or linear."""
+    lanes = cfg.s
+    if r["kind"] == "linear":
+        xin = np.asarray(x, np.int64).reshape(-1, 1, 1)
+        w = np.asarray(r["w"], np.int64)[:, :, None, None]
+        k, stride, pad, groups = 1, 1, 0, 1
+        post = Post.INT32
+    else:
+        xin = np.asarray(x, np.int64)
+        w = np.asarray(r["w"], np.int64)
+        k, stride, pad, groups = w.shape[2], r["stride"], r["pad"], r["groups"]
+        post = Post.HSWISH if r["act"] == "hswish" else Post.REQUANT
+    cin, h, wd = xin.shape
+    cout = w.shape[0]
+    cg, og = cin // groups, cout // groups
+    if groups == cin and groups > 1:
+        raise UnsupportedOp("depthwise convs run on the R-MAC engine in self-accumulation mode, "
+                            "which the core's address generators do not drive yet")
+    if groups > 1 and (og % lanes or cg % lanes or (og // lanes) & (og // lanes - 1)):
+        raise UnsupportedOp(f"grouped conv with {cg} inputs / {og} outputs per group: the core needs "
+                            f"both multiples of {lanes} and a power-of-two tile count per group")
+    ho, wo = (h + 2 * pad - k) // stride + 1, (wd + 2 * pad - k) // stride + 1
+    tiles = cdiv(cout, lanes)
+    cwg = cdiv(cg, lanes)
+    chunks = k * k * cwg
+    # weights: tile t, chunk (ky*k + kx)*cwg + cc: lane s = output channel t*S+s, t' = input cc*T+t'
+    wpad = np.zeros((tiles * lanes, cwg * lanes, k, k), np.int64)
+    wpad[:cout, :cg] = w
+    wch = wpad.reshape(tiles, lanes, cwg, lanes, k, k).transpose(0, 4, 5, 2, 1, 3)
+    w_items = list(wch.reshape(tiles * chunks, lanes, lanes))
+    bias = np.zeros(tiles * lanes, np.int64)
+    bias[:cout] = r["bias"]
+    q = {"bias": bias.reshape(tiles, lanes)}
+    if post == Post.HSWISH:
+        for name in ("h_mult", "h_shift", "offset", "mult", "shift"):
+            v = np.zeros(tiles * lanes, np.int64)
+            v[:cout] = _vec(r[name], cout)
+            q[name] = v.reshape(tiles, lanes)
+    elif post == Post.REQUANT:
+        for name in ("mult", "shift"):
+            v = np.zeros(tiles * lanes, np.int64)
+            v[:cout] = _vec(r[name], cout)
+            q[name] = v.reshape(tiles, lanes)
+    q_items = [{"reduce": {n: a[t] for n, a in q.items()}} for t in range(tiles)]
+    in_words = tensor_words(xin, lanes)
+    cw = cdiv(cin, lanes)
+    pixels = ho * wo
+    # an odd last tile is split by pixels between the engines when each half is a whole block
+    # (docs/architecture.md §4); otherwise the MAT engine runs it alone
+    split = cdiv(pixels, 2) if pixels >= 2 * cfg.block_min else pixels
+    group_shift = NO_GROUPS if groups == 1 else int(math.log2(og // lanes))
+    out_base = len(in_words)
+    cmd = Command(op=Op.REDUCE, post=post, in_base=0, out_base=0 if post == Post.INT32 else out_base,
+                  w_base=0, q_base=0, in_h=h, in_w=wd, in_cw=cw, out_w=wo, out_cw=tiles, pixels=pixels,
+                  k=k, stride=stride, pad=pad, tiles=tiles, cwg=cwg, chunks=chunks,
+                  group_shift=group_shift, group_cw=cg // lanes if groups > 1 else 0,
+                  split=split, split_y=split // wo, split_x=split % wo, three=int(r.get("three", 1) or 1))
+    plan_ = CorePlan(cmd, {"b": (0, list(in_words)), "w": (0, w_items), "q": (0, q_items)},
+                     out_mem="o" if post == Post.INT32 else "b", out_base=cmd.out_base,
+                     out_words=pixels * tiles, out_shape=(cout,) if post == Post.INT32 else (cout, ho, wo),
+                     kind=r["kind"])
+    return plan_
+
+
+def _add(r, a, b, lanes):
+    a, b = np.asarray(a, np.int64), np.asarray(b, np.int64)
+    c, h, w = a.shape
+    cw = cdiv(c, lanes)
+    wa, wb = tensor_words(a, lanes), tensor_words(b, lanes)
+    q = {}
+    for name in ("mult_a", "mult_b", "shift"):
+        v = np.zeros(cw * lanes, np.int64)
+        v[:c] = _vec(r[name], c)
+        q[name] = v.reshape(cw, lanes)
+    q_items = [{"add": {n: v[j] for n, v in q.items()}} for j in range(cw)]
+    n = len(wa)
+    cmd = Command(op=Op.ADD, in_base=0, in2_base=n, out_base=2 * n, in_h=h, in_w=w, in_cw=cw, out_w=w,
+                  out_cw=cw, pixels=h * w)
+    return CorePlan(cmd, {"b": (0, list(wa) + list(wb)), "q": (0, q_items)}, out_base=2 * n, out_words=n,
+                    out_shape=(c, h, w), kind="add")
+
+
+def _pool(r, x, lanes):
+    x = np.asarray(x, np.int64)
+    c, h, w = x.shape
+    cw = cdiv(c, lanes)
+    words = tensor_words(x, lanes)
+    cmd = Command(op=Op.POOL, in_base=0, out_base=len(words), in_h=h, in_w=w, in_cw=cw, out_w=w,
+                  out_cw=cw, pixels=h * w, pool_mult=int(np.asarray(r["mult"]).reshape(-1)[0]),
+                  pool_shift=int(np.asarray(r["shift"]).reshape(-1)[0]))
+    return CorePlan(cmd, {"b": (0, list(words))}, out_base=len(words), out_words=cw, out_shape=(c,),
+                    kind="pool")
+
+
+def plan(r, inputs, cfg, addr_bits=None):
+    """The ``CorePlan`` of frozen op ``r`` (a dict as ``quant.integer.freeze`` makes or the
+    export's arrays) on inputs ``inputs`` (list of int arrays) for a core of configuration
+    ``cfg``. Raises ``UnsupportedOp``."""
+    kind = r["kind"]
+    lanes = cfg.s
+    if kind in ("conv", "linear"):
+        p = _reduce(r, inputs[0], cfg)
+    elif kind == "add":
+        p = _add(r, inputs[0], inputs[1], lanes)
+    elif kind == "pool":
+        p = _pool(r, inputs[0], lanes)
+    else:
+        raise UnsupportedOp(f"{kind} ops have no core command yet")
+    if addr_bits is not None:
+        try:
+            p.command.check(addr_bits)
+        except CommandError as e:
+            raise UnsupportedOp(str(e)) from None
+    return p

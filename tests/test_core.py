@@ -1,0 +1,114 @@
+"""The computing core in the Amaranth simulator: every command kind it runs, bit-exact against
+the golden functions, with the cycles the model counts."""
+
+import numpy as np
+import pytest
+
+from hw.command import Command, CommandError, Op, Post
+from hw.config import PRESETS, AcceleratorConfig, ConfigError
+from hw.core import ComputingCore
+from quant import arith
+from sim.core_bench import run_amaranth
+from sim.core_ops import UnsupportedOp, plan
+from sim.dataflow import core_cycles
+
+CONFIGS = [PRESETS["tiny"], AcceleratorConfig.parse("3x3+3x3x1")]
+IDS = ["tiny", "3x3"]
+
+
+def _ch(v):
+    return np.asarray(v).reshape(-1, 1, 1)
+
+
+def _conv_op(rng, cin, cout, k, stride, pad, groups, act):
+    w = rng.integers(-128, 128, size=(cout, cin // groups, k, k))
+    r = dict(kind="conv", w=w, bias=rng.integers(-5000, 5000, size=cout), stride=stride, pad=pad,
+             groups=groups, act=act, mult=rng.integers(1 << 14, 1 << 16, size=cout),
+             shift=rng.integers(14, 22, size=cout))
+    if act == "hswish":
+        r.update(h_mult=rng.integers(1 << 14, 1 << 16, size=cout), h_shift=rng.integers(12, 18, size=cout),
+                 three=int(rng.integers(100, 2000)), offset=rng.integers(-(1 << 20), 1 << 20, size=cout),
+                 shift=rng.integers(18, 26, size=cout))
+    return r
+
+
+def _golden(r, x):
+    if r["kind"] == "linear":
+        return arith.matmul_acc(x, r["w"].T, r["bias"])
+    acc = arith.conv2d_acc(x, r["w"], r["bias"], r["stride"], r["pad"], r["groups"])
+    if r["act"] == "hswish":
+        return arith.hswish_requantize(acc, _ch(r["h_mult"]), _ch(r["h_shift"]), r["three"], _ch(r["offset"]),
+                                       _ch(r["mult"]), _ch(r["shift"]))
+    return arith.requantize(acc, _ch(r["mult"]), _ch(r["shift"]))
+
+
+def _cases(lanes, rng):
+    """(name, op, inputs, golden) for every command kind on shapes that exercise padding, odd tiles
+    and groups, at this lane count."""
+    g = lanes * 2  # channels per group of the grouped conv: two words
+    cases = []
+    for name, args, hw in [("stem 3x3 s2", (3, 2 * lanes + 1, 3, 2, 1, 1, "hswish"), (7, 6)),
+                           ("pw", (2 * lanes, 3 * lanes, 1, 1, 0, 1, None), (3, 5)),
+                           ("pw hswish", (lanes + 1, 2 * lanes, 1, 1, 0, 1, "hswish"), (4, 4)),
+                           ("grouped pw", (2 * g, 2 * g, 1, 1, 0, 2, None), (3, 3)),
+                           ("conv 3x3 s1", (lanes, lanes, 3, 1, 1, 1, None), (4, 5))]:
+        r = _conv_op(rng, *args)
+        x = rng.integers(-128, 128, size=(args[0],) + hw)
+        cases.append((name, r, [x], _golden(r, x)))
+    lin = dict(kind="linear", w=rng.integers(-128, 128, size=(3 * lanes + 1, 4 * lanes)),
+               bias=rng.integers(-10 ** 6, 10 ** 6, size=3 * lanes + 1), post=None)
+    x = rng.integers(-128, 128, size=4 * lanes)
+    cases.append(("linear int32", lin, [x], _golden(lin, x)))
+    c = 2 * lanes + 1
+    add = dict(kind="add", mult_a=rng.integers(0, 1 << 16, size=c), mult_b=rng.integers(0, 1 << 16, size=c),
+               shift=np.full(c, 16))
+    a, b = rng.integers(-128, 128, size=(2, c, 3, 4))
+    cases.append(("add", add, [a, b], arith.add_requantize(a, b, _ch(add["mult_a"]), _ch(add["mult_b"]),
+                                                           _ch(add["shift"]))))
+    pool = dict(kind="pool", mult=np.int64(40000), shift=np.int64(20), hw=12)
+    x = rng.integers(-128, 128, size=(c, 3, 4))
+    cases.append(("pool", pool, [x], arith.requantize(arith.accumulate(x.reshape(c, -1)), 40000, 20)))
+    return cases
+
+
+@pytest.mark.parametrize("cfg", CONFIGS, ids=IDS)
+def test_every_command_kind_is_bit_exact_with_model_cycles(cfg):
+    rng = np.random.default_rng(11)
+    cases = _cases(cfg.s, rng)
+    plans = [plan(r, ins, cfg, 10) for _, r, ins, _ in cases]
+    results = run_amaranth(cfg, plans, 10)
+    core = ComputingCore(cfg)
+    for (name, _r, _, want), p, (got, cycles) in zip(cases, plans, results, strict=True):
+        assert got.shape == want.shape, name
+        bad = np.argwhere(got != want)
+        assert not len(bad), f"{name}: first mismatch at {bad[0].tolist()}"
+        assert cycles == core_cycles(cfg, p.command, core), name
+
+
+def test_extreme_operands_saturate_like_the_golden():
+    cfg = PRESETS["tiny"]
+    r = dict(kind="conv", w=np.full((4, 4, 1, 1), -128), bias=np.array([2 ** 31 - 1 - 4 * 128 * 128] * 4),
+             stride=1, pad=0, groups=1, act=None, mult=np.full(4, 65535), shift=np.zeros(4, np.int64))
+    x = np.full((4, 2, 2), -128)
+    (got, _), = run_amaranth(cfg, [plan(r, [x], cfg, 8)], 8)
+    assert (got == _golden(r, x)).all() and (got == 127).all()
+
+
+def test_depthwise_and_attention_are_refused_until_the_core_runs_them():
+    rng = np.random.default_rng(1)
+    dw = _conv_op(rng, 4, 4, 3, 1, 1, 4, None)
+    with pytest.raises(UnsupportedOp, match="depthwise convs run on the R-MAC engine"):
+        plan(dw, [np.zeros((4, 3, 3), np.int64)], PRESETS["tiny"])
+    with pytest.raises(UnsupportedOp, match="attn ops have no core command yet"):
+        plan(dict(kind="attn"), [], PRESETS["tiny"])
+
+
+def test_core_parameter_errors():
+    with pytest.raises(ConfigError, match="needs S = T = M = N"):
+        ComputingCore(AcceleratorConfig.parse("8x8+8x4x1"))
+    with pytest.raises(TypeError, match="config must be an AcceleratorConfig"):
+        ComputingCore("tiny")
+    with pytest.raises(CommandError, match="command field pixels = 70000 does not fit 16 bits"):
+        Command(Op.REDUCE, Post.REQUANT, pixels=70000).check(12)
+    with pytest.raises(CommandError, match="in_base = 4096 does not fit 12 bits"):
+        Command(Op.ADD, in_base=4096).check(12)
