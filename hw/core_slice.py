@@ -19,7 +19,8 @@ class CoreSlice(wiring.Component):
     B (activations, 2 read + 2 write ports for the core), the weight and parameter words of
     buffer C (2 read ports each), the output buffer (2 write ports, int32). In the accelerator
     these are banks of the global buffers (docs/architecture.md §3); here each is one memory of
-    ``2**addr_bits`` words, sized by the replay so that one command's operands fit.
+    ``2**mem_bits[name]`` words (at most ``2**addr_bits``), sized by the replay so that every
+    command's operands fit.
 
     Members
     -------
@@ -29,10 +30,15 @@ class CoreSlice(wiring.Component):
     host_rdata : Out(width): the word at ``host_addr`` one cycle after it is presented.
     """
 
-    def __init__(self, config, addr_bits=12):
+    def __init__(self, config, addr_bits=12, mem_bits=None):
         check_int("Address width", addr_bits, 4, 20)
         self._core = ComputingCore(config, addr_bits)
-        self._depth, self._ab = 1 << addr_bits, addr_bits
+        self._ab = addr_bits
+        self._mem_bits = {name: addr_bits for name in MEMORIES}
+        for name, bits in (mem_bits or {}).items():
+            if name not in MEMORIES:
+                raise ValueError(f"unknown memory {name!r}: expected one of {', '.join(MEMORIES)}")
+            self._mem_bits[name] = check_int(f"Address width of memory {name}", bits, 1, addr_bits)
         c = self._core
         self._shapes = {"b": c.word_layout, "w": c.chunk_layout, "q": c.param_layout, "o": c.acc_layout}
         width = max(s.size for s in self._shapes.values())
@@ -46,7 +52,7 @@ class CoreSlice(wiring.Component):
 
     core = property(lambda self: self._core)
     shapes = property(lambda self: dict(self._shapes))
-    depth = property(lambda self: self._depth)
+    mem_bits = property(lambda self: dict(self._mem_bits))
 
     def elaborate(self, platform):
         m = Module()
@@ -55,20 +61,22 @@ class CoreSlice(wiring.Component):
         m.d.comb += self.busy.eq(core.busy)
         rdata = {}
         for k, name in enumerate(MEMORIES):
-            mem = memory.Memory(shape=self._shapes[name], depth=self._depth, init=[])
+            bits = self._mem_bits[name]
+            mem = memory.Memory(shape=self._shapes[name], depth=1 << bits, init=[])
             m.submodules[f"mem_{name}"] = mem
             host_w = mem.write_port()
-            m.d.comb += [host_w.addr.eq(self.host_addr), host_w.data.eq(self.host_wdata),
+            m.d.comb += [host_w.addr.eq(self.host_addr[:bits]), host_w.data.eq(self.host_wdata),
                          host_w.en.eq(self.host_we & (self.host_sel == k))]
             host_r = mem.read_port()
-            m.d.comb += host_r.addr.eq(self.host_addr)
+            m.d.comb += host_r.addr.eq(self.host_addr[:bits])
             rdata[k] = host_r.data
-            if name in ("b", "w", "q"):
-                for j in range(2):
-                    wiring.connect(m, mem.read_port(), getattr(core, f"{name}_rd{j}"))
-            if name in ("b", "o"):
-                for j in range(2):
-                    wiring.connect(m, mem.write_port(), getattr(core, f"{name}_wr{j}"))
+            for j in range(2):  # the core's ports: addresses cut to this memory's depth
+                if name in ("b", "w", "q"):
+                    port, mine = mem.read_port(), getattr(core, f"{name}_rd{j}")
+                    m.d.comb += [port.addr.eq(mine.addr[:bits]), port.en.eq(mine.en), mine.data.eq(port.data)]
+                if name in ("b", "o"):
+                    port, mine = mem.write_port(), getattr(core, f"{name}_wr{j}")
+                    m.d.comb += [port.addr.eq(mine.addr[:bits]), port.en.eq(mine.en), port.data.eq(mine.data)]
         sel = Signal(2)
         m.d.sync += sel.eq(self.host_sel)
         m.d.comb += self.host_rdata.eq(Mux(sel == 0, rdata[0], Mux(sel == 1, rdata[1],

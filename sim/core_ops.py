@@ -93,9 +93,10 @@ class CorePlan:
     kind: str = ""
 
     def words_needed(self):
-        """Highest word address + 1 used in any memory (to size the replay's buffers)."""
-        top = [base + len(v) for base, v in self.writes.values()]
-        return max(top + [self.out_base + self.out_words])
+        """Per memory, the highest word address + 1 this command uses (to size the buffers)."""
+        top = {mem: base + len(v) for mem, (base, v) in self.writes.items()}
+        top[self.out_mem] = max(top.get(self.out_mem, 0), self.out_base + self.out_words)
+        return top
 
     def decode(self, values):
         """Words read back from ``out_mem`` (int64 array (n, lanes)) -> the result tensor."""

@@ -188,7 +188,7 @@ def core_beats(cfg, command):
     c = command
     if c.op == Op.REDUCE:
         if c.pixels == 1:  # a linear: the head core's rule (linear_step)
-            return cdiv(c.tiles * c.chunks, 2)
+            return cdiv(c.tiles, 2) * c.chunks
         one = cfg.replace(cores=1)
         return reduction(c.pixels, c.chunks, c.tiles, c.chunks * cfg.t, one).beats
     return c.pixels * c.in_cw
@@ -367,9 +367,11 @@ def reduction_step(r, cfg):
 
 def linear_step(r, cfg):
     """A head linear on the head core alone (sim.timeline): p = 1, one weight chunk per beat on
-    each engine, weights streamed from the DMA; the DRAM sets its pace."""
+    each engine, weights streamed from the DMA; the DRAM sets its pace. The engines take tiles in
+    pairs; an odd last tile runs on the MAT engine alone (its single pixel cannot be split, and
+    splitting its reduction would need a partial-sum adder the core does not have)."""
     tiles, kc = _tiles(r, cfg)
-    return Step([r["name"]], ["linear"], r["macs"], cdiv(tiles * kc, 2) + mat_latency(cfg) + DISPATCH,
+    return Step([r["name"]], ["linear"], r["macs"], cdiv(tiles, 2) * kc + mat_latency(cfg) + DISPATCH,
                 "head core, streamed weights", weights=weight_bytes(r), background=True)
 
 

