@@ -11,6 +11,9 @@ Buffers are addressed in words:
 - **W** (weights, buffer C): one word = one chunk, S lanes x T int8 weights. A reduction's
   weights are ``tiles`` runs of ``chunks = k*k*cwg`` words, chunk ``(ky*k + kx)*cwg + cc``
   holding input channels ``cc*T .. cc*T+T-1`` of the group at tap (ky, kx).
+- **Grouped convs** keep each group word-aligned: a group of ``cg`` input channels takes
+  ``cwg = ceil(cg / T)`` words of every pixel and ``group_tiles = ceil(og / S)`` output tiles
+  (output words), zero-padded; the producer of the input writes that layout.
 - **Q** (parameters, buffer C): one word per output tile (reductions) or channel chunk (add),
   ``ParamLayout``: a union of the reduction's and the add's per-lane parameters.
 - **O** (int32 results, the output buffer): one word = S int32 lanes.
@@ -50,8 +53,8 @@ def command_layout(addr_bits):
         "out_w": d, "out_cw": d, "pixels": d,  # output width, words per pixel, pixel count
         "k": unsigned(3), "stride": unsigned(2), "pad": unsigned(3),
         "tiles": d, "cwg": d, "chunks": d,  # output tiles; input words per group; k*k*cwg
-        # tile t belongs to group t >> group_shift, whose inputs start at word group * group_cw
-        "group_shift": unsigned(5), "group_cw": d,
+        # tile t belongs to group t // group_tiles, whose inputs start at word group * group_cw
+        "group_tiles": d, "group_cw": d,
         "split": d, "split_y": d, "split_x": d,  # odd last tile: the R-MAC engine's first pixel
         "three": unsigned(arith.HSWISH_BITS - 1),  # Hardswish threshold T
         "pool_mult": unsigned(arith.MULT_BITS), "pool_shift": unsigned(arith.SHIFT_BITS),
@@ -102,7 +105,7 @@ class Command:
     tiles: int = 1
     cwg: int = 1
     chunks: int = 1
-    group_shift: int = 31
+    group_tiles: int = 1
     group_cw: int = 0
     split: int = 0
     split_y: int = 0

@@ -199,6 +199,21 @@ class ComputingCore(wiring.Component):
                     with m.Else():
                         m.d.sync += running.eq(0)
 
+        # -- groups: tile 2*pair = group_a * group_tiles + tile_in_a (counters, no divider) --------
+        group_a, in_a = Signal(d, name="group_a"), Signal(d, name="tile_in_group_a")
+        one_per_group = cmd.group_tiles == 1
+        b_wraps = in_a + 1 >= cmd.group_tiles
+        group = [Mux(one_per_group, pair << 1, group_a),
+                 Mux(odd_last, Mux(one_per_group, pair << 1, group_a),
+                     Mux(one_per_group, (pair << 1) | 1, Mux(b_wraps, group_a + 1, group_a)))]
+        with m.If(self.cmd.valid & self.cmd.ready):
+            m.d.sync += [group_a.eq(0), in_a.eq(0)]
+        with m.Elif(issue & is_reduce & ch_last & pix_last & ~pair_last):  # next pair: tile + 2
+            with m.If(in_a + 2 >= cmd.group_tiles):
+                m.d.sync += [group_a.eq(group_a + 1), in_a.eq(in_a + 2 - cmd.group_tiles)]
+            with m.Else():
+                m.d.sync += in_a.eq(in_a + 2)
+
         # -- addresses of this cycle's beat (engine e) ----------------------------------------
         wide = signed(2 * DIM_BITS + 2)
         tile = [pair << 1, Mux(odd_last, pair << 1, (pair << 1) | 1)]
@@ -211,7 +226,7 @@ class ComputingCore(wiring.Component):
             m.d.comb += [iy.eq(py[e] * cmd.stride + ky - cmd.pad), ix.eq(px[e] * cmd.stride + kx - cmd.pad)]
             inside = Signal(name=f"inside{e}")
             m.d.comb += inside.eq((iy >= 0) & (iy < cmd.in_h) & (ix >= 0) & (ix < cmd.in_w))
-            goff = (tile[e] >> cmd.group_shift) * cmd.group_cw
+            goff = group[e] * cmd.group_cw
             addr = Signal(self._ab, name=f"b_addr{e}")
             m.d.comb += addr.eq(cmd.in_base + (iy * cmd.in_w + ix) * cmd.in_cw + goff + cc)
             inb.append(inside)

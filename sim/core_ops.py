@@ -9,7 +9,6 @@ the compiler that concerns one core; the replay (``sim.replay``) and the tests u
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -18,9 +17,6 @@ from hw.command import Command, CommandError, Op, Post
 from sim.layout import fields
 
 __all__ = ["CorePlan", "plan", "pack_words", "unpack_words", "UnsupportedOp", "tensor_words"]
-
-NO_GROUPS = 31  # group_shift that puts every tile in group 0
-
 
 class UnsupportedOp(Exception):
     """The op (or its shape) has no core command yet; the message says why."""
@@ -91,6 +87,7 @@ class CorePlan:
     out_words: int = 0
     out_shape: tuple = ()
     kind: str = ""
+    groups: int = 1  # outputs word-aligned per group: (groups, tiles per group * S) per pixel
 
     def words_needed(self):
         """Per memory, the highest word address + 1 this command uses (to size the buffers)."""
@@ -106,7 +103,7 @@ class CorePlan:
         if self.out_mem == "o":  # linear: (1, tiles) words of S int32
             return values.reshape(-1)[:self.out_shape[0]]
         c, h, w = self.out_shape
-        flat = values.reshape(h * w, -1)[:, :c]
+        flat = values.reshape(h * w, self.groups, -1)[:, :, :c // self.groups].reshape(h * w, c)
         return flat.T.reshape(c, h, w)
 
 
@@ -133,49 +130,44 @@ def _reduce(r, x, cfg):
     if groups == cin and groups > 1:
         raise UnsupportedOp("depthwise convs run on the R-MAC engine in self-accumulation mode, "
                             "which the core's address generators do not drive yet")
-    if groups > 1 and (og % lanes or cg % lanes or (og // lanes) & (og // lanes - 1)):
-        raise UnsupportedOp(f"grouped conv with {cg} inputs / {og} outputs per group: the core needs "
-                            f"both multiples of {lanes} and a power-of-two tile count per group")
     ho, wo = (h + 2 * pad - k) // stride + 1, (wd + 2 * pad - k) // stride + 1
-    tiles = cdiv(cout, lanes)
-    cwg = cdiv(cg, lanes)
+    # every group word-aligned (hw/command.py): cwg input words and tpg output tiles per group
+    cwg, tpg = cdiv(cg, lanes), cdiv(og, lanes)
+    tiles = groups * tpg
     chunks = k * k * cwg
-    # weights: tile t, chunk (ky*k + kx)*cwg + cc: lane s = output channel t*S+s, t' = input cc*T+t'
-    wpad = np.zeros((tiles * lanes, cwg * lanes, k, k), np.int64)
-    wpad[:cout, :cg] = w
+    # weights: tile (g, j), chunk (ky*k + kx)*cwg + cc: lane s = output g*og + j*S + s, t' = input cc*T + t'
+    wpad = np.zeros((groups, tpg * lanes, cwg * lanes, k, k), np.int64)
+    wpad[:, :og, :cg] = w.reshape(groups, og, cg, k, k)
     wch = wpad.reshape(tiles, lanes, cwg, lanes, k, k).transpose(0, 4, 5, 2, 1, 3)
     w_items = list(wch.reshape(tiles * chunks, lanes, lanes))
-    bias = np.zeros(tiles * lanes, np.int64)
-    bias[:cout] = r["bias"]
-    q = {"bias": bias.reshape(tiles, lanes)}
-    if post == Post.HSWISH:
-        for name in ("h_mult", "h_shift", "offset", "mult", "shift"):
-            v = np.zeros(tiles * lanes, np.int64)
-            v[:cout] = _vec(r[name], cout)
-            q[name] = v.reshape(tiles, lanes)
-    elif post == Post.REQUANT:
-        for name in ("mult", "shift"):
-            v = np.zeros(tiles * lanes, np.int64)
-            v[:cout] = _vec(r[name], cout)
-            q[name] = v.reshape(tiles, lanes)
+
+    def per_tile(v):
+        out = np.zeros((groups, tpg * lanes), np.int64)
+        out[:, :og] = _vec(v, cout).reshape(groups, og)
+        return out.reshape(tiles, lanes)
+
+    names = {Post.HSWISH: ("h_mult", "h_shift", "offset", "mult", "shift"), Post.REQUANT: ("mult", "shift"),
+             Post.INT32: ()}[post]
+    q = {"bias": per_tile(r["bias"]), **{n: per_tile(r[n]) for n in names}}
     q_items = [{"reduce": {n: a[t] for n, a in q.items()}} for t in range(tiles)]
-    in_words = tensor_words(xin, lanes)
-    cw = cdiv(cin, lanes)
+    xg = np.zeros((groups, cwg * lanes, h, wd), np.int64)
+    xg[:, :cg] = xin.reshape(groups, cg, h, wd)
+    in_words = tensor_words(xg.reshape(groups * cwg * lanes, h, wd), lanes)
+    cw = groups * cwg
     pixels = ho * wo
     # an odd last tile is split by pixels between the engines when each half is a whole block
     # (docs/architecture.md §4); otherwise the MAT engine runs it alone
     split = cdiv(pixels, 2) if pixels >= 2 * cfg.block_min else pixels
-    group_shift = NO_GROUPS if groups == 1 else int(math.log2(og // lanes))
     out_base = len(in_words)
     cmd = Command(op=Op.REDUCE, post=post, in_base=0, out_base=0 if post == Post.INT32 else out_base,
                   w_base=0, q_base=0, in_h=h, in_w=wd, in_cw=cw, out_w=wo, out_cw=tiles, pixels=pixels,
                   k=k, stride=stride, pad=pad, tiles=tiles, cwg=cwg, chunks=chunks,
-                  group_shift=group_shift, group_cw=cg // lanes if groups > 1 else 0,
+                  group_tiles=tpg, group_cw=cwg if groups > 1 else 0,
                   split=split, split_y=split // wo, split_x=split % wo, three=int(r.get("three", 1) or 1))
     plan_ = CorePlan(cmd, {"b": (0, list(in_words)), "w": (0, w_items), "q": (0, q_items)},
                      out_mem="o" if post == Post.INT32 else "b", out_base=cmd.out_base,
                      out_words=pixels * tiles, out_shape=(cout,) if post == Post.INT32 else (cout, ho, wo),
-                     kind=r["kind"])
+                     kind=r["kind"], groups=groups)
     return plan_
 
 

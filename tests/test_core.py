@@ -12,7 +12,11 @@ from sim.core_bench import run_amaranth
 from sim.core_ops import UnsupportedOp, plan
 from sim.dataflow import core_cycles
 
-CONFIGS = [PRESETS["tiny"], AcceleratorConfig.parse("3x3+3x3x1")]
+# Lanes that are not a power of two; pixel blocks of 2..4 as in tiny. The core has no weight reuse
+# over pixel blocks yet, so it runs a command of fewer than block_min pixels faster than the model,
+# which pads it to block_min beats per chunk (docs/architecture.md §4).
+THREE = AcceleratorConfig.parse("3x3+3x3x1").replace(block_min=2, block_max=4)
+CONFIGS = [PRESETS["tiny"], THREE]
 IDS = ["tiny", "3x3"]
 
 
@@ -51,6 +55,10 @@ def _cases(lanes, rng):
                            ("pw", (2 * lanes, 3 * lanes, 1, 1, 0, 1, None), (3, 5)),
                            ("pw hswish", (lanes + 1, 2 * lanes, 1, 1, 0, 1, "hswish"), (4, 4)),
                            ("grouped pw", (2 * g, 2 * g, 1, 1, 0, 2, None), (3, 3)),
+                           ("grouped pw, unaligned groups of 3 tiles",
+                            (3 * (lanes + 1), 3 * (2 * lanes + 1), 1, 1, 0, 3, None), (2, 3)),
+                           ("grouped pw, one tile per group",
+                            (4 * lanes, 4 * lanes, 1, 1, 0, 4, None), (2, 2)),
                            ("conv 3x3 s1", (lanes, lanes, 3, 1, 1, 1, None), (4, 5))]:
         r = _conv_op(rng, *args)
         x = rng.integers(-128, 128, size=(args[0],) + hw)
