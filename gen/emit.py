@@ -1,8 +1,10 @@
 """Verilog emission of components, stamped with the configuration that produced them."""
 
+import re
+
 from amaranth.back import verilog
 
-__all__ = ["module_name", "unit_verilog"]
+__all__ = ["module_name", "unit_verilog", "memory_init"]
 
 PREFIX = "trio_"
 
@@ -20,3 +22,22 @@ def unit_verilog(component, name, stamp):
     text = verilog.convert(component, name=name, emit_src=False)
     header = "".join(f"// {line}\n" for line in stamp)
     return header + "`timescale 1ns/1ps\n" + text
+
+
+def memory_init(text, files=None):
+    """Rewrite the entry-by-entry ``initial`` block Amaranth emits for every memory (all zeros
+    here; megabytes of Verilog for deep memories) as ``$readmemh`` of ``files[name]``, or as a
+    zero-filling loop for memories not in ``files``."""
+    files = files or {}
+    decl = re.compile(r"^( *)reg (\[\d+:0\] )?(\S+) \[(\d+):0\];\n"
+                      r"\1initial begin\n(?:\1  \3\[\d+\] = [^;]+;\n)+\1end\n", re.M)
+
+    def repl(mt):
+        ind, width, name, top = mt.group(1), mt.group(2) or "", mt.group(3), int(mt.group(4))
+        head = f"{ind}reg {width}{name} [{top}:0];\n"
+        if name in files:
+            return head + f'{ind}initial $readmemh("{files[name]}", {name});\n'
+        return (head + f"{ind}integer {name}__i;\n{ind}initial for ({name}__i = 0; {name}__i <= {top}; "
+                f"{name}__i = {name}__i + 1) {name}[{name}__i] = 0;\n")
+
+    return decl.sub(repl, text)

@@ -24,7 +24,10 @@ from hw.rmac_engine import RMacEngine
 __all__ = ["synthesize"]
 
 CELLS = {"DSP48E2": ("DSP48E2",), "LUT": ("LUT1", "LUT2", "LUT3", "LUT4", "LUT5", "LUT6"),
-         "FF": ("FDRE", "FDSE", "FDCE", "FDPE"), "CARRY": ("CARRY4", "CARRY8")}
+         "FF": ("FDRE", "FDSE", "FDCE", "FDPE"), "CARRY": ("CARRY4", "CARRY8"),
+         "BRAM36": ("RAMB36E2",), "BRAM18": ("RAMB18E2",),
+         "LUTRAM": ("RAM32M", "RAM32M16", "RAM64M", "RAM64M8", "RAM32X1D", "RAM64X1D", "RAM128X1D",
+                    "RAM256X1S", "RAM512X1S", "RAM64X1S", "RAM32X1S", "RAM128X1S")}
 
 
 def synthesize(component, name, workdir):
@@ -49,7 +52,11 @@ def main(argv=None):
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--lanes", type=int, default=8, help="S (MAT) and M (R-MAC); default 8")
     p.add_argument("--width", type=int, default=8, help="T (MAT) and N (R-MAC); default 8")
+    p.add_argument("--core", metavar="CONFIG",
+                   help="instead: one computing core (hw/core.py) of this configuration, e.g. paper")
     args = p.parse_args(argv)
+    if args.core:
+        return _core(args.core)
     print("| engine | packing | DSP48E2 | LUT | FF | CARRY | multipliers | synthesis s |")
     print("|---|---|---|---|---|---|---|---|")
     engines = [("MAT", "mat_engine", lambda pk: MatEngine(args.lanes, args.width, packing=pk,
@@ -64,6 +71,26 @@ def main(argv=None):
             print(f"| {label} {args.lanes}x{args.width}, no requantizer | {'on' if packing else 'off'} | "
                   f"{c['DSP48E2']} | {c['LUT']} | {c['FF']} | {c['CARRY']} | {dut.multipliers} | "
                   f"{secs:.0f} |", flush=True)
+    return 0
+
+
+def _core(name):
+    from hw.config import AcceleratorConfig, ConfigError
+    from hw.core import ComputingCore
+
+    try:
+        cfg = AcceleratorConfig.parse(name)
+        dut = ComputingCore(cfg)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    with tempfile.TemporaryDirectory() as tmp:
+        c, secs = synthesize(dut, "trio_core", tmp)
+    print("| computing core | DSP48E2 | LUT | FF | CARRY | LUTRAM | BRAM36 | BRAM18 | synthesis s |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    print(f"| {cfg.name} (one core) | {c['DSP48E2']} | {c['LUT']} | {c['FF']} | {c['CARRY']} | "
+          f"{c['LUTRAM']} | "
+          f"{c['BRAM36']} | {c['BRAM18']} | {secs:.0f} |", flush=True)
     return 0
 
 

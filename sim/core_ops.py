@@ -9,11 +9,13 @@ the compiler that concerns one core; the replay (``sim.replay``) and the tests u
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from hw.command import Command, CommandError, Op, Post
+from quant.arith import im2col
+from sim.dataflow import host_im2col
 from sim.layout import fields
 
 __all__ = ["CorePlan", "plan", "pack_words", "unpack_words", "UnsupportedOp", "tensor_words"]
@@ -95,6 +97,17 @@ class CorePlan:
         top[self.out_mem] = max(top.get(self.out_mem, 0), self.out_base + self.out_words)
         return top
 
+    def relocate(self, offsets):
+        """The same command with every buffer region moved by ``offsets[mem]`` words (so the
+        operands of many commands can sit in one buffer image side by side)."""
+        o = {m: offsets.get(m, 0) for m in ("b", "w", "q", "o")}
+        c = self.command
+        cmd = replace(c, in_base=c.in_base + o["b"], in2_base=c.in2_base + o["b"],
+                      out_base=c.out_base + o[self.out_mem], w_base=c.w_base + o["w"],
+                      q_base=c.q_base + o["q"])
+        writes = {m: (base + o[m], items) for m, (base, items) in self.writes.items()}
+        return replace(self, command=cmd, writes=writes, out_base=self.out_base + o[self.out_mem])
+
     def decode(self, values):
         """Words read back from ``out_mem`` (int64 array (n, lanes)) -> the result tensor."""
         if self.kind == "pool":
@@ -124,6 +137,11 @@ def _reduce(r, x, cfg):
         w = np.asarray(r["w"], np.int64)
         k, stride, pad, groups = w.shape[2], r["stride"], r["pad"], r["groups"]
         post = Post.HSWISH if r["act"] == "hswish" else Post.REQUANT
+    if k > 1 and host_im2col(xin.shape[0], k, groups, cfg):  # the stem: unrolled by the host
+        cols, (ho, wo) = im2col(xin, k, stride, pad)
+        xin = cols.T.reshape(-1, ho, wo)
+        w = w.reshape(w.shape[0], -1, 1, 1)
+        k, stride, pad = 1, 1, 0
     cin, h, wd = xin.shape
     cout = w.shape[0]
     cg, og = cin // groups, cout // groups

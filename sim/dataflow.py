@@ -310,13 +310,23 @@ def fused_dw_pw(dw, pw, cfg, filler=0, tiles=None):
 
 # ---- steps ---------------------------------------------------------------------------------------
 
+def host_im2col(cin, k, groups, cfg):
+    """A conv whose input has fewer channels than a word (the stem: the 3-channel image) gets its
+    input from the host already unrolled: each output pixel's k*k*C_in patch packed into words
+    (the host quantizes the image anyway), so it runs as a pointwise conv over C_in*k^2 inputs."""
+    return groups == 1 and k > 1 and cin < cfg.t
+
+
 def _tiles(r, cfg):
     """(output tiles, input chunks per tile) of a conv/pw/gpw/linear row. A chunk is one buffer
     word: T channels of one input pixel at one kernel tap, so a generic conv reduces over
-    k^2 * ceil(C_in / T) chunks (the stem: 9 chunks of 3 useful channels on 8 multipliers); the
-    address generator reads whole words, it does not gather T values from several pixels."""
-    g = r["groups"]
-    return g * cdiv(r["cout"] // g, cfg.s), r["kernel"] ** 2 * cdiv(r["cin"] // g, cfg.t)
+    k^2 * ceil(C_in / T) chunks; the address generator reads whole words, it does not gather T
+    values from several pixels. The stem's input comes unrolled from the host (host_im2col):
+    27 inputs in 4 chunks of 8."""
+    g, k = r["groups"], r["kernel"]
+    if host_im2col(r["cin"], k, g, cfg):
+        return cdiv(r["cout"], cfg.s), cdiv(r["cin"] * k * k, cfg.t)
+    return g * cdiv(r["cout"] // g, cfg.s), k * k * cdiv(r["cin"] // g, cfg.t)
 
 
 def weight_bytes(r):

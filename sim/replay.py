@@ -19,7 +19,7 @@ import os
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -121,25 +121,70 @@ def _simulator(name):
     return dict(build_args=["-Wno-fatal", "-Wno-lint", "-Wno-style"])
 
 
-def _run(cfg, addr_bits, mem_bits, folder, indices, sim, build_dir, out_file):
+def _image(cfg, addr_bits, run, build_dir):
+    """Every op's operands side by side in one image per buffer, written as $readmemh files;
+    returns (mem_bits, hex files, [(index, relocated plan without writes, expected)])."""
+    from hw.core import ComputingCore
+    from sim.core_ops import pack_words
+
+    core = ComputingCore(cfg, addr_bits)
+    core._MustUse__silence = True
+    shapes = {"b": core.word_layout, "w": core.chunk_layout, "q": core.param_layout, "o": core.acc_layout}
+    top = {m: 0 for m in shapes}
+    words = {m: [] for m in shapes}
+    jobs = []
+    for i, op in run:
+        p = op.plan.relocate(top)
+        for mem, (base, items) in p.writes.items():
+            packed = pack_words(shapes[mem], items)
+            words[mem] += [0] * (base - len(words[mem])) + packed
+        for mem, n in p.words_needed().items():
+            top[mem] = max(top[mem], n)
+        for mem in shapes:
+            words[mem] += [0] * (top[mem] - len(words[mem]))
+        jobs.append((i, replace(p, writes={}), op.expected))
+    mem_bits = {m: max(4, (max(16, top[m]) - 1).bit_length()) for m in shapes}
+    files = {}
+    for mem, values in words.items():
+        if mem == "o" or not values:
+            continue
+        digits = -(-shapes[mem].size // 4)
+        path = build_dir / f"mem_{mem}.hex"
+        path.write_text("".join(f"{v:0{digits}x}\n" for v in values))
+        files[mem] = str(path)
+    return mem_bits, files, jobs, shapes
+
+
+def _run(cfg, run, sim, build_dir, out_file):
+    import pickle
+
     from cocotb_tools.runner import get_runner
 
-    from gen.emit import unit_verilog
-    from hw.core_slice import CoreSlice
+    from gen.emit import memory_init, unit_verilog
+    from hw.core import ComputingCore
+    from sim.core_top import core_top_verilog
 
     build_dir.mkdir(parents=True, exist_ok=True)
-    source = build_dir / "trio_core_slice.v"
-    source.write_text(unit_verilog(CoreSlice(cfg, addr_bits, mem_bits), "trio_core_slice",
-                                   [f"core slice {cfg.name} hash {cfg.hash}, buffers {mem_bits} (replay)"]))
+    addr_bits = 24
+    mem_bits, files, jobs, shapes = _image(cfg, addr_bits, run, build_dir)
+    addr_bits = max(8, max(mem_bits.values()))
+    core = ComputingCore(cfg, addr_bits)
+    core_v = build_dir / "trio_core.v"
+    core_v.write_text(memory_init(unit_verilog(core, "trio_core",
+                                               [f"computing core {cfg.name} hash {cfg.hash} (replay)"])))
+    top_v = build_dir / "trio_core_top.v"
+    top_v.write_text("`timescale 1ns/1ps\n" + core_top_verilog(core, mem_bits, files, shapes))
+    (build_dir / "jobs.pkl").write_bytes(pickle.dumps(
+        [(i, replace(p, command=p.command), e) for i, p, e in jobs]))
     extra = _simulator(sim)
     runner = get_runner(sim)
-    runner.build(sources=[source], hdl_toplevel="trio_core_slice", build_dir=build_dir,
+    runner.build(sources=[core_v, top_v], hdl_toplevel="trio_core_top", build_dir=build_dir,
                  timescale=("1ns", "1ps"), always=True, log_file=build_dir / "build.log", **extra)
-    env = {"TRIO_CONFIG": cfg.to_json(), "TRIO_ADDR_BITS": str(addr_bits), "TRIO_REPLAY_DIR": str(folder),
-           "TRIO_REPLAY_OPS": json.dumps(list(indices)), "TRIO_REPLAY_OUT": str(out_file),
+    env = {"TRIO_CONFIG": cfg.to_json(), "TRIO_ADDR_BITS": str(addr_bits),
+           "TRIO_REPLAY_JOBS": str(build_dir / "jobs.pkl"), "TRIO_REPLAY_OUT": str(out_file),
            "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
            "PYTHONWARNINGS": "ignore::DeprecationWarning"}
-    runner.test(hdl_toplevel="trio_core_slice", test_module="sim.tb.core_replay", build_dir=build_dir,
+    runner.test(hdl_toplevel="trio_core_top", test_module="sim.tb.core_replay", build_dir=build_dir,
                 extra_env=env, results_xml=str(build_dir / "results.xml"), log_file=build_dir / "sim.log")
 
 
@@ -176,7 +221,7 @@ def _replay(a):
     ComputingCore(cfg)._MustUse__silence = True  # refuses configurations the core cannot be
     indices = _parse_ops(a.ops, len(ops)) if a.ops else range(len(ops))
 
-    rows, run, words = {}, [], {}
+    rows, run = {}, []
     for i in indices:
         e = ops[i]
         if e.get("host") and e["kind"] != "linear":
@@ -187,23 +232,13 @@ def _replay(a):
         except UnsupportedOp as err:
             rows[i] = dict(status="not run", detail=str(err))
             continue
-        for mem, n in op.plan.words_needed().items():
-            words[mem] = max(words.get(mem, 16), n)
         run.append((i, op))
-    mem_bits = {mem: max(4, (n - 1).bit_length()) for mem, n in words.items()}
-    addr_bits = max([8] + list(mem_bits.values()))
-    core = ComputingCore(cfg, addr_bits)
+    core = ComputingCore(cfg)
     core._MustUse__silence = True
-    model = {}
-    for i, op in run:
-        try:
-            op.plan.command.check(addr_bits)
-        except ValueError as err:
-            raise ReplayError(f"op {i} {ops[i]['name']}: {err}") from None
-        model[i] = core_cycles(cfg, op.plan.command, core)
+    model = {i: core_cycles(cfg, op.plan.command, core) for i, op in run}
     what = f"{manifest.get('model', '?')} R{manifest.get('resolution', '?')}"
-    print(f"replay of {folder} ({what}) on one core of "
-          f"{cfg.name} [{cfg.hash}], {addr_bits}-bit buffers, {a.sim}: {len(run)} ops to run", flush=True)
+    print(f"replay of {folder} ({what}) on one core of {cfg.name} [{cfg.hash}], {a.sim}: "
+          f"{len(run)} ops to run", flush=True)
 
     out_file = Path(a.build).resolve() / "replay.jsonl"
     if run:
@@ -213,8 +248,7 @@ def _replay(a):
 
         def target():
             try:
-                _run(cfg, addr_bits, mem_bits, folder.resolve(), [i for i, _ in run], a.sim,
-                     Path(a.build).resolve(), out_file)
+                _run(cfg, run, a.sim, Path(a.build).resolve(), out_file)
             except Exception as ex:  # noqa: BLE001 (reported below, one line)
                 err.append(ex)
 

@@ -52,6 +52,8 @@ def _cases(lanes, rng):
     g = lanes * 2  # channels per group of the grouped conv: two words
     cases = []
     for name, args, hw in [("stem 3x3 s2", (3, 2 * lanes + 1, 3, 2, 1, 1, "hswish"), (7, 6)),
+                           ("1-channel 3x3 s2: input unrolled by the host",
+                            (1, lanes + 1, 3, 2, 1, 1, "hswish"), (5, 6)),
                            ("pw", (2 * lanes, 3 * lanes, 1, 1, 0, 1, None), (3, 5)),
                            ("pw hswish", (lanes + 1, 2 * lanes, 1, 1, 0, 1, "hswish"), (4, 4)),
                            ("grouped pw", (2 * g, 2 * g, 1, 1, 0, 2, None), (3, 3)),

@@ -1,13 +1,15 @@
-"""cocotb testbench of the core replay (``python -m sim.replay``): each op of a golden export,
-loaded into a :class:`hw.core_slice.CoreSlice` through its host port, run as one command, its
-result compared with the export element by element. One JSON line per op goes to TRIO_REPLAY_OUT.
+"""cocotb testbench of the core replay (``python -m sim.replay``): the ops of a golden export,
+their operands preloaded side by side in the buffers of ``sim.core_top`` (``$readmemh``), each run
+as one command and its result read back through the host port and compared with the export
+element by element. One JSON line per op goes to TRIO_REPLAY_OUT.
 
-Environment (set by ``sim.replay``): TRIO_REPLAY_DIR (the export), TRIO_REPLAY_OPS (JSON list of
-op indices to run), TRIO_CONFIG (configuration JSON), TRIO_ADDR_BITS, TRIO_REPLAY_OUT.
+Environment (set by ``sim.replay``): TRIO_REPLAY_JOBS (pickled [(op index, relocated CorePlan,
+expected result)]), TRIO_CONFIG (configuration JSON), TRIO_ADDR_BITS, TRIO_REPLAY_OUT.
 """
 
 import json
 import os
+import pickle
 
 import cocotb
 from cocotb.clock import Clock
@@ -17,7 +19,7 @@ from cocotb.utils import get_sim_time
 from hw.config import AcceleratorConfig
 from hw.core import ComputingCore
 from sim.core_bench import run_plan
-from sim.replay import compare, load_op
+from sim.replay import compare
 
 PERIOD_NS = 10
 
@@ -49,8 +51,8 @@ class CocotbDriver:
 async def replay(dut):
     cfg = AcceleratorConfig.from_json(os.environ["TRIO_CONFIG"])
     addr_bits = int(os.environ["TRIO_ADDR_BITS"])
-    folder = os.environ["TRIO_REPLAY_DIR"]
-    manifest = json.loads(open(os.path.join(folder, "manifest.json")).read())
+    with open(os.environ["TRIO_REPLAY_JOBS"], "rb") as f:
+        jobs = pickle.load(f)
     core = ComputingCore(cfg, addr_bits)
     core._MustUse__silence = True  # read for its layouts and overheads only
     shapes = {"b": core.word_layout, "w": core.chunk_layout, "q": core.param_layout, "o": core.acc_layout}
@@ -64,10 +66,8 @@ async def replay(dut):
     dut.rst.value = 0
     drv = CocotbDriver(dut)
     with open(os.environ["TRIO_REPLAY_OUT"], "w") as out:
-        for index in json.loads(os.environ["TRIO_REPLAY_OPS"]):
-            entry = manifest["ops"][index]
-            op = load_op(folder, entry, cfg, addr_bits)
-            got, cycles = await run_plan(drv, shapes, addr_bits, op.plan)
-            row = dict(index=index, rtl=cycles, **compare(op.expected, got))
+        for index, plan, expected in jobs:
+            got, cycles = await run_plan(drv, shapes, addr_bits, plan)
+            row = dict(index=index, rtl=cycles, **compare(expected, got))
             out.write(json.dumps(row) + "\n")
             out.flush()
