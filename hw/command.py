@@ -35,6 +35,7 @@ class Op(enum.Enum, shape=3):
     REDUCE = 0  # conv / pointwise / grouped pointwise / linear on both engines
     ADD = 1  # residual add, element-wise over two tensors
     POOL = 2  # global average pool: per-channel sums over the pixels, one requantization
+    DW = 3  # depthwise conv on the R-MAC engine (self-accumulation), window from buffer B
 
 
 class Post(enum.Enum, shape=2):
@@ -51,6 +52,7 @@ def command_layout(addr_bits):
         "in_base": a, "in2_base": a, "out_base": a, "w_base": a, "q_base": a,
         "in_h": d, "in_w": d, "in_cw": d,  # input height, width, words per pixel
         "out_w": d, "out_cw": d, "pixels": d,  # output width, words per pixel, pixel count
+        "out_h": d, "blocks": d,  # depthwise: output rows, blocks of M pixels per row
         "k": unsigned(3), "stride": unsigned(2), "pad": unsigned(3),
         "tiles": d, "cwg": d, "chunks": d,  # output tiles; input words per group; k*k*cwg
         # tile t belongs to group t // group_tiles, whose inputs start at word group * group_cw
@@ -99,6 +101,8 @@ class Command:
     out_w: int = 1
     out_cw: int = 1
     pixels: int = 1
+    out_h: int = 1
+    blocks: int = 1
     k: int = 1
     stride: int = 1
     pad: int = 0

@@ -169,6 +169,13 @@ class AcceleratorConfig:
         return out
 
     @property
+    def dw_ports(self):
+        """Buffer words per cycle a core's depthwise window fill reads: what buffer A's ports
+        give (docs/architecture.md §4.1), at least 2."""
+        a = next(b for b in self.buffers() if b.name == "A")
+        return max(2, a.read_bytes // self.n)
+
+    @property
     def bram36(self):
         """BRAM36 blocks of all buffers together."""
         return sum(b.bram36 for b in self.buffers())

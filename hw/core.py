@@ -1,7 +1,7 @@
 """The computing core (paper Fig. 8): both engines, the post-processing units and the address
 generators that run one command (``hw/command.py``) from the buffers and write the results back."""
 
-from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Array, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -13,7 +13,7 @@ from hw.mat_engine import MatEngine
 from hw.params import check_int
 from hw.requantizer import Requantizer
 from hw.residual_adder import ResidualAdder
-from hw.rmac_engine import DOWN_FORWARD, RMacEngine
+from hw.rmac_engine import DOWN_FORWARD, SELF_ACCUMULATION, RMacEngine
 
 __all__ = ["ComputingCore"]
 
@@ -70,6 +70,10 @@ class ComputingCore(wiring.Component):
                               f"and engine), not {config.name}")
         check_int("Address width", addr_bits, 4, 24)
         self._cfg, self._ab = config, addr_bits
+        self._dw_ports = config.dw_ports  # depthwise window fill, words per cycle
+        if config.m > 9:
+            raise ConfigError(f"the depthwise serializer needs M <= 9 (a 3x3 block takes 9 beats), "
+                              f"not M = {config.m}")
         lanes = config.s
         self._word = data.ArrayLayout(signed(8), lanes)
         self._chunk = data.ArrayLayout(self._word, lanes)
@@ -85,9 +89,11 @@ class ComputingCore(wiring.Component):
             "w_rd0": rd(self._chunk), "w_rd1": rd(self._chunk),
             "q_rd0": rd(self._param), "q_rd1": rd(self._param),
             "o_wr0": wr(self._acc), "o_wr1": wr(self._acc),
+            **{f"d_rd{j}": rd(self._word) for j in range(self._dw_ports)},
         })
 
     config = property(lambda self: self._cfg)
+    dw_ports = property(lambda self: self._dw_ports)
     addr_bits = property(lambda self: self._ab)
     word_layout = property(lambda self: self._word)
     chunk_layout = property(lambda self: self._chunk)
@@ -107,8 +113,158 @@ class ComputingCore(wiring.Component):
             return 2 + ResidualAdder.LATENCY + 1
         if op == Op.POOL:
             return 2 + Accumulator.LATENCY + Requantizer.LATENCY + 1
+        # REDUCE and DW (whose serializer's pixels are counted with its beats)
         post_lat = {Post.REQUANT: Requantizer.LATENCY, Post.HSWISH: Hardswish.LATENCY, Post.INT32: 0}[post]
         return 2 + self.engine_latency() + post_lat + 1
+
+    def _depthwise(self, m, cmd, accept, running, is_dw):
+        """Depthwise command: blocks (channel word g, column block b, output row oy), oy innermost.
+
+        A block is N channels x M output pixels of a row. Its input window (k rows x (M-1)*s + k
+        columns) sits in registers ``cur``; the next block's window is gathered into ``nxt`` from
+        buffer B through the ``d_rd*`` ports (P words per cycle) while this block computes. Going
+        down a column strip the window keeps its bottom k - s rows (shifted up) and fetches s new
+        rows; a strip's first block fetches all k. A block is k*k beats of the R-MAC engine in
+        self-accumulation mode, in the order of ``sim.schedule.depthwise_beats``: per kernel row,
+        one load beat (M pixels) then shifts (one new pixel each); stride 2 loads the even kernel
+        columns, then the odd ones. The next block starts when its window is in and this block's
+        last beat is issued."""
+        c = self._cfg
+        M, N, P = c.m, c.n, self._dw_ports
+        K, W = 5, (c.m - 1) * 2 + 5
+        d = unsigned(DIM_BITS)
+        word = self._word
+        zero = Signal(word, name="dw_zero")
+        cur = [[Signal(word, name=f"win_{r}_{j}") for j in range(W)] for r in range(K)]
+        nxt = [[Signal(word, name=f"nxt_{r}_{j}") for j in range(W)] for r in range(K)]
+        k, s = cmd.k, cmd.stride
+        wwin = Signal(d, name="dw_wwin")
+        m.d.comb += wwin.eq((M - 1) * s + k)
+        wide = signed(2 * DIM_BITS + 2)
+
+        # -- gather: block (g_g, g_b, g_oy) into nxt ------------------------------------------
+        g_g, g_b, g_oy = (Signal(d, name=f"dw_gather_{n}") for n in ("g", "b", "oy"))
+        g_row, g_col = Signal(3, name="dw_gather_row"), Signal(d, name="dw_gather_col")
+        gathering, gathered, g_more = Signal(), Signal(), Signal()
+        iy = Signal(wide, name="dw_gather_iy")
+        m.d.comb += iy.eq(g_oy * s + g_row - cmd.pad)
+        row_in = (iy >= 0) & (iy < cmd.in_h)
+        wr_valid = _delay(m, gathering, 1, "dw_wr_valid")
+        wr_row = _delay(m, g_row, 1, "dw_wr_row")
+        wr_col = _delay(m, g_col, 1, "dw_wr_col")
+        for p in range(P):
+            ix = Signal(wide, name=f"dw_gather_ix{p}")
+            m.d.comb += ix.eq(g_b * (M * s) + g_col + p - cmd.pad)
+            inside = row_in & (ix >= 0) & (ix < cmd.in_w)
+            port = getattr(self, f"d_rd{p}")
+            m.d.comb += [port.addr.eq(cmd.in_base + (iy * cmd.in_w + ix) * cmd.in_cw + g_g), port.en.eq(1)]
+            wr_in = _delay(m, inside, 1, f"dw_wr_inside{p}")
+            value = Mux(wr_in, port.data.as_value(), 0)
+            for r in range(K):
+                for j in range(W):
+                    with m.If(wr_valid & (wr_row == r) & (wr_col + p == j)):
+                        m.d.sync += nxt[r][j].eq(value)
+        g_last = gathering & (g_col + P >= wwin) & (g_row == k - 1)
+        with m.If(gathering):
+            with m.If(g_col + P >= wwin):
+                m.d.sync += g_col.eq(0)
+                with m.If(g_row == k - 1):
+                    m.d.sync += gathering.eq(0)
+                with m.Else():
+                    m.d.sync += g_row.eq(g_row + 1)
+            with m.Else():
+                m.d.sync += g_col.eq(g_col + P)
+        with m.If(_delay(m, g_last, 1, "dw_gather_done")):
+            m.d.sync += gathered.eq(1)
+
+        # -- compute: block (c_g, c_b, c_oy) from cur -----------------------------------------
+        c_g, c_b, c_oy = (Signal(d, name=f"dw_{n}") for n in ("g", "b", "oy"))
+        dky, dt = Signal(3, name="dw_ky"), Signal(3, name="dw_t")
+        computing = Signal(name="dw_computing")
+        ne = (k + 1) >> 1
+        kx = Mux(s == 1, dt, Mux(dt < ne, dt << 1, ((dt - ne) << 1) + 1))
+        load = (dt == 0) | ((s == 2) & (dt == ne))
+        beat_last = computing & (dky == k - 1) & (dt == k - 1)
+        swap = gathered & (~computing | beat_last)
+        with m.If(computing):
+            with m.If(dt == k - 1):
+                m.d.sync += dt.eq(0)
+                with m.If(dky == k - 1):
+                    m.d.sync += [dky.eq(0), computing.eq(0)]
+                with m.Else():
+                    m.d.sync += dky.eq(dky + 1)
+            with m.Else():
+                m.d.sync += dt.eq(dt + 1)
+        # the block after (g_g, g_b, g_oy)
+        n_oy = Mux(g_oy + 1 < cmd.out_h, g_oy + 1, 0)
+        n_b = Mux(g_oy + 1 < cmd.out_h, g_b, Mux(g_b + 1 < cmd.blocks, g_b + 1, 0))
+        n_g = Mux((g_oy + 1 < cmd.out_h) | (g_b + 1 < cmd.blocks), g_g, g_g + 1)
+        n_more = (g_oy + 1 < cmd.out_h) | (g_b + 1 < cmd.blocks) | (g_g + 1 < cmd.in_cw)
+        with m.If(accept):
+            m.d.sync += [g_g.eq(0), g_b.eq(0), g_oy.eq(0), g_row.eq(0), g_col.eq(0), gathered.eq(0),
+                         computing.eq(0), dky.eq(0), dt.eq(0),
+                         gathering.eq(self.cmd.payload.op == Op.DW), g_more.eq(self.cmd.payload.op == Op.DW)]
+        with m.Elif(is_dw & running & swap & g_more):
+            for r in range(K):
+                for j in range(W):
+                    down = Mux(s == 1, nxt[r + 1][j] if r + 1 < K else zero,
+                               nxt[r + 2][j] if r + 2 < K else zero)
+                    m.d.sync += [cur[r][j].eq(nxt[r][j]), nxt[r][j].eq(down)]
+            m.d.sync += [c_g.eq(g_g), c_b.eq(g_b), c_oy.eq(g_oy), computing.eq(1), dky.eq(0), dt.eq(0),
+                         gathered.eq(0)]
+            with m.If(n_more):
+                m.d.sync += [g_g.eq(n_g), g_b.eq(n_b), g_oy.eq(n_oy), gathering.eq(1), g_col.eq(0),
+                             g_row.eq(Mux(n_oy == 0, 0, k - s))]
+            with m.Else():
+                m.d.sync += g_more.eq(0)
+
+        # -- the beat: window words registered with the weight read ------------------------------
+        rows = Array([Array(row) for row in cur])
+        x1 = Signal(data.ArrayLayout(word, M), name="dw_x")
+        for mm in range(M):
+            load_word = rows[dky][kx + mm * s]
+            shift_word = rows[dky][kx + (M - 1) * s] if mm == 0 else load_word
+            m.d.sync += x1[mm].eq(Mux(load, load_word, shift_word))
+        last_block = beat_last & ~g_more & ~gathered & ~gathering
+        count = Signal(range(M + 1), name="dw_count")
+        left = cmd.out_w - c_b * M
+        m.d.comb += count.eq(Mux(left >= M, M, left))
+        addr0 = Signal(self._ab, name="dw_addr0")
+        m.d.comb += addr0.eq(cmd.out_base + (c_oy * cmd.out_w + c_b * M) * cmd.out_cw + c_g)
+        return {
+            "valid": _delay(m, computing & is_dw, 1, "dw_valid"), "load": _delay(m, load, 1, "dw_load"),
+            "first": _delay(m, (dky == 0) & (dt == 0), 1, "dw_first"),
+            "last": _delay(m, (dky == k - 1) & (dt == k - 1), 1, "dw_last"),
+            "x": x1.as_value(),
+            "w_addr": cmd.w_base + c_g * (k * k) + dky * k + kx, "q_addr": cmd.q_base + c_g,
+            "issue_last": beat_last & is_dw, "count": count, "addr0": addr0,
+            "final": is_dw & running & last_block,
+            "busy": is_dw & (computing | gathering | gathered),
+        }
+
+    def _serialize(self, m, rmac, dw, q_value, lat, is_dw, out_cw):
+        """The R-MAC engine's M x N psums of a depthwise block -> M output pixels, one per cycle,
+        with the block's parameters and addresses (the tag waits out the engine)."""
+        c = self._cfg
+        M, N = c.m, c.n
+        addr0 = _delay(m, dw["addr0"], 1 + lat, "dw_tag_addr")
+        count = _delay(m, dw["count"], 1 + lat, "dw_tag_count")
+        param = _delay(m, q_value, lat, "dw_tag_param")
+        hold = Signal(rmac.o.payload.acc.shape(), name="dw_hold")
+        h_addr, h_count = Signal(self._ab, name="dw_hold_addr"), Signal(range(M + 1), name="dw_hold_count")
+        h_param = Signal(len(q_value), name="dw_hold_param")
+        busy, idx = Signal(name="dw_ser_busy"), Signal(range(M), name="dw_ser_m")
+        with m.If(rmac.o.valid & is_dw):
+            m.d.sync += [hold.eq(rmac.o.payload.acc), h_addr.eq(addr0), h_count.eq(count), h_param.eq(param),
+                         busy.eq(1), idx.eq(0)]
+        with m.Elif(busy):
+            with m.If(idx == M - 1):
+                m.d.sync += busy.eq(0)
+            with m.Else():
+                m.d.sync += idx.eq(idx + 1)
+        rows = Array([hold[j] for j in range(M)])
+        return {"valid": busy & (idx < h_count), "addr": h_addr + idx * out_cw,
+                "param": h_param, "acc": [rows[idx][n] for n in range(N)]}
 
     def elaborate(self, platform):
         m = Module()
@@ -130,7 +286,7 @@ class ComputingCore(wiring.Component):
         running, finishing = Signal(), Signal()  # issuing beats / waiting for the last writes
         m.d.comb += [self.cmd.ready.eq(~running & ~finishing), self.busy.eq(running | finishing)]
         is_reduce = cmd.op == Op.REDUCE
-        is_add, is_pool = cmd.op == Op.ADD, cmd.op == Op.POOL
+        is_add, is_pool, is_dw = cmd.op == Op.ADD, cmd.op == Op.POOL, cmd.op == Op.DW
 
         # -- loop counters ----------------------------------------------------------------------
         d = unsigned(DIM_BITS)
@@ -164,7 +320,7 @@ class ComputingCore(wiring.Component):
                         py[e].eq(Mux(wrap, py[e] + 1, py[e]))]
             return out
 
-        issue = running  # one beat per cycle while running: the datapath never stalls
+        issue = running & ~is_dw  # one beat per cycle while running: the datapath never stalls
         with m.If(self.cmd.valid & self.cmd.ready):
             m.d.sync += [cmd.eq(self.cmd.payload), running.eq(1), pair.eq(0), cc.eq(0), kx.eq(0),
                          ky.eq(0), ch.eq(0)]
@@ -214,6 +370,10 @@ class ComputingCore(wiring.Component):
             with m.Else():
                 m.d.sync += in_a.eq(in_a + 2)
 
+        dw = self._depthwise(m, cmd, self.cmd.valid & self.cmd.ready, running, is_dw)
+        with m.If(dw["final"]):
+            m.d.sync += running.eq(0)
+
         # -- addresses of this cycle's beat (engine e) ----------------------------------------
         wide = signed(2 * DIM_BITS + 2)
         tile = [pair << 1, Mux(odd_last, pair << 1, (pair << 1) | 1)]
@@ -240,9 +400,12 @@ class ComputingCore(wiring.Component):
             self.b_rd1.addr.eq(Mux(is_add, b_addr[0] - cmd.in_base + cmd.in2_base, b_addr[1])),
             self.b_rd1.en.eq(1),
         ]
+        w_addr = [cmd.w_base + tile[e] * cmd.chunks + ch for e in range(2)]
+        q_addr = [cmd.q_base + Mux(is_reduce, tile[e], cc) for e in range(2)]
+        w_addr[1] = Mux(is_dw, dw["w_addr"], w_addr[1])
+        q_addr[1] = Mux(is_dw, dw["q_addr"], q_addr[1])
         for e, (w_rd, q_rd) in enumerate(((self.w_rd0, self.q_rd0), (self.w_rd1, self.q_rd1))):
-            m.d.comb += [w_rd.addr.eq(cmd.w_base + tile[e] * cmd.chunks + ch), w_rd.en.eq(1),
-                         q_rd.addr.eq(cmd.q_base + Mux(is_reduce, tile[e], cc)), q_rd.en.eq(1)]
+            m.d.comb += [w_rd.addr.eq(w_addr[e]), w_rd.en.eq(1), q_rd.addr.eq(q_addr[e]), q_rd.en.eq(1)]
 
         # -- stage 1: read data arrives; beats to the engines and units ------------------------
         first = Mux(is_pool, pix[0] == 0, ch == 0)
@@ -258,9 +421,13 @@ class ComputingCore(wiring.Component):
                      mat.i.payload.last.eq(last1), mat.o.ready.eq(1)]
         for s in range(S):
             m.d.comb += mat.i.payload.bias[s].eq(self.q_rd0.data.reduce.bias[s])
-        m.d.comb += [rmac.i.valid.eq(v1[1]), rmac.i.payload.mode.eq(DOWN_FORWARD),
-                     rmac.i.payload.y.eq(a_in[1]), rmac.i.payload.x.eq(self.w_rd1.data),
-                     rmac.i.payload.first.eq(first1), rmac.i.payload.last.eq(last1), rmac.o.ready.eq(1)]
+        m.d.comb += [rmac.i.valid.eq(Mux(is_dw, dw["valid"], v1[1])),
+                     rmac.i.payload.mode.eq(Mux(is_dw, SELF_ACCUMULATION, DOWN_FORWARD)),
+                     rmac.i.payload.load.eq(is_dw & dw["load"]),
+                     rmac.i.payload.y.eq(Mux(is_dw, self.w_rd1.data[0].as_value(), a_in[1])),
+                     rmac.i.payload.x.eq(Mux(is_dw, dw["x"], self.w_rd1.data.as_value())),
+                     rmac.i.payload.first.eq(Mux(is_dw, dw["first"], first1)),
+                     rmac.i.payload.last.eq(Mux(is_dw, dw["last"], last1)), rmac.o.ready.eq(1)]
         for s in range(S):
             m.d.comb += rmac.i.payload.bias[s].eq(self.q_rd1.data.reduce.bias[s])
 
@@ -282,9 +449,15 @@ class ComputingCore(wiring.Component):
         for e in range(2):
             taddr = _delay(m, oaddr1[e], lat, f"tag_addr{e}")
             tparam = _delay(m, q_data[e].as_value(), lat, f"tag_param{e}")
-            tp = data.View(q_data[e].shape(), tparam)
             post_valid = eng_valid[e]
             acc_in = results[e]
+            if e == 1:  # depthwise results leave the R-MAC engine's serializer, pixel by pixel
+                ser = self._serialize(m, rmac, dw, q_data[1].as_value(), lat, is_dw, cmd.out_cw)
+                taddr = Mux(is_dw, ser["addr"], taddr)
+                tparam = Mux(is_dw, ser["param"], tparam)
+                post_valid = Mux(is_dw, ser["valid"], post_valid)
+                acc_in = [Mux(is_dw, ser["acc"][s], acc_in[s]) for s in range(S)]
+            tp = data.View(q_data[e].shape(), tparam)
             rq, hs = req[e], hsw[e]
             if e == 0:  # the pool's sums share the MAT engine's requantizer
                 pool_addr = _delay(m, oaddr1[0], Accumulator.LATENCY, "pool_addr")
@@ -331,14 +504,15 @@ class ComputingCore(wiring.Component):
             writes.append((b_wr.en, o_wr.en))
 
         # -- completion: results in flight ------------------------------------------------------
-        produced = Signal(2)
-        m.d.comb += produced.eq((valid[0] & Mux(is_add, 1, last)) + (valid[1] & last))
+        produced = Signal(8)
+        m.d.comb += produced.eq((valid[0] & Mux(is_add, 1, last)) + (valid[1] & last) +
+                                Mux(dw["issue_last"], dw["count"], 0))
         written = Signal(3)
         m.d.comb += written.eq(writes[0][0] + writes[0][1] + writes[1][0] + writes[1][1])
         pending = Signal(DIM_BITS)
         m.d.sync += pending.eq(pending + produced - written)
         with m.If(self.cmd.valid & self.cmd.ready):
             m.d.sync += finishing.eq(1)
-        with m.Elif(finishing & ~running & (pending == 0) & (produced == 0)):
+        with m.Elif(finishing & ~running & (pending == 0) & (produced == 0) & ~dw["busy"]):
             m.d.sync += finishing.eq(0)
         return m

@@ -70,10 +70,13 @@ class CoreSlice(wiring.Component):
             host_r = mem.read_port()
             m.d.comb += host_r.addr.eq(self.host_addr[:bits])
             rdata[k] = host_r.data
-            for j in range(2):  # the core's ports: addresses cut to this memory's depth
-                if name in ("b", "w", "q"):
-                    port, mine = mem.read_port(), getattr(core, f"{name}_rd{j}")
-                    m.d.comb += [port.addr.eq(mine.addr[:bits]), port.en.eq(mine.en), mine.data.eq(port.data)]
+            readers = [f"{name}_rd{j}" for j in range(2)] if name in ("b", "w", "q") else []
+            if name == "b":  # and the depthwise window fill
+                readers += [f"d_rd{j}" for j in range(core.dw_ports)]
+            for r in readers:  # the core's ports: addresses cut to this memory's depth
+                port, mine = mem.read_port(), getattr(core, r)
+                m.d.comb += [port.addr.eq(mine.addr[:bits]), port.en.eq(mine.en), mine.data.eq(port.data)]
+            for j in range(2):
                 if name in ("b", "o"):
                     port, mine = mem.write_port(), getattr(core, f"{name}_wr{j}")
                     m.d.comb += [port.addr.eq(mine.addr[:bits]), port.en.eq(mine.en), port.data.eq(mine.data)]

@@ -146,8 +146,7 @@ def _reduce(r, x, cfg):
     cout = w.shape[0]
     cg, og = cin // groups, cout // groups
     if groups == cin and groups > 1:
-        raise UnsupportedOp("depthwise convs run on the R-MAC engine in self-accumulation mode, "
-                            "which the core's address generators do not drive yet")
+        return _depthwise(r, xin, w, k, stride, pad, post, cfg)
     ho, wo = (h + 2 * pad - k) // stride + 1, (wd + 2 * pad - k) // stride + 1
     # every group word-aligned (hw/command.py): cwg input words and tpg output tiles per group
     cwg, tpg = cdiv(cg, lanes), cdiv(og, lanes)
@@ -187,6 +186,41 @@ def _reduce(r, x, cfg):
                      out_words=pixels * tiles, out_shape=(cout,) if post == Post.INT32 else (cout, ho, wo),
                      kind=r["kind"], groups=groups)
     return plan_
+
+
+def _depthwise(r, x, w, k, stride, pad, post, cfg):
+    """Depthwise conv: one weight word per (channel word g, kernel tap), lane 0 holding the N
+    channels' weights; one parameter word per channel word."""
+    lanes = cfg.n
+    c, h, wd = x.shape
+    if k not in (3, 5) or stride not in (1, 2) or pad != k // 2:
+        raise UnsupportedOp(f"depthwise {k}x{k} stride {stride} pad {pad}: the core runs 3x3 and 5x5, "
+                            f"stride 1 or 2, padding k // 2")
+    cw = cdiv(c, lanes)
+    ho, wo = (h + 2 * pad - k) // stride + 1, (wd + 2 * pad - k) // stride + 1
+    wpad = np.zeros((cw * lanes, k * k), np.int64)
+    wpad[:c] = w.reshape(c, k * k)
+    w_items = []
+    for g in range(cw):
+        for tap in range(k * k):
+            chunk = np.zeros((lanes, lanes), np.int64)
+            chunk[0] = wpad[g * lanes:(g + 1) * lanes, tap]
+            w_items.append(chunk)
+    names = {Post.HSWISH: ("h_mult", "h_shift", "offset", "mult", "shift"), Post.REQUANT: ("mult", "shift")}[post]
+
+    def per_word(v):
+        out = np.zeros(cw * lanes, np.int64)
+        out[:c] = _vec(v, c)
+        return out.reshape(cw, lanes)
+
+    q = {"bias": per_word(r["bias"]), **{n: per_word(r[n]) for n in names}}
+    q_items = [{"reduce": {n: a[g] for n, a in q.items()}} for g in range(cw)]
+    in_words = tensor_words(x, lanes)
+    cmd = Command(op=Op.DW, post=post, in_base=0, out_base=len(in_words), in_h=h, in_w=wd, in_cw=cw,
+                  out_w=wo, out_h=ho, out_cw=cw, pixels=ho * wo, blocks=cdiv(wo, cfg.m), k=k, stride=stride,
+                  pad=pad, three=int(r.get("three", 1) or 1))
+    return CorePlan(cmd, {"b": (0, list(in_words)), "w": (0, w_items), "q": (0, q_items)},
+                    out_base=len(in_words), out_words=ho * wo * cw, out_shape=(c, ho, wo), kind="dw")
 
 
 def _add(r, a, b, lanes):

@@ -44,7 +44,7 @@ def core_top_verilog(core, mem_bits, hex_files, shapes):
              f"  input [1:0] host_sel, input [{ab - 1}:0] host_addr, input [{host_w - 1}:0] host_wdata,",
              f"  input host_we, output reg [{host_w - 1}:0] host_rdata);"]
     for name, _direction, width in ports:
-        if name.startswith(("b_", "w_", "q_", "o_")):
+        if name.startswith(("b_", "w_", "q_", "o_", "d_")):
             lines.append(f"  wire [{width - 1}:0] {name};")
     conns = [".clk(clk)", ".rst(rst)"] + [f".{n}({n})" for n, _, _ in ports]
     lines.append("  trio_core core(" + ", ".join(conns) + ");")
@@ -62,12 +62,14 @@ def core_top_verilog(core, mem_bits, hex_files, shapes):
         body = [f"    {mem}__host <= {mem}[host_addr[{bits - 1}:0]];",
                 f"    if (host_we && host_sel == 2'd{k}) {mem}[host_addr[{bits - 1}:0]] <= "
                 f"host_wdata[{width - 1}:0];"]
+        readers = [f"{name}_rd{j}" for j in range(2)] if name in ("b", "w", "q") else []
+        if name == "b":  # and the depthwise window fill
+            readers += [f"d_rd{j}" for j in range(core.dw_ports)]
+        for p in readers:
+            lines.append(f"  reg [{width - 1}:0] {p}__q;")
+            lines.append(f"  assign {p}__data = {p}__q;")
+            body.append(f"    if ({p}__en) {p}__q <= {mem}[{p}__addr[{bits - 1}:0]];")
         for j in range(2):
-            if name in ("b", "w", "q"):
-                p = f"{name}_rd{j}"
-                lines.append(f"  reg [{width - 1}:0] {p}__q;")
-                lines.append(f"  assign {p}__data = {p}__q;")
-                body.append(f"    if ({p}__en) {p}__q <= {mem}[{p}__addr[{bits - 1}:0]];")
             if name in ("b", "o"):
                 p = f"{name}_wr{j}"
                 body.append(f"    if ({p}__en) {mem}[{p}__addr[{bits - 1}:0]] <= {p}__data;")

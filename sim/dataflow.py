@@ -186,12 +186,30 @@ def core_beats(cfg, command):
     from hw.command import Op
 
     c = command
+    if c.op == Op.DW:
+        return depthwise_core_beats(cfg, c)
     if c.op == Op.REDUCE:
         if c.pixels == 1:  # a linear: the head core's rule (linear_step)
             return cdiv(c.tiles, 2) * c.chunks
         one = cfg.replace(cores=1)
         return reduction(c.pixels, c.chunks, c.tiles, c.chunks * cfg.t, one).beats
     return c.pixels * c.in_cw
+
+
+def depthwise_core_beats(cfg, c):
+    """Cycles of a depthwise command on one core beyond ``ComputingCore.overhead``: blocks of M
+    output pixels x N channels in the order (channel word, column block, output row); a block takes
+    k^2 beats once its window is in. The window of the next block is fetched while this one
+    computes, ``dw_ports`` words per cycle per window row ((M-1)*s + k words), plus 2 cycles
+    (read latency, hand-over): k rows at the top of a column strip, s new rows below it. The
+    first block waits for its window; the last block's results leave one pixel per cycle."""
+    wwin = (cfg.m - 1) * c.stride + c.k
+    per_row = cdiv(wwin, cfg.dw_ports)
+    k2 = c.k * c.k
+    fetch = [(c.k if oy == 0 else c.stride) * per_row + 2
+             for _ in range(c.in_cw) for _ in range(c.blocks) for oy in range(c.out_h)]
+    last = c.out_w - (c.blocks - 1) * cfg.m
+    return fetch[0] + sum(max(k2, f) for f in fetch[1:]) + k2 + last
 
 
 def core_cycles(cfg, command, core):

@@ -310,8 +310,7 @@ def _summary(rows, ops, model):
     if not_run:
         kinds = {}
         for i in not_run:
-            kind = ops[i]["kind"] + (" (depthwise)" if "depthwise" in rows[i]["detail"] else "")
-            kinds.setdefault(kind, []).append(i)
+            kinds.setdefault(ops[i]["kind"], []).append(i)
         print(f"{len(not_run)} ops not run (no core command yet): " +
               ", ".join(f"{k} x{len(v)}" for k, v in kinds.items()))
     for i in done:

@@ -61,7 +61,12 @@ def _cases(lanes, rng):
                             (3 * (lanes + 1), 3 * (2 * lanes + 1), 1, 1, 0, 3, None), (2, 3)),
                            ("grouped pw, one tile per group",
                             (4 * lanes, 4 * lanes, 1, 1, 0, 4, None), (2, 2)),
-                           ("conv 3x3 s1", (lanes, lanes, 3, 1, 1, 1, None), (4, 5))]:
+                           ("conv 3x3 s1", (lanes, lanes, 3, 1, 1, 1, None), (4, 5)),
+                           ("depthwise 3x3 s1", (2 * lanes, 2 * lanes, 3, 1, 1, 2 * lanes, None), (5, 6)),
+                           ("depthwise 3x3 s2 hswish", (lanes + 1, lanes + 1, 3, 2, 1, lanes + 1, "hswish"),
+                            (7, 6)),
+                           ("depthwise 5x5 s1", (lanes, lanes, 5, 1, 2, lanes, None), (6, 5)),
+                           ("depthwise 5x5 s2", (2 * lanes, 2 * lanes, 5, 2, 2, 2 * lanes, None), (9, 7))]:
         r = _conv_op(rng, *args)
         x = rng.integers(-128, 128, size=(args[0],) + hw)
         cases.append((name, r, [x], _golden(r, x)))
@@ -104,10 +109,10 @@ def test_extreme_operands_saturate_like_the_golden():
     assert (got == _golden(r, x)).all() and (got == 127).all()
 
 
-def test_depthwise_and_attention_are_refused_until_the_core_runs_them():
+def test_attention_is_refused_until_the_core_runs_it():
     rng = np.random.default_rng(1)
-    dw = _conv_op(rng, 4, 4, 3, 1, 1, 4, None)
-    with pytest.raises(UnsupportedOp, match="depthwise convs run on the R-MAC engine"):
+    dw = _conv_op(rng, 4, 4, 3, 1, 0, 4, None)
+    with pytest.raises(UnsupportedOp, match="depthwise 3x3 stride 1 pad 0: the core runs"):
         plan(dw, [np.zeros((4, 3, 3), np.int64)], PRESETS["tiny"])
     with pytest.raises(UnsupportedOp, match="attn ops have no core command yet"):
         plan(dict(kind="attn"), [], PRESETS["tiny"])

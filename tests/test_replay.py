@@ -63,11 +63,12 @@ def _config_arg(config, tmp_path):
 def test_b1_replay_is_bit_exact_at_model_cycles(b1_export, config, tmp_path):
     rc, out, err = run("sim.replay", str(b1_export), "--config", _config_arg(config, tmp_path), "--sim",
                        "verilator", "--build", str(tmp_path / "b"))
-    assert "73 of 73 ops bit-exact; 1 host ops skipped" in out, out + err
+    assert "95 of 95 ops bit-exact; 1 host ops skipped" in out, out + err
     assert "largest per-op difference 0.00 %" in out
-    for name in ("input_stem.op_list.0", "aggreg.0.1", "head.op_list.2", "head.op_list.3"):
+    for name in ("input_stem.op_list.0", "depth_conv", "aggreg.0.0", "aggreg.0.1", "head.op_list.2",
+                 "head.op_list.3"):
         assert any(name in line and "bit-exact" in line for line in out.splitlines()), name
-    assert "29 ops not run (no core command yet): conv (depthwise) x22, attn x7" in out
+    assert "7 ops not run (no core command yet): attn x7" in out
     assert rc == 1
 
 
@@ -82,14 +83,15 @@ def test_proxy_replay_is_bit_exact_at_model_cycles(proxy_export, config, tmp_pat
     rc, out, err = run("sim.replay", str(proxy_export), "--config", _config_arg(config, tmp_path),
                        "--sim", "verilator", "--build", str(tmp_path / "b"))
     kinds = [e["kind"] for e in json.loads((proxy_export / "manifest.json").read_text())["ops"]]
-    run_ops = len([k for k in kinds if k in ("conv", "add", "pool", "linear")]) - 9  # 9 depthwise convs
-    assert run_ops == 29
+    run_ops = len([k for k in kinds if k in ("conv", "add", "pool", "linear")])
+    assert run_ops == 38
     assert f"{run_ops} of {run_ops} ops bit-exact; 1 host ops skipped" in out, out + err
     assert "largest per-op difference 0.00 %" in out
-    for kind in ("stem", "point_conv", "aggreg.0.1", "head.op_list.1", "head.op_list.3", ".add"):
+    for kind in ("input_stem.op_list.0", "point_conv", "depth_conv", "aggreg.0.0", "aggreg.0.1", "head.op_list.1",
+                 "head.op_list.3", ".add"):
         assert any(kind in line and "bit-exact" in line for line in out.splitlines()), kind
-    # depthwise convs and the attention have no core command yet: reported, and the run fails
-    assert "11 ops not run (no core command yet): conv (depthwise) x9, attn x2" in out
+    # the attention has no core command yet: reported, and the run fails
+    assert "2 ops not run (no core command yet): attn x2" in out
     assert rc == 1
 
 
