@@ -130,7 +130,7 @@ class ComputingCore(wiring.Component):
         columns, then the odd ones. The next block starts when its window is in and this block's
         last beat is issued."""
         c = self._cfg
-        M, N, P = c.m, c.n, self._dw_ports
+        M, P = c.m, self._dw_ports
         K, W = 5, (c.m - 1) * 2 + 5
         d = unsigned(DIM_BITS)
         word = self._word

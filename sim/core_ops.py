@@ -206,7 +206,8 @@ def _depthwise(r, x, w, k, stride, pad, post, cfg):
             chunk = np.zeros((lanes, lanes), np.int64)
             chunk[0] = wpad[g * lanes:(g + 1) * lanes, tap]
             w_items.append(chunk)
-    names = {Post.HSWISH: ("h_mult", "h_shift", "offset", "mult", "shift"), Post.REQUANT: ("mult", "shift")}[post]
+    names = {Post.HSWISH: ("h_mult", "h_shift", "offset", "mult", "shift"),
+             Post.REQUANT: ("mult", "shift")}[post]
 
     def per_word(v):
         out = np.zeros(cw * lanes, np.int64)

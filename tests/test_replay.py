@@ -87,8 +87,8 @@ def test_proxy_replay_is_bit_exact_at_model_cycles(proxy_export, config, tmp_pat
     assert run_ops == 38
     assert f"{run_ops} of {run_ops} ops bit-exact; 1 host ops skipped" in out, out + err
     assert "largest per-op difference 0.00 %" in out
-    for kind in ("input_stem.op_list.0", "point_conv", "depth_conv", "aggreg.0.0", "aggreg.0.1", "head.op_list.1",
-                 "head.op_list.3", ".add"):
+    for kind in ("input_stem.op_list.0", "point_conv", "depth_conv", "aggreg.0.0", "aggreg.0.1",
+                 "head.op_list.1", "head.op_list.3", ".add"):
         assert any(kind in line and "bit-exact" in line for line in out.splitlines()), kind
     # the attention has no core command yet: reported, and the run fails
     assert "2 ops not run (no core command yet): attn x2" in out
