@@ -36,6 +36,8 @@ class Op(enum.Enum, shape=3):
     ADD = 1  # residual add, element-wise over two tensors
     POOL = 2  # global average pool: per-channel sums over the pixels, one requantization
     DW = 3  # depthwise conv on the R-MAC engine (self-accumulation), window from buffer B
+    ATTN_VK = 4  # one head: vk = v . ReLU(k)^T as outer products on the R-MAC engine, sum ReLU(k)
+    ATTN_Q = 5  # one head: ReLU(q) . [sum k | vk] on both engines, into the attention output path
 
 
 class Post(enum.Enum, shape=2):
@@ -60,6 +62,11 @@ def command_layout(addr_bits):
         "split": d, "split_y": d, "split_x": d,  # odd last tile: the R-MAC engine's first pixel
         "three": unsigned(arith.HSWISH_BITS - 1),  # Hardswish threshold T
         "pool_mult": unsigned(arith.MULT_BITS), "pool_shift": unsigned(arith.SHIFT_BITS),
+        # attention (per-tensor): vk and sum-k requantizers, the numerator's, the log2 offset
+        "vk_mult": unsigned(arith.MULT_BITS), "vk_shift": unsigned(arith.SHIFT_BITS),
+        "ks_mult": unsigned(arith.MULT_BITS), "ks_shift": unsigned(arith.SHIFT_BITS),
+        "num_mult": unsigned(arith.MULT_BITS), "num_shift": unsigned(arith.SHIFT_BITS),
+        "log2_offset": signed(arith.OFFSET_BITS),
     })
 
 
@@ -117,6 +124,13 @@ class Command:
     three: int = 1
     pool_mult: int = 0
     pool_shift: int = 0
+    vk_mult: int = 0
+    vk_shift: int = 0
+    ks_mult: int = 0
+    ks_shift: int = 0
+    num_mult: int = 0
+    num_shift: int = 0
+    log2_offset: int = 0
 
     def check(self, addr_bits):
         """Raise ``CommandError`` naming the first field that does not fit its width."""
@@ -126,6 +140,11 @@ class Command:
             if isinstance(v, enum.Enum):
                 continue
             width = layout[f.name].width
+            if f.name == "log2_offset":
+                lo, hi = arith.int_range(width)
+                if not lo <= v <= hi:
+                    raise CommandError(f"command field {f.name} = {v} does not fit {width} signed bits")
+                continue
             if not 0 <= v < 1 << width:
                 raise CommandError(f"command field {f.name} = {v} does not fit {width} bits")
         if self.k not in (1, 3, 5) or self.stride not in (1, 2):

@@ -1,11 +1,12 @@
 """The computing core (paper Fig. 8): both engines, the post-processing units and the address
 generators that run one command (``hw/command.py``) from the buffers and write the results back."""
 
-from amaranth.hdl import Array, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Array, Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from hw.accumulator import Accumulator
+from hw.attention_output import AttentionOutput
 from hw.command import DIM_BITS, Op, Post, command_layout, param_layout
 from hw.config import AcceleratorConfig, ConfigError
 from hw.hardswish import Hardswish
@@ -89,6 +90,7 @@ class ComputingCore(wiring.Component):
             "w_rd0": rd(self._chunk), "w_rd1": rd(self._chunk),
             "q_rd0": rd(self._param), "q_rd1": rd(self._param),
             "o_wr0": wr(self._acc), "o_wr1": wr(self._acc),
+            "w_wr0": wr(self._chunk), "w_wr1": wr(self._chunk),  # attention: sum k and vk chunks
             **{f"d_rd{j}": rd(self._word) for j in range(self._dw_ports)},
         })
 
@@ -113,6 +115,10 @@ class ComputingCore(wiring.Component):
             return 2 + ResidualAdder.LATENCY + 1
         if op == Op.POOL:
             return 2 + Accumulator.LATENCY + Requantizer.LATENCY + 1
+        if op == Op.ATTN_Q:
+            return 2 + self.engine_latency() + AttentionOutput.LATENCY + 1
+        if op == Op.ATTN_VK:  # the last block: engine, hold, its M rows, requantizer, chunk write
+            return 2 + self.engine_latency() + 1 + self._cfg.m - 1 + Requantizer.LATENCY + 1
         # REDUCE and DW (whose serializer's pixels are counted with its beats)
         post_lat = {Post.REQUANT: Requantizer.LATENCY, Post.HSWISH: Hardswish.LATENCY, Post.INT32: 0}[post]
         return 2 + self.engine_latency() + post_lat + 1
@@ -242,6 +248,45 @@ class ComputingCore(wiring.Component):
             "busy": is_dw & (computing | gathering | gathered),
         }
 
+    def _relu(self, m, word, name):
+        """max(x, 0) on every lane of a buffer word (ReLU of q and k)."""
+        out = Signal(self._word, name=name)
+        for t in range(self._cfg.t):
+            m.d.comb += out[t].eq(Mux(word[t] < 0, 0, word[t]))
+        return out.as_value()
+
+    def _vk(self, m, cmd, accept, running, is_vk):
+        """ATTN_VK for one head: blocks (i word ib, j word jb) of vk = v . ReLU(k)^T, each a sum over
+        the tokens of outer products v[i0..i0+M) x ReLU(k)[j0..j0+N) on the R-MAC engine in
+        self-accumulation mode (a load every beat: one token per beat). While the first row of
+        blocks (ib = 0) streams k, the accumulator sums ReLU(k) over the tokens. The head's q, k
+        and v are words 0, cwg and 2*cwg of its group in every pixel."""
+        d = unsigned(DIM_BITS)
+        ib, jb, n = (Signal(d, name=f"vk_{x}") for x in ("ib", "jb", "n"))
+        issue = running & is_vk
+        last_n = n == cmd.pixels - 1
+        last_j, last_i = jb == cmd.cwg - 1, ib == cmd.cwg - 1
+        with m.If(accept):
+            m.d.sync += [ib.eq(0), jb.eq(0), n.eq(0)]
+        with m.Elif(issue):
+            with m.If(~last_n):
+                m.d.sync += n.eq(n + 1)
+            with m.Else():
+                m.d.sync += n.eq(0)
+                with m.If(~last_j):
+                    m.d.sync += jb.eq(jb + 1)
+                with m.Else():
+                    m.d.sync += [jb.eq(0), ib.eq(ib + 1)]
+        row = cmd.in_base + n * cmd.in_cw
+        return {
+            "k_addr": row + cmd.cwg + jb, "v_addr": row + 2 * cmd.cwg + ib,
+            "valid": _delay(m, issue, 1, "vk_valid"), "first": _delay(m, n == 0, 1, "vk_first"),
+            "last": _delay(m, last_n, 1, "vk_last"), "sum_k": _delay(m, ib == 0, 1, "vk_sum_k"),
+            "w_addr": cmd.w_base + (ib + 1) * cmd.cwg + jb, "ks_addr": cmd.w_base + jb,
+            "final": issue & last_n & last_j & last_i,
+            "produced": Mux(issue & last_n, 1 + (ib == 0), 0),
+        }
+
     def _serialize(self, m, rmac, dw, q_value, lat, is_dw, out_cw):
         """The R-MAC engine's M x N psums of a depthwise block -> M output pixels, one per cycle,
         with the block's parameters and addresses (the tag waits out the engine)."""
@@ -263,7 +308,7 @@ class ComputingCore(wiring.Component):
             with m.Else():
                 m.d.sync += idx.eq(idx + 1)
         rows = Array([hold[j] for j in range(M)])
-        return {"valid": busy & (idx < h_count), "addr": h_addr + idx * out_cw,
+        return {"valid": busy & (idx < h_count), "addr": h_addr + idx * out_cw, "idx": idx,
                 "param": h_param, "acc": [rows[idx][n] for n in range(N)]}
 
     def elaborate(self, platform):
@@ -285,7 +330,8 @@ class ComputingCore(wiring.Component):
         cmd = Signal(command_layout(self._ab))
         running, finishing = Signal(), Signal()  # issuing beats / waiting for the last writes
         m.d.comb += [self.cmd.ready.eq(~running & ~finishing), self.busy.eq(running | finishing)]
-        is_reduce = cmd.op == Op.REDUCE
+        is_q, is_vk = cmd.op == Op.ATTN_Q, cmd.op == Op.ATTN_VK
+        is_reduce = (cmd.op == Op.REDUCE) | is_q  # ATTN_Q walks a reduction's loops
         is_add, is_pool, is_dw = cmd.op == Op.ADD, cmd.op == Op.POOL, cmd.op == Op.DW
 
         # -- loop counters ----------------------------------------------------------------------
@@ -320,7 +366,7 @@ class ComputingCore(wiring.Component):
                         py[e].eq(Mux(wrap, py[e] + 1, py[e]))]
             return out
 
-        issue = running & ~is_dw  # one beat per cycle while running: the datapath never stalls
+        issue = running & ~is_dw & ~is_vk  # one beat per cycle while running: the datapath never stalls
         with m.If(self.cmd.valid & self.cmd.ready):
             m.d.sync += [cmd.eq(self.cmd.payload), running.eq(1), pair.eq(0), cc.eq(0), kx.eq(0),
                          ky.eq(0), ch.eq(0)]
@@ -371,7 +417,8 @@ class ComputingCore(wiring.Component):
                 m.d.sync += in_a.eq(in_a + 2)
 
         dw = self._depthwise(m, cmd, self.cmd.valid & self.cmd.ready, running, is_dw)
-        with m.If(dw["final"]):
+        vk = self._vk(m, cmd, self.cmd.valid & self.cmd.ready, running, is_vk)
+        with m.If(dw["final"] | vk["final"]):
             m.d.sync += running.eq(0)
 
         # -- addresses of this cycle's beat (engine e) ----------------------------------------
@@ -396,8 +443,9 @@ class ComputingCore(wiring.Component):
                                      cmd.out_base + pix[e] * cmd.out_cw + Mux(is_reduce, tile[e], cc)))
             out_addr.append(oaddr)
         m.d.comb += [
-            self.b_rd0.addr.eq(b_addr[0]), self.b_rd0.en.eq(1),
-            self.b_rd1.addr.eq(Mux(is_add, b_addr[0] - cmd.in_base + cmd.in2_base, b_addr[1])),
+            self.b_rd0.addr.eq(Mux(is_vk, vk["k_addr"], b_addr[0])), self.b_rd0.en.eq(1),
+            self.b_rd1.addr.eq(Mux(is_vk, vk["v_addr"],
+                                   Mux(is_add, b_addr[0] - cmd.in_base + cmd.in2_base, b_addr[1]))),
             self.b_rd1.en.eq(1),
         ]
         w_addr = [cmd.w_base + tile[e] * cmd.chunks + ch for e in range(2)]
@@ -414,22 +462,30 @@ class ComputingCore(wiring.Component):
         in1 = [_delay(m, inb[e] | ~is_reduce, 1, f"inside{e}") for e in range(2)]
         first1, last1 = _delay(m, first, 1, "first"), _delay(m, last, 1, "last")
         oaddr1 = [_delay(m, out_addr[e], 1, f"oaddr{e}") for e in range(2)]
-        a_in = [Mux(in1[e], rd.data.as_value(), 0) for e, rd in enumerate((self.b_rd0, self.b_rd1))]
+        relu = [self._relu(m, rd.data, f"relu{e}") for e, rd in enumerate((self.b_rd0, self.b_rd1))]
+        a_in = [Mux(in1[e], Mux(is_q, relu[e], rd.data.as_value()), 0)
+                for e, rd in enumerate((self.b_rd0, self.b_rd1))]
+        no_bias = is_q | is_vk  # the attention's MatMuls have no bias
 
         m.d.comb += [mat.i.valid.eq(v1[0] & is_reduce), mat.i.payload.a.eq(a_in[0]),
                      mat.i.payload.w.eq(self.w_rd0.data), mat.i.payload.first.eq(first1),
                      mat.i.payload.last.eq(last1), mat.o.ready.eq(1)]
         for s in range(S):
-            m.d.comb += mat.i.payload.bias[s].eq(self.q_rd0.data.reduce.bias[s])
-        m.d.comb += [rmac.i.valid.eq(Mux(is_dw, dw["valid"], v1[1])),
-                     rmac.i.payload.mode.eq(Mux(is_dw, SELF_ACCUMULATION, DOWN_FORWARD)),
-                     rmac.i.payload.load.eq(is_dw & dw["load"]),
-                     rmac.i.payload.y.eq(Mux(is_dw, self.w_rd1.data[0].as_value(), a_in[1])),
-                     rmac.i.payload.x.eq(Mux(is_dw, dw["x"], self.w_rd1.data.as_value())),
-                     rmac.i.payload.first.eq(Mux(is_dw, dw["first"], first1)),
-                     rmac.i.payload.last.eq(Mux(is_dw, dw["last"], last1)), rmac.o.ready.eq(1)]
+            m.d.comb += mat.i.payload.bias[s].eq(Mux(no_bias, 0, self.q_rd0.data.reduce.bias[s]))
+        # vk outer products: x[m][n] = v[m] (every n), y[n] = ReLU(k)[n], a load every beat
+        v_bcast = Cat(*[self.b_rd1.data[mm] for mm in range(c.m) for _ in range(c.n)])
+        m.d.comb += [rmac.i.valid.eq(Mux(is_dw, dw["valid"], Mux(is_vk, vk["valid"], v1[1]))),
+                     rmac.i.payload.mode.eq(Mux(is_dw | is_vk, SELF_ACCUMULATION, DOWN_FORWARD)),
+                     rmac.i.payload.load.eq((is_dw & dw["load"]) | is_vk),
+                     rmac.i.payload.y.eq(Mux(is_dw, self.w_rd1.data[0].as_value(),
+                                             Mux(is_vk, relu[0], a_in[1]))),
+                     rmac.i.payload.x.eq(Mux(is_dw, dw["x"],
+                                             Mux(is_vk, v_bcast, self.w_rd1.data.as_value()))),
+                     rmac.i.payload.first.eq(Mux(is_dw, dw["first"], Mux(is_vk, vk["first"], first1))),
+                     rmac.i.payload.last.eq(Mux(is_dw, dw["last"], Mux(is_vk, vk["last"], last1))),
+                     rmac.o.ready.eq(1)]
         for s in range(S):
-            m.d.comb += rmac.i.payload.bias[s].eq(self.q_rd1.data.reduce.bias[s])
+            m.d.comb += rmac.i.payload.bias[s].eq(Mux(no_bias, 0, self.q_rd1.data.reduce.bias[s]))
 
         # residual add and pool inputs
         m.d.comb += [adder.i.valid.eq(v1[0] & is_add), adder.i.payload.a.eq(self.b_rd0.data),
@@ -437,78 +493,134 @@ class ComputingCore(wiring.Component):
                      adder.i.payload.mult_a.eq(self.q_rd0.data.add.mult_a),
                      adder.i.payload.mult_b.eq(self.q_rd0.data.add.mult_b),
                      adder.i.payload.shift.eq(self.q_rd0.data.add.shift), adder.o.ready.eq(1),
-                     pool.i.valid.eq(v1[0] & is_pool), pool.i.payload.x.eq(self.b_rd0.data),
-                     pool.i.payload.first.eq(first1), pool.i.payload.last.eq(last1), pool.o.ready.eq(1)]
+                     pool.i.valid.eq((v1[0] & is_pool) | (vk["valid"] & vk["sum_k"])),
+                     pool.i.payload.x.eq(Mux(is_vk, relu[0], self.b_rd0.data.as_value())),
+                     pool.i.payload.first.eq(Mux(is_vk, vk["first"], first1)),
+                     pool.i.payload.last.eq(Mux(is_vk, vk["last"], last1)), pool.o.ready.eq(1)]
 
         # -- post-processing: the result's tag (address, parameters) waits out the engine ------
         lat = mat.latency
         results = [mat.o.payload.acc, [rmac.o.payload.acc[s][c.n - 1] for s in range(S)]]
         eng_valid = [mat.o.valid, rmac.o.valid]
         q_data = [self.q_rd0.data.reduce, self.q_rd1.data.reduce]
-        writes = []  # (port, valid, addr, data) candidates per write port
+        writes = []  # write enables of every result port, for the completion count
+        plain = ~is_q & ~is_vk  # the requantizer/Hardswish/int32 paths (attention has its own)
+        # attention (ATTN_Q): the divisor tile (tile 0, engine A in pair 0) writes its raw int32
+        # divisors to the divisor buffer, read back by token for the later numerator tiles
+        tile0 = [_delay(m, is_q & (tile[e] == 0), 1 + lat, f"q_tile0_{e}") for e in range(2)]
+        pair0 = _delay(m, pair == 0, 1 + lat, "q_pair0")
+        tpix = [_delay(m, pix[e], 1 + lat, f"q_pix{e}") for e in range(2)]
+        div = memory.Memory(shape=unsigned(c.acc_bits), depth=c.divisor_kib * 1024 // 4, init=[])
+        m.submodules.divisor_buffer = div
+        div_w = div.write_port()
+        div_r = [div.read_port() for _ in range(2)]
+        for e in range(2):
+            m.d.comb += [div_r[e].addr.eq(_delay(m, pix[e], lat, f"q_rd_pix{e}")), div_r[e].en.eq(1)]
+        m.d.comb += [div_w.en.eq(eng_valid[0] & tile0[0]), div_w.addr.eq(tpix[0]),
+                     div_w.data.eq(results[0][0])]
+        att = [AttentionOutput(**params["attention_output"]) for _ in range(2)]
+        for e in range(2):
+            m.submodules[f"attention_output{e}"] = att[e]
         for e in range(2):
             taddr = _delay(m, oaddr1[e], lat, f"tag_addr{e}")
             tparam = _delay(m, q_data[e].as_value(), lat, f"tag_param{e}")
             post_valid = eng_valid[e]
             acc_in = results[e]
-            if e == 1:  # depthwise results leave the R-MAC engine's serializer, pixel by pixel
-                ser = self._serialize(m, rmac, dw, q_data[1].as_value(), lat, is_dw, cmd.out_cw)
-                taddr = Mux(is_dw, ser["addr"], taddr)
-                tparam = Mux(is_dw, ser["param"], tparam)
-                post_valid = Mux(is_dw, ser["valid"], post_valid)
-                acc_in = [Mux(is_dw, ser["acc"][s], acc_in[s]) for s in range(S)]
+            if e == 1:  # depthwise and vk blocks leave the R-MAC engine's serializer row by row
+                blk = {"addr0": Mux(is_vk, vk["w_addr"], dw["addr0"]), "count": Mux(is_vk, c.m, dw["count"])}
+                ser = self._serialize(m, rmac, blk, q_data[1].as_value(), lat, is_dw | is_vk,
+                                      Mux(is_vk, 0, cmd.out_cw))
+                serial = is_dw | is_vk
+                taddr = Mux(serial, ser["addr"], taddr)
+                tparam = Mux(serial, ser["param"], tparam)
+                post_valid = Mux(serial, ser["valid"], post_valid)
+                acc_in = [Mux(serial, ser["acc"][s], acc_in[s]) for s in range(S)]
             tp = data.View(q_data[e].shape(), tparam)
-            rq, hs = req[e], hsw[e]
-            if e == 0:  # the pool's sums share the MAT engine's requantizer
-                pool_addr = _delay(m, oaddr1[0], Accumulator.LATENCY, "pool_addr")
-                m.d.comb += rq.i.valid.eq(Mux(is_pool, pool.o.valid, post_valid & (cmd.post == Post.REQUANT)))
+            rq, hs, at = req[e], hsw[e], att[e]
+            if e == 0:  # the pool's sums (and the attention's sum k) share this requantizer
+                acc_src = Mux(is_vk, _delay(m, vk["ks_addr"], 1, "ks_addr1"), oaddr1[0])
+                pool_addr = _delay(m, acc_src, Accumulator.LATENCY, "pool_addr")
+                sums = is_pool | is_vk
+                m.d.comb += rq.i.valid.eq(Mux(sums, pool.o.valid,
+                                              post_valid & plain & (cmd.post == Post.REQUANT)))
                 for s in range(S):
-                    m.d.comb += [rq.i.payload.acc[s].eq(Mux(is_pool, pool.o.payload.sum[s], acc_in[s])),
-                                 rq.i.payload.mult[s].eq(Mux(is_pool, cmd.pool_mult, tp.mult[s])),
-                                 rq.i.payload.shift[s].eq(Mux(is_pool, cmd.pool_shift, tp.shift[s]))]
-                rq_addr_in = Mux(is_pool, pool_addr, taddr)
-            else:
-                m.d.comb += rq.i.valid.eq(post_valid & (cmd.post == Post.REQUANT))
+                    m.d.comb += [rq.i.payload.acc[s].eq(Mux(sums, pool.o.payload.sum[s], acc_in[s])),
+                                 rq.i.payload.mult[s].eq(Mux(is_pool, cmd.pool_mult,
+                                                             Mux(is_vk, cmd.ks_mult, tp.mult[s]))),
+                                 rq.i.payload.shift[s].eq(Mux(is_pool, cmd.pool_shift,
+                                                              Mux(is_vk, cmd.ks_shift, tp.shift[s])))]
+                rq_addr_in = Mux(sums, pool_addr, taddr)
+            else:  # the vk blocks' rows are requantized here
+                m.d.comb += rq.i.valid.eq(post_valid & ((plain & (cmd.post == Post.REQUANT)) | is_vk))
                 for s in range(S):
-                    m.d.comb += [rq.i.payload.acc[s].eq(acc_in[s]), rq.i.payload.mult[s].eq(tp.mult[s]),
-                                 rq.i.payload.shift[s].eq(tp.shift[s])]
+                    m.d.comb += [rq.i.payload.acc[s].eq(acc_in[s]),
+                                 rq.i.payload.mult[s].eq(Mux(is_vk, cmd.vk_mult, tp.mult[s])),
+                                 rq.i.payload.shift[s].eq(Mux(is_vk, cmd.vk_shift, tp.shift[s]))]
                 rq_addr_in = taddr
-            m.d.comb += [rq.o.ready.eq(1), hs.o.ready.eq(1),
-                         hs.i.valid.eq(post_valid & (cmd.post == Post.HSWISH)),
+            m.d.comb += [rq.o.ready.eq(1), hs.o.ready.eq(1), at.o.ready.eq(1),
+                         hs.i.valid.eq(post_valid & plain & (cmd.post == Post.HSWISH)),
                          hs.i.payload.three.eq(cmd.three)]
             for s in range(S):
                 m.d.comb += [hs.i.payload.acc[s].eq(acc_in[s]), hs.i.payload.h_mult[s].eq(tp.h_mult[s]),
                              hs.i.payload.h_shift[s].eq(tp.h_shift[s]),
                              hs.i.payload.offset[s].eq(tp.offset[s]),
                              hs.i.payload.mult[s].eq(tp.mult[s]), hs.i.payload.shift[s].eq(tp.shift[s])]
+            # attention output: numerators of this engine, the token's divisor
+            den = Mux(pair0, results[0][0], div_r[e].data)
+            m.d.comb += [at.i.valid.eq(post_valid & is_q & ~tile0[e]), at.i.payload.den.eq(den),
+                         at.i.payload.mult.eq(cmd.num_mult), at.i.payload.shift.eq(cmd.num_shift),
+                         at.i.payload.offset.eq(cmd.log2_offset)]
+            for s in range(S):
+                m.d.comb += at.i.payload.num[s].eq(acc_in[s])
             rq_addr = _delay(m, rq_addr_in, Requantizer.LATENCY, f"rq_addr{e}")
             hs_addr = _delay(m, taddr, Hardswish.LATENCY, f"hs_addr{e}")
+            at_addr = _delay(m, taddr, AttentionOutput.LATENCY, f"at_addr{e}")
             b_wr = (self.b_wr0, self.b_wr1)[e]
             o_wr = (self.o_wr0, self.o_wr1)[e]
-            m.d.comb += [o_wr.en.eq(post_valid & (cmd.post == Post.INT32) & is_reduce), o_wr.addr.eq(taddr)]
+            w_wr = (self.w_wr0, self.w_wr1)[e]
+            m.d.comb += [o_wr.en.eq(post_valid & plain & (cmd.post == Post.INT32) & is_reduce),
+                         o_wr.addr.eq(taddr)]
             for s in range(S):
                 m.d.comb += o_wr.data[s].eq(acc_in[s])
+            rq_b = rq.o.valid & ~is_vk  # requantized results to B (vk results go to the weights)
             if e == 0:
                 add_addr = _delay(m, oaddr1[0], ResidualAdder.LATENCY, "add_addr")
                 m.d.comb += [
-                    b_wr.en.eq(rq.o.valid | hs.o.valid | adder.o.valid),
-                    b_wr.addr.eq(Mux(adder.o.valid, add_addr, Mux(hs.o.valid, hs_addr, rq_addr))),
+                    b_wr.en.eq(rq_b | hs.o.valid | adder.o.valid | at.o.valid),
+                    b_wr.addr.eq(Mux(adder.o.valid, add_addr, Mux(hs.o.valid, hs_addr,
+                                                                   Mux(at.o.valid, at_addr, rq_addr)))),
                     b_wr.data.eq(Mux(adder.o.valid, adder.o.payload.q.as_value(),
-                                     Mux(hs.o.valid, hs.o.payload.q.as_value(), rq.o.payload.q.as_value()))),
+                                     Mux(hs.o.valid, hs.o.payload.q.as_value(),
+                                         Mux(at.o.valid, at.o.payload.q.as_value(),
+                                             rq.o.payload.q.as_value())))),
+                    # sum k, requantized: lane row 0 of the divisor tile's chunk
+                    w_wr.en.eq(rq.o.valid & is_vk), w_wr.addr.eq(rq_addr),
+                    w_wr.data.eq(rq.o.payload.q.as_value()),
                 ]
             else:
-                m.d.comb += [b_wr.en.eq(rq.o.valid | hs.o.valid),
-                             b_wr.addr.eq(Mux(hs.o.valid, hs_addr, rq_addr)),
+                m.d.comb += [b_wr.en.eq(rq_b | hs.o.valid | at.o.valid),
+                             b_wr.addr.eq(Mux(hs.o.valid, hs_addr, Mux(at.o.valid, at_addr, rq_addr))),
                              b_wr.data.eq(Mux(hs.o.valid, hs.o.payload.q.as_value(),
-                                              rq.o.payload.q.as_value()))]
-            writes.append((b_wr.en, o_wr.en))
+                                              Mux(at.o.valid, at.o.payload.q.as_value(),
+                                                  rq.o.payload.q.as_value())))]
+                # vk rows: collected into a weight chunk (row m = lane m), written with the last row
+                row = _delay(m, ser["idx"], Requantizer.LATENCY, "vk_row")
+                rows = [Signal(self._word, name=f"vk_row{r}") for r in range(c.m)]
+                for r in range(c.m):
+                    with m.If(rq.o.valid & is_vk & (row == r)):
+                        m.d.sync += rows[r].eq(rq.o.payload.q)
+                chunk = Cat(*[Mux(row == r, rq.o.payload.q.as_value(), rows[r].as_value())
+                              for r in range(c.m)])
+                m.d.comb += [w_wr.en.eq(rq.o.valid & is_vk & (row == c.m - 1)), w_wr.addr.eq(rq_addr),
+                             w_wr.data.eq(chunk)]
+            writes += [b_wr.en, o_wr.en, w_wr.en]
 
         # -- completion: results in flight ------------------------------------------------------
         produced = Signal(8)
-        m.d.comb += produced.eq((valid[0] & Mux(is_add, 1, last)) + (valid[1] & last) +
-                                Mux(dw["issue_last"], dw["count"], 0))
-        written = Signal(3)
-        m.d.comb += written.eq(writes[0][0] + writes[0][1] + writes[1][0] + writes[1][1])
+        m.d.comb += produced.eq((valid[0] & Mux(is_add, 1, last) & ~(is_q & (tile[0] == 0))) +
+                                (valid[1] & last) + Mux(dw["issue_last"], dw["count"], 0) + vk["produced"])
+        written = Signal(4)
+        m.d.comb += written.eq(sum(writes))
         pending = Signal(DIM_BITS)
         m.d.sync += pending.eq(pending + produced - written)
         with m.If(self.cmd.valid & self.cmd.ready):

@@ -77,7 +77,7 @@ class CoreSlice(wiring.Component):
                 port, mine = mem.read_port(), getattr(core, r)
                 m.d.comb += [port.addr.eq(mine.addr[:bits]), port.en.eq(mine.en), mine.data.eq(port.data)]
             for j in range(2):
-                if name in ("b", "o"):
+                if name in ("b", "o", "w"):
                     port, mine = mem.write_port(), getattr(core, f"{name}_wr{j}")
                     m.d.comb += [port.addr.eq(mine.addr[:bits]), port.en.eq(mine.en), port.data.eq(mine.data)]
         sel = Signal(2)

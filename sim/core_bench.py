@@ -23,11 +23,13 @@ async def run_plan(drv, shapes, addr_bits, plan):
             drv.set("host_wdata", word)
             await drv.cycle()
         drv.set("host_we", 0)
-    drv.set("cmd__payload", plan.command.value(addr_bits))
-    drv.set("cmd__valid", 1)
-    await drv.cycle()  # accepted at this edge (the core is idle)
-    drv.set("cmd__valid", 0)
-    cycles = 1 + await drv.wait_idle()
+    cycles = 0
+    for command in plan.all_commands():
+        drv.set("cmd__payload", command.value(addr_bits))
+        drv.set("cmd__valid", 1)
+        await drv.cycle()  # accepted at this edge (the core is idle)
+        drv.set("cmd__valid", 0)
+        cycles += 1 + await drv.wait_idle()
     drv.set("host_sel", MEMORIES.index(plan.out_mem))
     words = []
     for k in range(plan.out_words):  # the word at the address presented before the edge

@@ -90,6 +90,7 @@ class CorePlan:
     out_shape: tuple = ()
     kind: str = ""
     groups: int = 1  # outputs word-aligned per group: (groups, tiles per group * S) per pixel
+    commands: list = field(default_factory=list)  # several commands (attention), run in order
 
     def words_needed(self):
         """Per memory, the highest word address + 1 this command uses (to size the buffers)."""
@@ -101,12 +102,18 @@ class CorePlan:
         """The same command with every buffer region moved by ``offsets[mem]`` words (so the
         operands of many commands can sit in one buffer image side by side)."""
         o = {m: offsets.get(m, 0) for m in ("b", "w", "q", "o")}
-        c = self.command
-        cmd = replace(c, in_base=c.in_base + o["b"], in2_base=c.in2_base + o["b"],
-                      out_base=c.out_base + o[self.out_mem], w_base=c.w_base + o["w"],
-                      q_base=c.q_base + o["q"])
+
+        def move(c):
+            return replace(c, in_base=c.in_base + o["b"], in2_base=c.in2_base + o["b"],
+                           out_base=c.out_base + o[self.out_mem], w_base=c.w_base + o["w"],
+                           q_base=c.q_base + o["q"])
+
         writes = {m: (base + o[m], items) for m, (base, items) in self.writes.items()}
-        return replace(self, command=cmd, writes=writes, out_base=self.out_base + o[self.out_mem])
+        return replace(self, command=move(self.command), commands=[move(c) for c in self.commands],
+                       writes=writes, out_base=self.out_base + o[self.out_mem])
+
+    def all_commands(self):
+        return self.commands or [self.command]
 
     def decode(self, values):
         """Words read back from ``out_mem`` (int64 array (n, lanes)) -> the result tensor."""
@@ -254,6 +261,57 @@ def _pool(r, x, lanes):
                     kind="pool")
 
 
+def _attention(r, branches, cfg):
+    """A LiteMLA's attention, per branch and head two commands: ATTN_VK writes the head's
+    [sum k | vk] weight chunks (requantized to int8) into W, ATTN_Q reduces ReLU(q) against
+    them: tile 0 the divisor, tiles 1.. the numerators, into the attention output path. Inputs
+    are laid out word-aligned per (head, q/k/v) group of ``dim`` channels; so is the output,
+    per head."""
+    lanes = cfg.s
+    d = int(np.asarray(r["dim"]))
+    cwd = cdiv(d, lanes)
+    b_items, b_top = [], 0
+    bases, heads = [], []
+    for x in branches:
+        x = np.asarray(x, np.int64)
+        c, h, w = x.shape
+        groups = c // d
+        xg = np.zeros((groups, cwd * lanes, h, w), np.int64)
+        xg[:, :d] = x.reshape(groups, d, h, w)
+        words = tensor_words(xg.reshape(groups * cwd * lanes, h, w), lanes)
+        bases.append(b_top)
+        heads.append(groups // 3)
+        b_items += list(words)
+        b_top += len(words)
+    n = h * w
+    if n < cfg.m:
+        raise UnsupportedOp(f"attention over {n} tokens: the core's vk serializer needs at least M = {cfg.m}")
+    total = sum(heads)
+    out_cw = total * cwd
+    region = (1 + cwd) * cwd  # W words per head: [sum k | vk] chunks
+    cmds, head0 = [], 0
+    offsets = np.asarray(r["log2_offset"]).reshape(-1)
+    for bi, (base, nh) in enumerate(zip(bases, heads, strict=True)):
+        in_cw = nh * 3 * cwd
+        par = {k: int(np.asarray(r[f"b{bi}_{k}"]).reshape(-1)[0])
+               for k in ("vk_mult", "vk_shift", "ks_mult", "ks_shift", "num_mult", "num_shift")}
+        for hh in range(nh):
+            g = head0 + hh
+            in_base = base + hh * 3 * cwd
+            cmds.append(Command(op=Op.ATTN_VK, in_base=in_base, in_cw=in_cw, pixels=n, cwg=cwd,
+                                w_base=g * region, **par))
+            tiles = 1 + cwd
+            split = cdiv(n, 2) if n >= 2 * cfg.block_min else n
+            cmds.append(Command(op=Op.ATTN_Q, in_base=in_base, in_h=1, in_w=n, in_cw=in_cw, out_w=n,
+                                out_cw=out_cw, pixels=n, tiles=tiles, cwg=cwd, chunks=cwd, group_tiles=tiles,
+                                split=split, split_y=0, split_x=split, w_base=g * region,
+                                out_base=b_top + g * cwd - 1, log2_offset=int(offsets[bi]), **par))
+        head0 += nh
+    w_zero = [np.zeros((lanes, lanes), np.int64)] * (total * region)
+    return CorePlan(cmds[0], {"b": (0, b_items), "w": (0, w_zero)}, out_base=b_top, out_words=n * out_cw,
+                    out_shape=(total * d, h, w), kind="attn", groups=total, commands=cmds)
+
+
 def plan(r, inputs, cfg, addr_bits=None):
     """The ``CorePlan`` of frozen op ``r`` (a dict as ``quant.integer.freeze`` makes or the
     export's arrays) on inputs ``inputs`` (list of int arrays) for a core of configuration
@@ -266,11 +324,14 @@ def plan(r, inputs, cfg, addr_bits=None):
         p = _add(r, inputs[0], inputs[1], lanes)
     elif kind == "pool":
         p = _pool(r, inputs[0], lanes)
+    elif kind == "attn":
+        p = _attention(r, inputs, cfg)
     else:
         raise UnsupportedOp(f"{kind} ops have no core command yet")
     if addr_bits is not None:
         try:
-            p.command.check(addr_bits)
+            for c in p.all_commands():
+                c.check(addr_bits)
         except CommandError as e:
             raise UnsupportedOp(str(e)) from None
     return p

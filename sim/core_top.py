@@ -70,7 +70,7 @@ def core_top_verilog(core, mem_bits, hex_files, shapes):
             lines.append(f"  assign {p}__data = {p}__q;")
             body.append(f"    if ({p}__en) {p}__q <= {mem}[{p}__addr[{bits - 1}:0]];")
         for j in range(2):
-            if name in ("b", "o"):
+            if name in ("b", "o", "w"):
                 p = f"{name}_wr{j}"
                 body.append(f"    if ({p}__en) {mem}[{p}__addr[{bits - 1}:0]] <= {p}__data;")
         lines += ["  always @(posedge clk) begin"] + body + ["  end"]

@@ -188,7 +188,9 @@ def core_beats(cfg, command):
     c = command
     if c.op == Op.DW:
         return depthwise_core_beats(cfg, c)
-    if c.op == Op.REDUCE:
+    if c.op == Op.ATTN_VK:  # outer products on the R-MAC engine: one token per beat and block
+        return c.cwg * c.cwg * c.pixels
+    if c.op in (Op.REDUCE, Op.ATTN_Q):
         if c.pixels == 1:  # a linear: the head core's rule (linear_step)
             return cdiv(c.tiles, 2) * c.chunks
         one = cfg.replace(cores=1)
@@ -429,13 +431,24 @@ def dw_pw_step(dw, pw, cfg):
                 weights=weight_bytes(dw) + weight_bytes(pw), passes=passes)
 
 
+def vk_cycles(heads, d, n, cfg):
+    """vk = v . ReLU(k)^T of ``heads`` heads as the core computes it (ATTN_VK): outer products on
+    the R-MAC engine in self-accumulation, one token per beat, an M x N block of vk per pass over
+    the tokens (Sigma k on the accumulator alongside); the blocks of all heads spread over the
+    cores. The pixel-major activations give no T tokens of one channel in a word, so the MAT
+    engine's reduction cannot take part. (cycles, Mapping)."""
+    blocks = heads * cdiv(d, cfg.m) * cdiv(d, cfg.n)
+    beats = cdiv(blocks, cfg.cores) * n
+    return beats + rmac_latency(cfg) + DISPATCH, Mapping(beats, min(blocks, cfg.cores), 1, 1)
+
+
 def attention_cycles(heads, d, n, cfg):
     """Both MatMuls of a LiteMLA as the integer model computes them: (cycles, vk Mapping, q Mapping).
 
-    vk: per head d x d outputs, reduction over n tokens (Sigma k on the adder tree alongside);
-    q: per token d + 1 outputs (numerator, divisor), reduction over d."""
-    vk_c, vk_m = reduction_cycles(d, cdiv(n, cfg.t), heads * cdiv(d, cfg.s), n, 0, cfg)
-    q_c, q_m = reduction_cycles(n, cdiv(d, cfg.t), heads * cdiv(d + 1, cfg.s), d, 0, cfg)
+    vk: per head d x d outputs over n tokens (``vk_cycles``); q: per token and head one divisor
+    tile and ceil(d / S) numerator tiles, a reduction over d (ATTN_Q)."""
+    vk_c, vk_m = vk_cycles(heads, d, n, cfg)
+    q_c, q_m = reduction_cycles(n, cdiv(d, cfg.t), heads * (1 + cdiv(d, cfg.s)), d, 0, cfg)
     return vk_c + q_c, vk_m, q_m
 
 
@@ -459,18 +472,18 @@ def aggregation_attention_step(dw, gpw, vk, q, cfg):
     direct = heads // 2
     seq = [dw_pw_step(dw, gpw, cfg), attention_step(vk, q, cfg)]
     seq_cyc = sum(st.compute for st in seq)
-    mat_vk = reduction(d, cdiv(n, cfg.t), direct * cdiv(d, cfg.s), n, cfg, engines=1).beats
-    mat_q = reduction(n, cdiv(d, cfg.t), direct * cdiv(d + 1, cfg.s), d, cfg, engines=1).beats
+    # the direct heads' vk needs the R-MAC engines (busy with the 5x5 depthwise conv): after it
+    mat_q = reduction(n, cdiv(d, cfg.t), direct * (1 + cdiv(d, cfg.s)), d, cfg, engines=1).beats
     weights = weight_bytes(dw) + weight_bytes(gpw)
-    fused, label = fused_dw_pw(dw, gpw, cfg, filler=mat_vk + mat_q)
+    fused, label = fused_dw_pw(dw, gpw, cfg, filler=mat_q)
     rest, _, _ = attention_cycles(heads - direct, d, n, cfg)
-    cyc = fused + 2 * (mat_latency(cfg) + DISPATCH) + rest
+    cyc = fused + mat_latency(cfg) + DISPATCH + vk_cycles(direct, d, n, cfg)[0] + rest
     names = [r["name"] for r in (dw, gpw, vk, q)]
     ops = ["dw", "gpw", "matmul_vk", "matmul_q"]
     macs = sum(r["macs"] for r in (dw, gpw, vk, q))
     if cyc < seq_cyc and weight_passes(weight_bytes(gpw), _tiles(gpw, cfg)[0], cfg)[1] == 1:
-        return Step(names, ops, macs, cyc, f"{label}; MAT: attention of the {direct} direct heads "
-                                           f"in the waits; then the {heads - direct} aggregated heads",
+        return Step(names, ops, macs, cyc, f"{label}; MAT: q of the {direct} direct heads in the waits; "
+                                           f"then their vk and the {heads - direct} aggregated heads",
                     weights=weights)
     return Step(names, ops, macs, seq_cyc, f"{seq[0].mapping}; then {seq[1].mapping}", weights=weights,
                 passes=seq[0].passes)

@@ -235,7 +235,7 @@ def _replay(a):
         run.append((i, op))
     core = ComputingCore(cfg)
     core._MustUse__silence = True
-    model = {i: core_cycles(cfg, op.plan.command, core) for i, op in run}
+    model = {i: sum(core_cycles(cfg, c, core) for c in op.plan.all_commands()) for i, op in run}
     what = f"{manifest.get('model', '?')} R{manifest.get('resolution', '?')}"
     print(f"replay of {folder} ({what}) on one core of {cfg.name} [{cfg.hash}], {a.sim}: "
           f"{len(run)} ops to run", flush=True)

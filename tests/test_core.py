@@ -46,6 +46,21 @@ def _golden(r, x):
     return arith.requantize(acc, _ch(r["mult"]), _ch(r["shift"]))
 
 
+def _attention_case(rng, d, heads=2, hw=(3, 4)):
+    """Both branches of a LiteMLA (direct and aggregated heads), golden from the integer model."""
+    from quant.integer import IntegerModel
+
+    brs = [rng.integers(-128, 128, size=(3 * d * heads,) + hw) for _ in range(2)]
+    mult = lambda: int(rng.integers(1 << 15, 1 << 16))  # noqa: E731
+    params = [dict(vk_mult=mult(), vk_shift=12, ks_mult=mult(), ks_shift=18, num_mult=mult(), num_shift=14)
+              for _ in range(2)]
+    want, _ = IntegerModel([])._attn(dict(dim=d, offset=[3, -2], branches=params), *brs)
+    r = dict(kind="attn", dim=np.int64(d), log2_offset=np.array([3, -2]))
+    for bi, b in enumerate(params):
+        r.update({f"b{bi}_{k}": np.int64(v) for k, v in b.items()})
+    return r, brs, want
+
+
 def _cases(lanes, rng):
     """(name, op, inputs, golden) for every command kind on shapes that exercise padding, odd tiles
     and groups, at this lane count."""
@@ -80,6 +95,8 @@ def _cases(lanes, rng):
     a, b = rng.integers(-128, 128, size=(2, c, 3, 4))
     cases.append(("add", add, [a, b], arith.add_requantize(a, b, _ch(add["mult_a"]), _ch(add["mult_b"]),
                                                            _ch(add["shift"]))))
+    for d in (2 * lanes, lanes + 1):  # word-aligned heads, and heads padded to whole words
+        cases.append((f"attention, dim {d}", *_attention_case(rng, d)))
     pool = dict(kind="pool", mult=np.int64(40000), shift=np.int64(20), hw=12)
     x = rng.integers(-128, 128, size=(c, 3, 4))
     cases.append(("pool", pool, [x], arith.requantize(arith.accumulate(x.reshape(c, -1)), 40000, 20)))
@@ -97,7 +114,7 @@ def test_every_command_kind_is_bit_exact_with_model_cycles(cfg):
         assert got.shape == want.shape, name
         bad = np.argwhere(got != want)
         assert not len(bad), f"{name}: first mismatch at {bad[0].tolist()}"
-        assert cycles == core_cycles(cfg, p.command, core), name
+        assert cycles == sum(core_cycles(cfg, c, core) for c in p.all_commands()), name
 
 
 def test_extreme_operands_saturate_like_the_golden():
@@ -109,13 +126,16 @@ def test_extreme_operands_saturate_like_the_golden():
     assert (got == _golden(r, x)).all() and (got == 127).all()
 
 
-def test_attention_is_refused_until_the_core_runs_it():
+def test_shapes_the_core_cannot_run_are_refused():
     rng = np.random.default_rng(1)
     dw = _conv_op(rng, 4, 4, 3, 1, 0, 4, None)
     with pytest.raises(UnsupportedOp, match="depthwise 3x3 stride 1 pad 0: the core runs"):
         plan(dw, [np.zeros((4, 3, 3), np.int64)], PRESETS["tiny"])
-    with pytest.raises(UnsupportedOp, match="attn ops have no core command yet"):
-        plan(dict(kind="attn"), [], PRESETS["tiny"])
+    r, brs, _ = _attention_case(rng, 4, hw=(1, 1))
+    with pytest.raises(UnsupportedOp, match="attention over 1 tokens: the core's vk serializer needs"):
+        plan(r, brs, PRESETS["tiny"])
+    with pytest.raises(UnsupportedOp, match="softmax ops have no core command yet"):
+        plan(dict(kind="softmax"), [], PRESETS["tiny"])
 
 
 def test_core_parameter_errors():

@@ -210,14 +210,15 @@ def test_filler_runs_in_the_waits():
 
 
 def test_attention_head_as_the_integer_model():
-    """One B1 head (d = 16, n = 196 tokens) on one core, as quant/integer.py computes it.
-    vk = ReLU(K)^T V: 16 x 16 outputs, reduction over 196 tokens = 25 chunks of 8: 2 tiles on the
-    two engines, 16 rows in one block: 16 x 25 = 400 beats (Sigma k on the adder tree, no
-    multiplier). q: 196 tokens x 17 outputs (16 numerators, 1 divisor) = 3 tiles, reduction over
-    d = 2 chunks: 3 x 196 tile-pixels halved = 294 x 2 = 588 beats. Each command + 8 + 16."""
+    """One B1 head (d = 16, n = 196 tokens) on one core, as quant/integer.py computes it and the
+    core runs it. vk = v ReLU(K)^T: 2 x 2 blocks of 8 x 8 outer products on the R-MAC engine, one
+    token per beat: 4 x 196 = 784 beats (Sigma k on the accumulator alongside). q: 196 tokens x
+    (1 divisor tile + 2 numerator tiles) = 3 tiles, reduction over d = 2 chunks: 3 x 196
+    tile-pixels halved = 294 x 2 = 588 beats. Each command + its engine latency + 16."""
     cyc, vk, q = dataflow.attention_cycles(1, 16, 196, ONE_CORE)
-    assert (vk.beats, q.beats) == (400, 588)
-    assert cyc == 400 + 588 + 2 * (8 + dataflow.DISPATCH)
+    assert (vk.beats, q.beats) == (784, 588)
+    assert cyc == 784 + 588 + dataflow.rmac_latency(ONE_CORE) + dataflow.mat_latency(ONE_CORE) + \
+        2 * dataflow.DISPATCH
 
 
 def test_layer_memory_bound_at_12_8():
