@@ -482,8 +482,8 @@ def aggregation_attention_step(dw, gpw, vk, q, cfg):
     ops = ["dw", "gpw", "matmul_vk", "matmul_q"]
     macs = sum(r["macs"] for r in (dw, gpw, vk, q))
     if cyc < seq_cyc and weight_passes(weight_bytes(gpw), _tiles(gpw, cfg)[0], cfg)[1] == 1:
-        return Step(names, ops, macs, cyc, f"{label}; MAT: q of the {direct} direct heads in the waits; "
-                                           f"then their vk and the {heads - direct} aggregated heads",
+        return Step(names, ops, macs, cyc, f"vk of the {direct} direct heads; {label}; MAT: their q in the "
+                                           f"waits; then the {heads - direct} aggregated heads",
                     weights=weights)
     return Step(names, ops, macs, seq_cyc, f"{seq[0].mapping}; then {seq[1].mapping}", weights=weights,
                 passes=seq[0].passes)
