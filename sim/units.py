@@ -410,7 +410,7 @@ TEST_CONFIGS = [(name, params) for name, params in _paper.items()] + [
                        offset_bits=12)),
     ("residual_adder", dict(lanes=3, in_bits=6, mult_bits=9, shift_bits=5, out_bits=7)),
     ("accumulator", dict(lanes=3, in_bits=8, signed=True, acc_bits=20)),
-    ("accumulator", dict(lanes=8, in_bits=11, signed=False, acc_bits=32)),  # Σk behind the adder tree
+    ("accumulator", dict(lanes=8, in_bits=11, signed=False, acc_bits=32)),  # unsigned inputs
     ("attention_output", dict(lanes=3, acc_bits=24, mult_bits=9, shift_bits=5, dividend_bits=12,
                               offset_bits=4, lo=-3, hi=5, out_bits=6)),
     ("mat_engine", dict(lanes=3, width=5, packing=True, requantize=False)),
