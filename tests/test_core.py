@@ -134,6 +134,9 @@ def test_shapes_the_core_cannot_run_are_refused():
     r, brs, _ = _attention_case(rng, 4, hw=(1, 1))
     with pytest.raises(UnsupportedOp, match="attention over 1 tokens: the core's vk serializer needs"):
         plan(r, brs, PRESETS["tiny"])
+    r, brs, _ = _attention_case(rng, 2, heads=1, hw=(16, 17))
+    with pytest.raises(UnsupportedOp, match=r"over 272 tokens: the divisor buffer \(1 KiB\) holds 256"):
+        plan(r, brs, PRESETS["tiny"])
     with pytest.raises(UnsupportedOp, match="softmax ops have no core command yet"):
         plan(dict(kind="softmax"), [], PRESETS["tiny"])
 
