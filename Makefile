@@ -77,11 +77,18 @@ bench: $(VENV)/.test
 	$(PY) -m sim.perf --model b1 --resolution 224 --dram-gbs 12.8 --quiet
 	$(PY) -m sim.perf --model b2 --resolution 224 --dram-gbs 12.8 --quiet
 
-# A golden export of EfficientViT-B1 at R128 (random weights calibrated on generated digits)
-# replayed op by op on one core of the paper's configuration (Verilator; several minutes). R128
-# is the smallest resolution whose attention has at least M = 8 tokens per head.
+# Golden exports of EfficientViT-B1 replayed op by op (Verilator): at R64 on a 3x3+3x3x1 core
+# (lanes that are not a power of two, pixel blocks of 2..4; make test runs it on tiny), and at R128
+# on one core of the paper's configuration (R128 is the smallest resolution whose attention has at
+# least M = 8 tokens per head). Random weights calibrated on generated images; several minutes.
 REPLAY ?= build/replay
 replay: $(VENV)/.test
+	$(PY) -m quant calibrate --model b1 --resolution 64 --random-weights --data digits --calib 4 \
+		--iters 0 --out $(REPLAY)/b1-r64-q.pt
+	$(PY) -m quant export --quantized $(REPLAY)/b1-r64-q.pt --data digits --out $(REPLAY)/b1-r64
+	$(PY) -c "from hw.config import AcceleratorConfig as A; print(A.parse('3x3+3x3x1').replace(block_min=2, \
+		block_max=4).to_json(), end='')" > $(REPLAY)/3x3.json
+	$(PY) -m sim.replay $(REPLAY)/b1-r64 --config $(REPLAY)/3x3.json --sim verilator --build $(REPLAY)/b1-r64-3x3
 	$(PY) -c "import numpy as np, pathlib; from PIL import Image; r = np.random.default_rng(0); \
 		[(pathlib.Path(f'$(REPLAY)/images/c{c}').mkdir(parents=True, exist_ok=True), \
 		  Image.fromarray(r.integers(0, 255, (160, 160, 3), dtype=np.uint8)).save(f'$(REPLAY)/images/c{c}/{i}.png')) \

@@ -60,7 +60,7 @@ def _config_arg(config, tmp_path):
     return config
 
 
-@pytest.mark.parametrize("config", ["tiny", "3x3"])
+@pytest.mark.parametrize("config", ["tiny"])  # B1 on 3x3: make replay (CI time)
 def test_b1_replay_is_bit_exact_at_model_cycles(b1_export, config, tmp_path):
     rc, out, err = run("sim.replay", str(b1_export), "--config", _config_arg(config, tmp_path), "--sim",
                        "verilator", "--build", str(tmp_path / "b"))
