@@ -26,10 +26,11 @@ $(VENV)/.test: $(VENV)/.base
 verilog: $(VENV)/.base
 	$(PY) -m gen --cores $(CORES) --out $(OUT)
 
-# All tests: golden functions, Amaranth-simulator unit tests, cocotb on Icarus, generator CLI.
+# All tests: golden functions, Amaranth-simulator unit tests, cocotb on Icarus, the core replays on
+# Verilator, generator CLI; test files spread over the machine's cores (pytest-xdist).
 test: $(VENV)/.test
 	@scripts/ensure-iverilog
-	$(PY) -m pytest -ra
+	$(PY) -m pytest -ra -n auto --dist loadfile
 
 # Every cocotb testbench on Icarus, as the users run it; prints cocotb's summary per run.
 sim: $(VENV)/.test
