@@ -2,16 +2,15 @@
 
 from amaranth.hdl import Module, Mux, Shape, Signal, unsigned
 from amaranth.hdl import signed as signed_shape
-from amaranth.lib import data, stream, wiring
-from amaranth.lib.wiring import In, Out
+from amaranth.lib import data, wiring
 
 from hw.params import check_bool, check_int
-from hw.pipeline import Pipeline
+from hw.pipeline import Pipeline, StreamUnit
 
 __all__ = ["Accumulator"]
 
 
-class Accumulator(wiring.Component):
+class Accumulator(StreamUnit, wiring.Component):
     """``lanes`` running sums: ``first`` starts a sum with the beat's ``x``, every further beat adds
     its ``x``, ``last`` emits the sums. The pool sums a channel's pixels (int8 inputs); behind the
     adder tree it sums the per-beat row sums of ReLU(K) over all tokens (unsigned inputs). The sums
@@ -45,16 +44,11 @@ class Accumulator(wiring.Component):
         check_int("Input width", in_bits, 1, 32)
         check_bool("signed", signed)
         check_int("Accumulator width", acc_bits, 16, 48)
-        self._p = dict(lanes=lanes, in_bits=in_bits, signed=signed, acc_bits=acc_bits)
         in_layout = data.StructLayout({"x": data.ArrayLayout(Shape(in_bits, signed), lanes),
                                        "first": unsigned(1), "last": unsigned(1)})
         out_layout = data.StructLayout({"sum": data.ArrayLayout(signed_shape(acc_bits), lanes)})
-        super().__init__({"i": In(stream.Signature(in_layout)),
-                          "o": Out(stream.Signature(out_layout))})
-
-    lanes = property(lambda self: self._p["lanes"])
-    latency = property(lambda self: self.LATENCY)
-    params = property(lambda self: dict(self._p))
+        params = dict(lanes=lanes, in_bits=in_bits, signed=signed, acc_bits=acc_bits)
+        self._stream_init(params, in_layout, out_layout)
 
     def elaborate(self, platform):
         m = Module()

@@ -1,12 +1,11 @@
 """Attention output path: int16 dividend, log2 code of the raw int32 divisor, shift division."""
 
 from amaranth.hdl import Module, signed, unsigned
-from amaranth.lib import data, stream, wiring
-from amaranth.lib.wiring import In, Out
+from amaranth.lib import data, wiring
 
 from hw.log2_quantizer import log2_stages
 from hw.params import check_int
-from hw.pipeline import Pipeline
+from hw.pipeline import Pipeline, StreamUnit
 from hw.requantizer import Requantizer, requantize_stages
 from hw.shifter_array import shift_divide_stages
 from quant.arith import signed_bits
@@ -14,7 +13,7 @@ from quant.arith import signed_bits
 __all__ = ["AttentionOutput"]
 
 
-class AttentionOutput(wiring.Component):
+class AttentionOutput(StreamUnit, wiring.Component):
     """One token's attention outputs: ``lanes`` numerators ``q·vk`` (int32) and their divisor
     ``q·Σk`` (unsigned int32) in, ``lanes`` int8 outputs out.
 
@@ -56,20 +55,15 @@ class AttentionOutput(wiring.Component):
         check_int("Output width", out_bits, 2, 32)
         if type(lo) is not int or type(hi) is not int or not lo < hi or max(-lo, hi) > 31:
             raise ValueError(f"Clip range must be integers with lo < hi within +-31, not ({lo!r}, {hi!r})")
-        self._p = dict(lanes=lanes, acc_bits=acc_bits, mult_bits=mult_bits, shift_bits=shift_bits,
-                       dividend_bits=dividend_bits, offset_bits=offset_bits, lo=lo, hi=hi,
-                       out_bits=out_bits)
         in_layout = data.StructLayout({
             "num": data.ArrayLayout(signed(acc_bits), lanes), "den": unsigned(acc_bits),
             "mult": unsigned(mult_bits), "shift": unsigned(shift_bits), "offset": signed(offset_bits),
         })
         out_layout = data.StructLayout({"q": data.ArrayLayout(signed(out_bits), lanes)})
-        super().__init__({"i": In(stream.Signature(in_layout)),
-                          "o": Out(stream.Signature(out_layout))})
-
-    lanes = property(lambda self: self._p["lanes"])
-    latency = property(lambda self: self.LATENCY)
-    params = property(lambda self: dict(self._p))
+        params = dict(lanes=lanes, acc_bits=acc_bits, mult_bits=mult_bits, shift_bits=shift_bits,
+                      dividend_bits=dividend_bits, offset_bits=offset_bits, lo=lo, hi=hi,
+                      out_bits=out_bits)
+        self._stream_init(params, in_layout, out_layout)
 
     def elaborate(self, platform):
         m = Module()

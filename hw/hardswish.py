@@ -2,17 +2,16 @@
 ``h * clamp(h + T, 0, 2T)``, the filter-wise shift, requantize to int8 (docs/arithmetic.md §9)."""
 
 from amaranth.hdl import Module, Mux, signed, unsigned
-from amaranth.lib import data, stream, wiring
-from amaranth.lib.wiring import In, Out
+from amaranth.lib import data, wiring
 
 from hw.params import check_int
-from hw.pipeline import Pipeline
+from hw.pipeline import Pipeline, StreamUnit
 from hw.requantizer import Requantizer, requantize_stages
 
 __all__ = ["Hardswish"]
 
 
-class Hardswish(wiring.Component):
+class Hardswish(StreamUnit, wiring.Component):
     """``lanes`` conv outputs through the integer Hardswish, one vector per cycle.
 
     Per lane: ``h = requantize(acc, h_mult, h_shift)`` to signed ``hswish_bits``; ``g = clamp(h + T,
@@ -55,8 +54,6 @@ class Hardswish(wiring.Component):
         check_int("Output width", out_bits, 2, 32)
         check_int("Pre-activation width", hswish_bits, 4, 16)
         check_int("Shift offset width", offset_bits, 2, 32)
-        self._p = dict(lanes=lanes, acc_bits=acc_bits, mult_bits=mult_bits, shift_bits=shift_bits,
-                       out_bits=out_bits, hswish_bits=hswish_bits, offset_bits=offset_bits)
         vec = lambda shape: data.ArrayLayout(shape, lanes)  # noqa: E731
         in_layout = data.StructLayout({
             "acc": vec(signed(acc_bits)),
@@ -66,12 +63,9 @@ class Hardswish(wiring.Component):
             "three": unsigned(hswish_bits - 1),
         })
         out_layout = data.StructLayout({"q": vec(signed(out_bits))})
-        super().__init__({"i": In(stream.Signature(in_layout)),
-                          "o": Out(stream.Signature(out_layout))})
-
-    lanes = property(lambda self: self._p["lanes"])
-    latency = property(lambda self: self.LATENCY)
-    params = property(lambda self: dict(self._p))
+        params = dict(lanes=lanes, acc_bits=acc_bits, mult_bits=mult_bits, shift_bits=shift_bits,
+                      out_bits=out_bits, hswish_bits=hswish_bits, offset_bits=offset_bits)
+        self._stream_init(params, in_layout, out_layout)
 
     def elaborate(self, platform):
         m = Module()

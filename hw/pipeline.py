@@ -47,3 +47,22 @@ class Pipeline:
         with self._m.If(self.en):
             self._m.d.sync += reg.eq(value)
         return reg
+
+
+class StreamUnit:
+    """Mixin of the post-processing units: one ``i`` and one ``o`` stream of ``lib.data`` layouts,
+    the constructor arguments as ``params``, a class-level ``LATENCY``. Use with
+    ``wiring.Component``: ``class Unit(StreamUnit, wiring.Component)``."""
+
+    LATENCY = 1
+
+    def _stream_init(self, params, in_layout, out_layout):
+        from amaranth.lib import stream, wiring
+
+        self._p = dict(params)
+        wiring.Component.__init__(self, {"i": wiring.In(stream.Signature(in_layout)),
+                                         "o": wiring.Out(stream.Signature(out_layout))})
+
+    lanes = property(lambda self: self._p["lanes"])
+    latency = property(lambda self: self.LATENCY)
+    params = property(lambda self: dict(self._p))

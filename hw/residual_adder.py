@@ -1,17 +1,16 @@
 """Residual adder: two int8 tensors with their own scales, summed and requantized (docs/arithmetic.md §9)."""
 
 from amaranth.hdl import Module, signed, unsigned
-from amaranth.lib import data, stream, wiring
-from amaranth.lib.wiring import In, Out
+from amaranth.lib import data, wiring
 
 from hw.params import check_int
-from hw.pipeline import Pipeline
+from hw.pipeline import Pipeline, StreamUnit
 from hw.requantizer import round_stages
 
 __all__ = ["ResidualAdder"]
 
 
-class ResidualAdder(wiring.Component):
+class ResidualAdder(StreamUnit, wiring.Component):
     """``q = clamp(round_half_up((a * mult_a + b * mult_b) / 2**shift))`` on ``lanes`` channels.
 
     ``a`` is the block's output, ``b`` the skip operand read from buffer B; each has its own
@@ -43,8 +42,6 @@ class ResidualAdder(wiring.Component):
         check_int("Multiplier width", mult_bits, 1, 24)
         check_int("Shift width", shift_bits, 1, 6)
         check_int("Output width", out_bits, 2, 32)
-        self._p = dict(lanes=lanes, in_bits=in_bits, mult_bits=mult_bits, shift_bits=shift_bits,
-                       out_bits=out_bits)
         vec = lambda shape: data.ArrayLayout(shape, lanes)  # noqa: E731
         in_layout = data.StructLayout({
             "a": vec(signed(in_bits)), "b": vec(signed(in_bits)),
@@ -52,12 +49,9 @@ class ResidualAdder(wiring.Component):
             "shift": vec(unsigned(shift_bits)),
         })
         out_layout = data.StructLayout({"q": vec(signed(out_bits))})
-        super().__init__({"i": In(stream.Signature(in_layout)),
-                          "o": Out(stream.Signature(out_layout))})
-
-    lanes = property(lambda self: self._p["lanes"])
-    latency = property(lambda self: self.LATENCY)
-    params = property(lambda self: dict(self._p))
+        params = dict(lanes=lanes, in_bits=in_bits, mult_bits=mult_bits, shift_bits=shift_bits,
+                      out_bits=out_bits)
+        self._stream_init(params, in_layout, out_layout)
 
     def elaborate(self, platform):
         m = Module()
