@@ -102,6 +102,11 @@ class ComputingCore(wiring.Component):
     acc_layout = property(lambda self: self._acc)
     param_layout = property(lambda self: self._param)
 
+    def buffer_layouts(self):
+        """Word layout of each buffer the core reads or writes, by the names of
+        ``hw.core_slice.MEMORIES``: B, weights, parameters, int32 outputs."""
+        return {"b": self._word, "w": self._chunk, "q": self._param, "o": self._acc}
+
     def engine_latency(self):
         """Latency of the engines with int32 outputs (both are the same: S = M, T = N)."""
         mat = MatEngine(**{**self._cfg.unit_params()["mat_engine"], "requantize": False})

