@@ -17,6 +17,12 @@ Buffers are addressed in words:
 - **Q** (parameters, buffer C): one word per output tile (reductions) or channel chunk (add),
   ``ParamLayout``: a union of the reduction's and the add's per-lane parameters.
 - **O** (int32 results, the output buffer): one word = S int32 lanes.
+
+**Pixel blocks** (weight reuse): a reduction walks its pixels in blocks; each engine holds a
+weight chunk for one block, one beat per pixel (``pblock`` / ``pbig``: ``pixel_blocks``), and a
+block of fewer than ``min_beats`` pixels still takes ``min_beats`` beats per chunk (the rate of
+the weight port). An odd last tile split between the engines walks ``split`` pixels in blocks
+``oblock`` / ``obig``, the R-MAC engine on the pixels from ``split`` on.
 """
 
 from dataclasses import dataclass, fields
@@ -26,7 +32,8 @@ from amaranth.lib import data, enum
 
 from quant import arith
 
-__all__ = ["Op", "Post", "Command", "CommandError", "command_layout", "param_layout", "DIM_BITS"]
+__all__ = ["Op", "Post", "Command", "CommandError", "command_layout", "param_layout", "DIM_BITS",
+           "pixel_blocks", "block_beats", "tail_pad", "pixel_loop"]
 
 DIM_BITS = 16  # shapes, counts and word strides
 
@@ -60,6 +67,9 @@ def command_layout(addr_bits):
         # tile t belongs to group t // group_tiles, whose inputs start at word group * group_cw
         "group_tiles": d, "group_cw": d,
         "split": d, "split_y": d, "split_x": d,  # odd last tile: the R-MAC engine's first pixel
+        # pixel blocks (weight reuse): `pbig` blocks of `pblock` pixels, then blocks of pblock - 1;
+        # the split odd tile's `split` pixels likewise in `oblock` / `obig`; >= min_beats per block
+        "pblock": d, "pbig": d, "oblock": d, "obig": d, "min_beats": d,
         "three": unsigned(arith.HSWISH_BITS - 1),  # Hardswish threshold T
         "pool_mult": unsigned(arith.MULT_BITS), "pool_shift": unsigned(arith.SHIFT_BITS),
         # attention (per-tensor): vk and sum-k requantizers, the numerator's, the log2 offset
@@ -85,6 +95,45 @@ def param_layout(lanes):
         "shift": vec(unsigned(arith.SHIFT_BITS)),
     })
     return data.UnionLayout({"reduce": reduce, "add": add})
+
+
+def _cdiv(a, b):
+    return -(-a // b)
+
+
+def pixel_blocks(pixels, largest):
+    """How the core cuts ``pixels`` into blocks of at most ``largest``: ceil(pixels / largest)
+    blocks as equal as can be. Returns (size, big, count): ``big`` blocks of ``size`` pixels,
+    then ``count - big`` of ``size - 1``."""
+    count = _cdiv(pixels, largest)
+    size = _cdiv(pixels, count)
+    return size, pixels - count * (size - 1), count
+
+
+def block_beats(pixels, smallest, largest):
+    """Beats of one chunk over ``pixels`` in blocks (``pixel_blocks``), a block of fewer than
+    ``smallest`` pixels taking ``smallest``."""
+    size, big, count = pixel_blocks(pixels, largest)
+    return big * max(size, smallest) + (count - big) * max(size - 1, smallest)
+
+
+def tail_pad(pixels, smallest, largest):
+    """Padding beats of the last block of a run over ``pixels``: none are issued after the
+    command's last real beat (no weight chunk follows it)."""
+    size, big, count = pixel_blocks(pixels, largest)
+    return max(0, smallest - (size if big == count else size - 1))
+
+
+def pixel_loop(pixels, width, smallest, largest):
+    """The pixel-loop fields of a reduction over ``pixels`` output pixels (``width`` per row):
+    the odd last tile is split between the engines when each half has at least ``smallest``
+    pixels, else it runs on the MAT engine alone; a single pixel (the head
+    core's linears) takes one beat per chunk."""
+    split = _cdiv(pixels, 2) if pixels >= 2 * smallest else pixels
+    pblock, pbig, _ = pixel_blocks(pixels, largest)
+    oblock, obig, _ = pixel_blocks(split, largest)
+    return dict(split=split, split_y=split // width, split_x=split % width, pblock=pblock, pbig=pbig,
+                oblock=oblock, obig=obig, min_beats=1 if pixels == 1 else smallest)
 
 
 class CommandError(ValueError):
@@ -121,6 +170,11 @@ class Command:
     split: int = 0
     split_y: int = 0
     split_x: int = 0
+    pblock: int = 1
+    pbig: int = 1
+    oblock: int = 1
+    obig: int = 1
+    min_beats: int = 1
     three: int = 1
     pool_mult: int = 0
     pool_shift: int = 0

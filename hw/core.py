@@ -321,8 +321,9 @@ class ComputingCore(wiring.Component):
         c = self._cfg
         S = c.s
         params = c.unit_params()
-        mat = m.submodules.mat = MatEngine(**{**params["mat_engine"], "requantize": False})
-        rmac = m.submodules.rmac = RMacEngine(**{**params["rmac_engine"], "requantize": False})
+        reuse = {"requantize": False, "block": c.block_max}  # psums of a block's pixels per lane
+        mat = m.submodules.mat = MatEngine(**{**params["mat_engine"], **reuse})
+        rmac = m.submodules.rmac = RMacEngine(**{**params["rmac_engine"], **reuse})
         req = [Requantizer(**params["requantizer"]) for _ in range(2)]
         hsw = [Hardswish(**params["hardswish"]) for _ in range(2)]
         for e in range(2):
@@ -342,9 +343,10 @@ class ComputingCore(wiring.Component):
         # -- loop counters ----------------------------------------------------------------------
         d = unsigned(DIM_BITS)
         pair, cc, kx, ky, ch = (Signal(d, name=n) for n in ("pair", "cc", "kx", "ky", "ch"))
-        pix = [Signal(d, name=f"pix{e}") for e in range(2)]
-        py = [Signal(d, name=f"py{e}") for e in range(2)]
-        px = [Signal(d, name=f"px{e}") for e in range(2)]
+        sl, bj = Signal(d, name="slot"), Signal(d, name="block")  # pixel in the block, block index
+        # current pixel of each engine, and the first pixel of its block (revisited every chunk)
+        pix, py, px = ([Signal(d, name=f"{n}{e}") for e in range(2)] for n in ("pix", "py", "px"))
+        bpix, bpy, bpx = ([Signal(d, name=f"block_{n}{e}") for e in range(2)] for n in ("pix", "py", "px"))
         pairs = (cmd.tiles + 1) >> 1
         odd_last = cmd.tiles[0] & (pair == pairs - 1) & is_reduce
         p_count = Mux(odd_last, cmd.split, cmd.pixels)
@@ -354,57 +356,82 @@ class ComputingCore(wiring.Component):
         ch_last = Mux(is_reduce, cc_last & kx_last & ky_last, cc_last)
         pix_last = pix[0] == p_count - 1
         pair_last = pair == pairs - 1
+        # pixel blocks: this block's size and beats (a short block still takes min_beats)
+        size = Signal(d, name="block_size")
+        m.d.comb += size.eq(Mux(odd_last, Mux(bj < cmd.obig, cmd.oblock, cmd.oblock - 1),
+                                Mux(bj < cmd.pbig, cmd.pblock, cmd.pblock - 1)))
+        span = Mux(size > cmd.min_beats, size, cmd.min_beats)
+        slot_real = sl < size
+        sl_last = sl == span - 1
 
-        def start_pixels(next_pair_odd):
-            """Both engines' first pixel of a tile pair (the R-MAC engine's at ``split`` for an odd
-            last tile)."""
-            out = [pix[0].eq(0), py[0].eq(0), px[0].eq(0)]
-            out += [pix[1].eq(Mux(next_pair_odd, cmd.split, 0)), py[1].eq(Mux(next_pair_odd, cmd.split_y, 0)),
-                    px[1].eq(Mux(next_pair_odd, cmd.split_x, 0))]
+        def set_pixels(values, block_too):
+            """Both engines' pixel (and block start) <- ``values`` = [(pix, py, px)] per engine."""
+            out = []
+            for e, (vp, vy, vx) in enumerate(values):
+                out += [pix[e].eq(vp), py[e].eq(vy), px[e].eq(vx)]
+                if block_too:
+                    out += [bpix[e].eq(vp), bpy[e].eq(vy), bpx[e].eq(vx)]
             return out
 
-        def next_pixel():
-            out = []
+        def start_pixels(next_pair_odd, c=cmd):
+            """Both engines' first pixel of a tile pair (the R-MAC engine's at ``split`` of command
+            ``c`` for an odd last tile)."""
+            return set_pixels([(0, 0, 0), (Mux(next_pair_odd, c.split, 0), Mux(next_pair_odd, c.split_y, 0),
+                                           Mux(next_pair_odd, c.split_x, 0))], True) + [bj.eq(0)]
+
+        def next_pixel(block_too=False):
+            values = []
             for e in range(2):
                 wrap = px[e] == cmd.out_w - 1
-                out += [pix[e].eq(pix[e] + 1), px[e].eq(Mux(wrap, 0, px[e] + 1)),
-                        py[e].eq(Mux(wrap, py[e] + 1, py[e]))]
-            return out
+                values.append((pix[e] + 1, Mux(wrap, py[e] + 1, py[e]), Mux(wrap, 0, px[e] + 1)))
+            return set_pixels(values, block_too)
 
+        block_start = set_pixels([(bpix[e], bpy[e], bpx[e]) for e in range(2)], False)
         issue = running & ~is_dw & ~is_vk  # one beat per cycle while running: the datapath never stalls
         with m.If(self.cmd.valid & self.cmd.ready):
             m.d.sync += [cmd.eq(self.cmd.payload), running.eq(1), pair.eq(0), cc.eq(0), kx.eq(0),
-                         ky.eq(0), ch.eq(0)]
-            first_odd = (self.cmd.payload.tiles == 1) & (self.cmd.payload.op == Op.REDUCE)
+                         ky.eq(0), ch.eq(0), sl.eq(0)]
             p = self.cmd.payload
-            m.d.sync += [pix[0].eq(0), py[0].eq(0), px[0].eq(0),
-                         pix[1].eq(Mux(first_odd, p.split, 0)), py[1].eq(Mux(first_odd, p.split_y, 0)),
-                         px[1].eq(Mux(first_odd, p.split_x, 0))]
-        with m.Elif(issue):
-            with m.If(is_pool):  # word outer, pixel inner
+            m.d.sync += start_pixels((p.tiles == 1) & (p.op == Op.REDUCE), p)
+        with m.Elif(issue & is_pool):  # word outer, pixel inner
+            with m.If(~pix_last):
+                m.d.sync += next_pixel()
+            with m.Else():
+                m.d.sync += start_pixels(0)
+                with m.If(cc_last):
+                    m.d.sync += running.eq(0)
+                with m.Else():
+                    m.d.sync += cc.eq(cc + 1)
+        with m.Elif(issue & is_add):  # pixel outer, word inner
+            with m.If(~cc_last):
+                m.d.sync += cc.eq(cc + 1)
+            with m.Else():
+                m.d.sync += cc.eq(0)
                 with m.If(~pix_last):
                     m.d.sync += next_pixel()
                 with m.Else():
-                    m.d.sync += start_pixels(0)
-                    with m.If(cc_last):
-                        m.d.sync += running.eq(0)
-                    with m.Else():
-                        m.d.sync += cc.eq(cc + 1)
-            with m.Else():  # reduce and add: ... pixel, tap row, tap column, word
+                    m.d.sync += running.eq(0)
+        with m.Elif(issue & is_reduce):  # tile pair, pixel block, tap row, tap column, word, pixel
+            with m.If(ch_last & pix_last & pair_last & slot_real):  # the last pixel: no padding after it
+                m.d.sync += running.eq(0)
+            with m.Elif(~sl_last):
+                m.d.sync += sl.eq(sl + 1)
+                with m.If(sl + 1 < size):
+                    m.d.sync += next_pixel()
+            with m.Else():
+                m.d.sync += sl.eq(0)
                 with m.If(~cc_last):
-                    m.d.sync += [cc.eq(cc + 1), ch.eq(ch + 1)]
-                with m.Elif(is_reduce & ~kx_last):
-                    m.d.sync += [cc.eq(0), kx.eq(kx + 1), ch.eq(ch + 1)]
-                with m.Elif(is_reduce & ~ky_last):
-                    m.d.sync += [cc.eq(0), kx.eq(0), ky.eq(ky + 1), ch.eq(ch + 1)]
+                    m.d.sync += [cc.eq(cc + 1), ch.eq(ch + 1)] + block_start
+                with m.Elif(~kx_last):
+                    m.d.sync += [cc.eq(0), kx.eq(kx + 1), ch.eq(ch + 1)] + block_start
+                with m.Elif(~ky_last):
+                    m.d.sync += [cc.eq(0), kx.eq(0), ky.eq(ky + 1), ch.eq(ch + 1)] + block_start
                 with m.Else():
                     m.d.sync += [cc.eq(0), kx.eq(0), ky.eq(0), ch.eq(0)]
                     with m.If(~pix_last):
-                        m.d.sync += next_pixel()
-                    with m.Elif(~pair_last & is_reduce):
-                        m.d.sync += [pair.eq(pair + 1)] + start_pixels(cmd.tiles[0] & (pair + 1 == pairs - 1))
+                        m.d.sync += next_pixel(True) + [bj.eq(bj + 1)]
                     with m.Else():
-                        m.d.sync += running.eq(0)
+                        m.d.sync += [pair.eq(pair + 1)] + start_pixels(cmd.tiles[0] & (pair + 1 == pairs - 1))
 
         # -- groups: tile 2*pair = group_a * group_tiles + tile_in_a (counters, no divider) --------
         group_a, in_a = Signal(d, name="group_a"), Signal(d, name="tile_in_group_a")
@@ -415,7 +442,7 @@ class ComputingCore(wiring.Component):
                      Mux(one_per_group, (pair << 1) | 1, Mux(b_wraps, group_a + 1, group_a)))]
         with m.If(self.cmd.valid & self.cmd.ready):
             m.d.sync += [group_a.eq(0), in_a.eq(0)]
-        with m.Elif(issue & is_reduce & ch_last & pix_last & ~pair_last):  # next pair: tile + 2
+        with m.Elif(issue & is_reduce & sl_last & ch_last & pix_last & ~pair_last):  # next pair: tile + 2
             with m.If(in_a + 2 >= cmd.group_tiles):
                 m.d.sync += [group_a.eq(group_a + 1), in_a.eq(in_a + 2 - cmd.group_tiles)]
             with m.Else():
@@ -429,8 +456,8 @@ class ComputingCore(wiring.Component):
         # -- addresses of this cycle's beat (engine e) ----------------------------------------
         wide = signed(2 * DIM_BITS + 2)
         tile = [pair << 1, Mux(odd_last, pair << 1, (pair << 1) | 1)]
-        valid = [issue,
-                 issue & is_reduce & (~odd_last | (pix[1] < cmd.pixels))]
+        valid = [issue & (slot_real | ~is_reduce),
+                 issue & is_reduce & slot_real & (~odd_last | (pix[1] < cmd.pixels))]
         inb, b_addr, out_addr = [], [], []
         for e in range(2):
             iy = Signal(wide, name=f"iy{e}")
@@ -458,7 +485,9 @@ class ComputingCore(wiring.Component):
         w_addr[1] = Mux(is_dw, dw["w_addr"], w_addr[1])
         q_addr[1] = Mux(is_dw, dw["q_addr"], q_addr[1])
         for e, (w_rd, q_rd) in enumerate(((self.w_rd0, self.q_rd0), (self.w_rd1, self.q_rd1))):
-            m.d.comb += [w_rd.addr.eq(w_addr[e]), w_rd.en.eq(1), q_rd.addr.eq(q_addr[e]), q_rd.en.eq(1)]
+            # weight reuse: a reduction reads its chunk on the block's first beat and holds it
+            m.d.comb += [w_rd.addr.eq(w_addr[e]), w_rd.en.eq(~is_reduce | (issue & (sl == 0))),
+                         q_rd.addr.eq(q_addr[e]), q_rd.en.eq(1)]
 
         # -- stage 1: read data arrives; beats to the engines and units ------------------------
         first = Mux(is_pool, pix[0] == 0, ch == 0)
@@ -472,6 +501,9 @@ class ComputingCore(wiring.Component):
                 for e, rd in enumerate((self.b_rd0, self.b_rd1))]
         no_bias = is_q | is_vk  # the attention's MatMuls have no bias
 
+        if c.block_max > 1:
+            slot1 = _delay(m, sl, 1, "slot")
+            m.d.comb += [mat.i.payload.slot.eq(slot1), rmac.i.payload.slot.eq(slot1)]
         m.d.comb += [mat.i.valid.eq(v1[0] & is_reduce), mat.i.payload.a.eq(a_in[0]),
                      mat.i.payload.w.eq(self.w_rd0.data), mat.i.payload.first.eq(first1),
                      mat.i.payload.last.eq(last1), mat.o.ready.eq(1)]

@@ -7,7 +7,7 @@ from amaranth.lib.wiring import In, Out
 from hw.adder_tree import pipelined_sum, tree_levels
 from hw.dual_multiplier import paired_dsps, paired_products
 from hw.params import check_bool, check_int
-from hw.pipeline import Pipeline
+from hw.pipeline import BlockAccumulators, Pipeline
 from hw.requantizer import Requantizer
 
 __all__ = ["MatEngine"]
@@ -33,6 +33,12 @@ class MatEngine(wiring.Component):
     the int32 accumulators ``acc``. Accumulators are ``acc_bits`` wide: the contract's bound
     (docs/arithmetic.md) keeps every EfficientViT reduction inside int32.
 
+    **Weight reuse over a pixel block** (``block`` > 1): each lane has ``block`` accumulators (a
+    small LUT memory), one per pixel of the block; the beat's ``slot`` says which one it adds to.
+    So one weight chunk serves a block of pixels on consecutive beats (the controller reads it
+    once and holds it) while every pixel keeps its own partial sum; the ``last`` beat of a slot
+    emits that slot's result. With ``block`` = 1 there is no ``slot`` field and one accumulator.
+
     Parameters
     ----------
     lanes : int
@@ -45,13 +51,15 @@ class MatEngine(wiring.Component):
         Attach the dyadic requantizer to the output.
     acc_bits, mult_bits, shift_bits, out_bits : int
         Widths of the accumulator and of the requantizer.
+    block : int
+        Accumulators per lane (pixels of a block sharing one weight chunk), 1..64.
 
     Members
     -------
     i : In(stream.Signature(StructLayout({"a": ArrayLayout(signed(8), T),
             "w": ArrayLayout(ArrayLayout(signed(8), T), S), "bias": ArrayLayout(signed(acc_bits), S),
             ["mult": ArrayLayout(unsigned(mult_bits), S), "shift": ArrayLayout(unsigned(shift_bits), S),]
-            "first": 1, "last": 1})))
+            ["slot": range(block),] "first": 1, "last": 1})))
     o : Out(stream.Signature(StructLayout({"q": ArrayLayout(signed(out_bits), S)}))) with
         ``requantize``, else ``{"acc": ArrayLayout(signed(acc_bits), S)}``
 
@@ -61,14 +69,15 @@ class MatEngine(wiring.Component):
     """
 
     def __init__(self, lanes=8, width=8, packing=True, requantize=True, acc_bits=32,
-                 mult_bits=16, shift_bits=6, out_bits=8):
+                 mult_bits=16, shift_bits=6, out_bits=8, block=1):
         check_int("Lane count", lanes, 1, 64)
         check_int("Lane width", width, 1, 64)
         check_int("Accumulator width", acc_bits, 16, 48)
+        check_int("Accumulators per lane", block, 1, 64)
         check_bool("packing", packing)
         check_bool("requantize", requantize)
         self._lanes, self._width, self._packing, self._requantize = lanes, width, packing, requantize
-        self._acc_bits = acc_bits
+        self._acc_bits, self._block = acc_bits, block
         self._requant_args = (lanes, acc_bits, mult_bits, shift_bits, out_bits)
         fields = {
             "a": data.ArrayLayout(signed(8), width),
@@ -78,6 +87,8 @@ class MatEngine(wiring.Component):
         if requantize:
             fields["mult"] = data.ArrayLayout(unsigned(mult_bits), lanes)
             fields["shift"] = data.ArrayLayout(unsigned(shift_bits), lanes)
+        if block > 1:
+            fields["slot"] = range(block)
         fields.update(first=unsigned(1), last=unsigned(1))
         self._acc_layout = data.StructLayout({"acc": data.ArrayLayout(signed(acc_bits), lanes)})
         out_layout = (data.StructLayout({"q": data.ArrayLayout(signed(out_bits), lanes)})
@@ -87,13 +98,14 @@ class MatEngine(wiring.Component):
 
     lanes = property(lambda self: self._lanes)
     width = property(lambda self: self._width)
+    block = property(lambda self: self._block)
     multipliers = property(lambda self: self._lanes * self._width)
     dsps = property(lambda self: paired_dsps(self._lanes, self._width, self._packing))
     _depth = property(lambda self: 1 + tree_levels(self._width) + 1)
     latency = property(lambda self: self._depth + (Requantizer.LATENCY if self._requantize else 0))
     params = property(lambda self: dict(lanes=self._lanes, width=self._width,
                                         packing=self._packing, requantize=self._requantize,
-                                        acc_bits=self._acc_bits))
+                                        acc_bits=self._acc_bits, block=self._block))
 
     def elaborate(self, platform):
         m = Module()
@@ -118,14 +130,22 @@ class MatEngine(wiring.Component):
         # Stages 2..: one adder tree per lane; then accumulate (bias on first), emit on last.
         out_valid = Signal()
         m.d.comb += out.valid.eq(out_valid)
+        step = p.en & p.valids[sum_stages]
         with m.If(p.en):
             m.d.sync += out_valid.eq(p.valids[sum_stages] & last)
+        slots = (BlockAccumulators(m, self._block, self._acc_layout["acc"].shape,
+                                    p.delay(beat.slot, sum_stages, "slot"), step)
+                 if self._block > 1 else None)
         for s in range(self._lanes):
             total = pipelined_sum(p, products[s], 16, True, name=f"lane{s}")
             bias = p.delay(beat.bias[s], sum_stages, f"bias{s}")
             acc = Signal(signed(self._acc_bits), name=f"acc{s}")
-            with m.If(p.en & p.valids[sum_stages]):
-                m.d.sync += acc.eq(Mux(first, bias, acc) + total)
+            new = Signal(signed(self._acc_bits), name=f"acc{s}_next")
+            m.d.comb += new.eq(Mux(first, bias, acc if slots is None else slots.data[s]) + total)
+            with m.If(step):
+                m.d.sync += acc.eq(new)
+            if slots is not None:
+                m.d.comb += slots.data_in[s].eq(new)
             m.d.comb += out.payload.acc[s].eq(acc)
             if requant is not None:
                 # Ride along to the accumulator register, so they leave with the result.

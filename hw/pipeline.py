@@ -7,8 +7,9 @@ Throughput is one transfer per cycle while the consumer is ready.
 """
 
 from amaranth.hdl import Signal, Value
+from amaranth.lib import memory
 
-__all__ = ["Pipeline"]
+__all__ = ["Pipeline", "BlockAccumulators", "StreamUnit"]
 
 
 class Pipeline:
@@ -47,6 +48,21 @@ class Pipeline:
         with self._m.If(self.en):
             self._m.d.sync += reg.eq(value)
         return reg
+
+
+class BlockAccumulators:
+    """Per-pixel accumulators of a weight-reuse block, for both engines: a ``block``-deep memory
+    of ``shape`` (LUT RAM), read asynchronously at ``slot`` and written at ``slot`` on ``en``.
+    ``data`` is the slot's current value, ``data_in`` (to drive) what ``en`` writes; a beat sees
+    the previous beat's write to its slot."""
+
+    def __init__(self, m, block, shape, slot, en):
+        mem = memory.Memory(shape=shape, depth=block, init=[])
+        m.submodules.block_accumulators = mem
+        wr, rd = mem.write_port(), mem.read_port(domain="comb")
+        m.d.comb += [rd.addr.eq(slot), wr.addr.eq(slot), wr.en.eq(en)]
+        self.data, self.data_in = rd.data, wr.data
+
 
 
 class StreamUnit:

@@ -8,7 +8,7 @@ from amaranth.lib.wiring import In, Out
 from hw.adder_tree import pipelined_sum, tree_levels
 from hw.dual_multiplier import paired_dsps, paired_products
 from hw.params import check_bool, check_int
-from hw.pipeline import Pipeline
+from hw.pipeline import BlockAccumulators, Pipeline
 from hw.requantizer import Requantizer
 
 __all__ = ["RMacEngine"]
@@ -40,7 +40,13 @@ class RMacEngine(wiring.Component):
     (``mult``/``shift`` per channel or lane, from the ``last`` beat): self-accumulation gives M
     output beats (beat m: pixel m of the N channels, in lanes 0..N-1), down-forward one beat
     (lane m's result in lane m); unused lanes are 0. A K x K depthwise result takes K*K >= 9
-    input beats, so the M output beats never stall an engine with M <= 9. Lanes 2j and 2j+1 share
+    input beats, so the M output beats never stall an engine with M <= 9.
+
+    **Weight reuse over a pixel block** in down-forward mode (``block`` > 1): each lane keeps
+    ``block`` partial sums (a LUT memory), one per pixel of the block, selected by the beat's
+    ``slot``, as the MAT engine does; the lane's last R-MAC register shows the latest sum.
+
+    Lanes 2j and 2j+1 share
     ``y[n]`` in both modes, so with ``packing`` one :class:`DualMultiplier` (one DSP48E2) serves
     R-MACs (2j, n) and (2j+1, n).
 
@@ -56,6 +62,8 @@ class RMacEngine(wiring.Component):
         Attach the dyadic requantizer (int8 results).
     acc_bits, mult_bits, shift_bits, out_bits : int
         Psum register width and the requantizer's widths.
+    block : int
+        Down-forward partial sums per lane (pixels of a block sharing one weight chunk), 1..64.
 
     Members
     -------
@@ -63,7 +71,8 @@ class RMacEngine(wiring.Component):
             "x": ArrayLayout(ArrayLayout(signed(8), N), M), "y": ArrayLayout(signed(8), N),
             "bias": ArrayLayout(signed(acc_bits), max(M, N)),
             ["mult": ArrayLayout(unsigned(mult_bits), max(M, N)),
-             "shift": ArrayLayout(unsigned(shift_bits), max(M, N)),] "first": 1, "last": 1})))
+             "shift": ArrayLayout(unsigned(shift_bits), max(M, N)),] ["slot": range(block),]
+            "first": 1, "last": 1})))
     o : Out(stream.Signature(StructLayout({"q": ArrayLayout(signed(out_bits), max(M, N))})))
         with ``requantize``, else ``{"mode": 1, "acc": ArrayLayout(ArrayLayout(signed(acc_bits),
         N), M)}`` (+ mult/shift)
@@ -74,14 +83,15 @@ class RMacEngine(wiring.Component):
     """
 
     def __init__(self, lanes=8, rmacs=8, packing=True, requantize=True, acc_bits=32,
-                 mult_bits=16, shift_bits=6, out_bits=8):
+                 mult_bits=16, shift_bits=6, out_bits=8, block=1):
         check_int("Lane count", lanes, 1, 64)
         check_int("R-MACs per lane", rmacs, 1, 64)
         check_int("Accumulator width", acc_bits, 16, 48)
+        check_int("Partial sums per lane", block, 1, 64)
         check_bool("packing", packing)
         check_bool("requantize", requantize)
         self._lanes, self._rmacs, self._packing, self._acc_bits = lanes, rmacs, packing, acc_bits
-        self._requantize = requantize
+        self._requantize, self._block = requantize, block
         width = max(lanes, rmacs)  # bias/requant lanes: channels (self-acc.) or lanes (down-fwd.)
         self._requant_args = (width, acc_bits, mult_bits, shift_bits, out_bits)
         fields = {
@@ -96,6 +106,8 @@ class RMacEngine(wiring.Component):
             for f in (fields, psum):
                 f["mult"] = data.ArrayLayout(unsigned(mult_bits), width)
                 f["shift"] = data.ArrayLayout(unsigned(shift_bits), width)
+        if block > 1:
+            fields["slot"] = range(block)
         fields.update(first=unsigned(1), last=unsigned(1))
         self._psum_layout = data.StructLayout(psum)
         out_layout = (data.StructLayout({"q": data.ArrayLayout(signed(out_bits), width)})
@@ -105,6 +117,7 @@ class RMacEngine(wiring.Component):
 
     lanes = property(lambda self: self._lanes)
     rmacs = property(lambda self: self._rmacs)
+    block = property(lambda self: self._block)
     multipliers = property(lambda self: self._lanes * self._rmacs)
     dsps = property(lambda self: paired_dsps(self._lanes, self._rmacs, self._packing))
     _depth = property(lambda self: 1 + tree_levels(self._rmacs) + 1)
@@ -112,7 +125,7 @@ class RMacEngine(wiring.Component):
                                                    else 0))
     params = property(lambda self: dict(lanes=self._lanes, rmacs=self._rmacs,
                                         packing=self._packing, requantize=self._requantize,
-                                        acc_bits=self._acc_bits))
+                                        acc_bits=self._acc_bits, block=self._block))
 
     def _serialize(self, m, psums):
         """Psum registers -> requantizer: self-accumulation emits M beats (beat m: output pixel m,
@@ -182,17 +195,26 @@ class RMacEngine(wiring.Component):
             m.d.sync += out_valid.eq(p.valids[sum_stages] & last)
         with m.If(step):
             m.d.sync += out_mode.eq(mode)
+        slots = (BlockAccumulators(m, self._block, data.ArrayLayout(signed(self._acc_bits), M),
+                                   p.delay(beat.slot, sum_stages, "slot"), step & (mode == DOWN_FORWARD))
+                 if self._block > 1 else None)
         for j in range(M):
             lane_sum = pipelined_sum(p, products[j], 16, True, name=f"lane{j}")
             for n in range(N):
                 own = p.delay(products[j][n], sum_stages - 1, f"own_{j}_{n}")
                 acc = Signal(signed(self._acc_bits), name=f"psum_{j}_{n}")
                 df_here = n == N - 1  # down-forward result lands in the lane's last R-MAC
+                if df_here:
+                    df_new = Signal(signed(self._acc_bits), name=f"psum_{j}_next")
+                    prev = acc if slots is None else slots.data[j]
+                    m.d.comb += df_new.eq(Mux(first, bias[j], prev) + lane_sum)
+                    if slots is not None:
+                        m.d.comb += slots.data_in[j].eq(df_new)
                 with m.If(step):
                     with m.If(mode == SELF_ACCUMULATION):
                         m.d.sync += acc.eq(Mux(first, bias[n], acc) + own)
                     with m.Else():
-                        m.d.sync += acc.eq(Mux(first, bias[j], acc) + lane_sum if df_here else 0)
+                        m.d.sync += acc.eq(df_new if df_here else 0)
                 m.d.comb += psums.payload.acc[j][n].eq(acc)
         if self._requantize:  # ride along to the psum registers, so they leave with the result
             for r in range(max(M, N)):

@@ -68,22 +68,34 @@ class AmaranthDriver:
         return n
 
 
-def run_amaranth(config, plans, addr_bits):
-    """Run ``plans`` one after the other on a fresh CoreSlice in amaranth.sim: [(result, cycles)]."""
+def run_amaranth(config, plans, addr_bits, weight_reads=False):
+    """Run ``plans`` one after the other on a fresh CoreSlice in amaranth.sim: [(result, cycles)],
+    with ``weight_reads`` [(result, cycles, reads)]: the weight-port reads (both engines) while
+    the core was busy."""
     from amaranth.sim import Simulator
 
     from hw.core_slice import CoreSlice
 
     dut = CoreSlice(config, addr_bits)
-    out = []
+    out, reads = [], [0]
 
     async def tb(ctx):
         drv = AmaranthDriver(dut, ctx)
         for p in plans:
-            out.append(await run_plan(drv, dut.shapes, addr_bits, p))
+            reads[0] = 0
+            result = await run_plan(drv, dut.shapes, addr_bits, p)
+            out.append(result + (reads[0],) if weight_reads else result)
+
+    async def count(ctx):
+        core = dut.core
+        async for _, _, busy, en0, en1 in ctx.tick().sample(core.busy, core.w_rd0.en, core.w_rd1.en):
+            if busy:
+                reads[0] += en0 + en1
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
     sim.add_testbench(tb)
+    if weight_reads:
+        sim.add_process(count)
     sim.run()
     return out

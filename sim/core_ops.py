@@ -13,9 +13,9 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from hw.command import Command, CommandError, Op, Post
+from hw.command import Command, CommandError, Op, Post, pixel_loop
 from quant.arith import im2col
-from sim.dataflow import host_im2col
+from sim.dataflow import block_limit, host_im2col
 from sim.layout import fields
 
 __all__ = ["CorePlan", "plan", "pack_words", "unpack_words", "UnsupportedOp", "tensor_words"]
@@ -179,20 +179,23 @@ def _reduce(r, x, cfg):
     in_words = tensor_words(xg.reshape(groups * cwg * lanes, h, wd), lanes)
     cw = groups * cwg
     pixels = ho * wo
-    # an odd last tile is split by pixels between the engines when each half is a whole block
-    # (docs/architecture.md §4); otherwise the MAT engine runs it alone
-    split = cdiv(pixels, 2) if pixels >= 2 * cfg.block_min else pixels
     out_base = len(in_words)
     cmd = Command(op=Op.REDUCE, post=post, in_base=0, out_base=0 if post == Post.INT32 else out_base,
                   w_base=0, q_base=0, in_h=h, in_w=wd, in_cw=cw, out_w=wo, out_cw=tiles, pixels=pixels,
                   k=k, stride=stride, pad=pad, tiles=tiles, cwg=cwg, chunks=chunks,
-                  group_tiles=tpg, group_cw=cwg if groups > 1 else 0,
-                  split=split, split_y=split // wo, split_x=split % wo, three=int(r.get("three", 1) or 1))
+                  group_tiles=tpg, group_cw=cwg if groups > 1 else 0, three=int(r.get("three", 1) or 1),
+                  **_pixel_loop(pixels, wo, chunks, cfg))
     plan_ = CorePlan(cmd, {"b": (0, list(in_words)), "w": (0, w_items), "q": (0, q_items)},
                      out_mem="o" if post == Post.INT32 else "b", out_base=cmd.out_base,
                      out_words=pixels * tiles, out_shape=(cout,) if post == Post.INT32 else (cout, ho, wo),
                      kind=r["kind"], groups=groups)
     return plan_
+
+
+def _pixel_loop(pixels, width, chunks, cfg):
+    """The command's pixel blocks and odd-tile split (``hw.command.pixel_loop``), with the block
+    limit the model uses (buffer A stages the block's inputs: ``chunks`` words per pixel)."""
+    return pixel_loop(pixels, width, cfg.block_min, block_limit(cfg, chunks * cfg.t))
 
 
 def _depthwise(r, x, w, k, stride, pad, post, cfg):
@@ -304,10 +307,9 @@ def _attention(r, branches, cfg):
             cmds.append(Command(op=Op.ATTN_VK, in_base=in_base, in_cw=in_cw, pixels=n, cwg=cwd,
                                 w_base=g * region, **par))
             tiles = 1 + cwd
-            split = cdiv(n, 2) if n >= 2 * cfg.block_min else n
             cmds.append(Command(op=Op.ATTN_Q, in_base=in_base, in_h=1, in_w=n, in_cw=in_cw, out_w=n,
                                 out_cw=out_cw, pixels=n, tiles=tiles, cwg=cwd, chunks=cwd, group_tiles=tiles,
-                                split=split, split_y=0, split_x=split, w_base=g * region,
+                                **_pixel_loop(n, n, cwd, cfg), w_base=g * region,
                                 out_base=b_top + g * cwd - 1, log2_offset=int(offsets[bi]), **par))
         head0 += nh
     w_zero = [np.zeros((lanes, lanes), np.int64)] * (total * region)

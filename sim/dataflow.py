@@ -43,6 +43,7 @@ import functools
 import math
 from dataclasses import dataclass, field
 
+from hw.command import block_beats, tail_pad
 from hw.config import ConfigError
 
 DISPATCH = 16  # cycles per command: broadcast, per-core address setup, end-of-command barrier
@@ -87,16 +88,35 @@ def rmac_latency(cfg):
 # ---- reductions (conv, pw, gpw, linear, attention MatMuls) ---------------------------------------
 
 def padded_pixels(p, lo, hi):
-    """Beat slots for p pixels cut into blocks of lo..hi pixels; a block of fewer than lo pixels
-    costs lo (the weight port's rate). ``hi < lo`` (buffer A too small): blocks of hi, each lo."""
-    if hi < lo:
-        return cdiv(p, hi) * lo
-    if p <= lo:
-        return lo
-    q = p
-    while cdiv(q, hi) * lo > q:
-        q += 1
-    return q
+    """Beat slots for p pixels cut into blocks of at most hi pixels as the core cuts them
+    (``hw.command.pixel_blocks``); a block of fewer than lo pixels costs lo (the weight port's
+    rate)."""
+    return block_beats(p, lo, hi)
+
+
+def block_limit(cfg, in_bytes):
+    """The largest pixel block of a reduction whose pixels bring ``in_bytes`` input bytes each:
+    ``block_max``, or fewer when half of buffer A (double-buffered blocks) cannot stage them."""
+    return min(cfg.block_max, buffers(cfg)["A"].kib * 1024 // 2 // max(1, in_bytes))
+
+
+def reduction_beats(p, kc, tiles, lo, hi, engines=2):
+    """Beats of the busiest engine for ``tiles`` output tiles over ``p`` pixels, ``kc`` chunks
+    each: tile pairs over padded pixel blocks; an odd last tile split by pixels between the
+    engines when each half has ``lo`` pixels (``hw.command.pixel_loop``), else on the MAT engine
+    alone. The last block's padding is not issued (``hw.command.tail_pad``)."""
+    p_pad = padded_pixels(p, lo, hi)
+    last = p
+    if engines == 1:
+        px = tiles * p_pad
+    elif tiles % 2 == 0:
+        px = tiles // 2 * p_pad
+    elif p >= 2 * lo:
+        last = cdiv(p, 2)
+        px = tiles // 2 * p_pad + padded_pixels(last, lo, hi)
+    else:
+        px = cdiv(tiles, 2) * p_pad
+    return px * kc - tail_pad(last, lo, hi)
 
 
 @dataclass
@@ -118,7 +138,7 @@ def reduction(p, kc, tiles, in_bytes, cfg, engines=2):
     channels, ``kc`` chunks of T inputs per tile, ``in_bytes`` input bytes per pixel (what A
     stages per pixel). Returns a ``Mapping`` (beats of the busiest core's busiest engine)."""
     bufs = buffers(cfg)
-    hi = min(cfg.block_max, bufs["A"].kib * 1024 // 2 // max(1, in_bytes))  # double-buffered block
+    hi = block_limit(cfg, in_bytes)
     if hi < 1:
         raise ConfigError(f"buffer A ({bufs['A'].kib} KiB) cannot stage one pixel of {in_bytes} input bytes")
     w_eng = cfg.s * cfg.t / cfg.block_min
@@ -130,13 +150,7 @@ def reduction(p, kc, tiles, in_bytes, cfg, engines=2):
         gp = min(cfg.cores // go, p)
         tiles_c, p_c = cdiv(tiles, go), cdiv(p, gp)
         p_pad = padded_pixels(p_c, cfg.block_min, hi)
-        if engines == 1:
-            px = tiles_c * p_pad
-        elif tiles_c % 2 == 0 or p_pad >= 2 * cfg.block_min:
-            px = cdiv(tiles_c * p_pad, 2)
-        else:
-            px = cdiv(tiles_c, 2) * p_pad
-        beats = px * kc
+        beats = reduction_beats(p_c, kc, tiles_c, cfg.block_min, hi, engines)
         m = Mapping(beats, go, gp, engines, go * engines * w_eng, gp * in_bytes * p_pad / max(1, beats))
         if m.c_bytes > bufs["C"].read_bytes or m.b_bytes > bufs["B"].read_bytes:
             refused = m

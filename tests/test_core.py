@@ -4,7 +4,7 @@ the golden functions, with the cycles the model counts."""
 import numpy as np
 import pytest
 
-from hw.command import Command, CommandError, Op, Post
+from hw.command import Command, CommandError, Op, Post, pixel_blocks
 from hw.config import PRESETS, AcceleratorConfig, ConfigError
 from hw.core import ComputingCore
 from quant import arith
@@ -12,12 +12,12 @@ from sim.core_bench import run_amaranth
 from sim.core_ops import UnsupportedOp, plan
 from sim.dataflow import core_cycles
 
-# Lanes that are not a power of two; pixel blocks of 2..4 as in tiny. The core has no weight reuse
-# over pixel blocks yet, so it runs a command of fewer than block_min pixels faster than the model,
-# which pads it to block_min beats per chunk (docs/architecture.md §4).
+# Lanes that are not a power of two; pixel blocks of 2..4 as in tiny. And tiny with blocks of
+# 3..5 pixels: uneven blocks (13 = 5 + 4 + 4), commands of fewer pixels than a block (padded).
 THREE = AcceleratorConfig.parse("3x3+3x3x1").replace(block_min=2, block_max=4)
-CONFIGS = [PRESETS["tiny"], THREE]
-IDS = ["tiny", "3x3"]
+BLOCKS = PRESETS["tiny"].replace(block_min=3, block_max=5)
+CONFIGS = [PRESETS["tiny"], THREE, BLOCKS]
+IDS = ["tiny", "3x3", "tiny-blocks-3..5"]
 
 
 def _ch(v):
@@ -71,6 +71,8 @@ def _cases(lanes, rng):
                             (1, lanes + 1, 3, 2, 1, 1, "hswish"), (5, 6)),
                            ("pw", (2 * lanes, 3 * lanes, 1, 1, 0, 1, None), (3, 5)),
                            ("pw hswish", (lanes + 1, 2 * lanes, 1, 1, 0, 1, "hswish"), (4, 4)),
+                           ("pw, 2 pixels", (lanes, 3 * lanes, 1, 1, 0, 1, None), (1, 2)),
+                           ("pw, 13 pixels", (2 * lanes, 3 * lanes - 1, 1, 1, 0, 1, "hswish"), (1, 13)),
                            ("grouped pw", (2 * g, 2 * g, 1, 1, 0, 2, None), (3, 3)),
                            ("grouped pw, unaligned groups of 3 tiles",
                             (3 * (lanes + 1), 3 * (2 * lanes + 1), 1, 1, 0, 3, None), (2, 3)),
@@ -115,6 +117,20 @@ def test_every_command_kind_is_bit_exact_with_model_cycles(cfg):
         bad = np.argwhere(got != want)
         assert not len(bad), f"{name}: first mismatch at {bad[0].tolist()}"
         assert cycles == sum(core_cycles(cfg, c, core) for c in p.all_commands()), name
+
+
+def test_weight_reuse_reads_each_chunk_once_per_pixel_block():
+    """A reduction reads a weight chunk once per pixel block and engine, not once per pixel."""
+    cfg = BLOCKS
+    rng = np.random.default_rng(5)
+    plans = [p for p in (plan(r, ins, cfg, 10) for name, r, ins, _ in _cases(cfg.s, rng)
+                         if name.startswith(("pw", "conv", "stem")))]
+    for p, (_, _, reads) in zip(plans, run_amaranth(cfg, plans, 10, weight_reads=True), strict=True):
+        c = p.command
+        pairs = -(-c.tiles // 2)
+        counts = [c.split if c.tiles % 2 and k == pairs - 1 else c.pixels for k in range(pairs)]
+        blocks = sum(pixel_blocks(n, cfg.block_max)[2] for n in counts)
+        assert reads == 2 * c.chunks * blocks < 2 * c.chunks * sum(counts), c
 
 
 def test_extreme_operands_saturate_like_the_golden():
