@@ -33,7 +33,7 @@ from amaranth.lib import data, enum
 from quant import arith
 
 __all__ = ["Op", "Post", "Command", "CommandError", "command_layout", "param_layout", "DIM_BITS",
-           "pixel_blocks", "block_beats", "tail_pad", "pixel_loop"]
+           "pixel_blocks", "block_beats", "tail_pad", "pixel_loop", "follow_loop"]
 
 DIM_BITS = 16  # shapes, counts and word strides
 
@@ -70,6 +70,10 @@ def command_layout(addr_bits):
         # pixel blocks (weight reuse): `pbig` blocks of `pblock` pixels, then blocks of pblock - 1;
         # the split odd tile's `split` pixels likewise in `oblock` / `obig`; >= min_beats per block
         "pblock": d, "pbig": d, "oblock": d, "obig": d, "min_beats": d,
+        # depthwise: bands of `band` output rows (band_pixels pixels, band_words output words),
+        # all channel words of a band before the next; a REDUCE with `follow` runs on the MAT engine
+        # alongside it, each pixel once its band is written (the DW -> PW band pipeline)
+        "band": d, "band_pixels": d, "band_words": d, "follow": unsigned(1),
         "three": unsigned(arith.HSWISH_BITS - 1),  # Hardswish threshold T
         "pool_mult": unsigned(arith.MULT_BITS), "pool_shift": unsigned(arith.SHIFT_BITS),
         # attention (per-tensor): vk and sum-k requantizers, the numerator's, the log2 offset
@@ -136,6 +140,17 @@ def pixel_loop(pixels, width, smallest, largest):
                 oblock=oblock, obig=obig, min_beats=1 if pixels == 1 else smallest)
 
 
+def follow_loop(pixels, width, band, smallest, largest):
+    """The pixel-loop fields of a REDUCE that follows a depthwise command on the MAT engine:
+    segments of ``band`` rows (``width`` pixels each), all tiles of a segment before the next,
+    each in blocks (``pixel_blocks``; the last, shorter segment in ``oblock`` / ``obig``)."""
+    seg = band * width
+    pblock, pbig, _ = pixel_blocks(seg, largest)
+    oblock, obig, _ = pixel_blocks(pixels % seg or seg, largest)
+    return dict(follow=1, band=band, band_pixels=seg, pblock=pblock, pbig=pbig, oblock=oblock, obig=obig,
+                min_beats=smallest, split=pixels, split_y=0, split_x=0)
+
+
 class CommandError(ValueError):
     """A command the core cannot run (the message names the field)."""
 
@@ -175,6 +190,10 @@ class Command:
     oblock: int = 1
     obig: int = 1
     min_beats: int = 1
+    band: int = 0
+    band_pixels: int = 0
+    band_words: int = 0
+    follow: int = 0
     three: int = 1
     pool_mult: int = 0
     pool_shift: int = 0

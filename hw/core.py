@@ -128,7 +128,7 @@ class ComputingCore(wiring.Component):
         post_lat = {Post.REQUANT: Requantizer.LATENCY, Post.HSWISH: Hardswish.LATENCY, Post.INT32: 0}[post]
         return 2 + self.engine_latency() + post_lat + 1
 
-    def _depthwise(self, m, cmd, accept, running, is_dw):
+    def _depthwise(self, m, cmd, accept, running):
         """Depthwise command: blocks (channel word g, column block b, output row oy), oy innermost.
 
         A block is N channels x M output pixels of a row. Its input window (k rows x (M-1)*s + k
@@ -206,16 +206,21 @@ class ComputingCore(wiring.Component):
                     m.d.sync += dky.eq(dky + 1)
             with m.Else():
                 m.d.sync += dt.eq(dt + 1)
-        # the block after (g_g, g_b, g_oy)
-        n_oy = Mux(g_oy + 1 < cmd.out_h, g_oy + 1, 0)
-        n_b = Mux(g_oy + 1 < cmd.out_h, g_b, Mux(g_b + 1 < cmd.blocks, g_b + 1, 0))
-        n_g = Mux((g_oy + 1 < cmd.out_h) | (g_b + 1 < cmd.blocks), g_g, g_g + 1)
-        n_more = (g_oy + 1 < cmd.out_h) | (g_b + 1 < cmd.blocks) | (g_g + 1 < cmd.in_cw)
+        # the block after (g_g, g_b, g_oy) in the order (band, channel word, column block, row)
+        g_band = Signal(d, name="dw_gather_band")  # first output row of the band
+        band_end = Signal(d, name="dw_band_end")
+        m.d.comb += band_end.eq(Mux(g_band + cmd.band < cmd.out_h, g_band + cmd.band, cmd.out_h))
+        more_oy, more_b, more_g = g_oy + 1 < band_end, g_b + 1 < cmd.blocks, g_g + 1 < cmd.in_cw
+        n_oy = Mux(more_oy, g_oy + 1, Mux(more_b | more_g, g_band, band_end))
+        n_b = Mux(more_oy, g_b, Mux(more_b, g_b + 1, 0))
+        n_g = Mux(more_oy | more_b, g_g, Mux(more_g, g_g + 1, 0))
+        n_band = Mux(more_oy | more_b | more_g, g_band, band_end)
+        n_more = more_oy | more_b | more_g | (band_end < cmd.out_h)
         with m.If(accept):
-            m.d.sync += [g_g.eq(0), g_b.eq(0), g_oy.eq(0), g_row.eq(0), g_col.eq(0), gathered.eq(0),
-                         computing.eq(0), dky.eq(0), dt.eq(0),
-                         gathering.eq(self.cmd.payload.op == Op.DW), g_more.eq(self.cmd.payload.op == Op.DW)]
-        with m.Elif(is_dw & running & swap & g_more):
+            m.d.sync += [g_g.eq(0), g_b.eq(0), g_oy.eq(0), g_band.eq(0), g_row.eq(0), g_col.eq(0),
+                         gathered.eq(0),
+                         computing.eq(0), dky.eq(0), dt.eq(0), gathering.eq(1), g_more.eq(1)]
+        with m.Elif(running & swap & g_more):
             for r in range(K):
                 for j in range(W):
                     down = Mux(s == 1, nxt[r + 1][j] if r + 1 < K else zero,
@@ -223,9 +228,9 @@ class ComputingCore(wiring.Component):
                     m.d.sync += [cur[r][j].eq(nxt[r][j]), nxt[r][j].eq(down)]
             m.d.sync += [c_g.eq(g_g), c_b.eq(g_b), c_oy.eq(g_oy), computing.eq(1), dky.eq(0), dt.eq(0),
                          gathered.eq(0)]
-            with m.If(n_more):
-                m.d.sync += [g_g.eq(n_g), g_b.eq(n_b), g_oy.eq(n_oy), gathering.eq(1), g_col.eq(0),
-                             g_row.eq(Mux(n_oy == 0, 0, k - s))]
+            with m.If(n_more):  # a column strip of a band starts with a whole window
+                m.d.sync += [g_g.eq(n_g), g_b.eq(n_b), g_oy.eq(n_oy), g_band.eq(n_band), gathering.eq(1),
+                             g_col.eq(0), g_row.eq(Mux(n_oy == n_band, 0, k - s))]
             with m.Else():
                 m.d.sync += g_more.eq(0)
 
@@ -243,14 +248,14 @@ class ComputingCore(wiring.Component):
         addr0 = Signal(self._ab, name="dw_addr0")
         m.d.comb += addr0.eq(cmd.out_base + (c_oy * cmd.out_w + c_b * M) * cmd.out_cw + c_g)
         return {
-            "valid": _delay(m, computing & is_dw, 1, "dw_valid"), "load": _delay(m, load, 1, "dw_load"),
+            "valid": _delay(m, computing, 1, "dw_valid"), "load": _delay(m, load, 1, "dw_load"),
             "first": _delay(m, (dky == 0) & (dt == 0), 1, "dw_first"),
             "last": _delay(m, (dky == k - 1) & (dt == k - 1), 1, "dw_last"),
             "x": x1.as_value(),
             "w_addr": cmd.w_base + c_g * (k * k) + dky * k + kx, "q_addr": cmd.q_base + c_g,
-            "issue_last": beat_last & is_dw, "count": count, "addr0": addr0,
-            "final": is_dw & running & last_block,
-            "busy": is_dw & (computing | gathering | gathered),
+            "issue_last": beat_last, "count": count, "addr0": addr0,
+            "final": running & last_block,
+            "busy": computing | gathering | gathered,
         }
 
     def _relu(self, m, word, name):
@@ -333,12 +338,25 @@ class ComputingCore(wiring.Component):
         pool = m.submodules.pool = Accumulator(**params["accumulator"])
 
         # -- command register and state ---------------------------------------------------------
-        cmd = Signal(command_layout(self._ab))
+        # Two command registers: ``dcmd`` for a depthwise command (the R-MAC engine's), ``cmd`` for
+        # every other. A REDUCE with ``follow`` runs on the MAT engine while a depthwise command
+        # runs (the DW -> PW band pipeline); any other command waits until the core is idle.
+        layout = command_layout(self._ab)
+        cmd, dcmd = Signal(layout, name="cmd"), Signal(layout, name="dcmd")
         running, finishing = Signal(), Signal()  # issuing beats / waiting for the last writes
-        m.d.comb += [self.cmd.ready.eq(~running & ~finishing), self.busy.eq(running | finishing)]
+        d_running, d_finishing = Signal(), Signal()  # the same for the depthwise command
+        main_idle, dw_idle = ~running & ~finishing, ~d_running & ~d_finishing
+        dw_on = ~dw_idle  # the R-MAC engine and its post-processing belong to the depthwise command
+        new = self.cmd.payload
+        m.d.comb += [self.cmd.ready.eq(main_idle & ((new.op == Op.REDUCE) & new.follow | dw_idle)),
+                     self.busy.eq(~main_idle | ~dw_idle)]
+        accept = self.cmd.valid & self.cmd.ready
+        d_accept = accept & (new.op == Op.DW)
+        m_accept = accept & (new.op != Op.DW)
         is_q, is_vk = cmd.op == Op.ATTN_Q, cmd.op == Op.ATTN_VK
         is_reduce = (cmd.op == Op.REDUCE) | is_q  # ATTN_Q walks a reduction's loops
-        is_add, is_pool, is_dw = cmd.op == Op.ADD, cmd.op == Op.POOL, cmd.op == Op.DW
+        is_add, is_pool = cmd.op == Op.ADD, cmd.op == Op.POOL
+        follow = cmd.follow & (cmd.op == Op.REDUCE)  # all tiles on the MAT engine, gated by the DW
 
         # -- loop counters ----------------------------------------------------------------------
         d = unsigned(DIM_BITS)
@@ -347,18 +365,25 @@ class ComputingCore(wiring.Component):
         # current pixel of each engine, and the first pixel of its block (revisited every chunk)
         pix, py, px = ([Signal(d, name=f"{n}{e}") for e in range(2)] for n in ("pix", "py", "px"))
         bpix, bpy, bpx = ([Signal(d, name=f"block_{n}{e}") for e in range(2)] for n in ("pix", "py", "px"))
-        pairs = (cmd.tiles + 1) >> 1
-        odd_last = cmd.tiles[0] & (pair == pairs - 1) & is_reduce
-        p_count = Mux(odd_last, cmd.split, cmd.pixels)
+        pairs = Mux(follow, cmd.tiles, (cmd.tiles + 1) >> 1)  # follow: one tile per "pair", MAT only
+        odd_last = cmd.tiles[0] & (pair == pairs - 1) & is_reduce & ~follow
+        # follow walks its pixels in segments of band_pixels (the depthwise bands), all tiles of a
+        # segment before the next; every other reduction is one segment
+        seg_start, seg_py = Signal(d, name="segment_pix"), Signal(d, name="segment_y")
+        seg_end = Signal(d, name="segment_end")
+        m.d.comb += seg_end.eq(Mux(follow & (seg_start + cmd.band_pixels < cmd.pixels),
+                                   seg_start + cmd.band_pixels, Mux(odd_last, cmd.split, cmd.pixels)))
+        last_seg = ~follow | (seg_end == cmd.pixels)
         # element-wise ops: ADD walks (pixel, word), POOL walks (word, pixel); both use pix0 and cc
         cc_last = cc == Mux(is_reduce, cmd.cwg, cmd.in_cw) - 1
         kx_last, ky_last = kx == cmd.k - 1, ky == cmd.k - 1
         ch_last = Mux(is_reduce, cc_last & kx_last & ky_last, cc_last)
-        pix_last = pix[0] == p_count - 1
+        pix_last = pix[0] == seg_end - 1
         pair_last = pair == pairs - 1
         # pixel blocks: this block's size and beats (a short block still takes min_beats)
         size = Signal(d, name="block_size")
-        m.d.comb += size.eq(Mux(odd_last, Mux(bj < cmd.obig, cmd.oblock, cmd.oblock - 1),
+        other = odd_last | (follow & last_seg)  # the split odd tile's blocks, or the last segment's
+        m.d.comb += size.eq(Mux(other, Mux(bj < cmd.obig, cmd.oblock, cmd.oblock - 1),
                                 Mux(bj < cmd.pbig, cmd.pblock, cmd.pblock - 1)))
         span = Mux(size > cmd.min_beats, size, cmd.min_beats)
         slot_real = sl < size
@@ -373,11 +398,12 @@ class ComputingCore(wiring.Component):
                     out += [bpix[e].eq(vp), bpy[e].eq(vy), bpx[e].eq(vx)]
             return out
 
-        def start_pixels(next_pair_odd, c=cmd):
-            """Both engines' first pixel of a tile pair (the R-MAC engine's at ``split`` of command
-            ``c`` for an odd last tile)."""
-            return set_pixels([(0, 0, 0), (Mux(next_pair_odd, c.split, 0), Mux(next_pair_odd, c.split_y, 0),
-                                           Mux(next_pair_odd, c.split_x, 0))], True) + [bj.eq(0)]
+        def start_pixels(next_pair_odd, c=cmd, seg=(0, 0)):
+            """Both engines' first pixel of a tile pair: the segment's first (``seg``: pixel, row),
+            the R-MAC engine's at ``split`` of command ``c`` for an odd last tile."""
+            return set_pixels([(seg[0], seg[1], 0),
+                               (Mux(next_pair_odd, c.split, 0), Mux(next_pair_odd, c.split_y, 0),
+                                Mux(next_pair_odd, c.split_x, 0))], True) + [bj.eq(0)]
 
         def next_pixel(block_too=False):
             values = []
@@ -387,12 +413,14 @@ class ComputingCore(wiring.Component):
             return set_pixels(values, block_too)
 
         block_start = set_pixels([(bpix[e], bpy[e], bpx[e]) for e in range(2)], False)
-        issue = running & ~is_dw & ~is_vk  # one beat per cycle while running: the datapath never stalls
-        with m.If(self.cmd.valid & self.cmd.ready):
-            m.d.sync += [cmd.eq(self.cmd.payload), running.eq(1), pair.eq(0), cc.eq(0), kx.eq(0),
-                         ky.eq(0), ch.eq(0), sl.eq(0)]
-            p = self.cmd.payload
-            m.d.sync += start_pixels((p.tiles == 1) & (p.op == Op.REDUCE), p)
+        # follow: a pixel waits until the depthwise command has written its whole band
+        ready_px = Signal(d, name="dw_ready_pixels")
+        issue = Signal()  # one beat per cycle while running (the datapath never stalls)
+        m.d.comb += issue.eq(running & ~is_vk & (~follow | dw_idle | (pix[0] < ready_px)))
+        with m.If(m_accept):
+            m.d.sync += [cmd.eq(new), running.eq(1), pair.eq(0), cc.eq(0), kx.eq(0),
+                         ky.eq(0), ch.eq(0), sl.eq(0), seg_start.eq(0), seg_py.eq(0)]
+            m.d.sync += start_pixels((new.tiles == 1) & (new.op == Op.REDUCE) & ~new.follow, new)
         with m.Elif(issue & is_pool):  # word outer, pixel inner
             with m.If(~pix_last):
                 m.d.sync += next_pixel()
@@ -412,7 +440,7 @@ class ComputingCore(wiring.Component):
                 with m.Else():
                     m.d.sync += running.eq(0)
         with m.Elif(issue & is_reduce):  # tile pair, pixel block, tap row, tap column, word, pixel
-            with m.If(ch_last & pix_last & pair_last & slot_real):  # the last pixel: no padding after it
+            with m.If(ch_last & pix_last & pair_last & last_seg & slot_real):  # last pixel: no pad after it
                 m.d.sync += running.eq(0)
             with m.Elif(~sl_last):
                 m.d.sync += sl.eq(sl + 1)
@@ -430,34 +458,44 @@ class ComputingCore(wiring.Component):
                     m.d.sync += [cc.eq(0), kx.eq(0), ky.eq(0), ch.eq(0)]
                     with m.If(~pix_last):
                         m.d.sync += next_pixel(True) + [bj.eq(bj + 1)]
-                    with m.Else():
-                        m.d.sync += [pair.eq(pair + 1)] + start_pixels(cmd.tiles[0] & (pair + 1 == pairs - 1))
+                    with m.Elif(~pair_last):
+                        m.d.sync += [pair.eq(pair + 1)] + start_pixels(
+                            cmd.tiles[0] & (pair + 1 == pairs - 1) & ~follow, seg=(seg_start, seg_py))
+                    with m.Else():  # follow: the next segment
+                        m.d.sync += [pair.eq(0), seg_start.eq(seg_end), seg_py.eq(seg_py + cmd.band)]
+                        m.d.sync += start_pixels(0, seg=(seg_end, seg_py + cmd.band))
 
         # -- groups: tile 2*pair = group_a * group_tiles + tile_in_a (counters, no divider) --------
         group_a, in_a = Signal(d, name="group_a"), Signal(d, name="tile_in_group_a")
         one_per_group = cmd.group_tiles == 1
         b_wraps = in_a + 1 >= cmd.group_tiles
-        group = [Mux(one_per_group, pair << 1, group_a),
+        group = [Mux(one_per_group, Mux(follow, pair, pair << 1), group_a),
                  Mux(odd_last, Mux(one_per_group, pair << 1, group_a),
                      Mux(one_per_group, (pair << 1) | 1, Mux(b_wraps, group_a + 1, group_a)))]
-        with m.If(self.cmd.valid & self.cmd.ready):
+        with m.If(m_accept | (issue & is_reduce & sl_last & ch_last & pix_last & pair_last)):
             m.d.sync += [group_a.eq(0), in_a.eq(0)]
         with m.Elif(issue & is_reduce & sl_last & ch_last & pix_last & ~pair_last):  # next pair: tile + 2
-            with m.If(in_a + 2 >= cmd.group_tiles):
-                m.d.sync += [group_a.eq(group_a + 1), in_a.eq(in_a + 2 - cmd.group_tiles)]
+            step = Mux(follow, 1, 2)
+            with m.If(in_a + step >= cmd.group_tiles):
+                m.d.sync += [group_a.eq(group_a + 1), in_a.eq(in_a + step - cmd.group_tiles)]
             with m.Else():
-                m.d.sync += in_a.eq(in_a + 2)
+                m.d.sync += in_a.eq(in_a + step)
 
-        dw = self._depthwise(m, cmd, self.cmd.valid & self.cmd.ready, running, is_dw)
-        vk = self._vk(m, cmd, self.cmd.valid & self.cmd.ready, running, is_vk)
-        with m.If(dw["final"] | vk["final"]):
+        dw = self._depthwise(m, dcmd, d_accept, d_running)
+        vk = self._vk(m, cmd, m_accept, running, is_vk)
+        with m.If(vk["final"]):
             m.d.sync += running.eq(0)
+        with m.If(d_accept):
+            m.d.sync += [dcmd.eq(new), d_running.eq(1)]
+        with m.Elif(dw["final"]):
+            m.d.sync += d_running.eq(0)
+        is_dw = dw_on
 
         # -- addresses of this cycle's beat (engine e) ----------------------------------------
         wide = signed(2 * DIM_BITS + 2)
-        tile = [pair << 1, Mux(odd_last, pair << 1, (pair << 1) | 1)]
+        tile = [Mux(follow, pair, pair << 1), Mux(odd_last, pair << 1, (pair << 1) | 1)]
         valid = [issue & (slot_real | ~is_reduce),
-                 issue & is_reduce & slot_real & (~odd_last | (pix[1] < cmd.pixels))]
+                 issue & is_reduce & slot_real & ~follow & (~odd_last | (pix[1] < cmd.pixels))]
         inb, b_addr, out_addr = [], [], []
         for e in range(2):
             iy = Signal(wide, name=f"iy{e}")
@@ -486,7 +524,8 @@ class ComputingCore(wiring.Component):
         q_addr[1] = Mux(is_dw, dw["q_addr"], q_addr[1])
         for e, (w_rd, q_rd) in enumerate(((self.w_rd0, self.q_rd0), (self.w_rd1, self.q_rd1))):
             # weight reuse: a reduction reads its chunk on the block's first beat and holds it
-            m.d.comb += [w_rd.addr.eq(w_addr[e]), w_rd.en.eq(~is_reduce | (issue & (sl == 0))),
+            hold = is_reduce & ~(is_dw if e else 0)  # (the depthwise command reads a weight every beat)
+            m.d.comb += [w_rd.addr.eq(w_addr[e]), w_rd.en.eq(~hold | (issue & (sl == 0))),
                          q_rd.addr.eq(q_addr[e]), q_rd.en.eq(1)]
 
         # -- stage 1: read data arrives; beats to the engines and units ------------------------
@@ -566,20 +605,23 @@ class ComputingCore(wiring.Component):
             if e == 1:  # depthwise and vk blocks leave the R-MAC engine's serializer row by row
                 blk = {"addr0": Mux(is_vk, vk["w_addr"], dw["addr0"]), "count": Mux(is_vk, c.m, dw["count"])}
                 ser = self._serialize(m, rmac, blk, q_data[1].as_value(), lat, is_dw | is_vk,
-                                      Mux(is_vk, 0, cmd.out_cw))
+                                      Mux(is_dw, dcmd.out_cw, 0))
                 serial = is_dw | is_vk
                 taddr = Mux(serial, ser["addr"], taddr)
                 tparam = Mux(serial, ser["param"], tparam)
                 post_valid = Mux(serial, ser["valid"], post_valid)
                 acc_in = [Mux(serial, ser["acc"][s], acc_in[s]) for s in range(S)]
             tp = data.View(q_data[e].shape(), tparam)
+            # the R-MAC engine's results follow the depthwise command while one runs
+            post, three = (cmd.post, cmd.three) if e == 0 else (Mux(is_dw, dcmd.post, cmd.post),
+                                                                 Mux(is_dw, dcmd.three, cmd.three))
             rq, hs, at = req[e], hsw[e], att[e]
             if e == 0:  # the pool's sums (and the attention's sum k) share this requantizer
                 acc_src = Mux(is_vk, _delay(m, vk["ks_addr"], 1, "ks_addr1"), oaddr1[0])
                 pool_addr = _delay(m, acc_src, Accumulator.LATENCY, "pool_addr")
                 sums = is_pool | is_vk
                 m.d.comb += rq.i.valid.eq(Mux(sums, pool.o.valid,
-                                              post_valid & plain & (cmd.post == Post.REQUANT)))
+                                              post_valid & plain & (post == Post.REQUANT)))
                 for s in range(S):
                     m.d.comb += [rq.i.payload.acc[s].eq(Mux(sums, pool.o.payload.sum[s], acc_in[s])),
                                  rq.i.payload.mult[s].eq(Mux(is_pool, cmd.pool_mult,
@@ -588,15 +630,15 @@ class ComputingCore(wiring.Component):
                                                               Mux(is_vk, cmd.ks_shift, tp.shift[s])))]
                 rq_addr_in = Mux(sums, pool_addr, taddr)
             else:  # the vk blocks' rows are requantized here
-                m.d.comb += rq.i.valid.eq(post_valid & ((plain & (cmd.post == Post.REQUANT)) | is_vk))
+                m.d.comb += rq.i.valid.eq(post_valid & ((plain & (post == Post.REQUANT)) | is_vk))
                 for s in range(S):
                     m.d.comb += [rq.i.payload.acc[s].eq(acc_in[s]),
                                  rq.i.payload.mult[s].eq(Mux(is_vk, cmd.vk_mult, tp.mult[s])),
                                  rq.i.payload.shift[s].eq(Mux(is_vk, cmd.vk_shift, tp.shift[s]))]
                 rq_addr_in = taddr
             m.d.comb += [rq.o.ready.eq(1), hs.o.ready.eq(1), at.o.ready.eq(1),
-                         hs.i.valid.eq(post_valid & plain & (cmd.post == Post.HSWISH)),
-                         hs.i.payload.three.eq(cmd.three)]
+                         hs.i.valid.eq(post_valid & plain & (post == Post.HSWISH)),
+                         hs.i.payload.three.eq(three)]
             for s in range(S):
                 m.d.comb += [hs.i.payload.acc[s].eq(acc_in[s]), hs.i.payload.h_mult[s].eq(tp.h_mult[s]),
                              hs.i.payload.h_shift[s].eq(tp.h_shift[s]),
@@ -615,7 +657,7 @@ class ComputingCore(wiring.Component):
             b_wr = (self.b_wr0, self.b_wr1)[e]
             o_wr = (self.o_wr0, self.o_wr1)[e]
             w_wr = (self.w_wr0, self.w_wr1)[e]
-            m.d.comb += [o_wr.en.eq(post_valid & plain & (cmd.post == Post.INT32) & is_reduce),
+            m.d.comb += [o_wr.en.eq(post_valid & plain & (post == Post.INT32) & is_reduce),
                          o_wr.addr.eq(taddr)]
             for s in range(S):
                 m.d.comb += o_wr.data[s].eq(acc_in[s])
@@ -650,18 +692,38 @@ class ComputingCore(wiring.Component):
                               for r in range(c.m)])
                 m.d.comb += [w_wr.en.eq(rq.o.valid & is_vk & (row == c.m - 1)), w_wr.addr.eq(rq_addr),
                              w_wr.data.eq(chunk)]
-            writes += [b_wr.en, o_wr.en, w_wr.en]
+            if e == 1:
+                dw_write = b_wr.en & is_dw
+                writes += [b_wr.en & ~is_dw, o_wr.en, w_wr.en]
+            else:
+                writes += [b_wr.en, o_wr.en, w_wr.en]
 
         # -- completion: results in flight ------------------------------------------------------
         produced = Signal(8)
         m.d.comb += produced.eq((valid[0] & Mux(is_add, 1, last) & ~(is_q & (tile[0] == 0))) +
-                                (valid[1] & last) + Mux(dw["issue_last"], dw["count"], 0) + vk["produced"])
+                                (valid[1] & last) + vk["produced"])
         written = Signal(4)
         m.d.comb += written.eq(sum(writes))
         pending = Signal(DIM_BITS)
         m.d.sync += pending.eq(pending + produced - written)
-        with m.If(self.cmd.valid & self.cmd.ready):
+        with m.If(m_accept):
             m.d.sync += finishing.eq(1)
-        with m.Elif(finishing & ~running & (pending == 0) & (produced == 0) & ~dw["busy"]):
+        with m.Elif(finishing & ~running & (pending == 0) & (produced == 0)):
             m.d.sync += finishing.eq(0)
+        # the depthwise command: its M-pixel blocks in flight, and the bands written (for follow)
+        d_produced = Mux(dw["issue_last"], dw["count"], 0)
+        d_pending = Signal(DIM_BITS, name="dw_pending")
+        m.d.sync += d_pending.eq(d_pending + d_produced - dw_write)
+        with m.If(d_accept):
+            m.d.sync += d_finishing.eq(1)
+        with m.Elif(d_finishing & ~d_running & (d_pending == 0) & (d_produced == 0) & ~dw["busy"]):
+            m.d.sync += d_finishing.eq(0)
+        band_count = Signal(DIM_BITS, name="dw_band_words")
+        with m.If(d_accept):
+            m.d.sync += [band_count.eq(0), ready_px.eq(0)]
+        with m.Elif(dw_write):
+            with m.If(band_count + 1 == dcmd.band_words):
+                m.d.sync += [band_count.eq(0), ready_px.eq(ready_px + dcmd.band_pixels)]
+            with m.Else():
+                m.d.sync += band_count.eq(band_count + 1)
         return m

@@ -13,7 +13,10 @@ __all__ = ["run_plan", "AmaranthDriver", "run_amaranth"]
 
 
 async def run_plan(drv, shapes, addr_bits, plan):
-    """Load ``plan``, run its command, read its result. Returns (result tensor, RTL cycles)."""
+    """Load ``plan``, run its commands, read its results. Each command is presented once the core
+    is idle, except a ``follow`` command, which goes in right behind the depthwise command it
+    runs alongside. Returns (result tensor, RTL cycles from the first command's acceptance to
+    idle), or ([results], cycles) for a plan with several outputs (``FusedPlan``)."""
     for mem, (base, items) in plan.writes.items():
         words = pack_words(shapes[mem], items)
         drv.set("host_sel", MEMORIES.index(mem))
@@ -24,21 +27,26 @@ async def run_plan(drv, shapes, addr_bits, plan):
             await drv.cycle()
         drv.set("host_we", 0)
     cycles = 0
-    for command in plan.all_commands():
+    for k, command in enumerate(plan.all_commands()):
+        if k and not command.follow:
+            cycles += await drv.wait_idle()
         drv.set("cmd__payload", command.value(addr_bits))
         drv.set("cmd__valid", 1)
-        await drv.cycle()  # accepted at this edge (the core is idle)
+        await drv.cycle()  # accepted at this edge (the core is idle, or this one follows)
         drv.set("cmd__valid", 0)
-        cycles += 1 + await drv.wait_idle()
-    drv.set("host_sel", MEMORIES.index(plan.out_mem))
-    words = []
-    for k in range(plan.out_words):  # the word at the address presented before the edge
-        drv.set("host_addr", plan.out_base + k)
-        await drv.cycle()
-        words.append(drv.get("host_rdata"))
-    mask = (1 << shapes[plan.out_mem].size) - 1
-    values = unpack_words(shapes[plan.out_mem], [w & mask for w in words])
-    return plan.decode(values), cycles
+        cycles += 1
+    cycles += await drv.wait_idle()
+    results = []
+    for mem, base, count, decode in plan.outputs():
+        drv.set("host_sel", MEMORIES.index(mem))
+        words = []
+        for k in range(count):  # the word at the address presented before the edge
+            drv.set("host_addr", base + k)
+            await drv.cycle()
+            words.append(drv.get("host_rdata"))
+        mask = (1 << shapes[mem].size) - 1
+        results.append(decode(unpack_words(shapes[mem], [w & mask for w in words])))
+    return (results[0] if len(results) == 1 else results), cycles
 
 
 class AmaranthDriver:

@@ -13,12 +13,13 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from hw.command import Command, CommandError, Op, Post, pixel_loop
+from hw.command import Command, CommandError, Op, Post, follow_loop, pixel_loop
 from quant.arith import im2col
 from sim.dataflow import block_limit, host_im2col
 from sim.layout import fields
 
-__all__ = ["CorePlan", "plan", "pack_words", "unpack_words", "UnsupportedOp", "tensor_words"]
+__all__ = ["CorePlan", "FusedPlan", "plan", "fused_plan", "pack_words", "unpack_words", "UnsupportedOp",
+           "tensor_words"]
 
 class UnsupportedOp(Exception):
     """The op (or its shape) has no core command yet; the message says why."""
@@ -102,18 +103,17 @@ class CorePlan:
         """The same command with every buffer region moved by ``offsets[mem]`` words (so the
         operands of many commands can sit in one buffer image side by side)."""
         o = {m: offsets.get(m, 0) for m in ("b", "w", "q", "o")}
-
-        def move(c):
-            return replace(c, in_base=c.in_base + o["b"], in2_base=c.in2_base + o["b"],
-                           out_base=c.out_base + o[self.out_mem], w_base=c.w_base + o["w"],
-                           q_base=c.q_base + o["q"])
-
         writes = {m: (base + o[m], items) for m, (base, items) in self.writes.items()}
-        return replace(self, command=move(self.command), commands=[move(c) for c in self.commands],
+        return replace(self, command=_move(self.command, o, self.out_mem),
+                       commands=[_move(c, o, self.out_mem) for c in self.commands],
                        writes=writes, out_base=self.out_base + o[self.out_mem])
 
     def all_commands(self):
         return self.commands or [self.command]
+
+    def outputs(self):
+        """[(memory, base, words, decode)] of the results to read back."""
+        return [(self.out_mem, self.out_base, self.out_words, self.decode)]
 
     def decode(self, values):
         """Words read back from ``out_mem`` (int64 array (n, lanes)) -> the result tensor."""
@@ -125,6 +125,115 @@ class CorePlan:
         c, h, w = self.out_shape
         flat = values.reshape(h * w, self.groups, -1)[:, :, :c // self.groups].reshape(h * w, c)
         return flat.T.reshape(c, h, w)
+
+
+def _move(c, o, out_mem):
+    """Command ``c`` with its regions moved by ``o[mem]`` words (its output in ``out_mem``)."""
+    return replace(c, in_base=c.in_base + o["b"], in2_base=c.in2_base + o["b"],
+                   out_base=c.out_base + o[out_mem], w_base=c.w_base + o["w"], q_base=c.q_base + o["q"])
+
+
+@dataclass
+class FusedPlan:
+    """A depthwise conv and the pointwise conv it feeds as the band pipeline (docs/architecture.md
+    §7) on one core: the depthwise command in bands of ``band`` rows, the pointwise conv of the
+    first ``follow_rows`` rows on the MAT engine alongside it (``follow``), the rows left on both
+    engines afterwards. The depthwise output stays in B as the pointwise input; both results are
+    read back (``outputs``: depthwise, pointwise)."""
+
+    parts: list  # [depthwise CorePlan, pointwise CorePlan], relocated into one image
+    commands: list
+    writes: dict
+    band: int
+    follow_rows: int
+    kind: str = "dw+pw"
+
+    def all_commands(self):
+        return self.commands
+
+    def outputs(self):
+        return [o for p in self.parts for o in p.outputs()]
+
+    def words_needed(self):
+        top = {}
+        for p in self.parts:
+            for mem, n in p.words_needed().items():
+                top[mem] = max(top.get(mem, 0), n)
+        return top
+
+    def relocate(self, offsets):
+        o = {m: offsets.get(m, 0) for m in ("b", "w", "q", "o")}
+        return replace(self, parts=[p.relocate(offsets) for p in self.parts],
+                       commands=[_move(c, o, "b") for c in self.commands],
+                       writes={m: (base + o[m], items) for m, (base, items) in self.writes.items()})
+
+
+def fusable(dw_r, dw_x, pw_r, lanes):
+    """Whether a depthwise op and the op after it can run as the band pipeline: the second is a
+    1x1 stride-1 conv (plain or grouped with word-aligned groups, so that the depthwise output
+    is its input layout) with an int8 output."""
+    if dw_r.get("kind") != "conv" or pw_r.get("kind") != "conv":
+        return False
+    c = np.shape(dw_x)[0]
+    w = np.shape(pw_r["w"])
+    if not (int(dw_r["groups"]) == c > 1 and w[2] == w[3] == 1 and int(pw_r["stride"]) == 1
+            and int(pw_r["pad"]) == 0 and w[1] * int(pw_r["groups"]) == c):
+        return False
+    g = int(pw_r["groups"])
+    return g == 1 or (c // g) % lanes == 0
+
+
+def fused_plan(dw_r, dw_x, pw_r, pw_x, cfg, addr_bits=None):
+    """The ``FusedPlan`` of a depthwise op on ``dw_x`` and the pointwise op after it (``pw_x``: its
+    input, the depthwise output, for the plan's shapes), with the band height and the rows of
+    the MAT-only part the model finds fastest (``sim.dataflow.fused_core_cycles``); None when
+    running them one after the other is no slower (or they cannot be fused)."""
+    from hw.core import ComputingCore
+    from sim.dataflow import core_cycles, fused_core_cycles
+
+    if not fusable(dw_r, dw_x, pw_r, cfg.s):
+        return None
+    dwp, pwp = plan(dw_r, [dw_x], cfg, addr_bits), plan(pw_r, [pw_x], cfg, addr_bits)
+    d, c = dwp.command, pwp.command
+    if c.pixels != d.pixels or c.in_cw != d.out_cw:
+        return None
+    core = ComputingCore(cfg)
+    core._MustUse__silence = True  # read for its overheads
+    lo, hi = cfg.block_min, block_limit(cfg, c.chunks * cfg.t)
+    ho, wo = d.out_h, d.out_w
+    best = (core_cycles(cfg, d, core) + core_cycles(cfg, c, core), None)
+    for band in (1, 2, 4):
+        if band >= ho:
+            break
+        dcmd = replace(d, band=band, band_pixels=band * wo, band_words=band * wo * d.out_cw)
+        for rows in range(band, ho + 1, band):
+            follow = replace(c, in_h=rows, pixels=rows * wo, **follow_loop(rows * wo, wo, band, lo, hi))
+            rest = None
+            if rows < ho:
+                left = (ho - rows) * wo
+                rest = replace(c, in_base=c.in_base + rows * wo * c.in_cw,
+                               out_base=c.out_base + rows * wo * c.out_cw, in_h=ho - rows, pixels=left,
+                               **pixel_loop(left, wo, lo, hi))
+            cycles = fused_core_cycles(cfg, dcmd, follow, rest, core)
+            if cycles < best[0]:
+                best = (cycles, (band, rows, [dcmd, follow] + ([rest] if rest else [])))
+    if best[1] is None:
+        return None
+    band, rows, cmds = best[1]
+    # one image: B = [depthwise input | depthwise output = pointwise input | pointwise output]
+    o = {"b": d.out_base, "w": len(dwp.writes["w"][1]), "q": len(dwp.writes["q"][1])}
+    pwp = replace(pwp.relocate(o), writes={m: v for m, v in pwp.relocate(o).writes.items() if m != "b"})
+    cmds = [cmds[0]] + [_move(x, o, "b") for x in cmds[1:]]
+    writes = dict(dwp.writes)
+    for mem, (base, items) in pwp.writes.items():
+        writes[mem] = (writes[mem][0], writes[mem][1] + items) if mem in writes else (base, items)
+    if addr_bits is not None:
+        try:
+            for x in cmds:
+                x.check(addr_bits)
+        except CommandError as e:
+            raise UnsupportedOp(str(e)) from None
+    return FusedPlan([dwp, pwp], cmds, writes, band, rows)
 
 
 def _vec(v, n):
@@ -229,7 +338,8 @@ def _depthwise(r, x, w, k, stride, pad, post, cfg):
     in_words = tensor_words(x, lanes)
     cmd = Command(op=Op.DW, post=post, in_base=0, out_base=len(in_words), in_h=h, in_w=wd, in_cw=cw,
                   out_w=wo, out_h=ho, out_cw=cw, pixels=ho * wo, blocks=cdiv(wo, cfg.m), k=k, stride=stride,
-                  pad=pad, three=int(r.get("three", 1) or 1))
+                  pad=pad, three=int(r.get("three", 1) or 1), band=ho, band_pixels=ho * wo,
+                  band_words=ho * wo * cw)
     return CorePlan(cmd, {"b": (0, list(in_words)), "w": (0, w_items), "q": (0, q_items)},
                     out_base=len(in_words), out_words=ho * wo * cw, out_shape=(c, ho, wo), kind="dw")
 

@@ -100,11 +100,12 @@ def block_limit(cfg, in_bytes):
     return min(cfg.block_max, buffers(cfg)["A"].kib * 1024 // 2 // max(1, in_bytes))
 
 
-def reduction_beats(p, kc, tiles, lo, hi, engines=2):
+def reduction_beats(p, kc, tiles, lo, hi, engines=2, tail=True):
     """Beats of the busiest engine for ``tiles`` output tiles over ``p`` pixels, ``kc`` chunks
     each: tile pairs over padded pixel blocks; an odd last tile split by pixels between the
     engines when each half has ``lo`` pixels (``hw.command.pixel_loop``), else on the MAT engine
-    alone. The last block's padding is not issued (``hw.command.tail_pad``)."""
+    alone. The last block's padding is not issued at the end of a command (``tail``;
+    ``hw.command.tail_pad``)."""
     p_pad = padded_pixels(p, lo, hi)
     last = p
     if engines == 1:
@@ -116,7 +117,7 @@ def reduction_beats(p, kc, tiles, lo, hi, engines=2):
         px = tiles // 2 * p_pad + padded_pixels(last, lo, hi)
     else:
         px = cdiv(tiles, 2) * p_pad
-    return px * kc - tail_pad(last, lo, hi)
+    return px * kc - (tail_pad(last, lo, hi) if tail else 0)
 
 
 @dataclass
@@ -212,20 +213,38 @@ def core_beats(cfg, command):
     return c.pixels * c.in_cw
 
 
-def depthwise_core_beats(cfg, c):
-    """Cycles of a depthwise command on one core beyond ``ComputingCore.overhead``: blocks of M
-    output pixels x N channels in the order (channel word, column block, output row); a block takes
-    k^2 beats once its window is in. The window of the next block is fetched while this one
-    computes, ``dw_ports`` words per cycle per window row ((M-1)*s + k words), plus 2 cycles
-    (read latency, hand-over): k rows at the top of a column strip, s new rows below it. The
-    first block waits for its window; the last block's results leave one pixel per cycle."""
+def depthwise_schedule(cfg, c):
+    """A depthwise command on one core, block by block as the RTL walks it: bands of ``c.band``
+    output rows (all of them when 0), in each band (channel word, column block, output row); a
+    block is M output pixels x N channels and takes k^2 beats once its window is in. The window
+    of the next block is fetched while this one computes, ``dw_ports`` words per cycle per window
+    row ((M-1)*s + k words), plus 2 cycles (read latency, hand-over): k rows at the top of a
+    column strip of a band, s new rows below it. The first block waits for its window; the last
+    block's results leave one pixel per cycle. Returns (beats beyond ``ComputingCore.overhead``,
+    [per band: the beat count by which its last pixel has left])."""
     wwin = (cfg.m - 1) * c.stride + c.k
     per_row = cdiv(wwin, cfg.dw_ports)
     k2 = c.k * c.k
-    fetch = [(c.k if oy == 0 else c.stride) * per_row + 2
-             for _ in range(c.in_cw) for _ in range(c.blocks) for oy in range(c.out_h)]
-    last = c.out_w - (c.blocks - 1) * cfg.m
-    return fetch[0] + sum(max(k2, f) for f in fetch[1:]) + k2 + last
+    band = c.band or c.out_h
+    last_count = c.out_w - (c.blocks - 1) * cfg.m
+    t, ends = None, []
+    for b0 in range(0, c.out_h, band):
+        rows = range(b0, min(b0 + band, c.out_h))
+        for _ in range(c.in_cw):
+            for b in range(c.blocks):
+                count = cfg.m if b < c.blocks - 1 else last_count
+                for oy in rows:
+                    fetch = (c.k if oy == b0 else c.stride) * per_row + 2
+                    t = fetch if t is None else t + max(k2, fetch)  # this block's first beat
+                    done = t + k2 + count
+        ends.append(done)
+    return done, ends
+
+
+def depthwise_core_beats(cfg, c):
+    """Cycles of a depthwise command on one core beyond ``ComputingCore.overhead``
+    (:func:`depthwise_schedule`)."""
+    return depthwise_schedule(cfg, c)[0]
 
 
 def core_cycles(cfg, command, core):
@@ -233,6 +252,30 @@ def core_cycles(cfg, command, core):
     (``ComputingCore.overhead``: accept, read latency, pipeline, post-processing, last write).
     The array adds ``DISPATCH`` per command for the broadcast and the barrier."""
     return core_beats(cfg, command) + core.overhead(command.op, command.post)
+
+
+def fused_core_cycles(cfg, dw, follow, rest, core):
+    """Cycles of the depthwise -> pointwise band pipeline on one core: the depthwise command
+    ``dw`` on the R-MAC engine, the ``follow`` command (the pointwise conv of the first rows, all
+    tiles of a band before the next) on the MAT engine alongside it, each band starting the
+    cycle after the depthwise command has written its last word, then ``rest`` (the rows left,
+    on both engines; None if none) once the core is idle. Counted from the depthwise command's
+    acceptance, as ``core_cycles`` counts a command."""
+    from hw.command import Op
+
+    beats, ends = depthwise_schedule(cfg, dw)
+    oh_dw = core.overhead(Op.DW, dw.post)
+    end_dw = beats + oh_dw
+    lo, hi = follow.min_beats, block_limit(cfg, follow.chunks * cfg.t)
+    segments = [min(follow.band_pixels, follow.pixels - p0)
+                for p0 in range(0, follow.pixels, follow.band_pixels)]
+    t = 2  # accepted the cycle after the depthwise command, its first beat one cycle later
+    for b, n in enumerate(segments):
+        written = ends[b] + oh_dw - 2  # the band's last write (the core is idle 2 cycles later)
+        start = max(t, written + 1)
+        t = start + reduction_beats(n, follow.chunks, follow.tiles, lo, hi, 1, tail=b == len(segments) - 1)
+    end = max(end_dw, t - 1 + core.overhead(Op.REDUCE, follow.post))
+    return end + (core_cycles(cfg, rest, core) if rest is not None else 0)
 
 
 # ---- depthwise -----------------------------------------------------------------------------------
