@@ -9,8 +9,8 @@ from hw.config import PRESETS, AcceleratorConfig, ConfigError
 from hw.core import ComputingCore
 from quant import arith
 from sim.core_bench import run_amaranth
-from sim.core_ops import UnsupportedOp, plan
-from sim.dataflow import core_cycles
+from sim.core_ops import UnsupportedOp, fused_plan, plan
+from sim.dataflow import core_cycles, fused_core_cycles
 
 # Lanes that are not a power of two; pixel blocks of 2..4 as in tiny. And tiny with blocks of
 # 3..5 pixels: uneven blocks (13 = 5 + 4 + 4), commands of fewer pixels than a block (padded).
@@ -117,6 +117,43 @@ def test_every_command_kind_is_bit_exact_with_model_cycles(cfg):
         bad = np.argwhere(got != want)
         assert not len(bad), f"{name}: first mismatch at {bad[0].tolist()}"
         assert cycles == sum(core_cycles(cfg, c, core) for c in p.all_commands()), name
+
+
+def _fused_cases(lanes, rng):
+    """(name, depthwise op, its input, pointwise op, golden depthwise output, golden pointwise)."""
+    out = []
+    for name, dwa, pwa, hw in [
+            ("3x3 s1 hswish -> pw", (2 * lanes, 3, 1, 1, "hswish"), (3 * lanes, 1, None), (6, 5)),
+            ("5x5 -> grouped pw (aggregation)", (4 * lanes, 5, 1, 2, None), (4 * lanes, 2, None), (5, 7)),
+            ("3x3 s2 -> pw, 9 rows", (2 * lanes + 1, 3, 2, 1, "hswish"), (4 * lanes, 1, None), (17, 8))]:
+        c = dwa[0]
+        dw = _conv_op(rng, c, c, dwa[1], dwa[2], dwa[3], c, dwa[4])
+        pw = _conv_op(rng, c, pwa[0], 1, 1, 0, pwa[1], pwa[2])
+        x = rng.integers(-128, 128, size=(c,) + hw)
+        y = _golden(dw, x)
+        out.append((name, dw, x, pw, y, _golden(pw, y)))
+    return out
+
+
+@pytest.mark.parametrize("cfg", CONFIGS, ids=IDS)
+def test_depthwise_pointwise_band_pipeline_is_bit_exact_with_model_cycles(cfg):
+    """The MAT engine runs the pointwise conv band by band while the R-MAC engine computes the
+    depthwise conv (docs/architecture.md §7); both outputs bit-exact, the cycles the model's,
+    faster than one after the other."""
+    rng = np.random.default_rng(7)
+    cases = _fused_cases(cfg.s, rng)
+    plans = [fused_plan(dw, x, pw, y, cfg, 10) for _, dw, x, pw, y, _ in cases]
+    assert all(p is not None for p in plans), [c[0] for c, p in zip(cases, plans, strict=True) if p is None]
+    core = ComputingCore(cfg)
+    results = run_amaranth(cfg, plans, 10)
+    for (name, _, _, _, y, z), p, (got, cycles) in zip(cases, plans, results, strict=True):
+        assert (got[0] == y).all() and (got[1] == z).all(), name
+        cmds = p.commands
+        assert cmds[1].follow and cmds[0].band < y.shape[1], name
+        rest = cmds[2] if len(cmds) > 2 else None
+        assert cycles == fused_core_cycles(cfg, cmds[0], cmds[1], rest, core), name
+        one_by_one = sum(core_cycles(cfg, part.command, core) for part in p.parts)
+        assert cycles < one_by_one, name
 
 
 def test_weight_reuse_reads_each_chunk_once_per_pixel_block():
