@@ -2,9 +2,13 @@
 through the computing core's RTL, compared element by element with the export.
 
 Op by op, the op's inputs, weights and parameters are written into a core's buffers (through
-the host port of ``hw.core_slice.CoreSlice``), the op runs as one core command, and its result
-is read back and compared with the export. Per op: kind, shape, RTL cycles, the model's cycles
-(``sim.dataflow.core_cycles``) and the verdict; at the end ``N of N ops bit-exact``. Head linears
+the host port of ``hw.core_slice.CoreSlice``), the op runs as core commands, and its result
+is read back and compared with the export. A depthwise conv and the pointwise conv it feeds run
+together as the band pipeline when the model finds that faster (``sim.core_ops.fused_plan``):
+the depthwise output stays in the core's buffer as the pointwise input, and both results are
+compared. Per op: kind, shape, RTL cycles, the model's cycles (``sim.dataflow.core_cycles``,
+``fused_core_cycles`` for a fused pair, on the pair's second line) and the verdict; at the end
+``N of N ops bit-exact``. Head linears
 are compared on their int32 accumulators (what the core produces; the LayerNorm + Hardswish after
 the first one is a host step). Ops marked ``host`` in the export are skipped and counted.
 Exit status: 0 when every op ran and matched, 1 on a mismatch or an op the core cannot run yet,
@@ -26,7 +30,7 @@ import numpy as np
 
 from gen.cli import load_config
 from hw.config import ConfigError
-from sim.core_ops import CorePlan, UnsupportedOp, plan
+from sim.core_ops import CorePlan, UnsupportedOp, fusable, fused_plan, plan
 
 __all__ = ["load_op", "compare", "main"]
 
@@ -43,6 +47,8 @@ class LoadedOp:
     expected: np.ndarray
     kind: str
     shape: tuple
+    r: dict = None
+    inputs: list = None
 
 
 def _op_dict(entry, arrays):
@@ -66,7 +72,28 @@ def load_op(folder, entry, cfg, addr_bits=None):
     inputs = [arrays[f"x{i}"].astype(np.int64) for i in range(len(entry["srcs"]))]
     p = plan(r, inputs, cfg, addr_bits)
     expected = arrays["acc"] if entry["kind"] == "linear" else arrays["y"]
-    return LoadedOp(p, expected.astype(np.int64), entry["kind"], tuple(expected.shape))
+    return LoadedOp(p, expected.astype(np.int64), entry["kind"], tuple(expected.shape), r, inputs)
+
+
+def fuse(ops, run, cfg):
+    """Replace each depthwise op of ``run`` ([(index, LoadedOp)]) and the pointwise op that reads
+    it (the next op, its only input the depthwise output) by one job of their band pipeline when
+    the model finds it faster: [(index or (i, j), LoadedOp)]."""
+    out, k = [], 0
+    while k < len(run):
+        i, op = run[k]
+        if k + 1 < len(run):
+            j, nxt = run[k + 1]
+            feeds = j == i + 1 and ops[j].get("srcs") == [ops[i].get("dst")]
+            if feeds and fusable(op.r, op.inputs[0], nxt.r, cfg.s):
+                fp = fused_plan(op.r, op.inputs[0], nxt.r, nxt.inputs[0], cfg)
+                if fp is not None:
+                    out.append(((i, j), LoadedOp(fp, [op.expected, nxt.expected], "dw+pw", nxt.shape)))
+                    k += 2
+                    continue
+        out.append((i, op))
+        k += 1
+    return out
 
 
 def compare(expected, got):
@@ -196,7 +223,7 @@ def main(argv=None):
 
 def _replay(a):
     from hw.core import ComputingCore
-    from sim.dataflow import core_cycles
+    from sim.dataflow import core_cycles, fused_core_cycles
 
     folder = Path(a.golden_dir)
     try:
@@ -224,12 +251,21 @@ def _replay(a):
             rows[i] = dict(status="not run", detail=str(err))
             continue
         run.append((i, op))
+    run = fuse(ops, run, cfg)
     core = ComputingCore(cfg)
     core._MustUse__silence = True
-    model = {i: sum(core_cycles(cfg, c, core) for c in op.plan.all_commands()) for i, op in run}
+    model = {}
+    for i, op in run:
+        if isinstance(i, tuple):  # a fused pair: the pair's cycles on its second op
+            c = op.plan.commands
+            model[i[1]] = fused_core_cycles(cfg, c[0], c[1], c[2] if len(c) > 2 else None, core)
+        else:
+            model[i] = sum(core_cycles(cfg, c, core) for c in op.plan.all_commands())
+    fused = sum(isinstance(i, tuple) for i, _ in run)
     what = f"{manifest.get('model', '?')} R{manifest.get('resolution', '?')}"
+    count = sum(len(i) if isinstance(i, tuple) else 1 for i, _ in run)
     print(f"replay of {folder} ({what}) on one core of {cfg.name} [{cfg.hash}], {a.sim}: "
-          f"{len(run)} ops to run", flush=True)
+          f"{count} ops to run ({fused} depthwise -> pointwise pairs as the band pipeline)", flush=True)
 
     out_file = Path(a.build).resolve() / "replay.jsonl"
     if run:
@@ -248,7 +284,7 @@ def _replay(a):
         t.start()
         seen = 0
         print(f"{'op':>4} {'kind':8} {'shape':18} {'RTL':>9} {'model':>9} {'diff':>7}  verdict", flush=True)
-        while t.is_alive() or seen < len(run):
+        while t.is_alive() or seen < count:
             lines = out_file.read_text().splitlines() if out_file.exists() else []
             for line in lines[seen:]:
                 r = json.loads(line)
@@ -256,13 +292,13 @@ def _replay(a):
                 _print_row(r, ops[r["index"]], model.get(r["index"]), run_shape(run, r["index"]))
             seen = len(lines)
             if not t.is_alive():
-                if seen < len(run):
+                if seen < count:
                     break
             time.sleep(0.5)
         t.join()
-        if err or seen < len(run):
+        if err or seen < count:
             why = f"{type(err[0]).__name__}: {err[0]}" if err else "the simulation stopped early"
-            raise ReplayError(f"{why} after {seen} of {len(run)} ops (log: {Path(a.build) / 'sim.log'})")
+            raise ReplayError(f"{why} after {seen} of {count} ops (log: {Path(a.build) / 'sim.log'})")
         print(f"simulated in {time.time() - t0:.1f} s", flush=True)
     return _summary(rows, ops, model)
 
@@ -271,18 +307,30 @@ def run_shape(run, index):
     for i, op in run:
         if i == index:
             return op.shape
+        if isinstance(i, tuple) and index in i:
+            return tuple(op.expected[i.index(index)].shape)
     return ()
 
 
 def _print_row(r, entry, model, shape):
-    rtl = r["rtl"]
+    rtl = r.get("rtl")
+    if rtl is None:  # the depthwise half of a fused pair: its cycles are on the pair's second line
+        fused = f"fused with op {r['fused_with']}"
+        print(f"{entry['index']:>4} {entry['kind']:8} {'x'.join(map(str, shape)):18} {fused:>27}"
+              f"  {_verdict(r)}  {entry['name']}", flush=True)
+        return
     diff = f"{(rtl - model) / model * 100:+.1f}%" if model else "-"
+    print(f"{entry['index']:>4} {entry['kind']:8} {'x'.join(map(str, shape)):18} {rtl:>9,} {model:>9,} "
+          f"{diff:>7}  {_verdict(r)}  {entry['name']}" + (" (+ the depthwise conv before it)"
+                                                          if r.get("pair") else ""), flush=True)
+
+
+def _verdict(r):
     verdict = r["status"]
     if verdict == "mismatch":
         verdict = "MISMATCH " + (f"first at {r['at']}: expected {r['expected']}, got {r['got']} "
                                  f"({r['count']} differ)" if "at" in r else r.get("detail", ""))
-    print(f"{entry['index']:>4} {entry['kind']:8} {'x'.join(map(str, shape)):18} {rtl:>9,} {model:>9,} "
-          f"{diff:>7}  {verdict}  {entry['name']}", flush=True)
+    return verdict
 
 
 def _summary(rows, ops, model):
@@ -290,9 +338,10 @@ def _summary(rows, ops, model):
     exact = [i for i in done if rows[i]["status"] == "bit-exact"]
     host = [i for i, r in rows.items() if r["status"] == "host"]
     not_run = [i for i, r in rows.items() if r["status"] == "not run"]
-    worst = max((abs(rows[i]["rtl"] - model[i]) / model[i] for i in done), default=0.0)
-    rtl_total = sum(rows[i]["rtl"] for i in done)
-    model_total = sum(model[i] for i in done)
+    timed = [i for i in done if rows[i].get("rtl") is not None]
+    worst = max((abs(rows[i]["rtl"] - model[i]) / model[i] for i in timed), default=0.0)
+    rtl_total = sum(rows[i]["rtl"] for i in timed)
+    model_total = sum(model[i] for i in timed)
     if done:
         rel = (rtl_total - model_total) / model_total * 100
         print(f"RTL {rtl_total:,} cycles, model {model_total:,} ({rel:+.2f} %); "

@@ -1,7 +1,7 @@
 """cocotb testbench of the core replay (``python -m sim.replay``): the ops of a golden export,
 their operands preloaded side by side in the buffers of ``sim.core_top`` (``$readmemh``), each run
-as one command and its result read back through the host port and compared with the export
-element by element. One JSON line per op goes to TRIO_REPLAY_OUT.
+as its commands (a fused depthwise -> pointwise pair together), its results read back through the
+host port and compared with the export element by element. One JSON line per op goes to TRIO_REPLAY_OUT.
 
 Environment (set by ``sim.replay``): TRIO_REPLAY_JOBS (pickled [(op index, relocated CorePlan,
 expected result)]), TRIO_CONFIG (configuration JSON), TRIO_ADDR_BITS, TRIO_REPLAY_OUT.
@@ -68,6 +68,11 @@ async def replay(dut):
     with open(os.environ["TRIO_REPLAY_OUT"], "w") as out:
         for index, plan, expected in jobs:
             got, cycles = await run_plan(drv, shapes, addr_bits, plan)
-            row = dict(index=index, rtl=cycles, **compare(expected, got))
-            out.write(json.dumps(row) + "\n")
+            if isinstance(index, tuple):  # a fused pair: a row per op, the cycles on the second
+                rows = [dict(index=index[0], rtl=None, fused_with=index[1], **compare(expected[0], got[0])),
+                        dict(index=index[1], rtl=cycles, pair=True, **compare(expected[1], got[1]))]
+            else:
+                rows = [dict(index=index, rtl=cycles, **compare(expected, got))]
+            for row in rows:
+                out.write(json.dumps(row) + "\n")
             out.flush()
