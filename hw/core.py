@@ -235,12 +235,15 @@ class ComputingCore(wiring.Component):
                 m.d.sync += g_more.eq(0)
 
         # -- the beat: window words registered with the weight read ------------------------------
-        rows = Array([Array(row) for row in cur])
+        # A load beat (kx = 0, or kx = 1 for the odd columns at stride 2) takes the M pixels at
+        # columns m*s + kx; a shift beat only the one entering pixel (x[0]) at kx + (M-1)*s.
+        col = [Array([cur[r][j] for r in range(K)])[dky] for j in range(W)]  # row dky of each column
         x1 = Signal(data.ArrayLayout(word, M), name="dw_x")
         for mm in range(M):
-            load_word = rows[dky][kx + mm * s]
-            shift_word = rows[dky][kx + (M - 1) * s] if mm == 0 else load_word
-            m.d.sync += x1[mm].eq(Mux(load, load_word, shift_word))
+            load_word = Mux(s == 1, col[mm], Mux(kx[0], col[2 * mm + 1], col[2 * mm]))
+            if mm == 0:
+                load_word = Mux(load, load_word, Array(col)[kx + (M - 1) * s])
+            m.d.sync += x1[mm].eq(load_word)
         last_block = beat_last & ~g_more & ~gathered & ~gathering
         count = Signal(range(M + 1), name="dw_count")
         left = cmd.out_w - c_b * M
