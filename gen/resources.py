@@ -54,9 +54,13 @@ def main(argv=None):
     p.add_argument("--width", type=int, default=8, help="T (MAT) and N (R-MAC); default 8")
     p.add_argument("--core", metavar="CONFIG",
                    help="instead: one computing core (hw/core.py) of this configuration, e.g. paper")
+    p.add_argument("--units", metavar="CONFIG",
+                   help="instead: each post-processing unit of a core of this configuration")
     args = p.parse_args(argv)
     if args.core:
         return _core(args.core)
+    if args.units:
+        return _units(args.units)
     print("| engine | packing | DSP48E2 | LUT | FF | CARRY | multipliers | synthesis s |")
     print("|---|---|---|---|---|---|---|---|")
     engines = [("MAT", "mat_engine", lambda pk: MatEngine(args.lanes, args.width, packing=pk,
@@ -71,6 +75,34 @@ def main(argv=None):
             print(f"| {label} {args.lanes}x{args.width}, no requantizer | {'on' if packing else 'off'} | "
                   f"{c['DSP48E2']} | {c['LUT']} | {c['FF']} | {c['CARRY']} | {dut.multipliers} | "
                   f"{secs:.0f} |", flush=True)
+    return 0
+
+
+def _units(name):
+    """The post-processing units of one core, one synthesis each (a core has two of each but the
+    residual adder and the accumulator: one per engine)."""
+    from hw.accumulator import Accumulator
+    from hw.attention_output import AttentionOutput
+    from hw.config import AcceleratorConfig, ConfigError
+    from hw.hardswish import Hardswish
+    from hw.requantizer import Requantizer
+    from hw.residual_adder import ResidualAdder
+
+    try:
+        params = AcceleratorConfig.parse(name).unit_params()
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    units = [("requantizer", Requantizer, 2), ("hardswish", Hardswish, 2),
+             ("attention_output", AttentionOutput, 2), ("residual_adder", ResidualAdder, 1),
+             ("accumulator", Accumulator, 1)]
+    print("| unit | per core | DSP48E2 | LUT | FF | CARRY | synthesis s |")
+    print("|---|---|---|---|---|---|---|")
+    for unit, cls, count in units:
+        with tempfile.TemporaryDirectory() as tmp:
+            c, secs = synthesize(cls(**params[unit]), unit, tmp)
+        print(f"| {unit} ({params[unit].get('lanes', '')} lanes) | {count} | {c['DSP48E2']} | {c['LUT']} | "
+              f"{c['FF']} | {c['CARRY']} | {secs:.0f} |", flush=True)
     return 0
 
 

@@ -91,6 +91,8 @@ def test_proxy_replay_is_bit_exact_at_model_cycles(proxy_export, config, tmp_pat
                  "head.op_list.1", "head.op_list.3", ".add"):
         assert any(kind in line and "bit-exact" in line for line in out.splitlines()), kind
     assert "not run" not in out and rc == 0
+    fused = [line for line in out.splitlines() if "fused with op" in line]
+    assert fused and f"({len(fused)} depthwise -> pointwise pairs as the band pipeline)" in out
 
 
 def test_replay_reports_a_mismatch_with_index_expected_and_got(proxy_export, tmp_path):
@@ -100,16 +102,21 @@ def test_replay_reports_a_mismatch_with_index_expected_and_got(proxy_export, tmp
     for e in man["ops"]:
         (broken / e["file"]).write_bytes((proxy_export / e["file"]).read_bytes())
     (broken / "manifest.json").write_text(json.dumps(man))
-    e = man["ops"][4]  # the first residual add: change one expected value
-    arrays = dict(np.load(proxy_export / e["file"]))
-    arrays["y"] = arrays["y"].copy()
-    arrays["y"][3, 2, 1] += 1
-    np.savez_compressed(broken / e["file"], **arrays)
-    rc, out, _ = run("sim.replay", str(broken), "--config", "tiny", "--ops", "3-4", "--sim", "verilator",
+    # change one expected value of the first residual add and of the depthwise conv of the
+    # first fused pair (ops 2 and 3 run as the band pipeline)
+    for i in (2, 4):
+        e = man["ops"][i]
+        arrays = dict(np.load(proxy_export / e["file"]))
+        arrays["y"] = arrays["y"].copy()
+        arrays["y"][3, 2, 1] += 1
+        np.savez_compressed(broken / e["file"], **arrays)
+    rc, out, _ = run("sim.replay", str(broken), "--config", "tiny", "--ops", "2-4", "--sim", "verilator",
                      "--build", str(tmp_path / "b"))
     assert rc == 1
-    assert "1 of 2 ops bit-exact" in out
-    assert f"MISMATCH op 4 {e['name']} (add): first differing index [3, 2, 1]: expected " in out
+    assert "1 of 3 ops bit-exact" in out and "fused with op 3" in out, out
+    for i, kind in ((2, "conv"), (4, "add")):
+        name = man["ops"][i]["name"]
+        assert f"MISMATCH op {i} {name} ({kind}): first differing index [3, 2, 1]: expected " in out
 
 
 @pytest.mark.parametrize("args,msg", [
