@@ -81,3 +81,11 @@ def test_bad_config_file_is_one_line(tmp_path):
     proc = run_gen("--config", str(bad), "--out", str(tmp_path / "o"))
     assert proc.returncode == 2 and proc.stderr.strip() == \
         "python -m gen: error: cores must be between 1 and 256, not 0"
+
+
+@pytest.mark.parametrize("flag", ["--units", "--core"])
+def test_resources_refuses_an_unknown_configuration_in_one_line(flag):
+    proc = subprocess.run([sys.executable, "-m", "gen.resources", flag, "fast"], capture_output=True,
+                          text=True)
+    assert proc.returncode == 2 and "unknown configuration 'fast'" in proc.stderr
+    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
