@@ -132,22 +132,27 @@ class ComputingCore(wiring.Component):
         """Depthwise command: blocks (channel word g, column block b, output row oy), oy innermost.
 
         A block is N channels x M output pixels of a row. Its input window (k rows x (M-1)*s + k
-        columns) sits in registers ``cur``; the next block's window is gathered into ``nxt`` from
-        buffer B through the ``d_rd*`` ports (P words per cycle) while this block computes. Going
-        down a column strip the window keeps its bottom k - s rows (shifted up) and fetches s new
-        rows; a strip's first block fetches all k. A block is k*k beats of the R-MAC engine in
+        columns) sits in the **window banks**: one small memory per window column (LUT RAM, 16
+        rows), the window's rows at a rotating base. The next block's window is gathered into the
+        rows after it from buffer B through the ``d_rd*`` ports (P words per cycle, P columns in P
+        banks) while this block computes. Going down a column strip the next window starts s rows
+        lower, so it shares its top k - s rows with this one and fetches s new rows; a strip's
+        first block fetches all k (below this window's rows). A block is k*k beats of the R-MAC engine in
         self-accumulation mode, in the order of ``sim.schedule.depthwise_beats``: per kernel row,
         one load beat (M pixels) then shifts (one new pixel each); stride 2 loads the even kernel
         columns, then the odd ones. The next block starts when its window is in and this block's
         last beat is issued."""
         c = self._cfg
         M, P = c.m, self._dw_ports
-        K, W = 5, (c.m - 1) * 2 + 5
+        W = (c.m - 1) * 2 + 5  # window columns at k = 5, s = 2
         d = unsigned(DIM_BITS)
         word = self._word
-        zero = Signal(word, name="dw_zero")
-        cur = [[Signal(word, name=f"win_{r}_{j}") for j in range(W)] for r in range(K)]
-        nxt = [[Signal(word, name=f"nxt_{r}_{j}") for j in range(W)] for r in range(K)]
+        banks = [memory.Memory(shape=word, depth=16, init=[]) for _ in range(W)]
+        for j, bank in enumerate(banks):
+            m.submodules[f"dw_window_bank{j}"] = bank
+        bank_w = [bank.write_port() for bank in banks]
+        bank_r = [bank.read_port(domain="comb") for bank in banks]
+        c_base, g_base = Signal(4, name="dw_window_base"), Signal(4, name="dw_gather_base")
         k, s = cmd.k, cmd.stride
         wwin = Signal(d, name="dw_wwin")
         m.d.comb += wwin.eq((M - 1) * s + k)
@@ -161,8 +166,9 @@ class ComputingCore(wiring.Component):
         m.d.comb += iy.eq(g_oy * s + g_row - cmd.pad)
         row_in = (iy >= 0) & (iy < cmd.in_h)
         wr_valid = _delay(m, gathering, 1, "dw_wr_valid")
-        wr_row = _delay(m, g_row, 1, "dw_wr_row")
+        wr_row = _delay(m, (g_base + g_row)[:4], 1, "dw_wr_row")  # physical row in the banks
         wr_col = _delay(m, g_col, 1, "dw_wr_col")
+        values = []
         for p in range(P):
             ix = Signal(wide, name=f"dw_gather_ix{p}")
             m.d.comb += ix.eq(g_b * (M * s) + g_col + p - cmd.pad)
@@ -170,11 +176,14 @@ class ComputingCore(wiring.Component):
             port = getattr(self, f"d_rd{p}")
             m.d.comb += [port.addr.eq(cmd.in_base + (iy * cmd.in_w + ix) * cmd.in_cw + g_g), port.en.eq(1)]
             wr_in = _delay(m, inside, 1, f"dw_wr_inside{p}")
-            value = Mux(wr_in, port.data.as_value(), 0)
-            for r in range(K):
-                for j in range(W):
-                    with m.If(wr_valid & (wr_row == r) & (wr_col + p == j)):
-                        m.d.sync += nxt[r][j].eq(value)
+            values.append(Mux(wr_in, port.data.as_value(), 0))
+        for j in range(W):  # bank j takes the port p with wr_col + p == j, if any
+            hit = [wr_valid & (wr_col + p == j) for p in range(P)]
+            data_j = values[0]
+            for p in range(1, P):
+                data_j = Mux(hit[p], values[p], data_j)
+            m.d.comb += [bank_w[j].addr.eq(wr_row), bank_w[j].data.eq(data_j),
+                         bank_w[j].en.eq(Cat(*hit).any())]
         g_last = gathering & (g_col + P >= wwin) & (g_row == k - 1)
         with m.If(gathering):
             with m.If(g_col + P >= wwin):
@@ -218,26 +227,25 @@ class ComputingCore(wiring.Component):
         n_more = more_oy | more_b | more_g | (band_end < cmd.out_h)
         with m.If(accept):
             m.d.sync += [g_g.eq(0), g_b.eq(0), g_oy.eq(0), g_band.eq(0), g_row.eq(0), g_col.eq(0),
-                         gathered.eq(0),
+                         gathered.eq(0), g_base.eq(0),
                          computing.eq(0), dky.eq(0), dt.eq(0), gathering.eq(1), g_more.eq(1)]
         with m.Elif(running & swap & g_more):
-            for r in range(K):
-                for j in range(W):
-                    down = Mux(s == 1, nxt[r + 1][j] if r + 1 < K else zero,
-                               nxt[r + 2][j] if r + 2 < K else zero)
-                    m.d.sync += [cur[r][j].eq(nxt[r][j]), nxt[r][j].eq(down)]
             m.d.sync += [c_g.eq(g_g), c_b.eq(g_b), c_oy.eq(g_oy), computing.eq(1), dky.eq(0), dt.eq(0),
-                         gathered.eq(0)]
-            with m.If(n_more):  # a column strip of a band starts with a whole window
+                         gathered.eq(0), c_base.eq(g_base)]
+            with m.If(n_more):  # a column strip of a band starts with a whole window (below this one)
+                strip = n_oy == n_band
                 m.d.sync += [g_g.eq(n_g), g_b.eq(n_b), g_oy.eq(n_oy), g_band.eq(n_band), gathering.eq(1),
-                             g_col.eq(0), g_row.eq(Mux(n_oy == n_band, 0, k - s))]
+                             g_col.eq(0), g_row.eq(Mux(strip, 0, k - s)),
+                             g_base.eq((g_base + Mux(strip, k, s))[:4])]
             with m.Else():
                 m.d.sync += g_more.eq(0)
 
         # -- the beat: window words registered with the weight read ------------------------------
         # A load beat (kx = 0, or kx = 1 for the odd columns at stride 2) takes the M pixels at
         # columns m*s + kx; a shift beat only the one entering pixel (x[0]) at kx + (M-1)*s.
-        col = [Array([cur[r][j] for r in range(K)])[dky] for j in range(W)]  # row dky of each column
+        for bank in bank_r:
+            m.d.comb += bank.addr.eq((c_base + dky)[:4])
+        col = [bank.data for bank in bank_r]  # row dky of each window column
         x1 = Signal(data.ArrayLayout(word, M), name="dw_x")
         for mm in range(M):
             load_word = Mux(s == 1, col[mm], Mux(kx[0], col[2 * mm + 1], col[2 * mm]))
