@@ -28,6 +28,11 @@ def _delay(m, value, cycles, name):
     return value
 
 
+def _times_stride(value, stride):
+    """``value * stride`` for a stride of 1 or 2 (a shift, not a multiplier)."""
+    return Mux(stride == 2, value << 1, value)
+
+
 class ComputingCore(wiring.Component):
     """One computing core executing commands from its buffers.
 
@@ -163,7 +168,7 @@ class ComputingCore(wiring.Component):
         g_row, g_col = Signal(3, name="dw_gather_row"), Signal(d, name="dw_gather_col")
         gathering, gathered, g_more = Signal(), Signal(), Signal()
         iy = Signal(wide, name="dw_gather_iy")
-        m.d.comb += iy.eq(g_oy * s + g_row - cmd.pad)
+        m.d.comb += iy.eq(_times_stride(g_oy, s) + g_row - cmd.pad)
         row_in = (iy >= 0) & (iy < cmd.in_h)
         wr_valid = _delay(m, gathering, 1, "dw_wr_valid")
         wr_row = _delay(m, (g_base + g_row)[:4], 1, "dw_wr_row")  # physical row in the banks
@@ -171,7 +176,7 @@ class ComputingCore(wiring.Component):
         values = []
         for p in range(P):
             ix = Signal(wide, name=f"dw_gather_ix{p}")
-            m.d.comb += ix.eq(g_b * (M * s) + g_col + p - cmd.pad)
+            m.d.comb += ix.eq(_times_stride(g_b * M, s) + g_col + p - cmd.pad)
             inside = row_in & (ix >= 0) & (ix < cmd.in_w)
             port = getattr(self, f"d_rd{p}")
             m.d.comb += [port.addr.eq(cmd.in_base + (iy * cmd.in_w + ix) * cmd.in_cw + g_g), port.en.eq(1)]
@@ -250,7 +255,7 @@ class ComputingCore(wiring.Component):
         for mm in range(M):
             load_word = Mux(s == 1, col[mm], Mux(kx[0], col[2 * mm + 1], col[2 * mm]))
             if mm == 0:
-                load_word = Mux(load, load_word, Array(col)[kx + (M - 1) * s])
+                load_word = Mux(load, load_word, Array(col)[kx + _times_stride(M - 1, s)])
             m.d.sync += x1[mm].eq(load_word)
         last_block = beat_last & ~g_more & ~gathered & ~gathering
         count = Signal(range(M + 1), name="dw_count")
@@ -511,7 +516,8 @@ class ComputingCore(wiring.Component):
         for e in range(2):
             iy = Signal(wide, name=f"iy{e}")
             ix = Signal(wide, name=f"ix{e}")
-            m.d.comb += [iy.eq(py[e] * cmd.stride + ky - cmd.pad), ix.eq(px[e] * cmd.stride + kx - cmd.pad)]
+            m.d.comb += [iy.eq(_times_stride(py[e], cmd.stride) + ky - cmd.pad),
+                         ix.eq(_times_stride(px[e], cmd.stride) + kx - cmd.pad)]
             inside = Signal(name=f"inside{e}")
             m.d.comb += inside.eq((iy >= 0) & (iy < cmd.in_h) & (ix >= 0) & (ix < cmd.in_w))
             goff = group[e] * cmd.group_cw
