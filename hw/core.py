@@ -268,7 +268,7 @@ class ComputingCore(wiring.Component):
             "first": _delay(m, (dky == 0) & (dt == 0), 1, "dw_first"),
             "last": _delay(m, (dky == k - 1) & (dt == k - 1), 1, "dw_last"),
             "x": x1.as_value(),
-            "w_addr": cmd.w_base + c_g * (k * k) + dky * k + kx, "q_addr": cmd.q_base + c_g,
+            "w_addr": cmd.w_base + c_g * (k * k) + dky * k + kx, "q_index": c_g,
             "issue_last": beat_last, "count": count, "addr0": addr0,
             "final": running & last_block,
             "busy": computing | gathering | gathered,
@@ -315,12 +315,13 @@ class ComputingCore(wiring.Component):
 
     def _serialize(self, m, rmac, dw, q_value, lat, is_dw, out_cw):
         """The R-MAC engine's M x N psums of a depthwise block -> M output pixels, one per cycle,
-        with the block's parameters and addresses (the tag waits out the engine)."""
+        with the block's parameters (``q_value``, read as the psums leave the engine) and
+        addresses (the tag waits out the engine)."""
         c = self._cfg
         M, N = c.m, c.n
         addr0 = _delay(m, dw["addr0"], 1 + lat, "dw_tag_addr")
         count = _delay(m, dw["count"], 1 + lat, "dw_tag_count")
-        param = _delay(m, q_value, lat, "dw_tag_param")
+        param = q_value  # read for the block's last beat as its psums leave the engine
         hold = Signal(rmac.o.payload.acc.shape(), name="dw_hold")
         h_addr, h_count = Signal(self._ab, name="dw_hold_addr"), Signal(range(M + 1), name="dw_hold_count")
         h_param = Signal(len(q_value), name="dw_hold_param")
@@ -536,9 +537,14 @@ class ComputingCore(wiring.Component):
             self.b_rd1.en.eq(1),
         ]
         w_addr = [cmd.w_base + tile[e] * cmd.chunks + ch for e in range(2)]
-        q_addr = [cmd.q_base + Mux(is_reduce, tile[e], cc) for e in range(2)]
         w_addr[1] = Mux(is_dw, dw["w_addr"], w_addr[1])
-        q_addr[1] = Mux(is_dw, dw["q_addr"], q_addr[1])
+        # Parameters are read when a result leaves its engine (the tile's or channel word's index
+        # waits out the engine, not its parameter word); an add reads them with its beat. The
+        # bias is added there too, so the engines accumulate from 0.
+        lat = mat.latency
+        q_tag = [_delay(m, Mux(is_reduce, tile[0], cc), lat, "q_tag0"),
+                 _delay(m, Mux(is_dw, dw["q_index"], tile[1]), lat, "q_tag1")]
+        q_addr = [cmd.q_base + Mux(is_add, cc, q_tag[0]), Mux(is_dw, dcmd.q_base, cmd.q_base) + q_tag[1]]
         for e, (w_rd, q_rd) in enumerate(((self.w_rd0, self.q_rd0), (self.w_rd1, self.q_rd1))):
             # weight reuse: a reduction reads its chunk on the block's first beat and holds it
             hold = is_reduce & ~(is_dw if e else 0)  # (the depthwise command reads a weight every beat)
@@ -555,7 +561,6 @@ class ComputingCore(wiring.Component):
         relu = [self._relu(m, rd.data, f"relu{e}") for e, rd in enumerate((self.b_rd0, self.b_rd1))]
         a_in = [Mux(in1[e], Mux(is_q, relu[e], rd.data.as_value()), 0)
                 for e, rd in enumerate((self.b_rd0, self.b_rd1))]
-        no_bias = is_q | is_vk  # the attention's MatMuls have no bias
 
         if c.block_max > 1:
             slot1 = _delay(m, sl, 1, "slot")
@@ -563,8 +568,6 @@ class ComputingCore(wiring.Component):
         m.d.comb += [mat.i.valid.eq(v1[0] & is_reduce), mat.i.payload.a.eq(a_in[0]),
                      mat.i.payload.w.eq(self.w_rd0.data), mat.i.payload.first.eq(first1),
                      mat.i.payload.last.eq(last1), mat.o.ready.eq(1)]
-        for s in range(S):
-            m.d.comb += mat.i.payload.bias[s].eq(Mux(no_bias, 0, self.q_rd0.data.reduce.bias[s]))
         # vk outer products: x[m][n] = v[m] (every n), y[n] = ReLU(k)[n], a load every beat
         v_bcast = Cat(*[self.b_rd1.data[mm] for mm in range(c.m) for _ in range(c.n)])
         m.d.comb += [rmac.i.valid.eq(Mux(is_dw, dw["valid"], Mux(is_vk, vk["valid"], v1[1]))),
@@ -577,8 +580,6 @@ class ComputingCore(wiring.Component):
                      rmac.i.payload.first.eq(Mux(is_dw, dw["first"], Mux(is_vk, vk["first"], first1))),
                      rmac.i.payload.last.eq(Mux(is_dw, dw["last"], Mux(is_vk, vk["last"], last1))),
                      rmac.o.ready.eq(1)]
-        for s in range(S):
-            m.d.comb += rmac.i.payload.bias[s].eq(Mux(no_bias, 0, self.q_rd1.data.reduce.bias[s]))
 
         # residual add and pool inputs
         m.d.comb += [adder.i.valid.eq(v1[0] & is_add), adder.i.payload.a.eq(self.b_rd0.data),
@@ -591,8 +592,7 @@ class ComputingCore(wiring.Component):
                      pool.i.payload.first.eq(Mux(is_vk, vk["first"], first1)),
                      pool.i.payload.last.eq(Mux(is_vk, vk["last"], last1)), pool.o.ready.eq(1)]
 
-        # -- post-processing: the result's tag (address, parameters) waits out the engine ------
-        lat = mat.latency
+        # -- post-processing: the result's tag (address, parameter index) waits out the engine --
         results = [mat.o.payload.acc, [rmac.o.payload.acc[s][c.n - 1] for s in range(S)]]
         eng_valid = [mat.o.valid, rmac.o.valid]
         q_data = [self.q_rd0.data.reduce, self.q_rd1.data.reduce]
@@ -616,9 +616,10 @@ class ComputingCore(wiring.Component):
             m.submodules[f"attention_output{e}"] = att[e]
         for e in range(2):
             taddr = _delay(m, oaddr1[e], lat, f"tag_addr{e}")
-            tparam = _delay(m, q_data[e].as_value(), lat, f"tag_param{e}")
+            tparam = q_data[e].as_value()
             post_valid = eng_valid[e]
             acc_in = results[e]
+            bias_on = cmd.op == Op.REDUCE
             if e == 1:  # depthwise and vk blocks leave the R-MAC engine's serializer row by row
                 blk = {"addr0": Mux(is_vk, vk["w_addr"], dw["addr0"]), "count": Mux(is_vk, c.m, dw["count"])}
                 ser = self._serialize(m, rmac, blk, q_data[1].as_value(), lat, is_dw | is_vk,
@@ -628,7 +629,9 @@ class ComputingCore(wiring.Component):
                 tparam = Mux(serial, ser["param"], tparam)
                 post_valid = Mux(serial, ser["valid"], post_valid)
                 acc_in = [Mux(serial, ser["acc"][s], acc_in[s]) for s in range(S)]
+                bias_on = Mux(serial, is_dw, bias_on)
             tp = data.View(q_data[e].shape(), tparam)
+            acc_in = [(acc_in[s] + Mux(bias_on, tp.bias[s], 0))[:c.acc_bits].as_signed() for s in range(S)]
             # the R-MAC engine's results follow the depthwise command while one runs
             post, three = (cmd.post, cmd.three) if e == 0 else (Mux(is_dw, dcmd.post, cmd.post),
                                                                  Mux(is_dw, dcmd.three, cmd.three))
