@@ -1,7 +1,7 @@
 """The computing core (paper Fig. 8): both engines, the post-processing units and the address
 generators that run one command (``hw/command.py``) from the buffers and write the results back."""
 
-from amaranth.hdl import Array, Cat, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -31,6 +31,11 @@ def _delay(m, value, cycles, name):
 def _times_stride(value, stride):
     """``value * stride`` for a stride of 1 or 2 (a shift, not a multiplier)."""
     return Mux(stride == 2, value << 1, value)
+
+
+def _times_const(value, n):
+    """``value * n`` for a small constant ``n``, as shifted adds (no multiplier)."""
+    return sum((value << b for b in range(n.bit_length()) if n >> b & 1), Const(0))
 
 
 class ComputingCore(wiring.Component):
@@ -174,12 +179,15 @@ class ComputingCore(wiring.Component):
         wr_row = _delay(m, (g_base + g_row)[:4], 1, "dw_wr_row")  # physical row in the banks
         wr_col = _delay(m, g_col, 1, "dw_wr_col")
         values = []
+        ix0 = Signal(wide, name="dw_gather_ix")
+        m.d.comb += ix0.eq(_times_stride(g_b * M, s) + g_col - cmd.pad)
+        g_addr = Signal(self._ab, name="dw_gather_addr")  # port p reads p pixels further
+        m.d.comb += g_addr.eq(cmd.in_base + (iy * cmd.in_w + ix0) * cmd.in_cw + g_g)
         for p in range(P):
-            ix = Signal(wide, name=f"dw_gather_ix{p}")
-            m.d.comb += ix.eq(_times_stride(g_b * M, s) + g_col + p - cmd.pad)
+            ix = ix0 + p
             inside = row_in & (ix >= 0) & (ix < cmd.in_w)
             port = getattr(self, f"d_rd{p}")
-            m.d.comb += [port.addr.eq(cmd.in_base + (iy * cmd.in_w + ix) * cmd.in_cw + g_g), port.en.eq(1)]
+            m.d.comb += [port.addr.eq(g_addr + _times_const(cmd.in_cw, p)), port.en.eq(1)]
             wr_in = _delay(m, inside, 1, f"dw_wr_inside{p}")
             values.append(Mux(wr_in, port.data.as_value(), 0))
         for j in range(W):  # bank j takes the port p with wr_col + p == j, if any
@@ -333,9 +341,9 @@ class ComputingCore(wiring.Component):
             with m.If(idx == M - 1):
                 m.d.sync += busy.eq(0)
             with m.Else():
-                m.d.sync += idx.eq(idx + 1)
+                m.d.sync += [idx.eq(idx + 1), h_addr.eq(h_addr + out_cw)]  # the next pixel's word
         rows = Array([hold[j] for j in range(M)])
-        return {"valid": busy & (idx < h_count), "addr": h_addr + idx * out_cw, "idx": idx,
+        return {"valid": busy & (idx < h_count), "addr": h_addr, "idx": idx,
                 "param": h_param, "acc": [rows[idx][n] for n in range(N)]}
 
     def elaborate(self, platform):
