@@ -297,26 +297,28 @@ class ComputingCore(wiring.Component):
         and v are words 0, cwg and 2*cwg of its group in every pixel."""
         d = unsigned(DIM_BITS)
         ib, jb, n = (Signal(d, name=f"vk_{x}") for x in ("ib", "jb", "n"))
+        # by increments: row = in_base + n * in_cw, w_row = w_base + (ib + 1) * cwg
+        row, w_row = Signal(self._ab, name="vk_row"), Signal(self._ab, name="vk_w_row")
         issue = running & is_vk
         last_n = n == cmd.pixels - 1
         last_j, last_i = jb == cmd.cwg - 1, ib == cmd.cwg - 1
+        new = self.cmd.payload
         with m.If(accept):
-            m.d.sync += [ib.eq(0), jb.eq(0), n.eq(0)]
+            m.d.sync += [ib.eq(0), jb.eq(0), n.eq(0), row.eq(new.in_base), w_row.eq(new.w_base + new.cwg)]
         with m.Elif(issue):
             with m.If(~last_n):
-                m.d.sync += n.eq(n + 1)
+                m.d.sync += [n.eq(n + 1), row.eq(row + cmd.in_cw)]
             with m.Else():
-                m.d.sync += n.eq(0)
+                m.d.sync += [n.eq(0), row.eq(cmd.in_base)]
                 with m.If(~last_j):
                     m.d.sync += jb.eq(jb + 1)
                 with m.Else():
-                    m.d.sync += [jb.eq(0), ib.eq(ib + 1)]
-        row = cmd.in_base + n * cmd.in_cw
+                    m.d.sync += [jb.eq(0), ib.eq(ib + 1), w_row.eq(w_row + cmd.cwg)]
         return {
             "k_addr": row + cmd.cwg + jb, "v_addr": row + 2 * cmd.cwg + ib,
             "valid": _delay(m, issue, 1, "vk_valid"), "first": _delay(m, n == 0, 1, "vk_first"),
             "last": _delay(m, last_n, 1, "vk_last"), "sum_k": _delay(m, ib == 0, 1, "vk_sum_k"),
-            "w_addr": cmd.w_base + (ib + 1) * cmd.cwg + jb, "ks_addr": cmd.w_base + jb,
+            "w_addr": w_row + jb, "ks_addr": cmd.w_base + jb,
             "final": issue & last_n & last_j & last_i,
             "produced": Mux(issue & last_n, 1 + (ib == 0), 0),
         }
