@@ -49,28 +49,42 @@ class ComputingCore(wiring.Component):
     **Reductions** (``Op.REDUCE``: generic conv including the stem, pointwise, grouped pointwise,
     linear): the MAT engine takes the even output tiles and the R-MAC engine (down-forward mode)
     the odd ones, each reading its own input word (grouped convs: tiles of different groups);
-    an odd last tile is split by pixels between them (``split``). Loop order: tile pair, output
-    pixel, kernel row, kernel column, input word of the group; one beat per cycle, zero input
-    words for padding. Each result leaves through the post-processing the command selects:
-    requantizer, integer Hardswish, or raw int32.
+    an odd last tile is split by pixels between them (``split``). Loop order: tile pair, pixel
+    block, kernel row, kernel column, input word of the group, pixel of the block; one beat per
+    cycle, zero input words for padding. **Weight reuse**: a weight chunk is read on a block's
+    first beat and held for its pixels; each engine lane keeps a partial sum per pixel of the
+    block (``hw.pipeline.BlockAccumulators``); a block shorter than ``min_beats`` is padded to it
+    (the weight port's rate) except after the command's last beat. Each result leaves through
+    the post-processing the command selects: requantizer, integer Hardswish, or raw int32; its
+    parameter word (bias included: the engines accumulate from 0) is read from ``q_rd*`` as the
+    result leaves the engine.
+    **Depthwise** (``Op.DW``): a second command register; the R-MAC engine in self-accumulation
+    mode, windows in per-column LUT-RAM banks filled through ``d_rd*`` (``_depthwise``). While
+    one runs, a ``REDUCE`` with ``follow`` may run beside it on the MAT engine: its pixels in
+    segments of the depthwise bands, each pixel issued once the depthwise command has written
+    all of its band (the DW -> PW band pipeline). Every other command waits until the core is
+    idle.
     **Residual add** (``Op.ADD``): pixel, channel word; both addends, one beat per cycle, through
     the :class:`ResidualAdder`. **Pool** (``Op.POOL``): channel word, pixel; the
     :class:`Accumulator` sums each channel over the pixels, the MAT engine's requantizer scales.
 
     Members
     -------
-    cmd : In(stream.Signature(command_layout(addr_bits))): accepted while idle.
+    cmd : In(stream.Signature(command_layout(addr_bits))): accepted while idle (a ``follow``
+        reduction: while the main command register is free).
     busy : Out(1): a command is running (from the cycle after it is accepted to its last write).
     b_rd0, b_rd1 : memory read ports of buffer B (word: T signed 8-bit values), read latency 1.
     b_wr0, b_wr1 : memory write ports of buffer B.
     w_rd0, w_rd1 : read ports of the weight buffer (word: S x T signed 8-bit).
     q_rd0, q_rd1 : read ports of the parameter buffer (``param_layout(S)``).
+    d_rd0 .. d_rd{dw_ports-1} : read ports of buffer B for the depthwise window fill.
+    w_wr0, w_wr1 : weight-buffer write ports (the attention's sum k and vk chunks).
     o_wr0, o_wr1 : write ports of the output buffer (word: S signed 32-bit).
 
-    Timing: a reduction takes ``ceil(tiles / 2) * pixels * chunks`` beats (the odd last tile
-    ``ceil(pixels / 2) * chunks``), an add ``pixels * words``, a pool ``words * pixels``, plus
-    ``overhead(op, post)`` cycles: command accept, the read latency, the pipeline and the last
-    write (``sim.dataflow.core_cycles`` counts the same).
+    Timing: a reduction takes ``sim.dataflow.reduction_beats`` beats, an add ``pixels * words``, a
+    pool ``words * pixels``, a depthwise conv ``depthwise_schedule``, plus ``overhead(op, post)``
+    cycles: command accept, the read latency, the pipeline and the last write
+    (``sim.dataflow.core_cycles`` counts the same; ``fused_core_cycles`` the band pipeline).
     """
 
     def __init__(self, config, addr_bits=16):
