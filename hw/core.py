@@ -510,17 +510,29 @@ class ComputingCore(wiring.Component):
         group_a, in_a = Signal(d, name="group_a"), Signal(d, name="tile_in_group_a")
         one_per_group = cmd.group_tiles == 1
         b_wraps = in_a + 1 >= cmd.group_tiles
-        group = [Mux(one_per_group, Mux(follow, pair, pair << 1), group_a),
-                 Mux(odd_last, Mux(one_per_group, pair << 1, group_a),
-                     Mux(one_per_group, (pair << 1) | 1, Mux(b_wraps, group_a + 1, group_a)))]
-        with m.If(m_accept | (issue & is_reduce & sl_last & ch_last & pix_last & pair_last)):
-            m.d.sync += [group_a.eq(0), in_a.eq(0)]
-        with m.Elif(issue & is_reduce & sl_last & ch_last & pix_last & ~pair_last):  # next pair: tile + 2
+        # by increments (no multipliers): the input words of group_a (ga = group_a * group_cw) and
+        # of tile 0's group with one tile per group (gt = tile0 * group_cw), tile 0's weights
+        # (wt = w_base + tile0 * chunks)
+        ab = self._ab
+        ga, gt = Signal(ab, name="group_a_words"), Signal(ab, name="tile_group_words")
+        wt = Signal(ab, name="tile_weights")
+        gcw = cmd.group_cw
+        with m.If(m_accept):
+            m.d.sync += [group_a.eq(0), in_a.eq(0), ga.eq(0), gt.eq(0), wt.eq(new.w_base)]
+        with m.Elif(issue & is_reduce & sl_last & ch_last & pix_last & pair_last):  # next segment
+            m.d.sync += [group_a.eq(0), in_a.eq(0), ga.eq(0), gt.eq(0), wt.eq(cmd.w_base)]
+        with m.Elif(issue & is_reduce & sl_last & ch_last & pix_last):  # next pair: tile + 2 (follow: + 1)
             step = Mux(follow, 1, 2)
+            m.d.sync += [gt.eq(gt + Mux(follow, gcw, gcw << 1)),
+                         wt.eq(wt + Mux(follow, cmd.chunks, cmd.chunks << 1))]
             with m.If(in_a + step >= cmd.group_tiles):
-                m.d.sync += [group_a.eq(group_a + 1), in_a.eq(in_a + step - cmd.group_tiles)]
+                m.d.sync += [group_a.eq(group_a + 1), in_a.eq(in_a + step - cmd.group_tiles), ga.eq(ga + gcw)]
             with m.Else():
                 m.d.sync += in_a.eq(in_a + step)
+        goff = [Mux(one_per_group, gt, ga),
+                Mux(odd_last, Mux(one_per_group, gt, ga),
+                    Mux(one_per_group, gt + gcw, Mux(b_wraps, ga + gcw, ga)))]
+        tile_w = [wt, Mux(odd_last, wt, wt + cmd.chunks)]
 
         dw = self._depthwise(m, dcmd, d_accept, d_running)
         vk = self._vk(m, cmd, m_accept, running, is_vk)
@@ -545,9 +557,8 @@ class ComputingCore(wiring.Component):
                          ix.eq(_times_stride(px[e], cmd.stride) + kx - cmd.pad)]
             inside = Signal(name=f"inside{e}")
             m.d.comb += inside.eq((iy >= 0) & (iy < cmd.in_h) & (ix >= 0) & (ix < cmd.in_w))
-            goff = group[e] * cmd.group_cw
             addr = Signal(self._ab, name=f"b_addr{e}")
-            m.d.comb += addr.eq(cmd.in_base + (iy * cmd.in_w + ix) * cmd.in_cw + goff + cc)
+            m.d.comb += addr.eq(cmd.in_base + (iy * cmd.in_w + ix) * cmd.in_cw + goff[e] + cc)
             inb.append(inside)
             b_addr.append(addr)
             oaddr = Signal(self._ab, name=f"out_addr{e}")
@@ -560,7 +571,7 @@ class ComputingCore(wiring.Component):
                                    Mux(is_add, b_addr[0] - cmd.in_base + cmd.in2_base, b_addr[1]))),
             self.b_rd1.en.eq(1),
         ]
-        w_addr = [cmd.w_base + tile[e] * cmd.chunks + ch for e in range(2)]
+        w_addr = [tile_w[e] + ch for e in range(2)]
         w_addr[1] = Mux(is_dw, dw["w_addr"], w_addr[1])
         # Parameters are read when a result leaves its engine (the tile's or channel word's index
         # waits out the engine, not its parameter word); an add reads them with its beat. The
