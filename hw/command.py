@@ -74,6 +74,10 @@ def command_layout(addr_bits):
         # all channel words of a band before the next; a REDUCE with `follow` runs on the MAT engine
         # alongside it, each pixel once its band is written (the DW -> PW band pipeline)
         "band": d, "band_pixels": d, "band_words": d, "follow": unsigned(1),
+        # derived (``Command.derived``; the address generators step by them instead of multiplying):
+        # words per input row, and where the split odd tile's R-MAC engine starts (input row,
+        # input pixel, output pixel)
+        "in_row": a, "split_irow": a, "split_iw": a, "split_ow": a,
         "three": unsigned(arith.HSWISH_BITS - 1),  # Hardswish threshold T
         "pool_mult": unsigned(arith.MULT_BITS), "pool_shift": unsigned(arith.SHIFT_BITS),
         # attention (per-tensor): vk and sum-k requantizers, the numerator's, the log2 offset
@@ -205,21 +209,34 @@ class Command:
     num_shift: int = 0
     log2_offset: int = 0
 
+    def derived(self):
+        """The fields the packed descriptor adds to these (products of them, computed here once so
+        that the core's address generators only add)."""
+        in_row = self.in_w * self.in_cw
+        split_irow = self.split_y * self.stride * in_row
+        return dict(in_row=in_row, split_irow=split_irow,
+                    split_iw=split_irow + self.split_x * self.stride * self.in_cw,
+                    split_ow=self.split * self.out_cw)
+
+    def _items(self):
+        for f in fields(self):
+            yield f.name, getattr(self, f.name)
+        yield from self.derived().items()
+
     def check(self, addr_bits):
         """Raise ``CommandError`` naming the first field that does not fit its width."""
         layout = command_layout(addr_bits)
-        for f in fields(self):
-            v = getattr(self, f.name)
+        for name, v in self._items():
             if isinstance(v, enum.Enum):
                 continue
-            width = layout[f.name].width
-            if f.name == "log2_offset":
+            width = layout[name].width
+            if name == "log2_offset":
                 lo, hi = arith.int_range(width)
                 if not lo <= v <= hi:
-                    raise CommandError(f"command field {f.name} = {v} does not fit {width} signed bits")
+                    raise CommandError(f"command field {name} = {v} does not fit {width} signed bits")
                 continue
             if not 0 <= v < 1 << width:
-                raise CommandError(f"command field {f.name} = {v} does not fit {width} bits")
+                raise CommandError(f"command field {name} = {v} does not fit {width} bits")
         if self.k not in (1, 3, 5) or self.stride not in (1, 2):
             raise CommandError(f"kernel {self.k} / stride {self.stride}: the core runs k in 1, 3, 5 "
                                f"and stride 1 or 2")
@@ -229,9 +246,8 @@ class Command:
         """The packed descriptor (an int) for the core's command port."""
         layout = command_layout(addr_bits)
         word = 0
-        for f in fields(self):
-            v = getattr(self, f.name)
+        for name, v in self._items():
             v = v.value if isinstance(v, enum.Enum) else v
-            field = layout[f.name]
+            field = layout[name]
             word |= (v & ((1 << field.width) - 1)) << field.offset
         return word

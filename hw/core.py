@@ -38,6 +38,11 @@ def _times_const(value, n):
     return sum((value << b for b in range(n.bit_length()) if n >> b & 1), Const(0))
 
 
+def _times_small(value, n):
+    """``value * n`` for a small unsigned signal ``n`` (a few bits), as a sum of shifts."""
+    return sum((Mux(n[b], value << b, 0) for b in range(len(n))), Const(0))
+
+
 class ComputingCore(wiring.Component):
     """One computing core executing commands from its buffers.
 
@@ -430,38 +435,66 @@ class ComputingCore(wiring.Component):
         slot_real = sl < size
         sl_last = sl == span - 1
 
-        def set_pixels(values, block_too):
-            """Both engines' pixel (and block start) <- ``values`` = [(pix, py, px)] per engine."""
+        # Per engine the pixel state: index, row, column, and by increments (no multipliers) the
+        # word offsets of its input pixel (ip = (py*s*in_w + px*s)*in_cw), of that input row
+        # (ir) and of its output pixel (op = pix*out_cw); the same at the block's start and at
+        # the segment's start (follow).
+        ab = self._ab
+        ip, ir, op = ([Signal(ab, name=f"{n}{e}") for e in range(2)] for n in ("in_pix", "in_row", "out_pix"))
+        bip, bir, bop = ([Signal(ab, name=f"block_{n}{e}") for e in range(2)]
+                         for n in ("in_pix", "in_row", "out_pix"))
+        seg_ip, seg_ir, seg_op = (Signal(ab, name=f"segment_{n}") for n in ("in_pix", "in_row", "out_pix"))
+        state = [(pix[e], py[e], px[e], ip[e], ir[e], op[e]) for e in range(2)]
+        block = [(bpix[e], bpy[e], bpx[e], bip[e], bir[e], bop[e]) for e in range(2)]
+        seg_state = (seg_start, seg_py, None, seg_ip, seg_ir, seg_op)
+
+        def set_pixels(values, block_too, seg_too=False):
+            """Both engines' pixel state (and block start) <- ``values`` (per engine a tuple as
+            ``state``); with ``seg_too`` the segment's start <- engine 0's."""
             out = []
-            for e, (vp, vy, vx) in enumerate(values):
-                out += [pix[e].eq(vp), py[e].eq(vy), px[e].eq(vx)]
+            for e, vals in enumerate(values):
+                out += [r.eq(v) for r, v in zip(state[e], vals, strict=True)]
                 if block_too:
-                    out += [bpix[e].eq(vp), bpy[e].eq(vy), bpx[e].eq(vx)]
+                    out += [r.eq(v) for r, v in zip(block[e], vals, strict=True)]
+            if seg_too:
+                out += [r.eq(v) for r, v in zip(seg_state, values[0], strict=True) if r is not None]
             return out
 
-        def start_pixels(next_pair_odd, c=cmd, seg=(0, 0)):
-            """Both engines' first pixel of a tile pair: the segment's first (``seg``: pixel, row),
-            the R-MAC engine's at ``split`` of command ``c`` for an odd last tile."""
-            return set_pixels([(seg[0], seg[1], 0),
-                               (Mux(next_pair_odd, c.split, 0), Mux(next_pair_odd, c.split_y, 0),
-                                Mux(next_pair_odd, c.split_x, 0))], True) + [bj.eq(0)]
+        def start_pixels(next_pair_odd, c=cmd, at_zero=False):
+            """Both engines' first pixel of a tile pair: the segment's first, the R-MAC engine's at
+            ``split`` of command ``c`` for an odd last tile (``at_zero``: a new command)."""
+            seg = (0, 0, 0, 0, 0, 0) if at_zero else (seg_start, seg_py, 0, seg_ip, seg_ir, seg_op)
+            split = (c.split, c.split_y, c.split_x, c.split_iw, c.split_irow, c.split_ow)
+            return set_pixels([seg, tuple(Mux(next_pair_odd, a, b) for a, b in zip(split, seg, strict=True))],
+                              True) + [bj.eq(0)]
 
-        def next_pixel(block_too=False):
+        def next_pixel(block_too=False, seg_too=False):
             values = []
+            row_step, col_step = _times_stride(cmd.in_row, cmd.stride), _times_stride(cmd.in_cw, cmd.stride)
             for e in range(2):
                 wrap = px[e] == cmd.out_w - 1
-                values.append((pix[e] + 1, Mux(wrap, py[e] + 1, py[e]), Mux(wrap, 0, px[e] + 1)))
-            return set_pixels(values, block_too)
+                values.append((pix[e] + 1, Mux(wrap, py[e] + 1, py[e]), Mux(wrap, 0, px[e] + 1),
+                               Mux(wrap, ir[e] + row_step, ip[e] + col_step),
+                               Mux(wrap, ir[e] + row_step, ir[e]),
+                               op[e] + cmd.out_cw))
+            return set_pixels(values, block_too, seg_too)
 
-        block_start = set_pixels([(bpix[e], bpy[e], bpx[e]) for e in range(2)], False)
+        block_start = set_pixels(block, False)
+
+        # the tap's word offset from the pixel's: ((ky - pad)*in_w + kx - pad)*in_cw, by increments
+        toff, trow = Signal(ab, name="tap_words"), Signal(ab, name="tap_row_words")
+
+        def tap_start(c):
+            return -_times_small(c.in_row + c.in_cw, c.pad)
         # follow: a pixel waits until the depthwise command has written its whole band
         ready_px = Signal(d, name="dw_ready_pixels")
         issue = Signal()  # one beat per cycle while running (the datapath never stalls)
         m.d.comb += issue.eq(running & ~is_vk & (~follow | dw_idle | (pix[0] < ready_px)))
         with m.If(m_accept):
             m.d.sync += [cmd.eq(new), running.eq(1), pair.eq(0), cc.eq(0), kx.eq(0),
-                         ky.eq(0), ch.eq(0), sl.eq(0), seg_start.eq(0), seg_py.eq(0)]
-            m.d.sync += start_pixels((new.tiles == 1) & (new.op == Op.REDUCE) & ~new.follow, new)
+                         ky.eq(0), ch.eq(0), sl.eq(0), toff.eq(tap_start(new)), trow.eq(tap_start(new))]
+            m.d.sync += set_pixels([(0, 0, 0, 0, 0, 0)] * 2, False, True)
+            m.d.sync += start_pixels((new.tiles == 1) & (new.op == Op.REDUCE) & ~new.follow, new, True)
         with m.Elif(issue & is_pool):  # word outer, pixel inner
             with m.If(~pix_last):
                 m.d.sync += next_pixel()
@@ -492,19 +525,21 @@ class ComputingCore(wiring.Component):
                 with m.If(~cc_last):
                     m.d.sync += [cc.eq(cc + 1), ch.eq(ch + 1)] + block_start
                 with m.Elif(~kx_last):
-                    m.d.sync += [cc.eq(0), kx.eq(kx + 1), ch.eq(ch + 1)] + block_start
+                    m.d.sync += [cc.eq(0), kx.eq(kx + 1), ch.eq(ch + 1),
+                                 toff.eq(toff + cmd.in_cw)] + block_start
                 with m.Elif(~ky_last):
-                    m.d.sync += [cc.eq(0), kx.eq(0), ky.eq(ky + 1), ch.eq(ch + 1)] + block_start
+                    m.d.sync += [cc.eq(0), kx.eq(0), ky.eq(ky + 1), ch.eq(ch + 1), trow.eq(trow + cmd.in_row),
+                                 toff.eq(trow + cmd.in_row)] + block_start
                 with m.Else():
-                    m.d.sync += [cc.eq(0), kx.eq(0), ky.eq(0), ch.eq(0)]
+                    m.d.sync += [cc.eq(0), kx.eq(0), ky.eq(0), ch.eq(0), toff.eq(tap_start(cmd)),
+                                 trow.eq(tap_start(cmd))]
                     with m.If(~pix_last):
                         m.d.sync += next_pixel(True) + [bj.eq(bj + 1)]
                     with m.Elif(~pair_last):
-                        m.d.sync += [pair.eq(pair + 1)] + start_pixels(
-                            cmd.tiles[0] & (pair + 1 == pairs - 1) & ~follow, seg=(seg_start, seg_py))
-                    with m.Else():  # follow: the next segment
-                        m.d.sync += [pair.eq(0), seg_start.eq(seg_end), seg_py.eq(seg_py + cmd.band)]
-                        m.d.sync += start_pixels(0, seg=(seg_end, seg_py + cmd.band))
+                        next_odd = cmd.tiles[0] & (pair + 1 == pairs - 1) & ~follow
+                        m.d.sync += [pair.eq(pair + 1)] + start_pixels(next_odd)
+                    with m.Else():  # follow: the next segment starts at the pixel after this one
+                        m.d.sync += [pair.eq(0), bj.eq(0)] + next_pixel(True, True)
 
         # -- groups: tile 2*pair = group_a * group_tiles + tile_in_a (counters, no divider) --------
         group_a, in_a = Signal(d, name="group_a"), Signal(d, name="tile_in_group_a")
@@ -558,12 +593,12 @@ class ComputingCore(wiring.Component):
             inside = Signal(name=f"inside{e}")
             m.d.comb += inside.eq((iy >= 0) & (iy < cmd.in_h) & (ix >= 0) & (ix < cmd.in_w))
             addr = Signal(self._ab, name=f"b_addr{e}")
-            m.d.comb += addr.eq(cmd.in_base + (iy * cmd.in_w + ix) * cmd.in_cw + goff[e] + cc)
+            m.d.comb += addr.eq(cmd.in_base + ip[e] + toff + goff[e] + cc)
             inb.append(inside)
             b_addr.append(addr)
             oaddr = Signal(self._ab, name=f"out_addr{e}")
             m.d.comb += oaddr.eq(Mux(is_pool, cmd.out_base + cc,
-                                     cmd.out_base + pix[e] * cmd.out_cw + Mux(is_reduce, tile[e], cc)))
+                                     cmd.out_base + op[e] + Mux(is_reduce, tile[e], cc)))
             out_addr.append(oaddr)
         m.d.comb += [
             self.b_rd0.addr.eq(Mux(is_vk, vk["k_addr"], b_addr[0])), self.b_rd0.en.eq(1),
