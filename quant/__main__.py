@@ -41,6 +41,9 @@ def _model(a):
     from .model import build_model, check_resolution, get_spec, load_checkpoint
 
     spec = get_spec(a.model)
+    if spec.family != "EfficientViT":
+        raise ModelError(f"{spec.title}: only python -m quant info runs it yet (TSPTQ-ViT quantization "
+                         f"of DeiT is not implemented)")
     check_resolution(spec, a.resolution)
     model = build_model(a.model)
     if getattr(a, "checkpoint", None):
@@ -77,7 +80,7 @@ def cmd_info(a):
     check_resolution(spec, a.resolution)
     model = build_model(a.model)
     rows = layer_table(model, a.resolution)
-    print(f"EfficientViT-{a.model.upper()} at {a.resolution}x{a.resolution}: "
+    print(f"{spec.title} at {a.resolution}x{a.resolution}: "
           f"{param_count(model):,} parameters, {total_macs(rows):,} MACs (batch 1), {len(rows)} MAC layers")
     by_op = {}
     for r in rows:
@@ -208,7 +211,8 @@ def main(argv=None):
     sub = p.add_subparsers(dest="cmd", required=True)
 
     def common(sp, data=True, ckpt=True):
-        sp.add_argument("--model", default="b1", help="b1, b2 or proxy (default b1)")
+        sp.add_argument("--model", default="b1",
+                        help="b1, b2 or proxy (default b1); info also deit-tiny, deit-small, deit-base")
         sp.add_argument("--resolution", type=int, default=224)
         if ckpt:
             sp.add_argument("--checkpoint", help="official or timm EfficientViT checkpoint (.pt)")

@@ -1,4 +1,5 @@
-"""EfficientViT classification models (B1, B2 and a narrow proxy) with the official module paths.
+"""EfficientViT classification models (B1, B2 and a narrow proxy) with the official module paths,
+and the registry that also names the DeiT models of ``quant.deit`` (TSPTQ-ViT).
 
 The module tree mirrors mit-han-lab/efficientvit so that official checkpoints load with strict key
 matching (``backbone.input_stem.op_list.0.conv.weight`` ...); `load_checkpoint` also accepts
@@ -9,6 +10,7 @@ linear) with shapes and MACs: the workload the hardware model reads.
 from __future__ import annotations
 
 import contextvars
+import dataclasses
 import re
 from dataclasses import dataclass
 
@@ -34,6 +36,11 @@ class ModelSpec:
     in_channels: int = 3
     mean: tuple = (0.485, 0.456, 0.406)
     std: tuple = (0.229, 0.224, 0.225)
+    family: str = "EfficientViT"
+
+    @property
+    def title(self):
+        return f"EfficientViT-{self.name.upper()}"
 
 
 SPECS = {
@@ -49,14 +56,25 @@ class ModelError(Exception):
     """A user-facing problem with a model name, resolution or checkpoint (one line)."""
 
 
+def _all_specs():
+    from quant.deit import DEIT_SPECS
+
+    return {**SPECS, **DEIT_SPECS}
+
+
 def get_spec(name):
+    specs = _all_specs()
     try:
-        return SPECS[name]
+        return specs[name]
     except KeyError:
-        raise ModelError(f"unknown model {name!r}; choose one of {', '.join(SPECS)}") from None
+        raise ModelError(f"unknown model {name!r}; choose one of {', '.join(specs)}") from None
 
 
 def check_resolution(spec, resolution):
+    if spec.family == "DeiT" and resolution not in spec.resolutions:
+        side = spec.resolutions[0] // spec.patch
+        raise ModelError(f"unsupported resolution {resolution!r}: {spec.title} runs at "
+                         f"{spec.resolutions[0]} (its position embedding holds {side}x{side} patches)")
     if not isinstance(resolution, int) or resolution < 32 or resolution % 32:
         raise ModelError(f"unsupported resolution {resolution!r}: it must be a multiple of 32 (>= 32), "
                          f"e.g. {', '.join(map(str, spec.resolutions))}")
@@ -265,7 +283,11 @@ class EfficientViTCls(nn.Module):
 def build_model(name, n_classes=None):
     spec = get_spec(name)
     if n_classes is not None:
-        spec = ModelSpec(**{**spec.__dict__, "n_classes": n_classes})
+        spec = dataclasses.replace(spec, n_classes=n_classes)
+    if spec.family == "DeiT":
+        from quant.deit import DeiT
+
+        return DeiT(spec).eval()
     return EfficientViTCls(spec).eval()
 
 
@@ -307,8 +329,10 @@ def load_checkpoint(model, path):
         raise ModelError(f"checkpoint {path} not found") from None
     except Exception as e:  # noqa: BLE001 - corrupt/unreadable file: one line for the user
         raise ModelError(f"checkpoint {path} cannot be read ({type(e).__name__}: {str(e)[:120]})") from None
-    if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
-        obj = obj["state_dict"]
+    for wrapper in ("state_dict", "model"):  # the official files; the DeiT releases
+        if isinstance(obj, dict) and wrapper in obj and isinstance(obj[wrapper], dict):
+            obj = obj[wrapper]
+            break
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise ModelError(f"checkpoint {path} holds no state dict of tensors")
     state = official_keys({k.removeprefix("module."): v for k, v in obj.items()})
@@ -358,6 +382,16 @@ class _Trace:
         # (v k^T) . q: (dim+1) x HW per head, reduced over dim
         self.add(name=f"{name}.vkq", op="matmul_q", cout=rows, macs=heads * rows * dim * hw, **common)
 
+    def softmax_attention(self, module, heads, tokens, dim):
+        """Standard attention (DeiT): q k^T (tokens x tokens per head, reduced over dim), then the
+        softmax's output times v (tokens x dim, reduced over tokens)."""
+        name = self.names[module]
+        common = dict(heads=heads, h_in=tokens, w_in=1, h_out=tokens, w_out=1, kernel=1, stride=1, groups=1)
+        self.add(name=f"{name}.qk", op="matmul_qk", cin=dim, cout=tokens, macs=heads * tokens * tokens * dim,
+                 **common)
+        self.add(name=f"{name}.av", op="matmul_av", cin=tokens, cout=dim, macs=heads * tokens * tokens * dim,
+                 **common)
+
 
 def _conv_op(conv):
     if conv.groups == 1:
@@ -384,9 +418,10 @@ def layer_table(model, resolution):
                   params=sum(p.numel() for p in m.parameters()))
 
     def linear_hook(m, inp, out):
+        tokens = inp[0].numel() // m.in_features  # batch 1: 1 for a head linear, N in a ViT
         trace.add(name=names[m], op="linear", cin=m.in_features, cout=m.out_features, kernel=1, stride=1,
-                  groups=1, h_in=1, w_in=1, h_out=1, w_out=1, macs=m.in_features * m.out_features,
-                  params=sum(p.numel() for p in m.parameters()))
+                  groups=1, h_in=tokens, w_in=1, h_out=tokens, w_out=1,
+                  macs=tokens * m.in_features * m.out_features, params=sum(p.numel() for p in m.parameters()))
 
     for m in model.modules():
         if isinstance(m, nn.Conv2d):
