@@ -75,9 +75,9 @@ def command_layout(addr_bits):
         # alongside it, each pixel once its band is written (the DW -> PW band pipeline)
         "band": d, "band_pixels": d, "band_words": d, "follow": unsigned(1),
         # derived (``Command.derived``; the address generators step by them instead of multiplying):
-        # words per input row, and where the split odd tile's R-MAC engine starts (input row,
-        # input pixel, output pixel)
-        "in_row": a, "split_irow": a, "split_iw": a, "split_ow": a,
+        # words per input and output row, and where the split odd tile's R-MAC engine starts
+        # (input row, input pixel, output pixel)
+        "in_row": a, "out_row": a, "split_irow": a, "split_iw": a, "split_ow": a,
         "three": unsigned(arith.HSWISH_BITS - 1),  # Hardswish threshold T
         "pool_mult": unsigned(arith.MULT_BITS), "pool_shift": unsigned(arith.SHIFT_BITS),
         # attention (per-tensor): vk and sum-k requantizers, the numerator's, the log2 offset
@@ -214,7 +214,7 @@ class Command:
         that the core's address generators only add)."""
         in_row = self.in_w * self.in_cw
         split_irow = self.split_y * self.stride * in_row
-        return dict(in_row=in_row, split_irow=split_irow,
+        return dict(in_row=in_row, out_row=self.out_w * self.out_cw, split_irow=split_irow,
                     split_iw=split_irow + self.split_x * self.stride * self.in_cw,
                     split_ow=self.split * self.out_cw)
 

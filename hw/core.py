@@ -200,8 +200,11 @@ class ComputingCore(wiring.Component):
         values = []
         ix0 = Signal(wide, name="dw_gather_ix")
         m.d.comb += ix0.eq(_times_stride(g_b * M, s) + g_col - cmd.pad)
-        g_addr = Signal(self._ab, name="dw_gather_addr")  # port p reads p pixels further
-        m.d.comb += g_addr.eq(cmd.in_base + (iy * cmd.in_w + ix0) * cmd.in_cw + g_g)
+        # by increments: the words of the gathered row (iy * in_row) and column (ix0 * in_cw)
+        ab, new = self._ab, self.cmd.payload
+        row_w, col_w = Signal(ab, name="dw_gather_row_words"), Signal(ab, name="dw_gather_col_words")
+        g_addr = Signal(ab, name="dw_gather_addr")  # port p reads p pixels further
+        m.d.comb += g_addr.eq(cmd.in_base + row_w + col_w + g_g)
         for p in range(P):
             ix = ix0 + p
             inside = row_in & (ix >= 0) & (ix < cmd.in_w)
@@ -216,16 +219,22 @@ class ComputingCore(wiring.Component):
                 data_j = Mux(hit[p], values[p], data_j)
             m.d.comb += [bank_w[j].addr.eq(wr_row), bank_w[j].data.eq(data_j),
                          bank_w[j].en.eq(Cat(*hit).any())]
+        # the words of output row g_oy, of the band's first row, of column block g_b (input and
+        # output), of channel word g_g's taps
+        oy_in, band_in, gb_in, oy_out, band_out, gb_out, gw = (
+            Signal(ab, name=f"dw_{n}_words") for n in ("oy_in", "band_in", "b_in", "oy_out", "band_out",
+                                                        "b_out", "g_taps"))
+        pad_row, pad_col = _times_small(cmd.in_row, cmd.pad), _times_small(cmd.in_cw, cmd.pad)
         g_last = gathering & (g_col + P >= wwin) & (g_row == k - 1)
         with m.If(gathering):
             with m.If(g_col + P >= wwin):
-                m.d.sync += g_col.eq(0)
+                m.d.sync += [g_col.eq(0), col_w.eq(gb_in - pad_col)]
                 with m.If(g_row == k - 1):
                     m.d.sync += gathering.eq(0)
                 with m.Else():
-                    m.d.sync += g_row.eq(g_row + 1)
+                    m.d.sync += [g_row.eq(g_row + 1), row_w.eq(row_w + cmd.in_row)]
             with m.Else():
-                m.d.sync += g_col.eq(g_col + P)
+                m.d.sync += [g_col.eq(g_col + P), col_w.eq(col_w + _times_const(cmd.in_cw, P))]
         with m.If(_delay(m, g_last, 1, "dw_gather_done")):
             m.d.sync += gathered.eq(1)
 
@@ -257,20 +266,41 @@ class ComputingCore(wiring.Component):
         n_g = Mux(more_oy | more_b, g_g, Mux(more_g, g_g + 1, 0))
         n_band = Mux(more_oy | more_b | more_g, g_band, band_end)
         n_more = more_oy | more_b | more_g | (band_end < cmd.out_h)
+        new_band = ~(more_oy | more_b | more_g)  # n_oy = band_end = g_oy + 1
+        s_in_row = _times_stride(cmd.in_row, s)
+        n_oy_in = Mux(more_oy | new_band, oy_in + s_in_row, band_in)
+        n_oy_out = Mux(more_oy | new_band, oy_out + cmd.out_row, band_out)
+        n_gb_in = Mux(more_oy, gb_in, Mux(more_b, gb_in + _times_const(_times_stride(cmd.in_cw, s), M), 0))
+        n_gb_out = Mux(more_oy, gb_out, Mux(more_b, gb_out + _times_const(cmd.out_cw, M), 0))
+        taps = Mux(k == 5, 25, Mux(k == 3, 9, 1))
+        c_out, c_w, ky_w = (Signal(ab, name=f"dw_{n}") for n in ("out_words", "tap_words", "ky_words"))
         with m.If(accept):
             m.d.sync += [g_g.eq(0), g_b.eq(0), g_oy.eq(0), g_band.eq(0), g_row.eq(0), g_col.eq(0),
                          gathered.eq(0), g_base.eq(0),
-                         computing.eq(0), dky.eq(0), dt.eq(0), gathering.eq(1), g_more.eq(1)]
+                         computing.eq(0), dky.eq(0), dt.eq(0), gathering.eq(1), g_more.eq(1),
+                         oy_in.eq(0), band_in.eq(0), gb_in.eq(0), oy_out.eq(0), band_out.eq(0), gb_out.eq(0),
+                         gw.eq(0), row_w.eq(-_times_small(new.in_row, new.pad)),
+                         col_w.eq(-_times_small(new.in_cw, new.pad))]
         with m.Elif(running & swap & g_more):
             m.d.sync += [c_g.eq(g_g), c_b.eq(g_b), c_oy.eq(g_oy), computing.eq(1), dky.eq(0), dt.eq(0),
-                         gathered.eq(0), c_base.eq(g_base)]
+                         gathered.eq(0), c_base.eq(g_base), c_out.eq(cmd.out_base + oy_out + gb_out + g_g),
+                         c_w.eq(gw), ky_w.eq(0)]
             with m.If(n_more):  # a column strip of a band starts with a whole window (below this one)
                 strip = n_oy == n_band
+                r0 = Mux(strip, 0, k - s)
                 m.d.sync += [g_g.eq(n_g), g_b.eq(n_b), g_oy.eq(n_oy), g_band.eq(n_band), gathering.eq(1),
-                             g_col.eq(0), g_row.eq(Mux(strip, 0, k - s)),
-                             g_base.eq((g_base + Mux(strip, k, s))[:4])]
+                             g_col.eq(0), g_row.eq(r0),
+                             g_base.eq((g_base + Mux(strip, k, s))[:4]),
+                             oy_in.eq(n_oy_in), oy_out.eq(n_oy_out), gb_in.eq(n_gb_in), gb_out.eq(n_gb_out),
+                             row_w.eq(n_oy_in + _times_small(cmd.in_row, r0) - pad_row),
+                             col_w.eq(n_gb_in - pad_col),
+                             gw.eq(Mux(more_oy | more_b, gw, Mux(more_g, gw + taps, 0)))]
+                with m.If(new_band):
+                    m.d.sync += [band_in.eq(n_oy_in), band_out.eq(n_oy_out)]
             with m.Else():
                 m.d.sync += g_more.eq(0)
+        with m.If(computing & (dt == k - 1) & (dky != k - 1)):
+            m.d.sync += ky_w.eq(ky_w + k)
 
         # -- the beat: window words registered with the weight read ------------------------------
         # A load beat (kx = 0, or kx = 1 for the odd columns at stride 2) takes the M pixels at
@@ -288,14 +318,13 @@ class ComputingCore(wiring.Component):
         count = Signal(range(M + 1), name="dw_count")
         left = cmd.out_w - c_b * M
         m.d.comb += count.eq(Mux(left >= M, M, left))
-        addr0 = Signal(self._ab, name="dw_addr0")
-        m.d.comb += addr0.eq(cmd.out_base + (c_oy * cmd.out_w + c_b * M) * cmd.out_cw + c_g)
+        addr0 = c_out
         return {
             "valid": _delay(m, computing, 1, "dw_valid"), "load": _delay(m, load, 1, "dw_load"),
             "first": _delay(m, (dky == 0) & (dt == 0), 1, "dw_first"),
             "last": _delay(m, (dky == k - 1) & (dt == k - 1), 1, "dw_last"),
             "x": x1.as_value(),
-            "w_addr": cmd.w_base + c_g * (k * k) + dky * k + kx, "q_index": c_g,
+            "w_addr": cmd.w_base + c_w + ky_w + kx, "q_index": c_g,
             "issue_last": beat_last, "count": count, "addr0": addr0,
             "final": running & last_block,
             "busy": computing | gathering | gathered,
