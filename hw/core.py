@@ -184,7 +184,7 @@ class ComputingCore(wiring.Component):
         c_base, g_base = Signal(4, name="dw_window_base"), Signal(4, name="dw_gather_base")
         k, s = cmd.k, cmd.stride
         wwin = Signal(d, name="dw_wwin")
-        m.d.comb += wwin.eq((M - 1) * s + k)
+        m.d.comb += wwin.eq(_times_stride(M - 1, s) + k)
         wide = signed(2 * DIM_BITS + 2)
 
         # -- gather: block (g_g, g_b, g_oy) into nxt ------------------------------------------
