@@ -187,7 +187,7 @@ class ComputingCore(wiring.Component):
         m.d.comb += wwin.eq(_times_stride(M - 1, s) + k)
         wide = signed(2 * DIM_BITS + 2)
 
-        # -- gather: block (g_g, g_b, g_oy) into nxt ------------------------------------------
+        # -- gather: block (g_g, g_b, g_oy) into the window banks at g_base ---------------------
         g_g, g_b, g_oy = (Signal(d, name=f"dw_gather_{n}") for n in ("g", "b", "oy"))
         g_row, g_col = Signal(3, name="dw_gather_row"), Signal(d, name="dw_gather_col")
         gathering, gathered, g_more = Signal(), Signal(), Signal()
@@ -238,8 +238,8 @@ class ComputingCore(wiring.Component):
         with m.If(_delay(m, g_last, 1, "dw_gather_done")):
             m.d.sync += gathered.eq(1)
 
-        # -- compute: block (c_g, c_b, c_oy) from cur -----------------------------------------
-        c_g, c_b, c_oy = (Signal(d, name=f"dw_{n}") for n in ("g", "b", "oy"))
+        # -- compute: block (c_g, c_b) from the window banks at c_base ---------------------------
+        c_g, c_b = (Signal(d, name=f"dw_{n}") for n in ("g", "b"))
         dky, dt = Signal(3, name="dw_ky"), Signal(3, name="dw_t")
         computing = Signal(name="dw_computing")
         ne = (k + 1) >> 1
@@ -282,7 +282,7 @@ class ComputingCore(wiring.Component):
                          gw.eq(0), row_w.eq(-_times_small(new.in_row, new.pad)),
                          col_w.eq(-_times_small(new.in_cw, new.pad))]
         with m.Elif(running & swap & g_more):
-            m.d.sync += [c_g.eq(g_g), c_b.eq(g_b), c_oy.eq(g_oy), computing.eq(1), dky.eq(0), dt.eq(0),
+            m.d.sync += [c_g.eq(g_g), c_b.eq(g_b), computing.eq(1), dky.eq(0), dt.eq(0),
                          gathered.eq(0), c_base.eq(g_base), c_out.eq(cmd.out_base + oy_out + gb_out + g_g),
                          c_w.eq(gw), ky_w.eq(0)]
             with m.If(n_more):  # a column strip of a band starts with a whole window (below this one)
