@@ -213,6 +213,7 @@ def core_beats(cfg, command):
     return c.pixels * c.in_cw
 
 
+@functools.lru_cache(maxsize=64)  # the compiler tries every MAT-only row count of a band height
 def depthwise_schedule(cfg, c):
     """A depthwise command on one core, block by block as the RTL walks it: bands of ``c.band``
     output rows (all of them when 0), in each band (channel word, column block, output row); a
@@ -221,7 +222,7 @@ def depthwise_schedule(cfg, c):
     row ((M-1)*s + k words), plus 2 cycles (read latency, hand-over): k rows at the top of a
     column strip of a band, s new rows below it. The first block waits for its window; the last
     block's results leave one pixel per cycle. Returns (beats beyond ``ComputingCore.overhead``,
-    [per band: the beat count by which its last pixel has left])."""
+    (per band: the beat count by which its last pixel has left))."""
     wwin = (cfg.m - 1) * c.stride + c.k
     per_row = cdiv(wwin, cfg.dw_ports)
     k2 = c.k * c.k
@@ -238,7 +239,7 @@ def depthwise_schedule(cfg, c):
                     t = fetch if t is None else t + max(k2, fetch)  # this block's first beat
                     done = t + k2 + count
         ends.append(done)
-    return done, ends
+    return done, tuple(ends)
 
 
 def depthwise_core_beats(cfg, c):
