@@ -32,8 +32,8 @@ from amaranth.lib import data, enum
 
 from quant import arith
 
-__all__ = ["Op", "Post", "Command", "CommandError", "command_layout", "param_layout", "DIM_BITS",
-           "pixel_blocks", "block_beats", "tail_pad", "pixel_loop", "follow_loop"]
+__all__ = ["Op", "Post", "Command", "CommandError", "command_layout", "param_layout", "DIM_BITS", "cdiv",
+           "pixel_blocks", "block_beats", "tail_pad", "split_pixels", "pixel_loop", "follow_loop"]
 
 DIM_BITS = 16  # shapes, counts and word strides
 
@@ -105,7 +105,8 @@ def param_layout(lanes):
     return data.UnionLayout({"reduce": reduce, "add": add})
 
 
-def _cdiv(a, b):
+def cdiv(a, b):
+    """ceil(a / b) for integers."""
     return -(-a // b)
 
 
@@ -113,8 +114,8 @@ def pixel_blocks(pixels, largest):
     """How the core cuts ``pixels`` into blocks of at most ``largest``: ceil(pixels / largest)
     blocks as equal as can be. Returns (size, big, count): ``big`` blocks of ``size`` pixels,
     then ``count - big`` of ``size - 1``."""
-    count = _cdiv(pixels, largest)
-    size = _cdiv(pixels, count)
+    count = cdiv(pixels, largest)
+    size = cdiv(pixels, count)
     return size, pixels - count * (size - 1), count
 
 
@@ -132,12 +133,18 @@ def tail_pad(pixels, smallest, largest):
     return max(0, smallest - (size if big == count else size - 1))
 
 
+def split_pixels(pixels, smallest):
+    """The MAT engine's pixels of an odd last tile: half of them when each half has at least
+    ``smallest`` pixels (the R-MAC engine takes the rest), else all of them."""
+    return cdiv(pixels, 2) if pixels >= 2 * smallest else pixels
+
+
 def pixel_loop(pixels, width, smallest, largest):
     """The pixel-loop fields of a reduction over ``pixels`` output pixels (``width`` per row):
     the odd last tile is split between the engines when each half has at least ``smallest``
     pixels, else it runs on the MAT engine alone; a single pixel (the head
     core's linears) takes one beat per chunk."""
-    split = _cdiv(pixels, 2) if pixels >= 2 * smallest else pixels
+    split = split_pixels(pixels, smallest)
     pblock, pbig, _ = pixel_blocks(pixels, largest)
     oblock, obig, _ = pixel_blocks(split, largest)
     return dict(split=split, split_y=split // width, split_x=split % width, pblock=pblock, pbig=pbig,

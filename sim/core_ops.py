@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from hw.command import Command, CommandError, Op, Post, follow_loop, pixel_loop
+from hw.command import Command, CommandError, Op, Post, cdiv, follow_loop, pixel_loop
 from quant.arith import im2col
 from sim.dataflow import block_limit, host_im2col
 from sim.layout import fields
@@ -23,10 +23,6 @@ __all__ = ["CorePlan", "FusedPlan", "plan", "fused_plan", "pack_words", "unpack_
 
 class UnsupportedOp(Exception):
     """The op (or its shape) has no core command yet; the message says why."""
-
-
-def cdiv(a, b):
-    return -(-a // b)
 
 
 def tensor_words(x, lanes):
@@ -222,7 +218,8 @@ def fused_plan(dw_r, dw_x, pw_r, pw_x, cfg, addr_bits=None):
     band, rows, cmds = best[1]
     # one image: B = [depthwise input | depthwise output = pointwise input | pointwise output]
     o = {"b": d.out_base, "w": len(dwp.writes["w"][1]), "q": len(dwp.writes["q"][1])}
-    pwp = replace(pwp.relocate(o), writes={m: v for m, v in pwp.relocate(o).writes.items() if m != "b"})
+    pwp = pwp.relocate(o)
+    pwp = replace(pwp, writes={m: v for m, v in pwp.writes.items() if m != "b"})
     cmds = [cmds[0]] + [_move(x, o, "b") for x in cmds[1:]]
     writes = dict(dwp.writes)
     for mem, (base, items) in pwp.writes.items():

@@ -43,17 +43,13 @@ import functools
 import math
 from dataclasses import dataclass, field
 
-from hw.command import block_beats, tail_pad
+from hw.command import block_beats, cdiv, split_pixels, tail_pad
 from hw.config import ConfigError
 
 DISPATCH = 16  # cycles per command: broadcast, per-core address setup, end-of-command barrier
 BAND_SYNC = 4  # cycles per row band of a fused DW -> PW pair (token between the engines)
 PARAM_BYTES = 4 + 2 + 1  # per output channel: int32 bias, u16 multiplier, shift byte
 PORT_BYTES = 8  # a BRAM36 port: 64 data bits
-
-
-def cdiv(a, b):
-    return -(-a // b)
 
 
 def check_symmetric(cfg):
@@ -107,13 +103,12 @@ def reduction_beats(p, kc, tiles, lo, hi, engines=2, tail=True):
     alone. The last block's padding is not issued at the end of a command (``tail``;
     ``hw.command.tail_pad``)."""
     p_pad = padded_pixels(p, lo, hi)
-    last = p
+    last = p if engines == 1 or tiles % 2 == 0 else split_pixels(p, lo)  # the last run's pixels
     if engines == 1:
         px = tiles * p_pad
     elif tiles % 2 == 0:
         px = tiles // 2 * p_pad
-    elif p >= 2 * lo:
-        last = cdiv(p, 2)
+    elif last < p:
         px = tiles // 2 * p_pad + padded_pixels(last, lo, hi)
     else:
         px = cdiv(tiles, 2) * p_pad
