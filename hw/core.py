@@ -273,7 +273,7 @@ class ComputingCore(wiring.Component):
         n_gb_in = Mux(more_oy, gb_in, Mux(more_b, gb_in + _times_const(_times_stride(cmd.in_cw, s), M), 0))
         n_gb_out = Mux(more_oy, gb_out, Mux(more_b, gb_out + _times_const(cmd.out_cw, M), 0))
         taps = Mux(k == 5, 25, Mux(k == 3, 9, 1))
-        c_out, c_w, ky_w = (Signal(ab, name=f"dw_{n}") for n in ("out_words", "tap_words", "ky_words"))
+        c_out, c_w = Signal(ab, name="dw_out_words"), Signal(ab, name="dw_tap_words")
         with m.If(accept):
             m.d.sync += [g_g.eq(0), g_b.eq(0), g_oy.eq(0), g_band.eq(0), g_row.eq(0), g_col.eq(0),
                          gathered.eq(0), g_base.eq(0),
@@ -284,7 +284,7 @@ class ComputingCore(wiring.Component):
         with m.Elif(running & swap & g_more):
             m.d.sync += [c_g.eq(g_g), c_b.eq(g_b), computing.eq(1), dky.eq(0), dt.eq(0),
                          gathered.eq(0), c_base.eq(g_base), c_out.eq(cmd.out_base + oy_out + gb_out + g_g),
-                         c_w.eq(gw), ky_w.eq(0)]
+                         c_w.eq(gw)]
             with m.If(n_more):  # a column strip of a band starts with a whole window (below this one)
                 strip = n_oy == n_band
                 r0 = Mux(strip, 0, k - s)
@@ -299,8 +299,6 @@ class ComputingCore(wiring.Component):
                     m.d.sync += [band_in.eq(n_oy_in), band_out.eq(n_oy_out)]
             with m.Else():
                 m.d.sync += g_more.eq(0)
-        with m.If(computing & (dt == k - 1) & (dky != k - 1)):
-            m.d.sync += ky_w.eq(ky_w + k)
 
         # -- the beat: window words registered with the weight read ------------------------------
         # A load beat (kx = 0, or kx = 1 for the odd columns at stride 2) takes the M pixels at
@@ -318,14 +316,13 @@ class ComputingCore(wiring.Component):
         count = Signal(range(M + 1), name="dw_count")
         left = cmd.out_w - c_b * M
         m.d.comb += count.eq(Mux(left >= M, M, left))
-        addr0 = c_out
         return {
             "valid": _delay(m, computing, 1, "dw_valid"), "load": _delay(m, load, 1, "dw_load"),
             "first": _delay(m, (dky == 0) & (dt == 0), 1, "dw_first"),
             "last": _delay(m, (dky == k - 1) & (dt == k - 1), 1, "dw_last"),
             "x": x1.as_value(),
-            "w_addr": cmd.w_base + c_w + ky_w + kx, "q_index": c_g,
-            "issue_last": beat_last, "count": count, "addr0": addr0,
+            "w_addr": cmd.w_base + c_w + _times_small(k, dky) + kx, "q_index": c_g,
+            "issue_last": beat_last, "count": count, "addr0": c_out,
             "final": running & last_block,
             "busy": computing | gathering | gathered,
         }
@@ -379,14 +376,13 @@ class ComputingCore(wiring.Component):
         M, N = c.m, c.n
         addr0 = _delay(m, dw["addr0"], 1 + lat, "dw_tag_addr")
         count = _delay(m, dw["count"], 1 + lat, "dw_tag_count")
-        param = q_value  # read for the block's last beat as its psums leave the engine
         hold = Signal(rmac.o.payload.acc.shape(), name="dw_hold")
         h_addr, h_count = Signal(self._ab, name="dw_hold_addr"), Signal(range(M + 1), name="dw_hold_count")
         h_param = Signal(len(q_value), name="dw_hold_param")
         busy, idx = Signal(name="dw_ser_busy"), Signal(range(M), name="dw_ser_m")
         with m.If(rmac.o.valid & is_dw):
-            m.d.sync += [hold.eq(rmac.o.payload.acc), h_addr.eq(addr0), h_count.eq(count), h_param.eq(param),
-                         busy.eq(1), idx.eq(0)]
+            m.d.sync += [hold.eq(rmac.o.payload.acc), h_addr.eq(addr0), h_count.eq(count),
+                         h_param.eq(q_value), busy.eq(1), idx.eq(0)]
         with m.Elif(busy):
             with m.If(idx == M - 1):
                 m.d.sync += busy.eq(0)
@@ -510,6 +506,20 @@ class ComputingCore(wiring.Component):
 
         block_start = set_pixels(block, False)
 
+        # groups: tile 2*pair = group_a * group_tiles + tile_in_a (counters, no divider); by
+        # increments (no multipliers) the input words of group_a (ga = group_a * group_cw) and of
+        # tile 0's group with one tile per group (gt = tile0 * group_cw), tile 0's weights
+        # (wt = w_base + tile0 * chunks)
+        group_a, in_a = Signal(d, name="group_a"), Signal(d, name="tile_in_group_a")
+        one_per_group = cmd.group_tiles == 1
+        b_wraps = in_a + 1 >= cmd.group_tiles
+        ga, gt = Signal(ab, name="group_a_words"), Signal(ab, name="tile_group_words")
+        wt = Signal(ab, name="tile_weights")
+        gcw = cmd.group_cw
+
+        def groups_start(w_base):
+            return [group_a.eq(0), in_a.eq(0), ga.eq(0), gt.eq(0), wt.eq(w_base)]
+
         # the tap's word offset from the pixel's: ((ky - pad)*in_w + kx - pad)*in_cw, by increments
         toff, trow = Signal(ab, name="tap_words"), Signal(ab, name="tap_row_words")
 
@@ -522,7 +532,7 @@ class ComputingCore(wiring.Component):
         with m.If(m_accept):
             m.d.sync += [cmd.eq(new), running.eq(1), pair.eq(0), cc.eq(0), kx.eq(0),
                          ky.eq(0), ch.eq(0), sl.eq(0), toff.eq(tap_start(new)), trow.eq(tap_start(new))]
-            m.d.sync += set_pixels([(0, 0, 0, 0, 0, 0)] * 2, False, True)
+            m.d.sync += set_pixels([(0, 0, 0, 0, 0, 0)] * 2, False, True) + groups_start(new.w_base)
             m.d.sync += start_pixels((new.tiles == 1) & (new.op == Op.REDUCE) & ~new.follow, new, True)
         with m.Elif(issue & is_pool):  # word outer, pixel inner
             with m.If(~pix_last):
@@ -564,35 +574,20 @@ class ComputingCore(wiring.Component):
                                  trow.eq(tap_start(cmd))]
                     with m.If(~pix_last):
                         m.d.sync += next_pixel(True) + [bj.eq(bj + 1)]
-                    with m.Elif(~pair_last):
+                    with m.Elif(~pair_last):  # next pair: tile + 2 (follow: + 1)
                         next_odd = cmd.tiles[0] & (pair + 1 == pairs - 1) & ~follow
                         m.d.sync += [pair.eq(pair + 1)] + start_pixels(next_odd)
+                        step = Mux(follow, 1, 2)
+                        m.d.sync += [gt.eq(gt + Mux(follow, gcw, gcw << 1)),
+                                     wt.eq(wt + Mux(follow, cmd.chunks, cmd.chunks << 1))]
+                        with m.If(in_a + step >= cmd.group_tiles):
+                            m.d.sync += [group_a.eq(group_a + 1), in_a.eq(in_a + step - cmd.group_tiles),
+                                         ga.eq(ga + gcw)]
+                        with m.Else():
+                            m.d.sync += in_a.eq(in_a + step)
                     with m.Else():  # follow: the next segment starts at the pixel after this one
-                        m.d.sync += [pair.eq(0), bj.eq(0)] + next_pixel(True, True)
+                        m.d.sync += [pair.eq(0), bj.eq(0)] + next_pixel(True, True) + groups_start(cmd.w_base)
 
-        # -- groups: tile 2*pair = group_a * group_tiles + tile_in_a (counters, no divider) --------
-        group_a, in_a = Signal(d, name="group_a"), Signal(d, name="tile_in_group_a")
-        one_per_group = cmd.group_tiles == 1
-        b_wraps = in_a + 1 >= cmd.group_tiles
-        # by increments (no multipliers): the input words of group_a (ga = group_a * group_cw) and
-        # of tile 0's group with one tile per group (gt = tile0 * group_cw), tile 0's weights
-        # (wt = w_base + tile0 * chunks)
-        ab = self._ab
-        ga, gt = Signal(ab, name="group_a_words"), Signal(ab, name="tile_group_words")
-        wt = Signal(ab, name="tile_weights")
-        gcw = cmd.group_cw
-        with m.If(m_accept):
-            m.d.sync += [group_a.eq(0), in_a.eq(0), ga.eq(0), gt.eq(0), wt.eq(new.w_base)]
-        with m.Elif(issue & is_reduce & sl_last & ch_last & pix_last & pair_last):  # next segment
-            m.d.sync += [group_a.eq(0), in_a.eq(0), ga.eq(0), gt.eq(0), wt.eq(cmd.w_base)]
-        with m.Elif(issue & is_reduce & sl_last & ch_last & pix_last):  # next pair: tile + 2 (follow: + 1)
-            step = Mux(follow, 1, 2)
-            m.d.sync += [gt.eq(gt + Mux(follow, gcw, gcw << 1)),
-                         wt.eq(wt + Mux(follow, cmd.chunks, cmd.chunks << 1))]
-            with m.If(in_a + step >= cmd.group_tiles):
-                m.d.sync += [group_a.eq(group_a + 1), in_a.eq(in_a + step - cmd.group_tiles), ga.eq(ga + gcw)]
-            with m.Else():
-                m.d.sync += in_a.eq(in_a + step)
         goff = [Mux(one_per_group, gt, ga),
                 Mux(odd_last, Mux(one_per_group, gt, ga),
                     Mux(one_per_group, gt + gcw, Mux(b_wraps, ga + gcw, ga)))]
