@@ -1,11 +1,20 @@
-"""``python -m sim`` (``make sim``): every cocotb testbench of sim.units.TEST_CONFIGS on Icarus."""
+"""``python -m sim`` (``make sim``): every cocotb testbench of sim.units.TEST_CONFIGS on Icarus, then
+the DMA engine against cocotbext-axi's AxiRam and the register slave against its AxiLiteMaster."""
 
 import argparse
 import sys
 import time
 
-from sim.runner import DEFAULT_SEED, DEFAULT_VECTORS, run_cocotb
+from sim.dma_top import DMA_TEST_PARAMS, run_dma_cocotb
+from sim.runner import DEFAULT_SEED, DEFAULT_VECTORS, run_cocotb, run_registers_cocotb
 from sim.units import TEST_CONFIGS, UNITS
+
+# Testbenches of the AXI side: name -> [(params shown, run(seed) -> (tests, failed, build_dir))].
+AXI_BENCHES = {
+    "dma": [(params, lambda seed, p=params: run_dma_cocotb(p, seed=seed, transfers=40))
+            for params in DMA_TEST_PARAMS],
+    "control_registers": [({"trace_depth": 64}, lambda seed: run_registers_cocotb(seed=seed))],
+}
 
 
 def main(argv=None):
@@ -13,7 +22,7 @@ def main(argv=None):
     p.add_argument("--vectors", type=int, default=DEFAULT_VECTORS,
                    help=f"random vectors per run, after the corner cases (default {DEFAULT_VECTORS})")
     p.add_argument("--seed", type=int, default=DEFAULT_SEED, help="stimulus seed")
-    p.add_argument("--unit", choices=sorted(UNITS), action="append",
+    p.add_argument("--unit", choices=sorted(UNITS) + sorted(AXI_BENCHES), action="append",
                    help="only this unit (repeatable)")
     args = p.parse_args(argv)
     if args.vectors < 0:
@@ -26,6 +35,14 @@ def main(argv=None):
         tests, failed, build_dir = run_cocotb(unit, params, args.vectors, args.seed)
         what = UNITS[unit].describe(params, args.vectors)
         rows.append((unit, params, tests, failed, time.time() - start, what, build_dir))
+    for name, runs in AXI_BENCHES.items():
+        if args.unit and name not in args.unit:
+            continue
+        for params, run in runs:
+            start = time.time()
+            tests, failed, build_dir = run(args.seed)
+            secs = time.time() - start
+            rows.append((name, params, tests, failed, secs, "against cocotbext-axi", build_dir))
     print("\ntrio-vit cocotb summary (Icarus), seed", args.seed)
     for unit, params, tests, failed, secs, what, build_dir in rows:
         status = "PASS" if tests and not failed else "FAIL"

@@ -7,7 +7,6 @@ testbench ``sim.tb.dma`` on Icarus (or Verilator).
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
 from amaranth.hdl import Module
@@ -17,8 +16,6 @@ from amaranth.lib.wiring import Out
 from hw.dma import Dma
 
 __all__ = ["DmaTop", "run_dma_cocotb", "DMA_TEST_PARAMS"]
-
-ROOT = Path(__file__).resolve().parent.parent
 
 # What tests/test_dma.py runs: the ZCU102's 128-bit HP port, and a narrow port with short bursts
 # and few outstanding so that every limit is hit often.
@@ -59,24 +56,11 @@ class DmaTop(wiring.Component):
 
 def run_dma_cocotb(params, seed=2026, transfers=40, build_root=None, sim="icarus"):
     """Emit ``DmaTop(**params)`` and run ``sim.tb.dma``; return (tests, failed, build_dir)."""
-    from cocotb_tools.runner import get_results, get_runner
-
-    from gen.emit import unit_verilog
+    from sim.runner import ROOT, run_testbench
 
     key = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:10]
     build_dir = Path(build_root or ROOT / "build" / "sim") / f"dma-{key}"
-    build_dir.mkdir(parents=True, exist_ok=True)
-    source = build_dir / "trio_dma_top.v"
-    stamp = [f"dma {json.dumps(params)} (testbench)"]
-    source.write_text(unit_verilog(DmaTop(**params), "trio_dma_top", stamp))
-    runner = get_runner(sim)
-    runner.build(sources=[source], hdl_toplevel="trio_dma_top", build_dir=build_dir,
-                 timescale=("1ns", "1ps"), always=True, log_file=build_dir / "build.log")
-    env = {"TRIO_DMA_PARAMS": json.dumps(params), "TRIO_SEED": str(seed), "TRIO_TRANSFERS": str(transfers),
-           "PYTHONWARNINGS": "ignore::DeprecationWarning",
-           "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
-    xml = runner.test(hdl_toplevel="trio_dma_top", test_module="sim.tb.dma", build_dir=build_dir,
-                      extra_env=env, results_xml=str(build_dir / "results.xml"),
-                      log_file=build_dir / "sim.log")
-    tests, failed = get_results(xml)
+    env = {"TRIO_DMA_PARAMS": json.dumps(params), "TRIO_SEED": str(seed), "TRIO_TRANSFERS": str(transfers)}
+    tests, failed = run_testbench(DmaTop(**params), "trio_dma_top", "sim.tb.dma", env, build_dir,
+                                  [f"dma {json.dumps(params)} (testbench)"], sim=sim)
     return tests, failed, build_dir

@@ -12,7 +12,7 @@ from pathlib import Path
 from gen.emit import module_name, unit_verilog
 from sim.units import UNITS
 
-__all__ = ["run_cocotb", "DEFAULT_VECTORS", "DEFAULT_SEED"]
+__all__ = ["run_cocotb", "run_testbench", "run_registers_cocotb", "DEFAULT_VECTORS", "DEFAULT_SEED"]
 
 DEFAULT_VECTORS = 10_000
 DEFAULT_SEED = 2026
@@ -24,31 +24,54 @@ def _build_dir(unit, params, build_root):
     return Path(build_root) / f"{unit}-{key}"
 
 
+def run_testbench(component, top, test_module, env, build_dir, stamp, sim="icarus", waves=False):
+    """Emit ``component`` as Verilog module ``top`` into ``build_dir``, build it for ``sim`` and run
+    the cocotb module ``test_module`` with ``env`` added to the environment (the repository on
+    PYTHONPATH, cocotbext-axi's deprecation warnings filtered); return (tests, failed)."""
+    from cocotb_tools.runner import get_results, get_runner
+
+    build_dir = Path(build_dir)
+    build_dir.mkdir(parents=True, exist_ok=True)
+    source = build_dir / f"{top}.v"
+    source.write_text(unit_verilog(component, top, stamp))
+    runner = get_runner(sim)
+    runner.build(sources=[source], hdl_toplevel=top, build_dir=build_dir, timescale=("1ns", "1ps"),
+                 waves=waves, always=True, log_file=build_dir / "build.log")
+    env = {**env, "PYTHONWARNINGS": "ignore::DeprecationWarning",
+           "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
+    try:
+        xml = runner.test(hdl_toplevel=top, test_module=test_module, build_dir=build_dir, extra_env=env,
+                          waves=waves, results_xml=str(build_dir / "results.xml"),
+                          log_file=build_dir / "sim.log")
+    except SystemExit:  # cocotb's runner exits when a test fails; the results file says which
+        xml = str(build_dir / "results.xml")
+    return get_results(xml)
+
+
 def run_cocotb(unit, params, vectors=DEFAULT_VECTORS, seed=DEFAULT_SEED, build_root=None,
                waves=None):
     """Run the stream testbench for ``unit`` with ``params``; return (tests, failed, build_dir).
 
     Waveforms are dumped when ``waves`` is true or the ``WAVES`` environment variable is 1.
     """
-    from cocotb_tools.runner import get_results, get_runner
-
     spec = UNITS[unit]
-    dut = spec.build(params)
     build_dir = _build_dir(unit, params, build_root or ROOT / "build" / "sim")
-    build_dir.mkdir(parents=True, exist_ok=True)
-    top = module_name(unit)
-    source = build_dir / f"{top}.v"
-    source.write_text(unit_verilog(dut, top, [f"{unit} {json.dumps(params)} (testbench build)"]))
-
     waves = bool(int(os.environ.get("WAVES", "0"))) if waves is None else waves
-    runner = get_runner("icarus")
-    runner.build(sources=[source], hdl_toplevel=top, build_dir=build_dir,
-                 timescale=("1ns", "1ps"), waves=waves, always=True, log_file=build_dir / "build.log")
     env = {"TRIO_UNIT": unit, "TRIO_PARAMS": json.dumps(params), "TRIO_VECTORS": str(vectors),
-           "TRIO_SEED": str(seed), "PYTHONPATH": os.pathsep.join(
-               [str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
-    xml = runner.test(hdl_toplevel=top, test_module="sim.tb.stream_unit", build_dir=build_dir,
-                      extra_env=env, waves=waves,
-                      results_xml=str(build_dir / "results.xml"))
-    tests, failed = get_results(xml)
+           "TRIO_SEED": str(seed)}
+    tests, failed = run_testbench(spec.build(params), module_name(unit), "sim.tb.stream_unit", env, build_dir,
+                                  [f"{unit} {json.dumps(params)} (testbench build)"], waves=waves)
+    return tests, failed, build_dir
+
+
+def run_registers_cocotb(config_hash=0x0123_4567_89AB_CDEF, seed=DEFAULT_SEED, build_root=None):
+    """The register slave (``hw.control_registers``) against cocotbext-axi's AxiLiteMaster
+    (``sim.tb.control_registers``); return (tests, failed, build_dir)."""
+    from hw.control_registers import ControlRegisters
+
+    build_dir = Path(build_root or ROOT / "build" / "sim") / f"control_registers-{config_hash:016x}"
+    env = {"TRIO_CONFIG_HASH": str(config_hash), "TRIO_SEED": str(seed)}
+    tests, failed = run_testbench(ControlRegisters(config_hash=config_hash, trace_depth=64),
+                                  "trio_control_registers", "sim.tb.control_registers", env, build_dir,
+                                  ["control registers (testbench)"])
     return tests, failed, build_dir

@@ -1,0 +1,164 @@
+"""The instruction set, defined once: the controller's decoder, the compiler, the performance model
+and ``docs/isa.md`` (``python -m gen.docs``) read these layouts.
+
+A program is a sequence of fixed-size instructions of ``INSTRUCTION_BITS`` (128 bytes: eight
+beats of a 128-bit AXI port), little-endian, fetched from the program region. Every instruction
+starts with the same 64-bit header; its body depends on the opcode. Opcode 0 is illegal, so a
+program fetched from zeroed memory stops with ``ErrorCode.ILLEGAL_OPCODE`` instead of running.
+
+**Dependency tokens** (as in VTA): the controller dispatches to three queues — LOAD (DMA reads),
+COMPUTE (core commands), STORE (DMA writes) — that run concurrently. An instruction may wait for
+tokens (``wait``) before it starts and raise tokens (``signal``) when it is done; a token is a
+counter per direction below, so a LOAD can run ahead of the COMPUTE that consumes it as far as
+the buffers allow. ``SYNC`` waits for tokens without doing anything; ``END`` waits until every
+queue is empty, then raises STATUS.DONE and the interrupt.
+"""
+
+import enum
+
+from amaranth.hdl import unsigned
+from amaranth.lib import data
+
+from hw.command import command_layout
+
+__all__ = ["Opcode", "Token", "Buffer", "INSTRUCTION_BITS", "HEADER", "body_layouts", "encode",
+           "decode", "markdown"]
+
+INSTRUCTION_BITS = 1024
+DRAM_OFFSET_BITS = 40  # byte offset into a region (1 TiB)
+BUF_ADDR_BITS = 24  # buffer word address in DMA instructions
+
+
+class Opcode(enum.IntEnum):
+    LOAD = 1  # DRAM region -> on-chip buffer, 2-D strided
+    STORE = 2  # on-chip buffer -> DRAM region, 2-D strided
+    COMPUTE = 3  # one core command (hw.command) on the cores of a mask
+    SYNC = 4  # wait for tokens
+    END = 5  # wait for every queue, then done
+
+
+class Token(enum.IntFlag):
+    """Bits of ``wait`` and ``signal``: the direction a token travels."""
+    LOAD_TO_COMPUTE = 1  # data loaded for a command
+    COMPUTE_TO_LOAD = 2  # a command finished with a buffer region a load may overwrite
+    COMPUTE_TO_STORE = 4  # results ready to store
+    STORE_TO_COMPUTE = 8  # results stored; their buffer region is free
+
+
+class Buffer(enum.IntEnum):
+    """On-chip buffer a LOAD or STORE addresses (docs/architecture.md §3)."""
+    B = 0  # activations (global)
+    C = 1  # weight chunks and parameters (global)
+    OUTPUT = 2  # int32 results (global)
+
+
+HEADER = data.StructLayout({
+    "opcode": unsigned(8),
+    "wait": unsigned(4),  # Token bits to take before starting
+    "signal": unsigned(4),  # Token bits to give when done
+    "index": unsigned(24),  # the instruction's position in the program (trace buffer, errors)
+    "reserved": unsigned(24),
+})
+
+_TRANSFER = {
+    "region": unsigned(2),  # hw.registers.REGIONS index
+    "buffer": unsigned(2),  # Buffer
+    "port": unsigned(2),  # the DMA engine / AXI port (< AcceleratorConfig.axi_ports)
+    "offset": unsigned(DRAM_OFFSET_BITS),  # bytes into the region, beat-aligned
+    "row_beats": unsigned(16),
+    "rows": unsigned(16),
+    "stride": unsigned(32),  # bytes between row starts in DRAM
+    "buf_addr": unsigned(BUF_ADDR_BITS),  # first buffer word
+    "buf_stride": unsigned(BUF_ADDR_BITS),  # buffer words between row starts
+}
+
+
+def body_layouts(addr_bits):
+    """The body of each opcode, for core commands with ``addr_bits``-bit buffer addresses."""
+    return {
+        Opcode.LOAD: data.StructLayout(_TRANSFER),
+        Opcode.STORE: data.StructLayout(_TRANSFER),
+        Opcode.COMPUTE: data.StructLayout({"cores": unsigned(64),  # bit k: core k runs it
+                                           "command": command_layout(addr_bits)}),
+        Opcode.SYNC: data.StructLayout({}),
+        Opcode.END: data.StructLayout({}),
+    }
+
+
+def _check_fits(addr_bits):
+    for op, layout in body_layouts(addr_bits).items():
+        if HEADER.size + layout.size > INSTRUCTION_BITS:
+            raise ValueError(f"{op.name} takes {HEADER.size + layout.size} bits with {addr_bits}-bit buffer "
+                             f"addresses, more than an instruction's {INSTRUCTION_BITS}")
+
+
+def _pack(layout, fields, what):
+    value = 0
+    unknown = set(fields) - {name for name, _ in layout}
+    if unknown:
+        raise ValueError(f"{what}: no field {sorted(unknown)[0]!r}")
+    for name, field in layout:
+        v = fields.get(name, 0)
+        if isinstance(field.shape, data.StructLayout):
+            v = _pack(field.shape, v, f"{what}.{name}") if isinstance(v, dict) else v
+        v = int(v)
+        if not 0 <= v < 1 << field.width:
+            raise ValueError(f"{what}.{name} = {v} does not fit in {field.width} bits")
+        value |= v << field.offset
+    return value
+
+
+def encode(opcode, addr_bits=16, index=0, wait=0, signal=0, **body):
+    """One instruction as ``INSTRUCTION_BITS // 8`` little-endian bytes; ``body`` by field name
+    (a COMPUTE's ``command`` may be a dict of ``hw.command`` fields or its packed integer)."""
+    _check_fits(addr_bits)
+    op = Opcode(opcode)
+    header = _pack(HEADER, dict(opcode=op, wait=wait, signal=signal, index=index), op.name)
+    word = header | _pack(body_layouts(addr_bits)[op], body, op.name) << HEADER.size
+    return word.to_bytes(INSTRUCTION_BITS // 8, "little")
+
+
+def decode(raw, addr_bits=16):
+    """(Opcode, header fields, body fields) of one instruction's bytes; ValueError if illegal."""
+    word = int.from_bytes(raw, "little")
+    fields = {name: word >> f.offset & ((1 << f.width) - 1) for name, f in HEADER}
+    try:
+        op = Opcode(fields["opcode"])
+    except ValueError:
+        raise ValueError(f"illegal opcode {fields['opcode']} in instruction {fields['index']}") from None
+    body = word >> HEADER.size
+    layout = body_layouts(addr_bits)[op]
+    return op, fields, {name: body >> f.offset & ((1 << f.width) - 1) for name, f in layout}
+
+
+def markdown(addr_bits=16):
+    """The instruction set as Markdown tables (``docs/isa.md``)."""
+
+    def table(layout, base):
+        rows = ["| bits | field |", "|---|---|"]
+        for name, f in layout:
+            rows.append(f"| `[{base + f.offset + f.width - 1}:{base + f.offset}]` | `{name}` |")
+        return rows
+
+    out = [f"Instructions are {INSTRUCTION_BITS} bits ({INSTRUCTION_BITS // 8} bytes), little-endian. "
+           f"Bodies start at bit {HEADER.size}; unused bits are 0. COMPUTE's `command` is "
+           f"`hw.command.command_layout({addr_bits})` (the buffer address width of the configuration).",
+           "", "### Header (every instruction)", "", *table(HEADER, 0), "", "### Opcodes", "",
+           "| opcode | name | meaning |", "|---|---|---|",
+           "| 0 | (illegal) | stops the run: ILLEGAL_OPCODE |"]
+    meaning = {Opcode.LOAD: "DRAM region → buffer, 2-D strided (DMA read)",
+               Opcode.STORE: "buffer → DRAM region, 2-D strided (DMA write)",
+               Opcode.COMPUTE: "one core command on the cores of `cores`",
+               Opcode.SYNC: "wait for the `wait` tokens",
+               Opcode.END: "wait for every queue to drain; STATUS.DONE, interrupt"}
+    out += [f"| {op.value} | `{op.name}` | {meaning[op]} |" for op in Opcode]
+    out += ["", "### Tokens (`wait`, `signal` bits)", "", "| bit | token |", "|---|---|"]
+    out += [f"| {t.value.bit_length() - 1} | `{t.name}` |" for t in Token]
+    out += ["", "### Buffers (`buffer` of LOAD/STORE)", "", "| value | buffer |", "|---|---|"]
+    out += [f"| {b.value} | `{b.name}` |" for b in Buffer]
+    for op, layout in body_layouts(addr_bits).items():
+        if layout.size:
+            out += ["", f"### {op.name} body", "", *table(layout, HEADER.size)]
+    return "\n".join(out) + "\n"
+
+
