@@ -81,7 +81,7 @@ class DmaReader(wiring.Component):
 
     def __init__(self, addr_width=49, data_width=128, buf_addr_width=16, max_beats=16, outstanding=8,
                  dim_bits=16):
-        check_int("Buffer address width", buf_addr_width, 4, 24)
+        check_int("Buffer address width", buf_addr_width, 4, 32)
         check_int("Outstanding bursts", outstanding, 1, 64)
         self._seq = BurstSequencer(addr_width, data_width // 8, max_beats, dim_bits)
         self._aw, self._dw, self._bw, self._out, self._db = (addr_width, data_width, buf_addr_width,

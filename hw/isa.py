@@ -46,10 +46,13 @@ class Token(enum.IntFlag):
 
 
 class Buffer(enum.IntEnum):
-    """On-chip buffer a LOAD or STORE addresses (docs/architecture.md §3)."""
-    B = 0  # activations (global)
-    C = 1  # weight chunks and parameters (global)
-    OUTPUT = 2  # int32 results (global)
+    """On-chip buffer a LOAD or STORE addresses (docs/architecture.md §3), in the order of
+    ``hw.core_slice.MEMORIES``. A buffer word takes a power-of-two number of beats in DRAM
+    (``hw.accelerator.word_beats``); LOAD/STORE sizes are in beats, buffer addresses in words."""
+    B = 0  # activations
+    W = 1  # weight chunks (buffer C)
+    Q = 2  # requantization parameters (buffer C)
+    O = 3  # int32 results (output buffer)
 
 
 HEADER = data.StructLayout({

@@ -48,9 +48,10 @@ class ErrorCode:
     LOAD_SLVERR, LOAD_DECERR = 3, 4  # a DMA read answered SLVERR / DECERR
     STORE_SLVERR, STORE_DECERR = 5, 6  # a DMA write answered SLVERR / DECERR
     FETCH_ERROR = 7  # an instruction fetch answered SLVERR or DECERR
+    NO_END = 8  # PROGRAM_LENGTH instructions ran without an END
     NAMES = {0: "none", 1: "illegal opcode", 2: "address out of range", 3: "DMA read SLVERR",
              4: "DMA read DECERR", 5: "DMA write SLVERR", 6: "DMA write DECERR",
-             7: "instruction fetch error"}
+             7: "instruction fetch error", 8: "program ended without END"}
 
 
 @dataclass(frozen=True)

@@ -167,7 +167,7 @@ class IntegerModel:
         for r in self.ops:
             k = r["kind"]
             if k == "input":  # host: normalised image -> int8
-                env["input"] = arith.quantize(image, _ch(r["scale"]))
+                env["input"] = host_input(image, r)
                 out, extra, ins = env["input"], {}, {}
             else:
                 ins = {f"x{i}": env[s] for i, s in enumerate(r["srcs"])}
@@ -222,13 +222,7 @@ class IntegerModel:
 
     def _linear(self, r, x):
         acc = arith.matmul_acc(x, r["w"].T, r["bias"])
-        if r["post"] is None:
-            return acc * r["acc_scale"], dict(acc=acc)  # host dequantizes the logits
-        # host: LayerNorm + Hardswish in float, then int8 for the next linear
-        y = acc * r["acc_scale"]
-        y = (y - y.mean()) / np.sqrt(y.var() + r["ln_eps"]) * r["ln_weight"] + r["ln_bias"]
-        y = y * np.clip(y + 3, 0, 6) / 6
-        return arith.quantize(y, r["out_scale"]), dict(acc=acc)
+        return host_linear_post(acc, r), dict(acc=acc)
 
     def logits(self, images, progress=None):
         out = []
@@ -237,6 +231,23 @@ class IntegerModel:
             if progress:
                 progress(i + 1, len(images))
         return torch.tensor(np.stack(out), dtype=torch.float32)
+
+
+def host_input(image, r):
+    """Host step before the accelerator: the normalised float image (C, H, W) -> int8 codes
+    with the input op's scale."""
+    return arith.quantize(image, _ch(r["scale"]))
+
+
+def host_linear_post(acc, r):
+    """Host step after a head linear's int32 accumulators: the logits (dequantized) after the last
+    linear; between the linears LayerNorm + Hardswish in float, then int8 for the next one."""
+    y = acc * r["acc_scale"]
+    if r["post"] is None:
+        return y
+    y = (y - y.mean()) / np.sqrt(y.var() + r["ln_eps"]) * r["ln_weight"] + r["ln_bias"]
+    y = y * np.clip(y + 3, 0, 6) / 6
+    return arith.quantize(y, r["out_scale"])
 
 
 # --------------------------------------------------------------------------------------------------
@@ -278,4 +289,4 @@ def export(frozen, image, out_dir, meta):
     return manifest
 
 
-__all__ = ["freeze", "IntegerModel", "export", "FreezeError"]
+__all__ = ["freeze", "IntegerModel", "export", "FreezeError", "host_input", "host_linear_post"]

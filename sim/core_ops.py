@@ -19,7 +19,7 @@ from sim.dataflow import block_limit, host_im2col
 from sim.layout import fields
 
 __all__ = ["CorePlan", "FusedPlan", "plan", "fused_plan", "pack_words", "unpack_words", "UnsupportedOp",
-           "tensor_words"]
+           "tensor_words", "input_words", "decode_output"]
 
 class UnsupportedOp(Exception):
     """The op (or its shape) has no core command yet; the message says why."""
@@ -33,6 +33,29 @@ def tensor_words(x, lanes):
     flat = np.zeros((x.shape[1] * x.shape[2], cw * lanes), np.int64)
     flat[:, :c] = x.reshape(c, -1).T
     return flat.reshape(-1, lanes)
+
+
+def input_words(x, packing, lanes):
+    """The B words of an input tensor as the host writes it: ``packing`` None (plain
+    ``tensor_words``) or ``(k, stride, pad)``: the stem's input unrolled by the host (``im2col``:
+    each output pixel's patch as the channels of one pixel)."""
+    if packing is None:
+        return tensor_words(x, lanes)
+    k, stride, pad = packing
+    cols, (ho, wo) = im2col(x, k, stride, pad)
+    return tensor_words(cols.T.reshape(-1, ho, wo), lanes)
+
+
+def decode_output(values, kind, mem, out_shape, groups):
+    """Result words read back (int64 array (n, lanes)) -> the result tensor: a pool's vector, a
+    linear's int32 vector, or (C, H, W) with every group's channels word-aligned."""
+    if kind == "pool":
+        return values.reshape(-1)[:out_shape[0]]
+    if mem == "o":  # linear: (1, tiles) words of S int32
+        return values.reshape(-1)[:out_shape[0]]
+    c, h, w = out_shape
+    flat = values.reshape(h * w, groups, -1)[:, :, :c // groups].reshape(h * w, c)
+    return flat.T.reshape(c, h, w)
 
 
 def _get(value, path):
@@ -113,14 +136,7 @@ class CorePlan:
 
     def decode(self, values):
         """Words read back from ``out_mem`` (int64 array (n, lanes)) -> the result tensor."""
-        if self.kind == "pool":
-            c = self.out_shape[0]
-            return values.reshape(-1)[:c]
-        if self.out_mem == "o":  # linear: (1, tiles) words of S int32
-            return values.reshape(-1)[:self.out_shape[0]]
-        c, h, w = self.out_shape
-        flat = values.reshape(h * w, self.groups, -1)[:, :, :c // self.groups].reshape(h * w, c)
-        return flat.T.reshape(c, h, w)
+        return decode_output(values, self.kind, self.out_mem, self.out_shape, self.groups)
 
 
 def _move(c, o, out_mem):
@@ -252,7 +268,7 @@ def _reduce(r, x, cfg):
         post = Post.HSWISH if r["act"] == "hswish" else Post.REQUANT
     if k > 1 and host_im2col(xin.shape[0], k, groups, cfg):  # the stem: unrolled by the host
         cols, (ho, wo) = im2col(xin, k, stride, pad)
-        xin = cols.T.reshape(-1, ho, wo)
+        xin = cols.T.reshape(-1, ho, wo)  # = input_words(x, (k, stride, pad), lanes)
         w = w.reshape(w.shape[0], -1, 1, 1)
         k, stride, pad = 1, 1, 0
     cin, h, wd = xin.shape

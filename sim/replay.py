@@ -51,8 +51,9 @@ class LoadedOp:
     inputs: list = None
 
 
-def _op_dict(entry, arrays):
-    r = {k: arrays[k] for k in arrays.files}
+def op_dict(entry, arrays):
+    """An op of the export (its manifest entry and arrays: an npz file or a dict) as ``plan`` takes it."""
+    r = {k: arrays[k] for k in arrays.keys()}
     r["kind"] = entry["kind"]
     r["act"] = entry.get("act")
     for k in ("stride", "pad", "groups", "three", "hw"):
@@ -68,7 +69,7 @@ def load_op(folder, entry, cfg, addr_bits=None):
         arrays = np.load(path)
     except (OSError, ValueError) as e:
         raise ReplayError(f"{path}: cannot read the op's arrays ({e})") from None
-    r = _op_dict(entry, arrays)
+    r = op_dict(entry, arrays)
     inputs = [arrays[f"x{i}"].astype(np.int64) for i in range(len(entry["srcs"]))]
     p = plan(r, inputs, cfg, addr_bits)
     expected = arrays["acc"] if entry["kind"] == "linear" else arrays["y"]

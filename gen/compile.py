@@ -1,0 +1,279 @@
+"""Compile a quantized network to a program of the accelerator (``hw.isa``).
+
+    python -m gen.compile --quantized q.pt --config tiny --out build/program
+
+The program folder holds ``program.bin`` (the instructions), ``weights.bin`` (the weights
+region: weight chunks and requantization parameters in the buffers' word formats, each word on
+whole DRAM beats), ``host.npz`` (the parameters of the host steps) and ``layout.json`` (the
+configuration and its hash, the segments, where every layer's output lives in the activations
+region and how to read it, the host steps). ``runtime.Program`` reads it.
+
+This version runs layer by layer through DRAM: per op, LOADs of its inputs (from the
+activations region), weights and parameters into the buffers at the places its core plan
+(``sim.core_ops.plan``) wants, its COMPUTE commands, and a STORE of its output to the
+activations region, where the host (and the testbench) can read every layer. The head's host
+step (LayerNorm + Hardswish between the linears) ends a segment: the runtime runs it and
+starts the next segment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from hw.accelerator import Accelerator, silenced
+from hw.config import ConfigError
+from hw.core_slice import MEMORIES
+from hw.isa import INSTRUCTION_BITS, Buffer, Opcode, encode
+from hw.registers import REGIONS, VERSION
+from sim.core_ops import UnsupportedOp, input_words, pack_words, plan, tensor_words
+from sim.dataflow import core_cycles, host_im2col
+
+__all__ = ["compile_network", "CompileError", "Program", "FORMAT", "main"]
+
+FORMAT = 1  # layout.json format
+MAX_ROW_WORDS = 4096  # words per DMA row (LOAD/STORE row_beats is 16 bits)
+
+
+class CompileError(Exception):
+    """The network cannot be compiled for the configuration; the message says why."""
+
+
+@dataclass
+class Program:
+    instructions: list = field(default_factory=list)  # bytes each
+    weights: bytearray = field(default_factory=bytearray)
+    layout: dict = field(default_factory=dict)
+    host: dict = field(default_factory=dict)  # arrays of host.npz
+
+    def write(self, out):
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "program.bin").write_bytes(b"".join(self.instructions))
+        (out / "weights.bin").write_bytes(bytes(self.weights))
+        np.savez(out / "host.npz", **self.host)
+        (out / "layout.json").write_text(json.dumps(self.layout, indent=1))
+
+
+def _trace_ops(frozen, image):
+    """[(op dict as the export writes it, [input arrays], output)] of one run of the integer model;
+    the frozen op's own fields (the host steps' parameters) are kept beside the exported ones."""
+    from quant.integer import IntegerModel, _params
+    from sim.replay import op_dict
+
+    seen = []
+
+    def trace(r, ins, out, extra):
+        arrays = {"y": np.asarray(out), **{k: np.asarray(v) for k, v in ins.items()},
+                  **{k: np.asarray(v) for k, v in extra.items() if v is not None}, **_params(r)}
+        d = op_dict(dict(kind=r["kind"], act=r.get("act")), arrays)
+        seen.append(({**r, **d}, list(ins.values()), out))
+
+    IntegerModel(frozen).run(image, trace)
+    return seen
+
+
+class _Emitter:
+    def __init__(self, acc):
+        self.acc = acc
+        self.cfg = acc.config
+        self.beat_bytes = self.cfg.axi_bits // 8
+        self.beats = acc.word_beats
+        self.shapes = acc.shapes
+        self.instructions = []
+        self.weights = bytearray()
+        self.activation_bytes = 0
+
+    def emit(self, op, **fields):
+        self.instructions.append(encode(op, self.acc.addr_bits, index=len(self.instructions), **fields))
+
+    def word_bytes(self, mem):
+        return self.beats[mem] * self.beat_bytes
+
+    def transfer(self, op, mem, region, offset, buf_addr, words):
+        """LOAD or STORE of ``words`` consecutive words, in rows of at most MAX_ROW_WORDS."""
+        done = 0
+        while done < words:
+            n = min(MAX_ROW_WORDS, words - done)
+            self.emit(op, region=REGIONS.index(region), buffer=Buffer[mem.upper()], port=0,
+                      offset=offset + done * self.word_bytes(mem), row_beats=n * self.beats[mem], rows=1,
+                      stride=0, buf_addr=buf_addr + done, buf_stride=0)
+            done += n
+
+    def weights_words(self, mem, values):
+        """Append packed words to the weights region; returns the byte offset."""
+        offset = len(self.weights)
+        wb = self.word_bytes(mem)
+        for v in pack_words(self.shapes[mem], values):
+            self.weights += v.to_bytes(wb, "little")
+        return offset
+
+    def activation(self, words, mem):
+        offset = self.activation_bytes
+        self.activation_bytes += -(-words * self.word_bytes(mem) // 4096) * 4096  # 4 KiB apart
+        return offset
+
+
+def _input_packing(r, x, cfg):
+    """How the host lays out the network's input for its first op (``input_words``)."""
+    if r["kind"] == "conv":
+        k = r["w"].shape[2]
+        if k > 1 and host_im2col(x.shape[0], k, r["groups"], cfg):
+            return [int(k), int(r["stride"]), int(r["pad"])]
+    return None
+
+
+def compile_network(frozen, image_shape, config, seed=0, progress=None):
+    """The ``Program`` of the frozen integer model ``frozen`` (``quant.integer.freeze``) for images
+    of ``image_shape`` (C, H, W) on ``config``. Raises CompileError."""
+    try:
+        acc = silenced(Accelerator(config))
+    except ConfigError as e:
+        raise CompileError(str(e)) from None
+    cfg, lanes = acc.config, config.s
+    image = np.random.default_rng(seed).normal(size=image_shape)  # any image: layouts, not values
+    ops = _trace_ops(frozen, image)
+    em = _Emitter(acc)
+    tensors, segments, host_steps, op_rows, host = {}, [], [], [], {}
+    seg_start = 0
+    depth = {m: 1 << b for m, b in acc.memory_bits.items()}
+    for n_op, (r, ins, out) in enumerate(ops):
+        if progress:
+            progress(n_op + 1, len(ops), r["name"])
+        kind = r["kind"]
+        if kind == "input":
+            host["input_scale"] = np.asarray(r["scale"], np.float64)
+            continue
+        try:
+            p = plan(r, [np.asarray(x, np.int64) for x in ins], cfg, acc.addr_bits)
+        except UnsupportedOp as e:
+            raise CompileError(f"op {r['name']} ({kind}): {e}") from None
+        for mem, top in p.words_needed().items():
+            if top > depth[mem]:
+                raise CompileError(f"op {r['name']} ({kind}) needs {top} words of buffer {mem.upper()}, "
+                                   f"{config.name} has {depth[mem]}; use a configuration with larger buffers")
+        first = len(em.instructions)
+        # inputs: from the activations region, where their producers (or the host) put them
+        b_words = p.writes.get("b", (0, []))[1]
+        base = 0
+        for src, x in zip(r["srcs"], ins, strict=True):
+            x = np.asarray(x, np.int64)
+            x = x.reshape(-1, 1, 1) if x.ndim == 1 else x  # a vector: one pixel
+            if src not in tensors:  # the network's input, written by the host
+                packing = _input_packing(r, np.asarray(x), cfg)
+                words = len(input_words(np.asarray(x, np.int64), packing, lanes))
+                tensors[src] = dict(offset=em.activation(words, "b"), words=words, mem="b", host=True,
+                                    shape=list(np.shape(x)), packing=packing)
+            t = tensors[src]
+            if t.get("packing") is not None and (kind != "conv" or _input_packing(r, np.asarray(x), cfg) is None):
+                raise CompileError(f"op {r['name']}: reads the unrolled network input")
+            want = input_words(np.asarray(x, np.int64), t.get("packing") if t.get("host") else None, lanes)
+            got = np.asarray(b_words[base:base + len(want)]).reshape(-1, lanes) if len(want) else want
+            if t["words"] != len(want) or not np.array_equal(got, want):
+                raise CompileError(f"op {r['name']} ({kind}) reads {src} in a layout its producer does not "
+                                   f"write (channels not a multiple of {lanes} per group)")
+            em.transfer(Opcode.LOAD, "b", "activations", t["offset"], base, t["words"])
+            base += t["words"]
+        if base != len(b_words):
+            raise CompileError(f"op {r['name']} ({kind}): its inputs take {len(b_words)} words, not {base}")
+        for mem in ("w", "q"):
+            if mem in p.writes and not (kind == "attn" and mem == "w"):  # attention writes its own W
+                wbase, items = p.writes[mem]
+                em.transfer(Opcode.LOAD, mem, "weights", em.weights_words(mem, items), wbase, len(items))
+        core_model = []
+        for c in p.all_commands():
+            em.emit(Opcode.COMPUTE, cores=1, command=c.value(acc.addr_bits))
+            core_model.append(core_cycles(cfg, c, acc.core))
+        (mem, obase, owords, _), = p.outputs()
+        dst = r["dst"]
+        tensors[dst] = dict(offset=em.activation(owords, mem), words=owords, mem=mem, shape=list(p.out_shape),
+                            kind=p.kind, groups=p.groups, op=r["name"])
+        em.transfer(Opcode.STORE, mem, "activations", tensors[dst]["offset"], obase, owords)
+        if mem == "b":  # the next op reads it as plain words: check the producer writes them
+            y = np.asarray(out, np.int64)
+            if y.ndim == 3 and owords != len(tensor_words(y, lanes)):
+                users = [u["name"] for u, _, _ in ops if dst in u.get("srcs", [])]
+                if users:
+                    raise CompileError(f"op {r['name']} writes {dst} with padded groups; {users[0]} cannot read it")
+        op_rows.append(dict(name=r["name"], kind=kind, dst=dst, first=first, last=len(em.instructions) - 1,
+                            segment=len(segments), core_cycles=core_model))
+        if kind == "linear":  # a host step follows: the logits, or LayerNorm + Hardswish
+            key = f"step{len(host_steps)}"
+            for name in ("acc_scale", "ln_weight", "ln_bias", "ln_eps", "out_scale"):
+                if r.get(name) is not None:
+                    host[f"{key}_{name}"] = np.asarray(r[name], np.float64)
+            step = dict(key=key, src=dst, post=r.get("post") is not None, segment=len(segments))
+            if step["post"]:
+                nxt = [u for u, _, _ in ops if dst in u.get("srcs", [])]
+                q = np.asarray(out)
+                words = len(tensor_words(q.reshape(-1, 1, 1), lanes))
+                step["dst"] = f"{dst}.host"
+                step["shape"] = list(q.shape)
+                tensors[step["dst"]] = dict(offset=em.activation(words, "b"), words=words, mem="b", host=True,
+                                            shape=[q.size, 1, 1], packing=None)
+                for u in nxt:
+                    u["srcs"] = [step["dst"] if s == dst else s for s in u["srcs"]]
+            host_steps.append(step)
+            em.emit(Opcode.END)
+            segments.append([seg_start, len(em.instructions) - seg_start])
+            seg_start = len(em.instructions)
+    if seg_start != len(em.instructions):
+        em.emit(Opcode.END)
+        segments.append([seg_start, len(em.instructions) - seg_start])
+    layout = dict(
+        format=FORMAT, version=VERSION, config=json.loads(config.to_json()), config_hash=config.hash,
+        instruction_bytes=INSTRUCTION_BITS // 8, axi_bits=config.axi_bits, word_beats=acc.word_beats,
+        lanes=lanes, segments=segments,
+        regions=dict(program=len(em.instructions) * INSTRUCTION_BITS // 8, weights=len(em.weights),
+                     activations=em.activation_bytes),
+        tensors=tensors, ops=op_rows, host_steps=host_steps,
+    )
+    return Program(em.instructions, em.weights, layout, host)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="python -m gen.compile", description=__doc__.split("\n")[0])
+    p.add_argument("--quantized", required=True, help="what python -m quant calibrate wrote (q.pt)")
+    p.add_argument("--config", default="tiny", help="preset, NxM+TxSxL or config.json (default tiny)")
+    p.add_argument("--out", required=True, help="program folder to write")
+    a = p.parse_args(argv)
+    from gen.cli import load_config
+
+    try:
+        cfg = load_config(a.config)
+        frozen, shape = load_frozen(a.quantized)
+        prog = compile_network(frozen, shape, cfg)
+    except (CompileError, ConfigError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    prog.write(a.out)
+    lay = prog.layout
+    print(f"wrote {a.out}: {len(prog.instructions)} instructions in {len(lay['segments'])} segments, "
+          f"{len(lay['ops'])} ops, weights {len(prog.weights):,} B, activations {lay['regions']['activations']:,} B "
+          f"(config {cfg.name} [{cfg.hash}])")
+    return 0
+
+
+def load_frozen(path):
+    """(frozen ops, input image shape) of a quantized model file; CompileError if unreadable."""
+    from quant.__main__ import _load_quantized
+    from quant.integer import freeze
+    from quant.model import get_spec
+
+    from quant.model import ModelError
+
+    try:
+        prog, meta = _load_quantized(path)
+    except ModelError as e:
+        raise CompileError(str(e)) from None
+    spec = get_spec(meta["model"])
+    return freeze(prog), (spec.in_channels, meta["resolution"], meta["resolution"])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,167 @@
+"""The accelerator top: AXI4-Lite registers, the controller, the DMA engine on an AXI4 manager
+port, and the computing core with its buffers."""
+
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from hw.axi import axi4, axi4_lite
+from hw.config import AcceleratorConfig, ConfigError
+from hw.control_registers import ControlRegisters
+from hw.controller import Controller
+from hw.core_slice import MEMORIES, CoreSlice
+from hw.dma import Dma
+from hw.isa import BUF_ADDR_BITS
+from hw.registers import ADDR_BITS, REGIONS
+
+__all__ = ["Accelerator", "memory_bits", "word_beats", "silenced"]
+
+DIM_BITS = 16  # DMA row and beat counts (hw.isa: 16-bit fields)
+
+
+def memory_bits(config, shapes):
+    """log2 of the words of each buffer (``hw.core_slice.MEMORIES``) from the configuration's
+    capacities: B and the output buffer whole, buffer C split 3 : 1 between weight chunks and
+    parameters; each rounded down to a power of two."""
+    bits = {"b": config.buffer_b_kib * 8192, "w": config.buffer_c_kib * 8192 * 3 // 4,
+            "q": config.buffer_c_kib * 8192 // 4, "o": config.output_kib * 8192}
+    return {name: (bits[name] // shapes[name].size).bit_length() - 1 for name in MEMORIES}
+
+
+def word_beats(config, shapes):
+    """DRAM beats per buffer word (a power of two; the word's low bits in the first beat)."""
+    out = {}
+    for name in MEMORIES:
+        n = -(-shapes[name].size // config.axi_bits)
+        out[name] = 1 << (n - 1).bit_length()
+    return out
+
+
+def silenced(component):
+    """``component`` and every component it holds marked as built to be read, not elaborated
+    (the compiler reads an accelerator's buffer geometry and the core's overheads)."""
+    seen, todo = set(), [component]
+    while todo:
+        c = todo.pop()
+        if id(c) in seen:
+            continue
+        seen.add(id(c))
+        c._MustUse__silence = True
+        todo += [v for v in vars(c).values() if isinstance(v, wiring.Component)]
+    return component
+
+
+class Accelerator(wiring.Component):
+    """The accelerator of one configuration (this version: one computing core).
+
+    Members
+    -------
+    s_axil : In(hw.axi.axi4_lite(12, 32)): the register map of ``hw.registers``.
+    m_axi : Out(hw.axi.axi4(addr_width, config.axi_bits)): instruction fetch, loads and stores.
+    irq : Out(1): the registers' interrupt (level).
+
+    A run: the host writes the region bases and PROGRAM_LENGTH, sets START; the controller
+    fetches and executes the program (``hw.controller``); DMA beats reach the buffers through a
+    width adapter (a buffer word spans ``word_beats`` beats, low bits first); an access past a
+    buffer's depth is dropped and ends the run with ADDRESS_RANGE.
+    """
+
+    def __init__(self, config, addr_width=40):
+        if not isinstance(config, AcceleratorConfig):
+            raise TypeError(f"config must be an AcceleratorConfig, not {config!r}")
+        if config.cores != 1:
+            raise ConfigError(f"the accelerator top runs one computing core so far, not {config.cores} "
+                              f"(use a configuration with cores=1, e.g. tiny)")
+        probe = CoreSlice(config, 4)
+        probe._MustUse__silence = True
+        probe.core._MustUse__silence = True
+        shapes = probe.shapes
+        self._bits = memory_bits(config, shapes)
+        addr_bits = max(self._bits.values())
+        if addr_bits > 20:
+            raise ConfigError(f"buffer B of {config.buffer_b_kib} KiB needs {addr_bits}-bit word addresses; "
+                              f"the core takes at most 20")
+        self._cfg, self._aw = config, addr_width
+        self._slice = CoreSlice(config, addr_bits, self._bits)
+        self._beats = word_beats(config, shapes)
+        shifts = tuple(self._beats[n].bit_length() - 1 for n in MEMORIES)
+        self._shifts = shifts
+        self._dab = BUF_ADDR_BITS + max(shifts)
+        self._dma = Dma(addr_width, config.axi_bits, self._dab, max_beats=16, outstanding=8, dim_bits=DIM_BITS)
+        self._regs = ControlRegisters(config_hash=int(config.hash, 16))
+        self._ctrl = Controller(addr_width, config.axi_bits, addr_bits, shifts, self._dab, DIM_BITS)
+        super().__init__({
+            "s_axil": In(axi4_lite(ADDR_BITS, 32)),
+            "m_axi": Out(axi4(addr_width, config.axi_bits)),
+            "irq": Out(1),
+        })
+
+    config = property(lambda self: self._cfg)
+    addr_bits = property(lambda self: self._slice.core.addr_bits)
+    memory_bits = property(lambda self: dict(self._bits))
+    word_beats = property(lambda self: dict(self._beats))
+    shapes = property(lambda self: self._slice.shapes)
+    core = property(lambda self: self._slice.core)
+
+    def elaborate(self, platform):
+        m = Module()
+        regs = m.submodules.registers = self._regs
+        ctrl = m.submodules.controller = self._ctrl
+        dma = m.submodules.dma = self._dma
+        core = m.submodules.core = self._slice
+        axi_bits = self._cfg.axi_bits
+
+        wiring.connect(m, wiring.flipped(self.s_axil), regs.axi)
+        wiring.connect(m, dma.axi, wiring.flipped(self.m_axi))
+        m.d.comb += [
+            self.irq.eq(regs.irq),
+            ctrl.start.eq(regs.start), ctrl.soft_reset.eq(regs.soft_reset),
+            regs.busy.eq(ctrl.busy), regs.finish.eq(ctrl.finish), regs.error.eq(ctrl.error),
+            ctrl.program_length.eq(regs.program_length),
+            regs.unit_busy.eq(Cat(dma.load_busy, dma.store_busy, core.busy, ctrl.stall)),
+            ctrl.load_busy.eq(dma.load_busy), ctrl.store_busy.eq(dma.store_busy),
+            ctrl.load_error.eq(dma.load_error), ctrl.store_error.eq(dma.store_error),
+            ctrl.core_busy.eq(core.busy),
+        ]
+        for region in REGIONS:
+            m.d.comb += getattr(ctrl, f"{region}_base").eq(getattr(regs, f"{region}_base"))
+        wiring.connect(m, ctrl.trace, regs.trace)
+        wiring.connect(m, ctrl.load, dma.load)
+        wiring.connect(m, ctrl.store, dma.store)
+        wiring.connect(m, ctrl.cmd, core.cmd)
+
+        # Width adapter: DMA beats <-> buffer words through the core slice's host port.
+        max_beats = max(self._beats.values())
+        shift = Array(Const(s, 3) for s in self._shifts)[ctrl.buffer]
+        depth_bits = Array(Const(self._bits[n], 5) for n in MEMORIES)[ctrl.buffer]
+        wr, rd = dma.wr, dma.rd
+        m.d.comb += [ctrl.fetch_wr.addr.eq(wr.addr), ctrl.fetch_wr.data.eq(wr.data),
+                     ctrl.fetch_wr.en.eq(wr.en & ctrl.fetching)]
+        mask = (Const(1, 5) << shift) - 1
+        w_sub, w_word = wr.addr & mask, wr.addr >> shift
+        r_word = rd.addr >> shift
+        r_sub = Signal(range(max_beats))
+        m.d.sync += r_sub.eq(rd.addr & mask)
+        gathered = Array(Signal(axi_bits, name=f"gathered{k}") for k in range(max_beats))
+        writing = wr.en & ~ctrl.fetching
+        with m.If(writing):
+            m.d.sync += gathered[w_sub].eq(wr.data)
+        word = Cat(*(Mux(w_sub == k, wr.data, gathered[k]) for k in range(max_beats)))
+        w_out = (w_word >> depth_bits) != 0
+        r_out = (r_word >> depth_bits) != 0
+        host_w = len(core.host_wdata)
+        m.d.comb += [
+            core.host_sel.eq(ctrl.buffer),
+            core.host_addr.eq(Mux(dma.store_busy, r_word, w_word)),
+            core.host_wdata.eq(word[:host_w]),
+            core.host_we.eq(writing & (w_sub == mask) & ~w_out),
+        ]
+        padded = Cat(core.host_rdata, Const(0, max_beats * axi_bits - host_w))
+        m.d.comb += rd.data.eq(Array(padded[k * axi_bits:(k + 1) * axi_bits] for k in range(max_beats))[r_sub])
+        range_error = Signal()
+        m.d.comb += ctrl.range_error.eq(range_error)
+        with m.If((ctrl.load.valid & ctrl.load.ready & ~ctrl.fetching) | (ctrl.store.valid & ctrl.store.ready)):
+            m.d.sync += range_error.eq(0)
+        with m.Elif((writing & w_out) | (rd.en & r_out)):
+            m.d.sync += range_error.eq(1)
+        return m

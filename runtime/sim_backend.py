@@ -1,0 +1,60 @@
+"""The runtime's simulation backend: the generated accelerator under cocotb, DRAM as cocotbext-axi's
+``AxiRam`` on the AXI4 manager port (optionally with random back-pressure on every channel) and
+the host as its ``AxiLiteMaster`` on the register port."""
+
+import random
+
+from cocotb.triggers import RisingEdge, with_timeout
+from cocotbext.axi import AxiBus, AxiLiteBus, AxiLiteMaster, AxiRam
+
+from hw.axi import Resp
+from runtime.runtime import RunError
+
+__all__ = ["SimBackend"]
+
+
+def _pauses(rng, rate):
+    while True:
+        yield rng.random() < rate
+
+
+class SimBackend:
+    """``dut``: the accelerator top (``hw.accelerator.Accelerator`` as Verilog, clock ``clk``,
+    reset ``rst``); ``dram_size`` bytes of DRAM from address 0; ``back_pressure``: the chance per
+    cycle that a channel of the RAM model pauses; ``timeout_ns``: how long ``wait_irq`` waits."""
+
+    def __init__(self, dut, dram_size=1 << 24, back_pressure=0.0, seed=0, timeout_ns=10**9):
+        self.dut = dut
+        self.ram = AxiRam(AxiBus.from_prefix(dut, "m_axi_"), dut.clk, dut.rst, size=dram_size)
+        self.axil = AxiLiteMaster(AxiLiteBus.from_prefix(dut, "s_axil_"), dut.clk, dut.rst)
+        self.dram_base, self.dram_size, self.timeout_ns = 0, dram_size, timeout_ns
+        if back_pressure:
+            rng = random.Random(seed)
+            r, w = self.ram.read_if, self.ram.write_if
+            for ch in (r.ar_channel, r.r_channel, w.aw_channel, w.w_channel, w.b_channel):
+                ch.set_pause_generator(_pauses(random.Random(rng.random()), back_pressure))
+
+    async def write_mem(self, addr, data):
+        self.ram.write(addr, data)
+
+    async def read_mem(self, addr, n):
+        return bytes(self.ram.read(addr, n))
+
+    async def write_reg(self, offset, value):
+        r = await self.axil.write(offset, int(value).to_bytes(4, "little"))
+        if r.resp != Resp.OKAY:
+            raise RunError(f"register write at {offset:#x} answered {Resp.NAMES[int(r.resp)]}")
+
+    async def read_reg(self, offset):
+        r = await self.axil.read(offset, 4)
+        if r.resp != Resp.OKAY:
+            raise RunError(f"register read at {offset:#x} answered {Resp.NAMES[int(r.resp)]}")
+        return int.from_bytes(r.data, "little")
+
+    async def wait_irq(self):
+        if int(self.dut.irq.value):
+            return
+        try:
+            await with_timeout(RisingEdge(self.dut.irq), self.timeout_ns, "ns")
+        except Exception as e:  # noqa: BLE001 (cocotb's SimTimeoutError)
+            raise RunError(f"no interrupt within {self.timeout_ns} ns ({type(e).__name__})") from None

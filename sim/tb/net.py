@@ -1,0 +1,72 @@
+"""cocotb testbench of a whole network on the accelerator (``python -m sim.net``): the runtime
+(``runtime.Runtime``) drives the generated top through ``runtime.sim_backend.SimBackend`` --
+DRAM as cocotbext-axi's AxiRam, registers through its AxiLiteMaster -- image after image; after
+each run every layer's output region in DRAM is compared with the integer model's tensor and
+the logits with its logits. One JSON line per layer and image goes to TRIO_NET_OUT.
+
+Environment (set by ``sim.net``): TRIO_NET_JOB (a pickled dict: program folder, images, golden
+tensors per image, DRAM size, back-pressure, seed), TRIO_NET_OUT.
+"""
+
+import json
+import os
+import pickle
+
+import cocotb
+import numpy as np
+from cocotb.clock import Clock
+from cocotb.triggers import RisingEdge
+
+from runtime import Program, Runtime, RunError
+from runtime.sim_backend import SimBackend
+
+
+def first_mismatch(expected, got):
+    expected, got = np.asarray(expected), np.asarray(got)
+    if expected.shape != got.shape:
+        return dict(index=None, expected=str(expected.shape), got=str(got.shape), count=-1)
+    diff = np.argwhere(expected != got)
+    if not len(diff):
+        return None
+    idx = tuple(int(v) for v in diff[0])
+    return dict(index=list(idx), expected=int(expected[idx]), got=int(got[idx]), count=len(diff))
+
+
+@cocotb.test()
+async def net(dut):
+    with open(os.environ["TRIO_NET_JOB"], "rb") as f:
+        job = pickle.load(f)
+    out = open(os.environ["TRIO_NET_OUT"], "a")  # noqa: SIM115 (lines are flushed as they come)
+
+    def emit(**row):
+        out.write(json.dumps(row) + "\n")
+        out.flush()
+
+    Clock(dut.clk, 5, unit="ns").start()
+    dut.rst.value = 1
+    be = SimBackend(dut, job["dram_size"], job["back_pressure"], job["seed"])
+    for _ in range(4):
+        await RisingEdge(dut.clk)
+    dut.rst.value = 0
+    prog = Program(job["program"])
+    rt = Runtime(be, prog)
+    await rt.load()
+    for i, (image, (golden, logits)) in enumerate(zip(job["images"], job["golden"], strict=True)):
+        try:
+            res = await rt.infer(image)
+        except RunError as e:
+            emit(image=i, error=str(e))
+            break
+        for op in prog.ops:
+            seg = res.stamps[op["segment"]]
+            start = prog.layout["segments"][op["segment"]][0]
+            stamp = {idx: cyc for idx, _, cyc in seg}
+            first, last = op["first"] - start, op["last"] - start
+            cycles = stamp.get(last, -1) - (stamp.get(first - 1, 0) if first else 0)
+            got = await rt.read_tensor(op["dst"])
+            emit(image=i, op=op["name"], kind=op["kind"], cycles=int(cycles),
+                 mismatch=first_mismatch(golden[op["dst"]], got))
+        logits_ok = bool(np.array_equal(np.asarray(res.logits), np.asarray(logits)))
+        emit(image=i, logits=[float(v) for v in res.logits], logits_exact=logits_ok, segment_cycles=res.cycles,
+             counters=res.counters)
+    out.close()
