@@ -8,7 +8,7 @@ OUT    ?= build/gen
 VECTORS ?= 10000
 SEED   ?= 2026
 
-.PHONY: verilog test sim sim-full utilization resources proxy proxy-stress bench replay lint clean
+.PHONY: verilog test sim sim-full utilization resources proxy proxy-stress bench replay net lint clean
 
 # Base environment: what the generator needs (amaranth with its Yosys, numpy).
 $(VENV)/.base: pyproject.toml
@@ -84,6 +84,20 @@ bench: $(VENV)/.test
 # on one core of the paper's configuration (R128 is the smallest resolution whose attention has at
 # least M = 8 tokens per head). Random weights calibrated on generated images; several minutes.
 REPLAY ?= build/replay
+# The digits proxy (random weights, calibrated on 8 digits) whole on the accelerator RTL (Verilator):
+# 2 images at the model's cycles, then 2 under random DRAM back-pressure (bit-exact, slower).
+NET ?= build/net
+net: $(VENV)/.test
+	@scripts/ensure-iverilog
+	mkdir -p $(NET)
+	$(PY) -c "import torch; from quant.model import build_model; torch.manual_seed(0); \
+		torch.save({'state_dict': build_model('proxy').state_dict()}, '$(NET)/proxy.pt')"
+	$(PY) -m quant calibrate --model proxy --resolution 64 --checkpoint $(NET)/proxy.pt --data digits \
+		--calib 8 --iters 0 --out $(NET)/q.pt
+	$(PY) -m sim.net --quantized $(NET)/q.pt --data digits --images 2 --config tiny --build $(NET)/run
+	$(PY) -m sim.net --quantized $(NET)/q.pt --data digits --images 2 --config tiny --back-pressure 0.3 \
+		--build $(NET)/run-bp
+
 replay: $(VENV)/.test
 	$(PY) -m quant calibrate --model b1 --resolution 64 --random-weights --data digits --calib 4 \
 		--iters 0 --out $(REPLAY)/b1-r64-q.pt

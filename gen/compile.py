@@ -28,7 +28,6 @@ import numpy as np
 
 from hw.accelerator import Accelerator, silenced
 from hw.config import ConfigError
-from hw.core_slice import MEMORIES
 from hw.isa import INSTRUCTION_BITS, Buffer, Opcode, encode
 from hw.registers import REGIONS, VERSION
 from sim.core_ops import UnsupportedOp, input_words, pack_words, plan, tensor_words
@@ -100,7 +99,7 @@ class _Emitter:
         done = 0
         while done < words:
             n = min(MAX_ROW_WORDS, words - done)
-            self.emit(op, region=REGIONS.index(region), buffer=Buffer[mem.upper()], port=0,
+            self.emit(op, region=REGIONS.index(region), buffer=Buffer.of(mem), port=0,
                       offset=offset + done * self.word_bytes(mem), row_beats=n * self.beats[mem], rows=1,
                       stride=0, buf_addr=buf_addr + done, buf_stride=0)
             done += n
@@ -170,7 +169,8 @@ def compile_network(frozen, image_shape, config, seed=0, progress=None):
                 tensors[src] = dict(offset=em.activation(words, "b"), words=words, mem="b", host=True,
                                     shape=list(np.shape(x)), packing=packing)
             t = tensors[src]
-            if t.get("packing") is not None and (kind != "conv" or _input_packing(r, np.asarray(x), cfg) is None):
+            unrolled = kind == "conv" and _input_packing(r, np.asarray(x), cfg) is not None
+            if t.get("packing") is not None and not unrolled:
                 raise CompileError(f"op {r['name']}: reads the unrolled network input")
             want = input_words(np.asarray(x, np.int64), t.get("packing") if t.get("host") else None, lanes)
             got = np.asarray(b_words[base:base + len(want)]).reshape(-1, lanes) if len(want) else want
@@ -199,7 +199,8 @@ def compile_network(frozen, image_shape, config, seed=0, progress=None):
             if y.ndim == 3 and owords != len(tensor_words(y, lanes)):
                 users = [u["name"] for u, _, _ in ops if dst in u.get("srcs", [])]
                 if users:
-                    raise CompileError(f"op {r['name']} writes {dst} with padded groups; {users[0]} cannot read it")
+                    raise CompileError(f"op {r['name']} writes {dst} with padded groups; "
+                                       f"{users[0]} cannot read it")
         op_rows.append(dict(name=r["name"], kind=kind, dst=dst, first=first, last=len(em.instructions) - 1,
                             segment=len(segments), core_cycles=core_model))
         if kind == "linear":  # a host step follows: the logits, or LayerNorm + Hardswish
@@ -254,7 +255,8 @@ def main(argv=None):
     prog.write(a.out)
     lay = prog.layout
     print(f"wrote {a.out}: {len(prog.instructions)} instructions in {len(lay['segments'])} segments, "
-          f"{len(lay['ops'])} ops, weights {len(prog.weights):,} B, activations {lay['regions']['activations']:,} B "
+          f"{len(lay['ops'])} ops, weights {len(prog.weights):,} B, "
+          f"activations {lay['regions']['activations']:,} B "
           f"(config {cfg.name} [{cfg.hash}])")
     return 0
 
@@ -263,9 +265,7 @@ def load_frozen(path):
     """(frozen ops, input image shape) of a quantized model file; CompileError if unreadable."""
     from quant.__main__ import _load_quantized
     from quant.integer import freeze
-    from quant.model import get_spec
-
-    from quant.model import ModelError
+    from quant.model import ModelError, get_spec
 
     try:
         prog, meta = _load_quantized(path)

@@ -4,7 +4,7 @@ import re
 
 from amaranth.back import verilog
 
-__all__ = ["module_name", "unit_verilog", "memory_init"]
+__all__ = ["module_name", "unit_verilog", "memory_init", "for_simulation"]
 
 PREFIX = "trio_"
 
@@ -41,3 +41,17 @@ def memory_init(text, files=None):
                 f"{name}__i = {name}__i + 1) {name}[{name}__i] = 0;\n")
 
     return decl.sub(repl, text)
+
+
+_KICK = re.compile(r"^( *)reg (\\\$auto\$verilog_backend\S*) += 0;$", re.M)
+
+
+def for_simulation(text):
+    """Verilog for event-driven simulators: deep memories as ``memory_init`` does, and Yosys's
+    start-up trigger (``reg \\$auto$verilog_backend... = 0``, which every combinational block tests
+    so that it runs once at time 0) assigned at ``#0`` instead of in its declaration: Icarus
+    performs declaration assignments before the ``always @*`` blocks wait, so a combinational
+    output of registers that keep their initial values (a controller's ``busy`` in its idle
+    state) would stay X, and the design would never leave it."""
+    return _KICK.sub(lambda m: f"{m.group(1)}reg {m.group(2)} ;\n{m.group(1)}initial #0 {m.group(2)} = 1'h1;",
+                     memory_init(text))

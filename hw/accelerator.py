@@ -87,7 +87,8 @@ class Accelerator(wiring.Component):
         shifts = tuple(self._beats[n].bit_length() - 1 for n in MEMORIES)
         self._shifts = shifts
         self._dab = BUF_ADDR_BITS + max(shifts)
-        self._dma = Dma(addr_width, config.axi_bits, self._dab, max_beats=16, outstanding=8, dim_bits=DIM_BITS)
+        self._dma = Dma(addr_width, config.axi_bits, self._dab, max_beats=16, outstanding=8,
+                        dim_bits=DIM_BITS)
         self._regs = ControlRegisters(config_hash=int(config.hash, 16))
         self._ctrl = Controller(addr_width, config.axi_bits, addr_bits, shifts, self._dab, DIM_BITS)
         super().__init__({
@@ -157,10 +158,12 @@ class Accelerator(wiring.Component):
             core.host_we.eq(writing & (w_sub == mask) & ~w_out),
         ]
         padded = Cat(core.host_rdata, Const(0, max_beats * axi_bits - host_w))
-        m.d.comb += rd.data.eq(Array(padded[k * axi_bits:(k + 1) * axi_bits] for k in range(max_beats))[r_sub])
+        beats = Array(padded[k * axi_bits:(k + 1) * axi_bits] for k in range(max_beats))
+        m.d.comb += rd.data.eq(beats[r_sub])
         range_error = Signal()
         m.d.comb += ctrl.range_error.eq(range_error)
-        with m.If((ctrl.load.valid & ctrl.load.ready & ~ctrl.fetching) | (ctrl.store.valid & ctrl.store.ready)):
+        starts = (ctrl.load.valid & ctrl.load.ready & ~ctrl.fetching) | (ctrl.store.valid & ctrl.store.ready)
+        with m.If(starts):
             m.d.sync += range_error.eq(0)
         with m.Elif((writing & w_out) | (rd.en & r_out)):
             m.d.sync += range_error.eq(1)

@@ -103,17 +103,15 @@ class Controller(wiring.Component):
         shift = Array(Const(s, 3) for s in self._ws)[xfer.buffer]
 
         pc = Signal(32)
-        error = Signal(8)
-        m.d.comb += [self.error.eq(error), self.buffer.eq(xfer.buffer)]
+        m.d.comb += self.buffer.eq(xfer.buffer)
         ld, st = self.load.payload, self.store.payload
         m.d.comb += [
             # a fetch: one instruction from the program region, beats to the instruction register
             self.trace.payload.opcode.eq(header.opcode), self.trace.payload.index.eq(pc),
         ]
 
-        def finish(code):
-            m.d.comb += self.finish.eq(1)
-            m.d.sync += error.eq(code)
+        def finish(code):  # the code goes to the registers with the pulse
+            m.d.comb += [self.finish.eq(1), self.error.eq(code)]
             m.next = "IDLE"
 
         def resp_error(resp, slverr, decerr):
@@ -122,7 +120,7 @@ class Controller(wiring.Component):
         with m.FSM(name="state"):
             with m.State("IDLE"):
                 with m.If(self.start):
-                    m.d.sync += [pc.eq(0), error.eq(0)]
+                    m.d.sync += pc.eq(0)
                     m.next = "FETCH"
             with m.State("FETCH"):
                 m.d.comb += self.busy.eq(1)
@@ -134,7 +132,8 @@ class Controller(wiring.Component):
                     m.d.comb += [
                         self.fetching.eq(1), self.load.valid.eq(1),
                         ld.addr.eq(bases[REGIONS.index("program")] + (pc << INSTRUCTION_SHIFT)),
-                        ld.row_beats.eq(beats), ld.rows.eq(1), ld.stride.eq(0), ld.dst.eq(0), ld.dst_stride.eq(0),
+                        ld.row_beats.eq(beats), ld.rows.eq(1), ld.stride.eq(0), ld.dst.eq(0),
+                        ld.dst_stride.eq(0),
                     ]
                     with m.If(self.load.ready):
                         m.next = "FETCH_WAIT"
@@ -157,17 +156,21 @@ class Controller(wiring.Component):
                         m.next = "RETIRE"
                 with m.Elif(header.opcode == Opcode.LOAD):
                     m.d.comb += self.stall.eq(self.core_busy)
-                    m.d.comb += [ld.addr.eq(bases[xfer.region] + xfer.offset), ld.row_beats.eq(xfer.row_beats),
+                    m.d.comb += [ld.addr.eq(bases[xfer.region] + xfer.offset),
+                                 ld.row_beats.eq(xfer.row_beats),
                                  ld.rows.eq(xfer.rows), ld.stride.eq(xfer.stride),
-                                 ld.dst.eq(xfer.buf_addr << shift), ld.dst_stride.eq(xfer.buf_stride << shift),
+                                 ld.dst.eq(xfer.buf_addr << shift),
+                                 ld.dst_stride.eq(xfer.buf_stride << shift),
                                  self.load.valid.eq(~self.core_busy)]
                     with m.If(self.load.valid & self.load.ready):
                         m.next = "LOAD_WAIT"
                 with m.Elif(header.opcode == Opcode.STORE):
                     m.d.comb += self.stall.eq(self.core_busy)
-                    m.d.comb += [st.addr.eq(bases[xfer.region] + xfer.offset), st.row_beats.eq(xfer.row_beats),
+                    m.d.comb += [st.addr.eq(bases[xfer.region] + xfer.offset),
+                                 st.row_beats.eq(xfer.row_beats),
                                  st.rows.eq(xfer.rows), st.stride.eq(xfer.stride),
-                                 st.src.eq(xfer.buf_addr << shift), st.src_stride.eq(xfer.buf_stride << shift),
+                                 st.src.eq(xfer.buf_addr << shift),
+                                 st.src_stride.eq(xfer.buf_stride << shift),
                                  self.store.valid.eq(~self.core_busy)]
                     with m.If(self.store.valid & self.store.ready):
                         m.next = "STORE_WAIT"

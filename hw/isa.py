@@ -52,7 +52,12 @@ class Buffer(enum.IntEnum):
     B = 0  # activations
     W = 1  # weight chunks (buffer C)
     Q = 2  # requantization parameters (buffer C)
-    O = 3  # int32 results (output buffer)
+    OUT = 3  # int32 results (output buffer)
+
+    @classmethod
+    def of(cls, memory):
+        """The buffer of a ``hw.core_slice.MEMORIES`` name."""
+        return cls(("b", "w", "q", "o").index(memory))
 
 
 HEADER = data.StructLayout({

@@ -31,13 +31,15 @@ class Program:
         except json.JSONDecodeError as e:
             raise ProgramError(f"{folder / 'layout.json'}: not valid JSON ({e})") from None
         if self.layout.get("format") != FORMAT:
-            raise ProgramError(f"{folder}: layout format {self.layout.get('format')!r}, this runtime reads {FORMAT}")
+            raise ProgramError(f"{folder}: layout format {self.layout.get('format')!r}, "
+                               f"this runtime reads {FORMAT}")
         self.instructions = (folder / "program.bin").read_bytes()
         self.weights = (folder / "weights.bin").read_bytes()
         size = self.layout["instruction_bytes"]
         want = sum(n for _, n in self.layout["segments"]) * size
         if len(self.instructions) != want:
-            raise ProgramError(f"{folder / 'program.bin'}: {len(self.instructions)} bytes, the layout says {want} "
+            raise ProgramError(f"{folder / 'program.bin'}: {len(self.instructions)} bytes, "
+                               f"the layout says {want} "
                                f"(truncated or from another compile)")
         if len(self.weights) != self.layout["regions"]["weights"]:
             raise ProgramError(f"{folder / 'weights.bin'}: {len(self.weights)} bytes, the layout says "

@@ -50,7 +50,8 @@ class Runtime:
         self.bases["output"] = self.bases["activations"]
         end = self.bases["activations"] + lay["regions"]["activations"]
         if end > backend.dram_base + backend.dram_size:
-            raise ProgramError(f"the program needs {end - base:,} bytes of DRAM, the backend has {backend.dram_size:,}")
+            raise ProgramError(f"the program needs {end - base:,} bytes of DRAM, "
+                               f"the backend has {backend.dram_size:,}")
 
     async def reg(self, name, value=None):
         off = BY_NAME[name].offset
@@ -62,7 +63,8 @@ class Runtime:
         """Check the accelerator: the register map version and the configuration hash."""
         version = await self.reg("VERSION")
         if version != VERSION:
-            raise ProgramError(f"the accelerator's register map is version {version:#x}, this runtime's {VERSION:#x}")
+            raise ProgramError(f"the accelerator's register map is version {version:#x}, "
+                               f"this runtime's {VERSION:#x}")
         h = await self.reg("CONFIG_HASH_HI") << 32 | await self.reg("CONFIG_HASH_LO")
         if f"{h:016x}" != self.prog.config_hash:
             raise ProgramError(f"{self.prog.folder}: compiled for configuration [{self.prog.config_hash}], "
@@ -86,7 +88,8 @@ class Runtime:
         t = self.prog.tensors[name]
         wb = self._word_bytes(t["mem"])
         raw = np.zeros((len(words), wb), np.uint8)
-        raw[:, :self.lanes] = np.asarray(words, np.int64).astype(np.int8).view(np.uint8).reshape(len(words), -1)
+        lanes = np.asarray(words, np.int64).astype(np.int8).view(np.uint8)
+        raw[:, :self.lanes] = lanes.reshape(len(words), -1)
         await self.be.write_mem(self.bases["activations"] + t["offset"], raw.tobytes())
 
     async def read_tensor(self, name):
@@ -97,7 +100,8 @@ class Runtime:
                             np.uint8).reshape(t["words"], wb)
         lane_bytes = 1 if t["mem"] == "b" else 4
         vals = raw[:, :self.lanes * lane_bytes].copy().view(np.int8 if lane_bytes == 1 else "<i4")
-        return decode_output(vals.astype(np.int64), t.get("kind", ""), t["mem"], tuple(t["shape"]), t.get("groups", 1))
+        return decode_output(vals.astype(np.int64), t.get("kind", ""), t["mem"], tuple(t["shape"]),
+                             t.get("groups", 1))
 
     # -- a run
     async def _segment(self, k):
@@ -156,7 +160,8 @@ class Runtime:
             r["post"] = True if step["post"] else None
             y = host_linear_post(acc, r)
             if step["post"]:
-                await self.write_tensor(step["dst"], input_words(np.asarray(y).reshape(-1, 1, 1), None, self.lanes))
+                words = input_words(np.asarray(y).reshape(-1, 1, 1), None, self.lanes)
+                await self.write_tensor(step["dst"], words)
             else:
                 result.logits = y
         return result

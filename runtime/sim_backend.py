@@ -21,18 +21,30 @@ def _pauses(rng, rate):
 class SimBackend:
     """``dut``: the accelerator top (``hw.accelerator.Accelerator`` as Verilog, clock ``clk``,
     reset ``rst``); ``dram_size`` bytes of DRAM from address 0; ``back_pressure``: the chance per
-    cycle that a channel of the RAM model pauses; ``timeout_ns``: how long ``wait_irq`` waits."""
+    cycle that a channel of the RAM model pauses; ``timeout_ns``: how long ``wait_irq`` waits;
+    ``hole``: an address range (start, end) whose reads and writes answer SLVERR."""
 
-    def __init__(self, dut, dram_size=1 << 24, back_pressure=0.0, seed=0, timeout_ns=10**9):
+    def __init__(self, dut, dram_size=1 << 24, back_pressure=0.0, seed=0, timeout_ns=10**9, hole=None):
         self.dut = dut
         self.ram = AxiRam(AxiBus.from_prefix(dut, "m_axi_"), dut.clk, dut.rst, size=dram_size)
         self.axil = AxiLiteMaster(AxiLiteBus.from_prefix(dut, "s_axil_"), dut.clk, dut.rst)
         self.dram_base, self.dram_size, self.timeout_ns = 0, dram_size, timeout_ns
+        if hole is not None:  # [start, end): a hole in the address map, answering SLVERR
+            for side, name in ((self.ram.read_if, "_read"), (self.ram.write_if, "_write")):
+                setattr(side, name, self._holed(getattr(side, name), *hole))
         if back_pressure:
             rng = random.Random(seed)
             r, w = self.ram.read_if, self.ram.write_if
             for ch in (r.ar_channel, r.r_channel, w.aw_channel, w.w_channel, w.b_channel):
                 ch.set_pause_generator(_pauses(random.Random(rng.random()), back_pressure))
+
+    @staticmethod
+    def _holed(access, start, end):
+        async def checked(address, arg):
+            if start <= address < end:
+                raise ValueError(f"{address:#x} is in the hole")
+            return await access(address, arg)
+        return checked
 
     async def write_mem(self, addr, data):
         self.ram.write(addr, data)

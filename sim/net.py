@@ -50,24 +50,26 @@ def golden(frozen, image):
 def build_and_run(cfg, job, sim, build_dir, out_file):
     from cocotb_tools.runner import get_runner
 
-    from gen.emit import memory_init, unit_verilog
+    from gen.emit import for_simulation, unit_verilog
     from hw.accelerator import Accelerator
     from sim.replay import _simulator
 
     build_dir.mkdir(parents=True, exist_ok=True)
     top = build_dir / "trio_accelerator.v"
-    top.write_text(memory_init(unit_verilog(Accelerator(cfg), "trio_accelerator",
+    top.write_text(for_simulation(unit_verilog(Accelerator(cfg), "trio_accelerator",
                                             [f"accelerator {cfg.name} hash {cfg.hash} (sim.net)"])))
     (build_dir / "job.pkl").write_bytes(pickle.dumps(job))
     extra = _simulator(sim)
     runner = get_runner(sim)
-    runner.build(sources=[top], hdl_toplevel="trio_accelerator", build_dir=build_dir, timescale=("1ns", "1ps"),
+    runner.build(sources=[top], hdl_toplevel="trio_accelerator", build_dir=build_dir,
+                 timescale=("1ns", "1ps"),
                  always=True, log_file=build_dir / "build.log", **extra)
     env = {"TRIO_NET_JOB": str(build_dir / "job.pkl"), "TRIO_NET_OUT": str(out_file),
            "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
            "PYTHONWARNINGS": "ignore::DeprecationWarning"}
     try:
-        runner.test(hdl_toplevel="trio_accelerator", test_module="sim.tb.net", build_dir=build_dir, extra_env=env,
+        runner.test(hdl_toplevel="trio_accelerator", test_module="sim.tb.net", build_dir=build_dir,
+                    extra_env=env,
                     results_xml=str(build_dir / "results.xml"), log_file=build_dir / "sim.log")
     except SystemExit:
         pass  # a failing testbench: its lines (or their absence) say what happened
@@ -136,7 +138,8 @@ def _run(a):
             elif "logits" in r:
                 ends.append(r)
                 top = int(np.argmax(r["logits"]))
-                print(f"image {r['image']}: logits {'equal to' if r['logits_exact'] else 'DIFFER from'} the integer "
+                same = "equal to" if r["logits_exact"] else "DIFFER from"
+                print(f"image {r['image']}: logits {same} the integer "
                       f"model's (top-1 class {top}); {sum(r['segment_cycles']):,} cycles", flush=True)
                 bad += not r["logits_exact"]
             else:
@@ -150,7 +153,8 @@ def _run(a):
                     f"({mm['count']} differ)")
                 bad += mm is not None
                 rows.append((r, m))
-                print(f"{r['op'][:46]:46} {r['kind']:7} {r['cycles']:9,} {m:9,} {diff:+6.1f}%  {verdict}", flush=True)
+                print(f"{r['op'][:46]:46} {r['kind']:7} {r['cycles']:9,} {m:9,} {diff:+6.1f}%  {verdict}",
+                      flush=True)
         seen = len(lines)
         if not alive:
             break
@@ -158,7 +162,8 @@ def _run(a):
     t.join()
     wall = time.time() - t1
     if err or not ends:
-        why = f"{type(err[0]).__name__}: {err[0]}" if err else f"the simulation stopped early (see {build}/rtl/sim.log)"
+        why = (f"{type(err[0]).__name__}: {err[0]}" if err else
+               f"the simulation stopped early (see {build}/rtl/sim.log)")
         print(f"error: {why}", file=sys.stderr)
         return 1
     rtl = sum(ends[-1]["segment_cycles"])
@@ -169,7 +174,8 @@ def _run(a):
     print(f"RTL vs model: {(rtl - total) / total * 100:+.1f} %")
     layers = len(lay["ops"]) * len(ends)
     exact = sum(1 for r, _ in rows if r["mismatch"] is None)
-    print(f"{exact} of {layers} layer outputs bit-exact; logits exact on {sum(e['logits_exact'] for e in ends)} "
+    same = sum(e["logits_exact"] for e in ends)
+    print(f"{exact} of {layers} layer outputs bit-exact; logits exact on {same} "
           f"of {len(images)} image(s)")
     return 1 if bad else 0
 
@@ -182,7 +188,8 @@ def main(argv=None):
     p.add_argument("--config", default="tiny", help="preset, NxM+TxSxL or config.json (default tiny)")
     p.add_argument("--sim", choices=("icarus", "verilator"), default="verilator")
     p.add_argument("--back-pressure", type=float, default=0.0,
-                   help="chance per cycle that a DRAM channel pauses (default 0: cycles comparable to the model)")
+                   help="chance per cycle that a DRAM channel pauses "
+                        "(default 0: cycles comparable to the model)")
     p.add_argument("--seed", type=int, default=0, help="image choice and back-pressure pattern")
     p.add_argument("--build", default="build/net", help="build folder (default build/net)")
     a = p.parse_args(argv)

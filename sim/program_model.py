@@ -8,7 +8,10 @@ Per instruction, from the cycle the previous one retired:
   response for a STORE);
 - COMPUTE: the core takes the command when it is idle (``HANDOVER``); it runs for its
   ``core_cycles`` while the next instructions are fetched;
-- END: wait until the core is idle.
+- SYNC: wait until the core is idle; END: the same, and the run ends in that cycle.
+
+Times count the busy cycles from START, as the registers' counters do: an instruction's time is
+its trace stamp (``TRACE_CYCLE``), a segment's the CYCLES counter.
 
 The DRAM latency is a parameter (``dram_latency``): the AXI RAM model of the testbench answers
 after ``SIM_DRAM_LATENCY`` cycles; a board's DDR takes more, and then this model says what
@@ -20,7 +23,7 @@ from hw.isa import INSTRUCTION_BITS, Opcode, decode
 __all__ = ["program_cycles", "SIM_DRAM_LATENCY"]
 
 FETCH_ISSUE = 2  # FETCH state -> burst on ar
-DMA_ISSUE = 2
+DMA_ISSUE = 1
 HANDOVER = 1
 SIM_DRAM_LATENCY = 3
 
@@ -31,7 +34,6 @@ def program_cycles(prog, cfg, dram_latency=SIM_DRAM_LATENCY):
     lay = prog.layout
     size = lay["instruction_bytes"]
     raw = b"".join(prog.instructions) if isinstance(prog.instructions, list) else prog.instructions
-    beat_bytes = cfg.axi_bits // 8
     fetch = FETCH_ISSUE + dram_latency + INSTRUCTION_BITS // cfg.axi_bits
     compute = {}
     for op in lay["ops"]:
@@ -42,25 +44,27 @@ def program_cycles(prog, cfg, dram_latency=SIM_DRAM_LATENCY):
     ends = {}
     seg_cycles = []
     for start, length in lay["segments"]:
-        t, core_free = 0, 0
+        t, core_free = -1, 0  # trace stamps count the busy cycles before the retiring one
         for i in range(start, start + length):
             op, _, body = decode(raw[i * size:(i + 1) * size])
             t += fetch
             if op in (Opcode.LOAD, Opcode.STORE):
                 beats = body["row_beats"] * body["rows"]
-                t = max(t, core_free) + DMA_ISSUE + dram_latency + beats + (dram_latency if op == Opcode.STORE else 0)
+                response = dram_latency if op == Opcode.STORE else 0
+                t = max(t, core_free) + DMA_ISSUE + dram_latency + beats + response
             elif op == Opcode.COMPUTE:
                 accept = max(t, core_free)
                 t = accept + HANDOVER
                 core_free = accept + compute[i]
-            else:
+            elif op == Opcode.END:  # retires in its decode cycle, once the core is idle
+                t = max(t, core_free)
+            else:  # SYNC
                 t = max(t, core_free) + 1
             ends[i] = t
-        seg_cycles.append(t)
+        seg_cycles.append(t + 1)
     out = {}
     for op in lay["ops"]:
         start = lay["segments"][op["segment"]][0]
         before = ends[op["first"] - 1] if op["first"] > start else 0
         out[op["name"]] = ends[op["last"]] - before
-    _ = beat_bytes
-    return dict(ops=out, segments=seg_cycles, total=sum(seg_cycles))
+    return dict(ops=out, segments=seg_cycles, total=sum(seg_cycles), instructions=ends)

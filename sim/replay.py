@@ -138,7 +138,7 @@ def _simulator(name):
     # -O1/-O0: the C++ build of a core dominates a replay; the simulation itself takes seconds.
     flags = "CFG_CXXFLAGS_PCH_I=-include OPT_FAST=-O1 OPT_SLOW=-O0 OPT_GLOBAL=-O1"
     os.environ["MAKEFLAGS"] = f"{os.environ.get('MAKEFLAGS', '')} {flags}".strip()
-    return dict(build_args=["-Wno-fatal", "-Wno-lint", "-Wno-style"])
+    return dict(build_args=["-Wno-fatal", "-Wno-lint", "-Wno-style", "--no-timing"])
 
 
 def _image(cfg, addr_bits, run, build_dir):
@@ -180,7 +180,7 @@ def _run(cfg, run, sim, build_dir, out_file):
 
     from cocotb_tools.runner import get_runner
 
-    from gen.emit import memory_init, unit_verilog
+    from gen.emit import for_simulation, unit_verilog
     from hw.core import ComputingCore
     from sim.core_top import core_top_verilog
 
@@ -190,7 +190,7 @@ def _run(cfg, run, sim, build_dir, out_file):
     addr_bits = max(8, max(mem_bits.values()))
     core = ComputingCore(cfg, addr_bits)
     core_v = build_dir / "trio_core.v"
-    core_v.write_text(memory_init(unit_verilog(core, "trio_core",
+    core_v.write_text(for_simulation(unit_verilog(core, "trio_core",
                                                [f"computing core {cfg.name} hash {cfg.hash} (replay)"])))
     top_v = build_dir / "trio_core_top.v"
     top_v.write_text("`timescale 1ns/1ps\n" + core_top_verilog(core, mem_bits, files, shapes))

@@ -9,7 +9,7 @@ import json
 import os
 from pathlib import Path
 
-from gen.emit import module_name, unit_verilog
+from gen.emit import for_simulation, module_name, unit_verilog
 from sim.units import UNITS
 
 __all__ = ["run_cocotb", "run_testbench", "run_registers_cocotb", "DEFAULT_VECTORS", "DEFAULT_SEED"]
@@ -27,13 +27,15 @@ def _build_dir(unit, params, build_root):
 def run_testbench(component, top, test_module, env, build_dir, stamp, sim="icarus", waves=False):
     """Emit ``component`` as Verilog module ``top`` into ``build_dir``, build it for ``sim`` and run
     the cocotb module ``test_module`` with ``env`` added to the environment (the repository on
-    PYTHONPATH, cocotbext-axi's deprecation warnings filtered); return (tests, failed)."""
+    PYTHONPATH, cocotbext-axi's deprecation warnings filtered); return (tests, failed). The
+    Verilog is ``gen.emit.for_simulation``'s."""
     from cocotb_tools.runner import get_results, get_runner
 
     build_dir = Path(build_dir)
     build_dir.mkdir(parents=True, exist_ok=True)
     source = build_dir / f"{top}.v"
-    source.write_text(unit_verilog(component, top, stamp))
+    text = unit_verilog(component, top, stamp)
+    source.write_text(for_simulation(text))
     runner = get_runner(sim)
     runner.build(sources=[source], hdl_toplevel=top, build_dir=build_dir, timescale=("1ns", "1ps"),
                  waves=waves, always=True, log_file=build_dir / "build.log")
@@ -44,8 +46,8 @@ def run_testbench(component, top, test_module, env, build_dir, stamp, sim="icaru
                           waves=waves, results_xml=str(build_dir / "results.xml"),
                           log_file=build_dir / "sim.log")
     except SystemExit:  # cocotb's runner exits when a test fails; the results file says which
-        xml = str(build_dir / "results.xml")
-    return get_results(xml)
+        xml = build_dir / "results.xml"
+    return get_results(Path(xml))
 
 
 def run_cocotb(unit, params, vectors=DEFAULT_VECTORS, seed=DEFAULT_SEED, build_root=None,

@@ -9,10 +9,8 @@ import sys
 
 import numpy as np
 import pytest
-import torch
 
 from hw.config import AcceleratorConfig
-from quant.model import build_model
 
 THREE = AcceleratorConfig.parse("3x3+3x3x1").replace(block_min=2, block_max=4)  # as tests/test_core.py
 
@@ -25,16 +23,10 @@ def run(*args, cwd=None):
 
 
 @pytest.fixture(scope="module")
-def proxy_export(tmp_path_factory):
-    """A random-weight proxy calibrated on 8 digits and exported (bit-exactness needs no training)."""
+def proxy_export(proxy_quantized, tmp_path_factory):
+    """The random-weight proxy (conftest) exported on one digit."""
     d = tmp_path_factory.mktemp("replay")
-    torch.manual_seed(0)
-    torch.save({"state_dict": build_model("proxy").state_dict()}, d / "proxy.pt")
-    rc, _, err = run("quant", "calibrate", "--model", "proxy", "--resolution", "64", "--checkpoint",
-                     str(d / "proxy.pt"), "--data", "digits", "--calib", "8", "--iters", "0",
-                     "--out", str(d / "q.pt"))
-    assert rc == 0, err
-    rc, _, err = run("quant", "export", "--quantized", str(d / "q.pt"), "--data", "digits",
+    rc, _, err = run("quant", "export", "--quantized", str(proxy_quantized), "--data", "digits",
                      "--out", str(d / "g"))
     assert rc == 0, err
     return d / "g"

@@ -17,7 +17,7 @@ import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import RisingEdge
 
-from runtime import Program, Runtime, RunError
+from runtime import Program, RunError, Runtime
 from runtime.sim_backend import SimBackend
 
 
@@ -67,6 +67,7 @@ async def net(dut):
             emit(image=i, op=op["name"], kind=op["kind"], cycles=int(cycles),
                  mismatch=first_mismatch(golden[op["dst"]], got))
         logits_ok = bool(np.array_equal(np.asarray(res.logits), np.asarray(logits)))
-        emit(image=i, logits=[float(v) for v in res.logits], logits_exact=logits_ok, segment_cycles=res.cycles,
-             counters=res.counters)
+        emit(image=i, logits=[float(v) for v in res.logits], logits_exact=logits_ok,
+             segment_cycles=res.cycles,
+             counters=res.counters, stamps=res.stamps)
     out.close()

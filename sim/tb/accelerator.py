@@ -1,0 +1,123 @@
+"""cocotb testbench of the accelerator top's faults and registers (tiny configuration): small
+hand-written programs (``hw.isa.encode``) run through ``runtime.sim_backend.SimBackend``; each
+fault must set STATUS.ERROR, raise the interrupt and leave the accelerator ready for the next
+run, never hang. Then a LOAD -> STORE round trip of every buffer through the width adapter.
+
+Environment: TRIO_CONFIG (configuration JSON).
+"""
+
+import os
+import random
+
+import cocotb
+from cocotb.clock import Clock
+from cocotb.triggers import RisingEdge
+
+from hw.accelerator import Accelerator, silenced
+from hw.config import AcceleratorConfig
+from hw.core_slice import MEMORIES
+from hw.isa import INSTRUCTION_BITS, Buffer, Opcode, encode
+from hw.registers import BY_NAME, REGIONS, Control, ErrorCode, Irq, Status
+from runtime.sim_backend import SimBackend
+
+DRAM = 1 << 22
+HOLE = (DRAM - 4096, DRAM)
+PROGRAM, DATA = 0x1000, 0x10000
+SIZE = INSTRUCTION_BITS // 8
+
+
+class Host:
+    def __init__(self, be, addr_bits):
+        self.be, self.ab = be, addr_bits
+
+    async def reg(self, name, value=None):
+        off = BY_NAME[name].offset
+        if value is None:
+            return await self.be.read_reg(off)
+        await self.be.write_reg(off, value)
+
+    async def run(self, instructions, program_base=PROGRAM, length=None):
+        """Write the program, run it; returns (STATUS.ERROR, retired instructions)."""
+        await self.be.write_mem(program_base, b"".join(instructions))
+        await self.reg("PROGRAM_BASE_LO", program_base)
+        await self.reg("PROGRAM_LENGTH", len(instructions) if length is None else length)
+        await self.reg("IRQ_STATUS", 3)
+        await self.reg("CONTROL", Control.START)
+        await self.be.wait_irq()
+        status = await self.reg("STATUS")
+        assert status & Status.DONE and not status & Status.BUSY, hex(status)
+        irq = await self.reg("IRQ_STATUS")
+        code = status >> Status.ERROR_SHIFT
+        assert irq == (Irq.DONE | (Irq.ERROR if code else 0)), (irq, code)
+        await self.reg("IRQ_STATUS", 3)
+        return code, await self.reg("TRACE_COUNT")
+
+    def op(self, opcode, **fields):
+        return encode(opcode, self.ab, **fields)
+
+
+@cocotb.test()
+async def faults_and_round_trip(dut):
+    cfg = AcceleratorConfig.from_json(os.environ["TRIO_CONFIG"])
+    acc = silenced(Accelerator(cfg))
+    Clock(dut.clk, 5, unit="ns").start()
+    dut.rst.value = 1
+    be = SimBackend(dut, DRAM, hole=HOLE, timeout_ns=2_000_000)
+    for _ in range(4):
+        await RisingEdge(dut.clk)
+    dut.rst.value = 0
+    h = Host(be, acc.addr_bits)
+    for region in REGIONS:
+        await h.reg(f"{region.upper()}_BASE_LO", DATA if region != "program" else PROGRAM)
+    await h.reg("IRQ_ENABLE", Irq.DONE | Irq.ERROR)
+    end = h.op(Opcode.END)
+
+    # An instruction of zeros (opcode 0) is illegal.
+    assert await h.run([bytes(SIZE)]) == (ErrorCode.ILLEGAL_OPCODE, 0)
+    assert await h.run([h.op(Opcode.SYNC), bytes(SIZE)]) == (ErrorCode.ILLEGAL_OPCODE, 1)
+    # A program without END.
+    assert await h.run([h.op(Opcode.SYNC), h.op(Opcode.SYNC)]) == (ErrorCode.NO_END, 2)
+    # The program in a hole of the address map.
+    assert (await h.run([end], program_base=HOLE[0]))[0] == ErrorCode.FETCH_ERROR
+    # Loads and stores against the hole.
+    hole_off = HOLE[0] - DATA
+    load = dict(region=REGIONS.index("weights"), buffer=Buffer.B, row_beats=4, rows=1)
+    assert (await h.run([h.op(Opcode.LOAD, offset=hole_off, **load), end]))[0] == ErrorCode.LOAD_SLVERR
+    assert (await h.run([h.op(Opcode.STORE, offset=hole_off, **load), end]))[0] == ErrorCode.STORE_SLVERR
+    # Buffer addresses past a buffer's depth.
+    for mem in MEMORIES:
+        depth = 1 << acc.memory_bits[mem]
+        bad = h.op(Opcode.LOAD, region=1, buffer=Buffer.of(mem), offset=0,
+                   row_beats=2 * acc.word_beats[mem], rows=1, buf_addr=depth - 1)
+        assert (await h.run([bad, end]))[0] == ErrorCode.ADDRESS_RANGE, mem
+        bad = h.op(Opcode.STORE, region=3, buffer=Buffer.of(mem), offset=0,
+                   row_beats=acc.word_beats[mem], rows=1, buf_addr=depth)
+        assert (await h.run([bad, end]))[0] == ErrorCode.ADDRESS_RANGE, mem
+    # ... and a clean run afterwards.
+    assert await h.run([h.op(Opcode.SYNC), end]) == (0, 2)
+
+    # Every buffer: random words in, 2-D out to another place, compared (the width adapter).
+    rng = random.Random(1)
+    beat = cfg.axi_bits // 8
+    for k, mem in enumerate(MEMORIES):
+        wbeats, width = acc.word_beats[mem], acc.shapes[mem].size
+        words = 24
+        data = b"".join((rng.getrandbits(width)).to_bytes(wbeats * beat, "little") for _ in range(words))
+        src = 0x2000 * (k + 1)
+        await be.write_mem(DATA + src, data)
+        dst = 0x40000 + 0x8000 * k
+        prog = [h.op(Opcode.LOAD, region=1, buffer=Buffer.of(mem), offset=src, row_beats=words * wbeats,
+                     rows=1, buf_addr=5),
+                h.op(Opcode.STORE, region=3, buffer=Buffer.of(mem), offset=dst, row_beats=6 * wbeats,
+                     rows=4,
+                     stride=7 * wbeats * beat, buf_addr=5, buf_stride=6),
+                end]
+        assert await h.run(prog) == (0, 3), mem
+        for r in range(4):
+            got = await be.read_mem(DATA + dst + r * 7 * wbeats * beat, 6 * wbeats * beat)
+            want = data[r * 6 * wbeats * beat:(r + 1) * 6 * wbeats * beat]
+            assert got == want, f"buffer {mem}, row {r}"
+
+    # SOFT_RESET clears the status.
+    await h.reg("CONTROL", Control.SOFT_RESET)
+    assert await h.reg("STATUS") == 0

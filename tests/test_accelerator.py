@@ -1,0 +1,66 @@
+"""The accelerator top (tiny): faults and the buffers' width adapter on Icarus against cocotbext-axi;
+the digits proxy whole on Verilator (python -m sim.net), bit-exact and on the model's cycles; the
+runtime's refusals; the compiler's errors."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from hw.accelerator import Accelerator
+from hw.config import PRESETS, ConfigError
+from sim.runner import run_testbench
+
+pytestmark = pytest.mark.cocotb
+
+
+def run(*args):
+    proc = subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True)
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+def test_faults_and_width_adapter(tmp_path):
+    cfg = PRESETS["tiny"]
+    tests, failed = run_testbench(Accelerator(cfg), "trio_accelerator", "sim.tb.accelerator",
+                                  {"TRIO_CONFIG": cfg.to_json()}, tmp_path, ["accelerator (testbench)"])
+    assert (tests, failed) == (1, 0), f"see {tmp_path}/sim.log"
+
+
+def test_one_core_only():
+    with pytest.raises(ConfigError, match="one computing core so far"):
+        Accelerator(PRESETS["paper"])
+
+
+def test_proxy_whole_network_bit_exact_on_the_model(proxy_quantized, tmp_path):
+    rc, out, err = run("sim.net", "--quantized", str(proxy_quantized), "--data", "digits", "--images", "1",
+                       "--config", "tiny", "--sim", "verilator", "--build", str(tmp_path))
+    assert rc == 0, out[-3000:] + err[-3000:]
+    assert "40 of 40 layer outputs bit-exact; logits exact on 1 of 1 image(s)" in out
+    assert "RTL vs model: +0.0 %" in out
+    rows = [line for line in out.splitlines() if line.rstrip().endswith("bit-exact")]
+    assert len(rows) == 40 and all("+0.0%" in r for r in rows), "\n".join(rows)
+    lay = json.loads((tmp_path / "program" / "layout.json").read_text())
+    assert lay["config_hash"] == PRESETS["tiny"].hash
+
+
+def test_net_errors(proxy_quantized, tmp_path):
+    rc, _, err = run("sim.net", "--quantized", str(tmp_path / "none.pt"), "--build", str(tmp_path))
+    assert rc == 2 and err.count("\n") == 1 and "not found" in err
+    rc, _, err = run("sim.net", "--quantized", str(proxy_quantized), "--config", "paper",
+                     "--build", str(tmp_path))
+    assert rc == 2 and "one computing core so far" in err and err.count("\n") == 1
+    rc, _, err = run("sim.net", "--quantized", str(proxy_quantized), "--images", "0")
+    assert rc == 2 and "--images" in err
+
+
+def test_compile_cli(proxy_quantized, tmp_path):
+    rc, out, err = run("gen.compile", "--quantized", str(proxy_quantized), "--config", "tiny", "--out",
+                       str(tmp_path / "p"))
+    assert rc == 0, err
+    assert "instructions in 2 segments, 40 ops" in out
+    for name in ("program.bin", "weights.bin", "layout.json", "host.npz"):
+        assert (tmp_path / "p" / name).is_file()
+    rc, _, err = run("gen.compile", "--quantized", str(proxy_quantized), "--config", "8x8+8x8x2", "--out",
+                     str(tmp_path / "q"))
+    assert rc == 2 and err.startswith("error:") and not (tmp_path / "q").exists()
