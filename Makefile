@@ -94,7 +94,8 @@ net: $(VENV)/.test
 		torch.save({'state_dict': build_model('proxy').state_dict()}, '$(NET)/proxy.pt')"
 	$(PY) -m quant calibrate --model proxy --resolution 64 --checkpoint $(NET)/proxy.pt --data digits \
 		--calib 8 --iters 0 --out $(NET)/q.pt
-	$(PY) -m sim.net --quantized $(NET)/q.pt --data digits --images 2 --config tiny --build $(NET)/run
+	$(PY) -m sim.net --quantized $(NET)/q.pt --data digits --images 2 --config tiny --build $(NET)/run \
+		--table $(NET)/table.md
 	$(PY) -m sim.net --quantized $(NET)/q.pt --data digits --images 2 --config tiny --back-pressure 0.3 \
 		--build $(NET)/run-bp
 

@@ -21,12 +21,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from hw.accelerator import Accelerator, silenced
+from hw.command import Op
 from hw.config import ConfigError
 from hw.isa import INSTRUCTION_BITS, Buffer, Opcode, encode
 from hw.registers import REGIONS, VERSION
@@ -118,6 +119,33 @@ class _Emitter:
         return offset
 
 
+def _passes(p, depth, name):
+    """[(commands, {memory: words to load at 0})]: the plan as it is, or -- a reduction whose weight
+    chunks or parameters do not fit buffer C -- in weight passes: output tiles in groups whose
+    chunks and parameters fit (whole groups of a grouped conv), each loaded and then run as the
+    same command over its tiles, writing its words of every output pixel."""
+    loads = {m: p.writes[m][1] for m in ("w", "q") if m in p.writes}
+    if p.kind == "attn":  # its W chunks are written by its own ATTN_VK commands
+        loads.pop("w", None)
+    assert all(p.writes[m][0] == 0 for m in loads), "plans put weights and parameters at 0"
+    c = p.command
+    if (len(loads.get("w", ())) <= depth["w"] and len(loads.get("q", ())) <= depth["q"]) or c.op != Op.REDUCE:
+        return [(p.all_commands(), loads)]
+    unit = c.group_tiles if c.group_cw else 1  # a grouped conv's pass takes whole groups
+    per = min(depth["w"] // c.chunks, depth["q"]) // unit * unit
+    if per < 1:
+        raise CompileError(f"op {name}: one output tile's {c.chunks} weight chunks do not fit buffer W "
+                           f"({depth['w']} words)")
+    out = []
+    for t0 in range(0, c.tiles, per):
+        n = min(per, c.tiles - t0)
+        groups = t0 // unit if c.group_cw else 0
+        cmd = replace(c, tiles=n, w_base=0, q_base=0, out_base=c.out_base + t0,
+                      in_base=c.in_base + groups * c.group_cw)
+        out.append(([cmd], {"w": loads["w"][t0 * c.chunks:(t0 + n) * c.chunks], "q": loads["q"][t0:t0 + n]}))
+    return out
+
+
 def _input_packing(r, x, cfg):
     """How the host lays out the network's input for its first op (``input_words``)."""
     if r["kind"] == "conv":
@@ -152,7 +180,10 @@ def compile_network(frozen, image_shape, config, seed=0, progress=None):
             p = plan(r, [np.asarray(x, np.int64) for x in ins], cfg, acc.addr_bits)
         except UnsupportedOp as e:
             raise CompileError(f"op {r['name']} ({kind}): {e}") from None
+        passes = _passes(p, depth, r["name"])
         for mem, top in p.words_needed().items():
+            if mem in ("w", "q") and len(passes) > 1:
+                continue  # loaded pass by pass
             if top > depth[mem]:
                 raise CompileError(f"op {r['name']} ({kind}) needs {top} words of buffer {mem.upper()}, "
                                    f"{config.name} has {depth[mem]}; use a configuration with larger buffers")
@@ -181,14 +212,13 @@ def compile_network(frozen, image_shape, config, seed=0, progress=None):
             base += t["words"]
         if base != len(b_words):
             raise CompileError(f"op {r['name']} ({kind}): its inputs take {len(b_words)} words, not {base}")
-        for mem in ("w", "q"):
-            if mem in p.writes and not (kind == "attn" and mem == "w"):  # attention writes its own W
-                wbase, items = p.writes[mem]
-                em.transfer(Opcode.LOAD, mem, "weights", em.weights_words(mem, items), wbase, len(items))
         core_model = []
-        for c in p.all_commands():
-            em.emit(Opcode.COMPUTE, cores=1, command=c.value(acc.addr_bits))
-            core_model.append(core_cycles(cfg, c, acc.core))
+        for command, loads in passes:
+            for mem, items in loads.items():
+                em.transfer(Opcode.LOAD, mem, "weights", em.weights_words(mem, items), 0, len(items))
+            for c in command:
+                em.emit(Opcode.COMPUTE, cores=1, command=c.value(acc.addr_bits))
+                core_model.append(core_cycles(cfg, c, acc.core))
         (mem, obase, owords, _), = p.outputs()
         dst = r["dst"]
         tensors[dst] = dict(offset=em.activation(owords, mem), words=owords, mem=mem, shape=list(p.out_shape),

@@ -17,6 +17,7 @@ from hw.registers import ADDR_BITS, REGIONS
 __all__ = ["Accelerator", "memory_bits", "word_beats", "silenced"]
 
 DIM_BITS = 16  # DMA row and beat counts (hw.isa: 16-bit fields)
+TRACE_DEPTH = 4096  # per-instruction cycle stamps of one segment (8 BRAM36)
 
 
 def memory_bits(config, shapes):
@@ -89,7 +90,7 @@ class Accelerator(wiring.Component):
         self._dab = BUF_ADDR_BITS + max(shifts)
         self._dma = Dma(addr_width, config.axi_bits, self._dab, max_beats=16, outstanding=8,
                         dim_bits=DIM_BITS)
-        self._regs = ControlRegisters(config_hash=int(config.hash, 16))
+        self._regs = ControlRegisters(config_hash=int(config.hash, 16), trace_depth=TRACE_DEPTH)
         self._ctrl = Controller(addr_width, config.axi_bits, addr_bits, shifts, self._dab, DIM_BITS)
         super().__init__({
             "s_axil": In(axi4_lite(ADDR_BITS, 32)),

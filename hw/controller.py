@@ -104,7 +104,7 @@ class Controller(wiring.Component):
 
         pc = Signal(32)
         m.d.comb += self.buffer.eq(xfer.buffer)
-        ld, st = self.load.payload, self.store.payload
+        ld = self.load.payload
         m.d.comb += [
             # a fetch: one instruction from the program region, beats to the instruction register
             self.trace.payload.opcode.eq(header.opcode), self.trace.payload.index.eq(pc),
@@ -114,8 +114,28 @@ class Controller(wiring.Component):
             m.d.comb += [self.finish.eq(1), self.error.eq(code)]
             m.next = "IDLE"
 
-        def resp_error(resp, slverr, decerr):
-            return Mux(resp == Resp.DECERR, decerr, slverr)
+        def issue(port, buf, state):
+            """A LOAD or STORE to the DMA once the core is idle (``buf``: its buffer-side fields)."""
+            p = port.payload
+            m.d.comb += [self.stall.eq(self.core_busy),
+                         p.addr.eq(bases[xfer.region] + xfer.offset), p.row_beats.eq(xfer.row_beats),
+                         p.rows.eq(xfer.rows), p.stride.eq(xfer.stride),
+                         getattr(p, buf).eq(xfer.buf_addr << shift),
+                         getattr(p, f"{buf}_stride").eq(xfer.buf_stride << shift),
+                         port.valid.eq(~self.core_busy)]
+            with m.If(port.valid & port.ready):
+                m.next = state
+
+        def finish_transfer(busy, resp, slverr, decerr):
+            """Wait for the DMA; its AXI error or a buffer address out of range ends the run."""
+            m.d.comb += self.busy.eq(1)
+            with m.If(~busy):
+                with m.If(resp != Resp.OKAY):
+                    finish(Mux(resp == Resp.DECERR, decerr, slverr))
+                with m.Elif(self.range_error):
+                    finish(ErrorCode.ADDRESS_RANGE)
+                with m.Else():
+                    m.next = "RETIRE"
 
         with m.FSM(name="state"):
             with m.State("IDLE"):
@@ -155,25 +175,9 @@ class Controller(wiring.Component):
                     with m.If(self.cmd.ready):
                         m.next = "RETIRE"
                 with m.Elif(header.opcode == Opcode.LOAD):
-                    m.d.comb += self.stall.eq(self.core_busy)
-                    m.d.comb += [ld.addr.eq(bases[xfer.region] + xfer.offset),
-                                 ld.row_beats.eq(xfer.row_beats),
-                                 ld.rows.eq(xfer.rows), ld.stride.eq(xfer.stride),
-                                 ld.dst.eq(xfer.buf_addr << shift),
-                                 ld.dst_stride.eq(xfer.buf_stride << shift),
-                                 self.load.valid.eq(~self.core_busy)]
-                    with m.If(self.load.valid & self.load.ready):
-                        m.next = "LOAD_WAIT"
+                    issue(self.load, "dst", "LOAD_WAIT")
                 with m.Elif(header.opcode == Opcode.STORE):
-                    m.d.comb += self.stall.eq(self.core_busy)
-                    m.d.comb += [st.addr.eq(bases[xfer.region] + xfer.offset),
-                                 st.row_beats.eq(xfer.row_beats),
-                                 st.rows.eq(xfer.rows), st.stride.eq(xfer.stride),
-                                 st.src.eq(xfer.buf_addr << shift),
-                                 st.src_stride.eq(xfer.buf_stride << shift),
-                                 self.store.valid.eq(~self.core_busy)]
-                    with m.If(self.store.valid & self.store.ready):
-                        m.next = "STORE_WAIT"
+                    issue(self.store, "src", "STORE_WAIT")
                 with m.Elif((header.opcode == Opcode.SYNC) | (header.opcode == Opcode.END)):
                     m.d.comb += self.stall.eq(self.core_busy)
                     with m.If(~self.core_busy):
@@ -185,23 +189,10 @@ class Controller(wiring.Component):
                 with m.Else():
                     finish(ErrorCode.ILLEGAL_OPCODE)
             with m.State("LOAD_WAIT"):
-                m.d.comb += self.busy.eq(1)
-                with m.If(~self.load_busy):
-                    with m.If(self.load_error != Resp.OKAY):
-                        finish(resp_error(self.load_error, ErrorCode.LOAD_SLVERR, ErrorCode.LOAD_DECERR))
-                    with m.Elif(self.range_error):
-                        finish(ErrorCode.ADDRESS_RANGE)
-                    with m.Else():
-                        m.next = "RETIRE"
+                finish_transfer(self.load_busy, self.load_error, ErrorCode.LOAD_SLVERR, ErrorCode.LOAD_DECERR)
             with m.State("STORE_WAIT"):
-                m.d.comb += self.busy.eq(1)
-                with m.If(~self.store_busy):
-                    with m.If(self.store_error != Resp.OKAY):
-                        finish(resp_error(self.store_error, ErrorCode.STORE_SLVERR, ErrorCode.STORE_DECERR))
-                    with m.Elif(self.range_error):
-                        finish(ErrorCode.ADDRESS_RANGE)
-                    with m.Else():
-                        m.next = "RETIRE"
+                finish_transfer(self.store_busy, self.store_error, ErrorCode.STORE_SLVERR,
+                                ErrorCode.STORE_DECERR)
             with m.State("RETIRE"):
                 m.d.comb += [self.busy.eq(1), self.trace.valid.eq(1)]
                 m.d.sync += pc.eq(pc + 1)

@@ -174,10 +174,29 @@ def _run(a):
     print(f"RTL vs model: {(rtl - total) / total * 100:+.1f} %")
     layers = len(lay["ops"]) * len(ends)
     exact = sum(1 for r, _ in rows if r["mismatch"] is None)
+    if a.table:
+        _table(Path(a.table), rows, meta, cfg, rtl, total, a)
     same = sum(e["logits_exact"] for e in ends)
     print(f"{exact} of {layers} layer outputs bit-exact; logits exact on {same} "
           f"of {len(images)} image(s)")
     return 1 if bad else 0
+
+
+def _table(path, rows, meta, cfg, rtl, total, a):
+    lines = [f"`python -m sim.net --quantized ... --config {a.config} --sim {a.sim}"
+             f"{f' --back-pressure {a.back_pressure}' if a.back_pressure else ''}`: "
+             f"{meta['model']} R{meta['resolution']} on {cfg.name}, image 0", "",
+             "| layer | kind | RTL cycles | model | diff | result |", "|---|---|---:|---:|---:|---|"]
+    for r, m in rows:
+        if r["image"] != 0:
+            continue
+        diff = (r["cycles"] - m) / m * 100 if m else 0.0
+        verdict = "bit-exact" if r["mismatch"] is None else "MISMATCH"
+        lines.append(f"| `{r['op']}` | {r['kind']} | {r['cycles']:,} | {m:,} | {diff:+.1f} % | {verdict} |")
+    diff = (rtl - total) / total * 100
+    lines.append(f"| **total** | | **{rtl:,}** | **{total:,}** | **{diff:+.1f} %** | |")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
 
 
 def main(argv=None):
@@ -192,6 +211,7 @@ def main(argv=None):
                         "(default 0: cycles comparable to the model)")
     p.add_argument("--seed", type=int, default=0, help="image choice and back-pressure pattern")
     p.add_argument("--build", default="build/net", help="build folder (default build/net)")
+    p.add_argument("--table", help="also write the first image's per-layer table (Markdown) to this file")
     a = p.parse_args(argv)
     if a.images < 1:
         p.error(f"--images must be at least 1, not {a.images}")
