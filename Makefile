@@ -8,7 +8,7 @@ OUT    ?= build/gen
 VECTORS ?= 10000
 SEED   ?= 2026
 
-.PHONY: verilog test sim sim-full utilization resources proxy proxy-stress bench replay net lint clean
+.PHONY: verilog test sim sim-full utilization resources proxy proxy-stress bench replay net net-b1 lint clean
 
 # Base environment: what the generator needs (amaranth with its Yosys, numpy).
 $(VENV)/.base: pyproject.toml
@@ -98,6 +98,18 @@ net: $(VENV)/.test
 		--table $(NET)/table.md
 	$(PY) -m sim.net --quantized $(NET)/q.pt --data digits --images 2 --config tiny --back-pressure 0.3 \
 		--build $(NET)/run-bp
+
+# EfficientViT-B1 (random weights) at R64 whole on the accelerator RTL: one core with tiny's lanes and
+# buffers large enough for B1's layers (B 128 KiB, C 128 KiB, output 16 KiB); one image.
+net-b1: $(VENV)/.test
+	@scripts/ensure-iverilog
+	mkdir -p $(NET)
+	$(PY) -m quant calibrate --model b1 --resolution 64 --random-weights --data digits --calib 4 \
+		--iters 0 --out $(NET)/b1-q.pt
+	$(PY) -c "from hw.config import PRESETS; print(PRESETS['tiny'].replace(buffer_b_kib=128, buffer_c_kib=128, \
+		output_kib=16).to_json(), end='')" > $(NET)/b1-config.json
+	$(PY) -m sim.net --quantized $(NET)/b1-q.pt --data digits --images 1 --config $(NET)/b1-config.json \
+		--build $(NET)/b1 --table $(NET)/b1-table.md
 
 replay: $(VENV)/.test
 	$(PY) -m quant calibrate --model b1 --resolution 64 --random-weights --data digits --calib 4 \

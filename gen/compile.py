@@ -168,7 +168,7 @@ def compile_network(frozen, image_shape, config, seed=0, progress=None):
     em = _Emitter(acc)
     tensors, segments, host_steps, op_rows, host = {}, [], [], [], {}
     seg_start = 0
-    depth = {m: 1 << b for m, b in acc.memory_bits.items()}
+    depth = acc.memory_depths
     for n_op, (r, ins, out) in enumerate(ops):
         if progress:
             progress(n_op + 1, len(ops), r["name"])

@@ -14,19 +14,18 @@ from hw.dma import Dma
 from hw.isa import BUF_ADDR_BITS
 from hw.registers import ADDR_BITS, REGIONS
 
-__all__ = ["Accelerator", "memory_bits", "word_beats", "silenced"]
+__all__ = ["Accelerator", "memory_depths", "word_beats", "silenced"]
 
 DIM_BITS = 16  # DMA row and beat counts (hw.isa: 16-bit fields)
 TRACE_DEPTH = 4096  # per-instruction cycle stamps of one segment (8 BRAM36)
 
 
-def memory_bits(config, shapes):
-    """log2 of the words of each buffer (``hw.core_slice.MEMORIES``) from the configuration's
-    capacities: B and the output buffer whole, buffer C split 3 : 1 between weight chunks and
-    parameters; each rounded down to a power of two."""
+def memory_depths(config, shapes):
+    """Words of each buffer (``hw.core_slice.MEMORIES``) from the configuration's capacities: B and
+    the output buffer whole, buffer C split 3 : 1 between weight chunks and parameters."""
     bits = {"b": config.buffer_b_kib * 8192, "w": config.buffer_c_kib * 8192 * 3 // 4,
             "q": config.buffer_c_kib * 8192 // 4, "o": config.output_kib * 8192}
-    return {name: (bits[name] // shapes[name].size).bit_length() - 1 for name in MEMORIES}
+    return {name: bits[name] // shapes[name].size for name in MEMORIES}
 
 
 def word_beats(config, shapes):
@@ -77,13 +76,14 @@ class Accelerator(wiring.Component):
         probe._MustUse__silence = True
         probe.core._MustUse__silence = True
         shapes = probe.shapes
-        self._bits = memory_bits(config, shapes)
+        self._depths = memory_depths(config, shapes)
+        self._bits = {name: (d - 1).bit_length() for name, d in self._depths.items()}
         addr_bits = max(self._bits.values())
         if addr_bits > 20:
             raise ConfigError(f"buffer B of {config.buffer_b_kib} KiB needs {addr_bits}-bit word addresses; "
                               f"the core takes at most 20")
         self._cfg, self._aw = config, addr_width
-        self._slice = CoreSlice(config, addr_bits, self._bits)
+        self._slice = CoreSlice(config, addr_bits, self._bits, self._depths)
         self._beats = word_beats(config, shapes)
         shifts = tuple(self._beats[n].bit_length() - 1 for n in MEMORIES)
         self._shifts = shifts
@@ -100,7 +100,7 @@ class Accelerator(wiring.Component):
 
     config = property(lambda self: self._cfg)
     addr_bits = property(lambda self: self._slice.core.addr_bits)
-    memory_bits = property(lambda self: dict(self._bits))
+    memory_depths = property(lambda self: dict(self._depths))
     word_beats = property(lambda self: dict(self._beats))
     shapes = property(lambda self: self._slice.shapes)
     core = property(lambda self: self._slice.core)
@@ -135,7 +135,7 @@ class Accelerator(wiring.Component):
         # Width adapter: DMA beats <-> buffer words through the core slice's host port.
         max_beats = max(self._beats.values())
         shift = Array(Const(s, 3) for s in self._shifts)[ctrl.buffer]
-        depth_bits = Array(Const(self._bits[n], 5) for n in MEMORIES)[ctrl.buffer]
+        depth = Array(Const(self._depths[n], self._dab) for n in MEMORIES)[ctrl.buffer]
         wr, rd = dma.wr, dma.rd
         m.d.comb += [ctrl.fetch_wr.addr.eq(wr.addr), ctrl.fetch_wr.data.eq(wr.data),
                      ctrl.fetch_wr.en.eq(wr.en & ctrl.fetching)]
@@ -149,8 +149,8 @@ class Accelerator(wiring.Component):
         with m.If(writing):
             m.d.sync += gathered[w_sub].eq(wr.data)
         word = Cat(*(Mux(w_sub == k, wr.data, gathered[k]) for k in range(max_beats)))
-        w_out = (w_word >> depth_bits) != 0
-        r_out = (r_word >> depth_bits) != 0
+        w_out = w_word >= depth
+        r_out = r_word >= depth
         host_w = len(core.host_wdata)
         m.d.comb += [
             core.host_sel.eq(ctrl.buffer),
@@ -160,7 +160,9 @@ class Accelerator(wiring.Component):
         ]
         padded = Cat(core.host_rdata, Const(0, max_beats * axi_bits - host_w))
         beats = Array(padded[k * axi_bits:(k + 1) * axi_bits] for k in range(max_beats))
-        m.d.comb += rd.data.eq(beats[r_sub])
+        r_out_d = Signal()  # a read past the buffer: zeros go out (and the run ends with ADDRESS_RANGE)
+        m.d.sync += r_out_d.eq(r_out)
+        m.d.comb += rd.data.eq(Mux(r_out_d, 0, beats[r_sub]))
         range_error = Signal()
         m.d.comb += ctrl.range_error.eq(range_error)
         starts = (ctrl.load.valid & ctrl.load.ready & ~ctrl.fetching) | (ctrl.store.valid & ctrl.store.ready)

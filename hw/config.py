@@ -263,7 +263,7 @@ class AcceleratorConfig:
 PRESETS = {
     "paper": AcceleratorConfig(),  # (8x8+8x8)x16: 2048 multipliers on 1024 DSPs at 200 MHz
     # for fast simulation: small buffers too
-    "tiny": AcceleratorConfig(n=2, m=2, t=2, s=2, cores=1, buffer_b_kib=64, buffer_c_kib=32, output_kib=4,
+    "tiny": AcceleratorConfig(n=2, m=2, t=2, s=2, cores=1, buffer_b_kib=64, buffer_c_kib=16, output_kib=4,
                               buffer_a_kib=16, aux_kib=1, divisor_kib=1, block_min=2, block_max=4,
                               axi_ports=1, axi_bits=64),
 }

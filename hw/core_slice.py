@@ -20,7 +20,7 @@ class CoreSlice(wiring.Component):
     buffer C (2 read ports each), the output buffer (2 write ports, int32). In the accelerator
     these are banks of the global buffers (docs/architecture.md §3); here each is one memory of
     ``2**mem_bits[name]`` words (at most ``2**addr_bits``), sized by the replay so that every
-    command's operands fit.
+    command's operands fit, or ``depths[name]`` words (the accelerator's buffer capacities).
 
     Members
     -------
@@ -30,7 +30,7 @@ class CoreSlice(wiring.Component):
     host_rdata : Out(width): the word at ``host_addr`` one cycle after it is presented.
     """
 
-    def __init__(self, config, addr_bits=12, mem_bits=None):
+    def __init__(self, config, addr_bits=12, mem_bits=None, depths=None):
         check_int("Address width", addr_bits, 4, 20)
         self._core = ComputingCore(config, addr_bits)
         self._ab = addr_bits
@@ -39,6 +39,9 @@ class CoreSlice(wiring.Component):
             if name not in MEMORIES:
                 raise ValueError(f"unknown memory {name!r}: expected one of {', '.join(MEMORIES)}")
             self._mem_bits[name] = check_int(f"Address width of memory {name}", bits, 1, addr_bits)
+        self._depths = {name: 1 << bits for name, bits in self._mem_bits.items()}
+        for name, depth in (depths or {}).items():  # fewer words than the address width reaches
+            self._depths[name] = check_int(f"Depth of memory {name}", depth, 1, 1 << self._mem_bits[name])
         c = self._core
         self._shapes = c.buffer_layouts()
         width = max(s.size for s in self._shapes.values())
@@ -62,7 +65,7 @@ class CoreSlice(wiring.Component):
         rdata = {}
         for k, name in enumerate(MEMORIES):
             bits = self._mem_bits[name]
-            mem = memory.Memory(shape=self._shapes[name], depth=1 << bits, init=[])
+            mem = memory.Memory(shape=self._shapes[name], depth=self._depths[name], init=[])
             m.submodules[f"mem_{name}"] = mem
             host_w = mem.write_port()
             m.d.comb += [host_w.addr.eq(self.host_addr[:bits]), host_w.data.eq(self.host_wdata),

@@ -171,6 +171,10 @@ def _run(a):
     fps = cfg.freq_mhz * 1e6 / rtl
     print(f"simulated in {wall:.1f} s")
     print(f"cycles per image: RTL {rtl:,}, model {total:,}; {fps:,.1f} FPS at {cfg.freq_mhz:g} MHz")
+    busy = {k: sum(c[k] for c in ends[-1]["counters"]) for k in ends[-1]["counters"][0]}
+    shares = [f"{k.replace('_busy', '')} {v / busy['cycles'] * 100:.1f} %"
+              for k, v in busy.items() if k != "cycles"]
+    print("busy (last image, counters): " + ", ".join(shares))
     print(f"RTL vs model: {(rtl - total) / total * 100:+.1f} %")
     layers = len(lay["ops"]) * len(ends)
     exact = sum(1 for r, _ in rows if r["mismatch"] is None)

@@ -10,7 +10,7 @@ import pytest
 from gen.compile import compile_network, load_frozen
 from hw.config import PRESETS
 from hw.registers import BY_NAME, VERSION, Control, Status
-from runtime import Program, ProgramError, Runtime, RunError
+from runtime import Program, ProgramError, RunError, Runtime
 
 
 @pytest.fixture(scope="module")

@@ -86,7 +86,7 @@ async def faults_and_round_trip(dut):
     assert (await h.run([h.op(Opcode.STORE, offset=hole_off, **load), end]))[0] == ErrorCode.STORE_SLVERR
     # Buffer addresses past a buffer's depth.
     for mem in MEMORIES:
-        depth = 1 << acc.memory_bits[mem]
+        depth = acc.memory_depths[mem]
         bad = h.op(Opcode.LOAD, region=1, buffer=Buffer.of(mem), offset=0,
                    row_beats=2 * acc.word_beats[mem], rows=1, buf_addr=depth - 1)
         assert (await h.run([bad, end]))[0] == ErrorCode.ADDRESS_RANGE, mem
