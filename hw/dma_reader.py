@@ -8,7 +8,28 @@ from hw.axi import CACHE, PROT, Burst, Resp, axi4_read
 from hw.burst_sequencer import BurstSequencer
 from hw.params import check_int
 
-__all__ = ["DmaReader", "BufferWalk", "load_layout"]
+__all__ = ["DmaReader", "BufferWalk", "load_layout", "DmaDirection"]
+
+
+class DmaDirection(wiring.Component):
+    """What the two DMA directions share: parameter checks, the burst sequencer, and the members
+    ``cmd`` (a ``cmd_layout`` stream), ``axi`` (``axi_half``), the buffer port ``port``, ``busy``
+    and ``error``."""
+
+    def __init__(self, addr_width, data_width, buf_addr_width, max_beats, outstanding, dim_bits, cmd_layout,
+                 axi_half, port, port_signature):
+        check_int("Buffer address width", buf_addr_width, 4, 32)
+        check_int("Outstanding bursts", outstanding, 1, 64)
+        self._seq = BurstSequencer(addr_width, data_width // 8, max_beats, dim_bits)
+        self._aw, self._dw, self._bw, self._out, self._db = (addr_width, data_width, buf_addr_width,
+                                                             outstanding, dim_bits)
+        super().__init__({
+            "cmd": In(stream.Signature(cmd_layout)),
+            "axi": Out(axi_half(addr_width, data_width)),
+            port: In(port_signature),
+            "busy": Out(1),
+            "error": Out(2),
+        })
 
 
 class BufferWalk:
@@ -48,7 +69,7 @@ def load_layout(addr_width, dim_bits, buf_addr_width):
                               "dst": unsigned(buf_addr_width), "dst_stride": unsigned(buf_addr_width)})
 
 
-class DmaReader(wiring.Component):
+class DmaReader(DmaDirection):
     """Reads ``rows`` x ``row_beats`` beats from DRAM and writes them, one buffer word per beat, to
     a buffer write port. Bursts come from a :class:`BurstSequencer`; up to ``outstanding``
     bursts are in flight, so DRAM latency hides behind the requests; read data is always
@@ -81,18 +102,9 @@ class DmaReader(wiring.Component):
 
     def __init__(self, addr_width=49, data_width=128, buf_addr_width=16, max_beats=16, outstanding=8,
                  dim_bits=16):
-        check_int("Buffer address width", buf_addr_width, 4, 32)
-        check_int("Outstanding bursts", outstanding, 1, 64)
-        self._seq = BurstSequencer(addr_width, data_width // 8, max_beats, dim_bits)
-        self._aw, self._dw, self._bw, self._out, self._db = (addr_width, data_width, buf_addr_width,
-                                                             outstanding, dim_bits)
-        super().__init__({
-            "cmd": In(stream.Signature(load_layout(addr_width, dim_bits, buf_addr_width))),
-            "axi": Out(axi4_read(addr_width, data_width)),
-            "wr": In(memory.WritePort.Signature(addr_width=buf_addr_width, shape=data_width)),
-            "busy": Out(1),
-            "error": Out(2),
-        })
+        super().__init__(addr_width, data_width, buf_addr_width, max_beats, outstanding, dim_bits,
+                         load_layout(addr_width, dim_bits, buf_addr_width), axi4_read, "wr",
+                         memory.WritePort.Signature(addr_width=buf_addr_width, shape=data_width))
 
     def elaborate(self, platform):
         m = Module()

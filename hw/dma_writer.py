@@ -1,12 +1,10 @@
 """DMA from an on-chip buffer to DRAM: 2-D strided, INCR bursts on an AXI4 write channel."""
 
 from amaranth.hdl import Module, Signal, unsigned
-from amaranth.lib import data, fifo, memory, stream, wiring
-from amaranth.lib.wiring import In, Out
+from amaranth.lib import data, fifo, memory
 
 from hw.axi import CACHE, PROT, Burst, Resp, axi4_write
-from hw.burst_sequencer import BurstSequencer
-from hw.dma_reader import BufferWalk
+from hw.dma_reader import BufferWalk, DmaDirection
 from hw.params import check_int
 
 __all__ = ["DmaWriter", "store_layout"]
@@ -20,7 +18,7 @@ def store_layout(addr_width, dim_bits, buf_addr_width):
                               "src": unsigned(buf_addr_width), "src_stride": unsigned(buf_addr_width)})
 
 
-class DmaWriter(wiring.Component):
+class DmaWriter(DmaDirection):
     """Reads buffer words and writes them to DRAM, one beat per word, all byte lanes enabled.
 
     The buffer is read into a small FIFO (``fifo_depth`` words) whenever it has room; bursts come
@@ -48,19 +46,10 @@ class DmaWriter(wiring.Component):
 
     def __init__(self, addr_width=49, data_width=128, buf_addr_width=16, max_beats=16, outstanding=8,
                  dim_bits=16, fifo_depth=4):
-        check_int("Buffer address width", buf_addr_width, 4, 32)
-        check_int("Outstanding bursts", outstanding, 1, 64)
-        check_int("FIFO depth", fifo_depth, 2, 64)
-        self._seq = BurstSequencer(addr_width, data_width // 8, max_beats, dim_bits)
-        self._aw, self._dw, self._bw, self._out, self._db, self._fd = (
-            addr_width, data_width, buf_addr_width, outstanding, dim_bits, fifo_depth)
-        super().__init__({
-            "cmd": In(stream.Signature(store_layout(addr_width, dim_bits, buf_addr_width))),
-            "axi": Out(axi4_write(addr_width, data_width)),
-            "rd": In(memory.ReadPort.Signature(addr_width=buf_addr_width, shape=data_width)),
-            "busy": Out(1),
-            "error": Out(2),
-        })
+        self._fd = check_int("FIFO depth", fifo_depth, 2, 64)
+        super().__init__(addr_width, data_width, buf_addr_width, max_beats, outstanding, dim_bits,
+                         store_layout(addr_width, dim_bits, buf_addr_width), axi4_write, "rd",
+                         memory.ReadPort.Signature(addr_width=buf_addr_width, shape=data_width))
 
     def elaborate(self, platform):
         m = Module()
