@@ -8,8 +8,9 @@ whole DRAM beats), ``host.npz`` (the parameters of the host steps) and ``layout.
 configuration and its hash, the segments, where every layer's output lives in the activations
 region and how to read it, the host steps). ``runtime.Program`` reads it.
 
-This version runs layer by layer through DRAM: per op, LOADs of its inputs (from the
-activations region), weights and parameters into the buffers at the places its core plan
+This version runs layer by layer: per op, LOADs of its inputs (from the activations region;
+an op whose one input the op before it has just written stays where it is in buffer B and is
+not loaded), weights and parameters into the buffers at the places its core plan
 (``sim.core_ops.plan``) wants, its COMPUTE commands, and a STORE of its output to the
 activations region, where the host (and the testbench) can read every layer. The head's host
 step (LayerNorm + Hardswish between the linears) ends a segment: the runtime runs it and
@@ -167,6 +168,7 @@ def compile_network(frozen, image_shape, config, seed=0, progress=None):
     ops = _trace_ops(frozen, image)
     em = _Emitter(acc)
     tensors, segments, host_steps, op_rows, host = {}, [], [], [], {}
+    resident = {}  # the tensor the last op left in buffer B, and its word address
     seg_start = 0
     depth = acc.memory_depths
     for n_op, (r, ins, out) in enumerate(ops):
@@ -180,6 +182,12 @@ def compile_network(frozen, image_shape, config, seed=0, progress=None):
             p = plan(r, [np.asarray(x, np.int64) for x in ins], cfg, acc.addr_bits)
         except UnsupportedOp as e:
             raise CompileError(f"op {r['name']} ({kind}): {e}") from None
+        # an input its producer just left in B is read where it is (no LOAD)
+        off = resident.get(r["srcs"][0]) if len(r["srcs"]) == 1 else None
+        if off is not None and off + p.words_needed().get("b", 0) <= depth["b"]:
+            p = p.relocate({"b": off})
+        else:
+            off = None
         passes = _passes(p, depth, r["name"])
         for mem, top in p.words_needed().items():
             if mem in ("w", "q") and len(passes) > 1:
@@ -190,7 +198,7 @@ def compile_network(frozen, image_shape, config, seed=0, progress=None):
         first = len(em.instructions)
         # inputs: from the activations region, where their producers (or the host) put them
         b_words = p.writes.get("b", (0, []))[1]
-        base = 0
+        base = p.writes.get("b", (0, []))[0]
         for src, x in zip(r["srcs"], ins, strict=True):
             x = np.asarray(x, np.int64)
             x = x.reshape(-1, 1, 1) if x.ndim == 1 else x  # a vector: one pixel
@@ -204,13 +212,15 @@ def compile_network(frozen, image_shape, config, seed=0, progress=None):
             if t.get("packing") is not None and not unrolled:
                 raise CompileError(f"op {r['name']}: reads the unrolled network input")
             want = input_words(np.asarray(x, np.int64), t.get("packing") if t.get("host") else None, lanes)
-            got = np.asarray(b_words[base:base + len(want)]).reshape(-1, lanes) if len(want) else want
+            at = base - p.writes.get("b", (0, []))[0]
+            got = np.asarray(b_words[at:at + len(want)]).reshape(-1, lanes) if len(want) else want
             if t["words"] != len(want) or not np.array_equal(got, want):
                 raise CompileError(f"op {r['name']} ({kind}) reads {src} in a layout its producer does not "
                                    f"write (channels not a multiple of {lanes} per group)")
-            em.transfer(Opcode.LOAD, "b", "activations", t["offset"], base, t["words"])
+            if off is None:
+                em.transfer(Opcode.LOAD, "b", "activations", t["offset"], base, t["words"])
             base += t["words"]
-        if base != len(b_words):
+        if base - p.writes.get("b", (0, []))[0] != len(b_words):
             raise CompileError(f"op {r['name']} ({kind}): its inputs take {len(b_words)} words, not {base}")
         core_model = []
         for command, loads in passes:
@@ -224,6 +234,7 @@ def compile_network(frozen, image_shape, config, seed=0, progress=None):
         tensors[dst] = dict(offset=em.activation(owords, mem), words=owords, mem=mem, shape=list(p.out_shape),
                             kind=p.kind, groups=p.groups, op=r["name"])
         em.transfer(Opcode.STORE, mem, "activations", tensors[dst]["offset"], obase, owords)
+        resident = {dst: obase} if mem == "b" else {}
         if mem == "b":  # the next op reads it as plain words: check the producer writes them
             y = np.asarray(out, np.int64)
             if y.ndim == 3 and owords != len(tensor_words(y, lanes)):
