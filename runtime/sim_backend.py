@@ -2,6 +2,7 @@
 ``AxiRam`` on the AXI4 manager port (optionally with random back-pressure on every channel) and
 the host as its ``AxiLiteMaster`` on the register port."""
 
+import logging
 import random
 
 from cocotb.triggers import RisingEdge, with_timeout
@@ -28,6 +29,8 @@ class SimBackend:
         self.dut = dut
         self.ram = AxiRam(AxiBus.from_prefix(dut, "m_axi_"), dut.clk, dut.rst, size=dram_size)
         self.axil = AxiLiteMaster(AxiLiteBus.from_prefix(dut, "s_axil_"), dut.clk, dut.rst)
+        for model in (self.ram.read_if, self.ram.write_if, self.axil.read_if, self.axil.write_if):
+            model.log.setLevel(logging.WARNING)  # not a line per burst: whole networks run millions
         self.dram_base, self.dram_size, self.timeout_ns = 0, dram_size, timeout_ns
         if hole is not None:  # [start, end): a hole in the address map, answering SLVERR
             for side, name in ((self.ram.read_if, "_read"), (self.ram.write_if, "_write")):

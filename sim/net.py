@@ -126,13 +126,19 @@ def _run(a):
     t1 = time.time()
     t.start()
     seen, rows, bad, ends = 0, [], 0, []
+    last_progress = [time.time()]
     header = f"{'layer':46} {'kind':7} {'RTL':>9} {'model':>9} {'diff':>7}  verdict"
     while True:
         alive = t.is_alive()
         lines = out_file.read_text().splitlines()
         for line in lines[seen:]:
             r = json.loads(line)
-            if "error" in r:
+            if "progress" in r:
+                if time.time() - last_progress[0] > 10:
+                    print(f"  image {r['image']}: {r['progress']} of {r['of']} instructions retired in this "
+                          f"segment ({time.time() - t1:.0f} s)", flush=True)
+                    last_progress[0] = time.time()
+            elif "error" in r:
                 print(f"image {r['image']}: {r['error']}", flush=True)
                 bad += 1
             elif "logits" in r:

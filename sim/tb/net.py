@@ -15,8 +15,9 @@ import pickle
 import cocotb
 import numpy as np
 from cocotb.clock import Clock
-from cocotb.triggers import RisingEdge
+from cocotb.triggers import RisingEdge, Timer
 
+from hw.registers import BY_NAME
 from runtime import Program, RunError, Runtime
 from runtime.sim_backend import SimBackend
 
@@ -51,7 +52,17 @@ async def net(dut):
     prog = Program(job["program"])
     rt = Runtime(be, prog)
     await rt.load()
+    current = [0]  # the image being run
+
+    async def progress():  # what a host would see: the trace count, every 200k cycles
+        while True:
+            await Timer(200_000 * 5, "ns")
+            emit(image=current[0], progress=await be.read_reg(BY_NAME["TRACE_COUNT"].offset),
+                 of=len(prog.instructions) // prog.layout["instruction_bytes"])
+
+    cocotb.start_soon(progress())
     for i, (image, (golden, logits)) in enumerate(zip(job["images"], job["golden"], strict=True)):
+        current[0] = i
         try:
             res = await rt.infer(image)
         except RunError as e:
