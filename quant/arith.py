@@ -350,3 +350,83 @@ def dyadic_pair(scale_a, scale_b):
                              f"({o_i:.3g}): its {MULT_BITS}-bit multiplier rounds to 0 under the shared "
                              f"shift, which would drop it (channel {i})")
     return ma, mb, c
+
+
+# --------------------------------------------------------------------------------------------------
+# Two-scaled codes of TSPTQ-ViT (docs/arithmetic.md §10, docs/tsptq.md)
+
+TWO_SCALE_K_MAX = 8  # the coarse scale is s * 2**k, 1 <= k <= 8
+
+
+def _check_k(k):
+    if type(k) is not int or not 1 <= k <= TWO_SCALE_K_MAX:
+        raise ValueError(f"two-scale exponent k must be an integer from 1 to {TWO_SCALE_K_MAX}, not {k!r}")
+    return k
+
+
+def two_scale_quantize(x, scale, k, signed, bits=ACT_BITS):
+    """V-2SF: float ``x`` -> (flag, m), one ``bits``-bit code per value: a flag bit and a
+    (``bits`` - 1)-bit field ``m`` (signed or unsigned). ``flag`` 0 means ``m * scale``, 1 means
+    ``m * scale * 2**k``. A value takes the fine scale when ``round_half_up(x / scale)`` fits the
+    field, else the coarse scale, rounded half up and saturated to the field."""
+    _check_k(k)
+    lo, hi = int_range(bits - 1, signed)
+    x = np.asarray(x, np.float64)
+    s = np.asarray(scale, np.float64)
+    fine = np.floor(x / s + 0.5)
+    coarse = np.clip(np.floor(x / (s * 2.0 ** k) + 0.5), lo, hi)
+    flag = ((fine < lo) | (fine > hi)).astype(np.int64)
+    return flag, np.where(flag == 1, coarse, fine).astype(np.int64)
+
+
+def two_scale_pack(flag, m, signed, bits=ACT_BITS):
+    """The stored code: ``flag`` in the top bit, ``m`` in the ``bits`` - 1 bits below (two's
+    complement when ``signed``), as an unsigned ``bits``-bit integer."""
+    m = check_range(m, bits - 1, signed, name="two-scale field")
+    flag = check_range(flag, 1, signed=False, name="two-scale flag")
+    return flag << (bits - 1) | (m & ((1 << (bits - 1)) - 1))
+
+
+def two_scale_unpack(code, signed, bits=ACT_BITS):
+    """(flag, m) of stored codes (the inverse of ``two_scale_pack``)."""
+    code = check_range(code, bits, signed=False, name="two-scale code")
+    field = code & ((1 << (bits - 1)) - 1)
+    if signed:
+        field = np.where(field >> (bits - 2), field - (1 << (bits - 1)), field)
+    return code >> (bits - 1), field
+
+
+def two_scale_operand(flag, m, k):
+    """The integer a two-scaled value enters a MatMul as, in units of the fine scale:
+    ``m << (k * flag)`` (at most ``bits`` - 1 + k bits)."""
+    return np.asarray(m, np.int64) << (_check_k(k) * np.asarray(flag, np.int64))
+
+
+def two_scale_matmul_acc(flag, m, k, w, bias=None, bits=ACT_BITS, acc_bits=ACC_BITS):
+    """``sum_i w_i * m_i * 2**(k * flag_i)`` (+ bias) as an int8 MatMul does it: two partial sums
+    over the same weights, the fine-scale values' and the coarse-scale values' (the other's
+    entries zero), the second shifted left by ``k`` before the add. ``flag``/``m``: (..., K);
+    ``w``: (K, O) int8. Equal to ``matmul_acc`` of the widened operand ``two_scale_operand``; the
+    accumulator range is checked, never wrapped."""
+    _check_k(k)
+    flag = check_range(flag, 1, signed=False, name="two-scale flag")
+    m = check_range(m, bits, signed=True, name="two-scale field")  # a field of bits - 1, either sign
+    fine = matmul_acc(np.where(flag == 0, m, 0), w, None, a_bits=bits, acc_bits=acc_bits)
+    coarse = matmul_acc(np.where(flag == 1, m, 0), w, None, a_bits=bits, acc_bits=acc_bits)
+    acc = fine + (coarse << k)
+    if bias is not None:
+        acc = acc + check_range(bias, acc_bits, name="bias")
+    lo, hi = int_range(acc_bits)
+    if (acc < lo).any() or (acc > hi).any():
+        raise OverflowError(f"accumulator leaves the {acc_bits}-bit range [{lo}, {hi}]")
+    return acc
+
+
+def outlier_two_scale_quantize(x, scale, k, flags, bits=ACT_BITS):
+    """O-2SF: float ``x`` (..., C) -> signed ``bits``-bit codes, channel ``c`` on the scale
+    ``scale * 2**(k * flags[c])``; ``flags`` (C,) 0/1 are fixed at calibration (the outlier
+    channels), so every value keeps all ``bits`` bits."""
+    _check_k(k)
+    flags = check_range(flags, 1, signed=False, name="channel flag")
+    step = np.asarray(scale, np.float64) * np.exp2(k * flags)
+    return quantize(x, step, bits)
