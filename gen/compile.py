@@ -197,31 +197,29 @@ def compile_network(frozen, image_shape, config, seed=0, progress=None):
                                    f"{config.name} has {depth[mem]}; use a configuration with larger buffers")
         first = len(em.instructions)
         # inputs: from the activations region, where their producers (or the host) put them
-        b_words = p.writes.get("b", (0, []))[1]
-        base = p.writes.get("b", (0, []))[0]
+        b_base, b_words = p.writes.get("b", (0, []))
+        at = 0  # words of the plan's inputs placed so far
         for src, x in zip(r["srcs"], ins, strict=True):
             x = np.asarray(x, np.int64)
             x = x.reshape(-1, 1, 1) if x.ndim == 1 else x  # a vector: one pixel
+            packing = _input_packing(r, x, cfg)  # how this op wants it: unrolled by the host, or plain
             if src not in tensors:  # the network's input, written by the host
-                packing = _input_packing(r, np.asarray(x), cfg)
-                words = len(input_words(np.asarray(x, np.int64), packing, lanes))
+                words = len(input_words(x, packing, lanes))
                 tensors[src] = dict(offset=em.activation(words, "b"), words=words, mem="b", host=True,
-                                    shape=list(np.shape(x)), packing=packing)
+                                    shape=list(x.shape), packing=packing)
             t = tensors[src]
-            unrolled = kind == "conv" and _input_packing(r, np.asarray(x), cfg) is not None
-            if t.get("packing") is not None and not unrolled:
+            if t.get("packing") is not None and packing is None:
                 raise CompileError(f"op {r['name']}: reads the unrolled network input")
-            want = input_words(np.asarray(x, np.int64), t.get("packing") if t.get("host") else None, lanes)
-            at = base - p.writes.get("b", (0, []))[0]
+            want = input_words(x, t.get("packing") if t.get("host") else None, lanes)
             got = np.asarray(b_words[at:at + len(want)]).reshape(-1, lanes) if len(want) else want
             if t["words"] != len(want) or not np.array_equal(got, want):
                 raise CompileError(f"op {r['name']} ({kind}) reads {src} in a layout its producer does not "
                                    f"write (channels not a multiple of {lanes} per group)")
             if off is None:
-                em.transfer(Opcode.LOAD, "b", "activations", t["offset"], base, t["words"])
-            base += t["words"]
-        if base - p.writes.get("b", (0, []))[0] != len(b_words):
-            raise CompileError(f"op {r['name']} ({kind}): its inputs take {len(b_words)} words, not {base}")
+                em.transfer(Opcode.LOAD, "b", "activations", t["offset"], b_base + at, t["words"])
+            at += t["words"]
+        if at != len(b_words):
+            raise CompileError(f"op {r['name']} ({kind}): its inputs take {len(b_words)} words, not {at}")
         core_model = []
         for command, loads in passes:
             for mem, items in loads.items():
@@ -255,7 +253,6 @@ def compile_network(frozen, image_shape, config, seed=0, progress=None):
                 q = np.asarray(out)
                 words = len(tensor_words(q.reshape(-1, 1, 1), lanes))
                 step["dst"] = f"{dst}.host"
-                step["shape"] = list(q.shape)
                 tensors[step["dst"]] = dict(offset=em.activation(words, "b"), words=words, mem="b", host=True,
                                             shape=[q.size, 1, 1], packing=None)
                 for u in nxt:
@@ -288,7 +285,7 @@ def main(argv=None):
 
     try:
         cfg = load_config(a.config)
-        frozen, shape = load_frozen(a.quantized)
+        frozen, shape, _ = load_frozen(a.quantized)
         prog = compile_network(frozen, shape, cfg)
     except (CompileError, ConfigError) as e:
         print(f"error: {e}", file=sys.stderr)
@@ -303,7 +300,8 @@ def main(argv=None):
 
 
 def load_frozen(path):
-    """(frozen ops, input image shape) of a quantized model file; CompileError if unreadable."""
+    """(frozen ops, input image shape, the file's metadata) of a quantized model file;
+    CompileError if unreadable."""
     from quant.__main__ import _load_quantized
     from quant.integer import freeze
     from quant.model import ModelError, get_spec
@@ -313,7 +311,7 @@ def load_frozen(path):
     except ModelError as e:
         raise CompileError(str(e)) from None
     spec = get_spec(meta["model"])
-    return freeze(prog), (spec.in_channels, meta["resolution"], meta["resolution"])
+    return freeze(prog), (spec.in_channels, meta["resolution"], meta["resolution"]), meta
 
 
 if __name__ == "__main__":

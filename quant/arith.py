@@ -87,7 +87,11 @@ def matmul_acc(a, w, bias=None, a_bits=ACT_BITS, w_bits=WEIGHT_BITS, acc_bits=AC
     """
     a = check_range(a, a_bits, name="activation")
     w = check_range(w, w_bits, name="weight")
-    acc = a @ w
+    return _biased(a @ w, bias, acc_bits)
+
+
+def _biased(acc, bias, acc_bits):
+    """``acc + bias`` with the bias and the result checked against ``acc_bits``, never wrapped."""
     if bias is not None:
         acc = acc + check_range(bias, acc_bits, name="bias")
     lo, hi = int_range(acc_bits)
@@ -413,13 +417,7 @@ def two_scale_matmul_acc(flag, m, k, w, bias=None, bits=ACT_BITS, acc_bits=ACC_B
     m = check_range(m, bits, signed=True, name="two-scale field")  # a field of bits - 1, either sign
     fine = matmul_acc(np.where(flag == 0, m, 0), w, None, a_bits=bits, acc_bits=acc_bits)
     coarse = matmul_acc(np.where(flag == 1, m, 0), w, None, a_bits=bits, acc_bits=acc_bits)
-    acc = fine + (coarse << k)
-    if bias is not None:
-        acc = acc + check_range(bias, acc_bits, name="bias")
-    lo, hi = int_range(acc_bits)
-    if (acc < lo).any() or (acc > hi).any():
-        raise OverflowError(f"accumulator leaves the {acc_bits}-bit range [{lo}, {hi}]")
-    return acc
+    return _biased(fine + (coarse << k), bias, acc_bits)
 
 
 def outlier_two_scale_quantize(x, scale, k, flags, bits=ACT_BITS):

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from hw.registers import BY_NAME, VERSION, Control, ErrorCode, Irq, Status
+from hw.registers import BY_NAME, COUNTERS, VERSION, Control, ErrorCode, Irq, Status
 from quant.integer import host_input, host_linear_post
 from runtime.program import ProgramError
 from sim.core_ops import decode_output, input_words
@@ -130,9 +130,9 @@ class Runtime:
         if not status & Status.DONE:
             raise RunError(f"segment {k}: interrupt without DONE (STATUS {status:#x})")
         counters = {}
-        for name in ("CYCLES", "LOAD_BUSY", "STORE_BUSY", "COMPUTE_BUSY", "STALL"):
-            lo = await self.reg(f"{name}_LO")
-            counters[name.lower()] = await self.reg(f"{name}_HI") << 32 | lo
+        for name in COUNTERS:
+            lo = await self.reg(f"{name.upper()}_LO")  # latches the high half
+            counters[name] = await self.reg(f"{name.upper()}_HI") << 32 | lo
         return counters, stamps
 
     async def infer(self, image):

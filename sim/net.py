@@ -82,15 +82,13 @@ def _run(a):
     from quant.data import DataError, load_images
     from quant.model import get_spec
     from sim.program_model import program_cycles
+    from sim.replay import _verdict
 
     try:
         cfg = load_config(a.config)
-        frozen, shape = load_frozen(a.quantized)
+        frozen, shape, meta = load_frozen(a.quantized)
     except (ConfigError, CompileError) as e:
         raise NetError(str(e)) from None
-    import torch
-
-    meta = torch.load(a.quantized, map_location="cpu", weights_only=False)
     spec = get_spec(meta["model"])
     try:
         images, _ = load_images(a.data, spec, meta["resolution"], limit=a.images, seed=a.seed)
@@ -153,11 +151,8 @@ def _run(a):
                     print(f"image {r['image']}:\n{header}", flush=True)
                 m = model["ops"][r["op"]]
                 diff = (r["cycles"] - m) / m * 100 if m else 0.0
-                mm = r["mismatch"]
-                verdict = "bit-exact" if mm is None else (
-                    f"MISMATCH first at {mm['index']}: expected {mm['expected']}, got {mm['got']} "
-                    f"({mm['count']} differ)")
-                bad += mm is not None
+                verdict = _verdict(r)
+                bad += r["status"] != "bit-exact"
                 rows.append((r, m))
                 print(f"{r['op'][:46]:46} {r['kind']:7} {r['cycles']:9,} {m:9,} {diff:+6.1f}%  {verdict}",
                       flush=True)
@@ -183,7 +178,7 @@ def _run(a):
     print("busy (last image, counters): " + ", ".join(shares))
     print(f"RTL vs model: {(rtl - total) / total * 100:+.1f} %")
     layers = len(lay["ops"]) * len(ends)
-    exact = sum(1 for r, _ in rows if r["mismatch"] is None)
+    exact = sum(1 for r, _ in rows if r["status"] == "bit-exact")
     if a.table:
         _table(Path(a.table), rows, meta, cfg, rtl, total, a)
     same = sum(e["logits_exact"] for e in ends)
@@ -201,7 +196,7 @@ def _table(path, rows, meta, cfg, rtl, total, a):
         if r["image"] != 0:
             continue
         diff = (r["cycles"] - m) / m * 100 if m else 0.0
-        verdict = "bit-exact" if r["mismatch"] is None else "MISMATCH"
+        verdict = "bit-exact" if r["status"] == "bit-exact" else "MISMATCH"
         lines.append(f"| `{r['op']}` | {r['kind']} | {r['cycles']:,} | {m:,} | {diff:+.1f} % | {verdict} |")
     diff = (rtl - total) / total * 100
     lines.append(f"| **total** | | **{rtl:,}** | **{total:,}** | **{diff:+.1f} %** | |")

@@ -15,7 +15,7 @@ from runtime import Program, ProgramError, RunError, Runtime
 
 @pytest.fixture(scope="module")
 def program(proxy_quantized, tmp_path_factory):
-    frozen, shape = load_frozen(proxy_quantized)
+    frozen, shape, _ = load_frozen(proxy_quantized)
     d = tmp_path_factory.mktemp("program") / "p"
     compile_network(frozen, shape, PRESETS["tiny"]).write(d)
     return d

@@ -20,17 +20,7 @@ from cocotb.triggers import RisingEdge, Timer
 from hw.registers import BY_NAME
 from runtime import Program, RunError, Runtime
 from runtime.sim_backend import SimBackend
-
-
-def first_mismatch(expected, got):
-    expected, got = np.asarray(expected), np.asarray(got)
-    if expected.shape != got.shape:
-        return dict(index=None, expected=str(expected.shape), got=str(got.shape), count=-1)
-    diff = np.argwhere(expected != got)
-    if not len(diff):
-        return None
-    idx = tuple(int(v) for v in diff[0])
-    return dict(index=list(idx), expected=int(expected[idx]), got=int(got[idx]), count=len(diff))
+from sim.replay import compare
 
 
 @cocotb.test()
@@ -76,7 +66,7 @@ async def net(dut):
             cycles = stamp.get(last, -1) - (stamp.get(first - 1, 0) if first else 0)
             got = await rt.read_tensor(op["dst"])
             emit(image=i, op=op["name"], kind=op["kind"], cycles=int(cycles),
-                 mismatch=first_mismatch(golden[op["dst"]], got))
+                 **compare(golden[op["dst"]], got))
         logits_ok = bool(np.array_equal(np.asarray(res.logits), np.asarray(logits)))
         emit(image=i, logits=[float(v) for v in res.logits], logits_exact=logits_ok,
              segment_cycles=res.cycles,
