@@ -27,12 +27,14 @@ from pathlib import Path
 
 import numpy as np
 
+from gen.tokens import Access, TokenError, assign_tokens
 from hw.accelerator import Accelerator, silenced
 from hw.command import Op
 from hw.config import ConfigError
+from hw.controller import QUEUE_DEPTH
 from hw.isa import INSTRUCTION_BITS, Buffer, Opcode, encode
 from hw.registers import REGIONS, VERSION
-from sim.core_ops import UnsupportedOp, input_words, pack_words, plan, tensor_words
+from sim.core_ops import CorePlan, UnsupportedOp, input_words, pack_words, plan, tensor_words
 from sim.dataflow import core_cycles, host_im2col
 
 __all__ = ["compile_network", "CompileError", "Program", "FORMAT", "main"]
@@ -51,6 +53,7 @@ class Program:
     weights: bytearray = field(default_factory=bytearray)
     layout: dict = field(default_factory=dict)
     host: dict = field(default_factory=dict)  # arrays of host.npz
+    accesses: list = field(default_factory=list)  # per instruction, its gen.tokens.Access list (not written)
 
     def write(self, out):
         out = Path(out)
@@ -86,12 +89,22 @@ class _Emitter:
         self.beat_bytes = self.cfg.axi_bits // 8
         self.beats = acc.word_beats
         self.shapes = acc.shapes
-        self.instructions = []
+        self.instructions = []  # (opcode, fields, [Access]) until ``encoded``
         self.weights = bytearray()
         self.activation_bytes = 0
 
-    def emit(self, op, **fields):
-        self.instructions.append(encode(op, self.acc.addr_bits, index=len(self.instructions), **fields))
+    def emit(self, op, accesses=(), **fields):
+        self.instructions.append((op, fields, list(accesses)))
+
+    def encoded(self, segments):
+        """The instructions as bytes, with the dependency tokens of their buffer accesses."""
+        ops = [op for op, _, _ in self.instructions]
+        try:
+            waits, signals = assign_tokens(ops, [a for _, _, a in self.instructions], segments, QUEUE_DEPTH)
+        except TokenError as e:
+            raise CompileError(str(e)) from None
+        return [encode(op, self.acc.addr_bits, index=i, wait=waits[i], signal=signals[i], **fields)
+                for i, (op, fields, _) in enumerate(self.instructions)]
 
     def word_bytes(self, mem):
         return self.beats[mem] * self.beat_bytes
@@ -101,7 +114,11 @@ class _Emitter:
         done = 0
         while done < words:
             n = min(MAX_ROW_WORDS, words - done)
-            self.emit(op, region=REGIONS.index(region), buffer=Buffer.of(mem), port=0,
+            at = offset + done * self.word_bytes(mem)
+            load = op == Opcode.LOAD  # buffer words written, DRAM bytes read (a STORE: the reverse)
+            access = [Access(mem, buf_addr + done, buf_addr + done + n, load),
+                      Access(f"dram.{region}", at, at + n * self.word_bytes(mem), not load)]
+            self.emit(op, access, region=REGIONS.index(region), buffer=Buffer.of(mem), port=0,
                       offset=offset + done * self.word_bytes(mem), row_beats=n * self.beats[mem], rows=1,
                       stride=0, buf_addr=buf_addr + done, buf_stride=0)
             done += n
@@ -121,17 +138,18 @@ class _Emitter:
 
 
 def _passes(p, depth, name):
-    """[(commands, {memory: words to load at 0})]: the plan as it is, or -- a reduction whose weight
-    chunks or parameters do not fit buffer C -- in weight passes: output tiles in groups whose
-    chunks and parameters fit (whole groups of a grouped conv), each loaded and then run as the
-    same command over its tiles, writing its words of every output pixel."""
-    loads = {m: p.writes[m][1] for m in ("w", "q") if m in p.writes}
+    """[(commands, {memory: (base, words to load there)})]: the plan as it is, or -- a reduction
+    whose weight chunks or parameters do not fit buffer C -- in weight passes: output tiles in
+    groups whose chunks and parameters fit (whole groups of a grouped conv), each loaded at 0 and
+    then run as the same command over its tiles, writing its words of every output pixel."""
+    loads = {m: p.writes[m] for m in ("w", "q") if m in p.writes}
     if p.kind == "attn":  # its W chunks are written by its own ATTN_VK commands
         loads.pop("w", None)
-    assert all(p.writes[m][0] == 0 for m in loads), "plans put weights and parameters at 0"
     c = p.command
-    if (len(loads.get("w", ())) <= depth["w"] and len(loads.get("q", ())) <= depth["q"]) or c.op != Op.REDUCE:
+    if all(base + len(items) <= depth[m] for m, (base, items) in loads.items()) or c.op != Op.REDUCE:
         return [(p.all_commands(), loads)]
+    assert all(base == 0 for base, _ in loads.values()), "weight passes start from a plan at 0"
+    loads = {m: items for m, (_, items) in loads.items()}
     unit = c.group_tiles if c.group_cw else 1  # a grouped conv's pass takes whole groups
     per = min(depth["w"] // c.chunks, depth["q"]) // unit * unit
     if per < 1:
@@ -143,8 +161,25 @@ def _passes(p, depth, name):
         groups = t0 // unit if c.group_cw else 0
         cmd = replace(c, tiles=n, w_base=0, q_base=0, out_base=c.out_base + t0,
                       in_base=c.in_base + groups * c.group_cw)
-        out.append(([cmd], {"w": loads["w"][t0 * c.chunks:(t0 + n) * c.chunks], "q": loads["q"][t0:t0 + n]}))
+        out.append(([cmd], {"w": (0, loads["w"][t0 * c.chunks:(t0 + n) * c.chunks]),
+                            "q": (0, loads["q"][t0:t0 + n])}))
     return out
+
+
+def _out_fits_before(p, off):
+    """Whether a plan whose inputs are moved to B word ``off`` can put its result at 0, below them
+    (a plain plan: inputs from 0, one result)."""
+    if not isinstance(p, CorePlan) or p.kind == "attn" or p.writes.get("b", (None,))[0] != 0:
+        return False
+    return p.out_words <= off
+
+
+def _accesses(p):
+    """The buffer words an op's commands read (its operands) and write (its results; an
+    attention's vk chunks in W)."""
+    out = [Access(mem, base, base + len(items), p.kind == "attn" and mem == "w")
+           for mem, (base, items) in p.writes.items()]
+    return out + [Access(mem, base, base + words, True) for mem, base, words, _ in p.outputs()]
 
 
 def _input_packing(r, x, cfg):
@@ -169,6 +204,7 @@ def compile_network(frozen, image_shape, config, seed=0, progress=None):
     em = _Emitter(acc)
     tensors, segments, host_steps, op_rows, host = {}, [], [], [], {}
     resident = {}  # the tensor the last op left in buffer B, and its word address
+    cursor = {mem: 0 for mem in ("b", "w", "q", "o")}  # the end of the last op's words in each buffer
     seg_start = 0
     depth = acc.memory_depths
     for n_op, (r, ins, out) in enumerate(ops):
@@ -182,13 +218,27 @@ def compile_network(frozen, image_shape, config, seed=0, progress=None):
             p = plan(r, [np.asarray(x, np.int64) for x in ins], cfg, acc.addr_bits)
         except UnsupportedOp as e:
             raise CompileError(f"op {r['name']} ({kind}): {e}") from None
-        # an input its producer just left in B is read where it is (no LOAD)
-        off = resident.get(r["srcs"][0]) if len(r["srcs"]) == 1 else None
-        if off is not None and off + p.words_needed().get("b", 0) <= depth["b"]:
-            p = p.relocate({"b": off})
+        # a first input its producer just left in B is read where it is (no LOAD); other operands
+        # go after the last op's (``cursor``), so that their LOADs overlap its COMPUTE
+        need = p.words_needed()
+        off = resident.get(r["srcs"][0])
+        if off is not None and off + need.get("b", 0) <= depth["b"]:
+            shift = {"b": off}
+        elif off is not None and p.out_mem == "b" and _out_fits_before(p, off):
+            shift = {"b": off, "out": -p.out_base}  # the result at 0, below the input
         else:
-            off = None
+            off, shift = None, {}
+        single = len(_passes(p, depth, r["name"])) == 1
+        for mem in need:
+            if mem not in shift and (mem == "b" or (mem in ("w", "q") and single)):
+                shift[mem] = cursor[mem] if cursor[mem] + need[mem] <= depth[mem] else 0
+        p = p.relocate(shift)
         passes = _passes(p, depth, r["name"])
+        for mem, top in p.words_needed().items():
+            if mem in shift:
+                cursor[mem] = top
+        for mem, (base, items) in passes[-1][1].items():  # the last weight pass's words
+            cursor[mem] = base + len(items)
         for mem, top in p.words_needed().items():
             if mem in ("w", "q") and len(passes) > 1:
                 continue  # loaded pass by pass
@@ -215,17 +265,18 @@ def compile_network(frozen, image_shape, config, seed=0, progress=None):
             if t["words"] != len(want) or not np.array_equal(got, want):
                 raise CompileError(f"op {r['name']} ({kind}) reads {src} in a layout its producer does not "
                                    f"write (channels not a multiple of {lanes} per group)")
-            if off is None:
+            if off is None or at:  # all but a first input the op before left in place
                 em.transfer(Opcode.LOAD, "b", "activations", t["offset"], b_base + at, t["words"])
             at += t["words"]
         if at != len(b_words):
             raise CompileError(f"op {r['name']} ({kind}): its inputs take {len(b_words)} words, not {at}")
         core_model = []
+        accesses = _accesses(p)
         for command, loads in passes:
-            for mem, items in loads.items():
-                em.transfer(Opcode.LOAD, mem, "weights", em.weights_words(mem, items), 0, len(items))
+            for mem, (base, items) in loads.items():
+                em.transfer(Opcode.LOAD, mem, "weights", em.weights_words(mem, items), base, len(items))
             for c in command:
-                em.emit(Opcode.COMPUTE, cores=1, command=c.value(acc.addr_bits))
+                em.emit(Opcode.COMPUTE, accesses, cores=1, command=c.value(acc.addr_bits))
                 core_model.append(core_cycles(cfg, c, acc.core))
         (mem, obase, owords, _), = p.outputs()
         dst = r["dst"]
@@ -272,7 +323,7 @@ def compile_network(frozen, image_shape, config, seed=0, progress=None):
                      activations=em.activation_bytes),
         tensors=tensors, ops=op_rows, host_steps=host_steps,
     )
-    return Program(em.instructions, em.weights, layout, host)
+    return Program(em.encoded(segments), em.weights, layout, host, [a for _, _, a in em.instructions])
 
 
 def main(argv=None):

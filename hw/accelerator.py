@@ -132,42 +132,38 @@ class Accelerator(wiring.Component):
         wiring.connect(m, ctrl.store, dma.store)
         wiring.connect(m, ctrl.cmd, core.cmd)
 
-        # Width adapter: DMA beats <-> buffer words through the core slice's host port.
+        # Width adapter: DMA beats <-> buffer words through the core slice's host ports (the
+        # writes in the LOAD's buffer, the reads in the STORE's).
         max_beats = max(self._beats.values())
-        shift = Array(Const(s, 3) for s in self._shifts)[ctrl.buffer]
-        depth = Array(Const(self._depths[n], self._dab) for n in MEMORIES)[ctrl.buffer]
+        shifts = Array(Const(s, 3) for s in self._shifts)
+        depths = Array(Const(self._depths[n], self._dab) for n in MEMORIES)
+        w_shift, r_shift = shifts[ctrl.load_buffer], shifts[ctrl.store_buffer]
         wr, rd = dma.wr, dma.rd
         m.d.comb += [ctrl.fetch_wr.addr.eq(wr.addr), ctrl.fetch_wr.data.eq(wr.data),
                      ctrl.fetch_wr.en.eq(wr.en & ctrl.fetching)]
-        mask = (Const(1, 5) << shift) - 1
-        w_sub, w_word = wr.addr & mask, wr.addr >> shift
-        r_word = rd.addr >> shift
+        w_mask = (Const(1, 5) << w_shift) - 1
+        w_sub, w_word = wr.addr & w_mask, wr.addr >> w_shift
+        r_word = rd.addr >> r_shift
         r_sub = Signal(range(max_beats))
-        m.d.sync += r_sub.eq(rd.addr & mask)
+        m.d.sync += r_sub.eq(rd.addr & ((Const(1, 5) << r_shift) - 1))
         gathered = Array(Signal(axi_bits, name=f"gathered{k}") for k in range(max_beats))
         writing = wr.en & ~ctrl.fetching
         with m.If(writing):
             m.d.sync += gathered[w_sub].eq(wr.data)
         word = Cat(*(Mux(w_sub == k, wr.data, gathered[k]) for k in range(max_beats)))
-        w_out = w_word >= depth
-        r_out = r_word >= depth
+        w_out = w_word >= depths[ctrl.load_buffer]
+        r_out = r_word >= depths[ctrl.store_buffer]
         host_w = len(core.host_wdata)
         m.d.comb += [
-            core.host_sel.eq(ctrl.buffer),
-            core.host_addr.eq(Mux(dma.store_busy, r_word, w_word)),
+            core.host_sel.eq(ctrl.load_buffer), core.host_addr.eq(w_word),
             core.host_wdata.eq(word[:host_w]),
-            core.host_we.eq(writing & (w_sub == mask) & ~w_out),
+            core.host_we.eq(writing & (w_sub == w_mask) & ~w_out),
+            core.host_rsel.eq(ctrl.store_buffer), core.host_raddr.eq(r_word),
+            ctrl.load_out_of_range.eq(writing & w_out), ctrl.store_out_of_range.eq(rd.en & r_out),
         ]
         padded = Cat(core.host_rdata, Const(0, max_beats * axi_bits - host_w))
         beats = Array(padded[k * axi_bits:(k + 1) * axi_bits] for k in range(max_beats))
         r_out_d = Signal()  # a read past the buffer: zeros go out (and the run ends with ADDRESS_RANGE)
         m.d.sync += r_out_d.eq(r_out)
         m.d.comb += rd.data.eq(Mux(r_out_d, 0, beats[r_sub]))
-        range_error = Signal()
-        m.d.comb += ctrl.range_error.eq(range_error)
-        starts = (ctrl.load.valid & ctrl.load.ready & ~ctrl.fetching) | (ctrl.store.valid & ctrl.store.ready)
-        with m.If(starts):
-            m.d.sync += range_error.eq(0)
-        with m.Elif((writing & w_out) | (rd.en & r_out)):
-            m.d.sync += range_error.eq(1)
         return m

@@ -1,8 +1,10 @@
-"""The controller: fetches the program's instructions (``hw.isa``) from DRAM, executes them in
-order on the DMA engine and the computing core, and reports the end of a run to the registers."""
+"""The controller: fetches the program's instructions (``hw.isa``) from DRAM, dispatches them to
+three queues -- LOAD on the DMA reader, COMPUTE on the core, STORE on the DMA writer -- that run
+concurrently under the program's dependency tokens, and reports the end of a run to the
+registers."""
 
-from amaranth.hdl import Array, Const, Module, Mux, Signal
-from amaranth.lib import memory, stream, wiring
+from amaranth.hdl import Array, Cat, Const, Module, Mux, ResetInserter, Signal
+from amaranth.lib import fifo, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from hw.axi import Resp
@@ -10,11 +12,13 @@ from hw.command import command_layout
 from hw.control_registers import trace_layout
 from hw.dma_reader import load_layout
 from hw.dma_writer import store_layout
-from hw.isa import HEADER, INSTRUCTION_BITS, Opcode, body_layouts
+from hw.isa import HEADER, INSTRUCTION_BITS, TOKEN_BITS, Opcode, Queue, Token, body_layouts
 from hw.params import check_int
 from hw.registers import REGIONS, ErrorCode
 
-__all__ = ["Controller"]
+__all__ = ["Controller", "QUEUE_DEPTH"]
+
+QUEUE_DEPTH = 8  # instructions each queue holds (the accelerator's; the compiler bounds tokens by it)
 
 INSTRUCTION_SHIFT = (INSTRUCTION_BITS // 8).bit_length() - 1  # log2 of an instruction's bytes
 
@@ -22,13 +26,25 @@ INSTRUCTION_SHIFT = (INSTRUCTION_BITS // 8).bit_length() - 1  # log2 of an instr
 class Controller(wiring.Component):
     """Runs a program from ``START`` to ``END`` or the first error.
 
-    Order of execution (this version): one instruction at a time, in program order. A fetch is a
-    DMA load of one instruction (``INSTRUCTION_BITS / axi_bits`` beats) into the instruction
-    register. LOAD and STORE wait until the core is idle, then run on the DMA engine to the end;
-    COMPUTE hands its command to the core and retires as soon as the core takes it (the next
-    fetch overlaps the command; a depthwise command's ``follow`` reduction is taken while it
-    runs); SYNC and END wait until the core is idle. In-order execution satisfies every
-    dependency token, so ``wait``/``signal`` are not needed yet and are ignored.
+    **Dispatcher.** Fetches one instruction at a time by a DMA read of ``INSTRUCTION_BITS /
+    axi_bits`` beats into the instruction register (FETCH, FETCH_WAIT), decodes it (DECODE) and
+    pushes it to its queue (``hw.isa.Queue``; stalls while that queue holds ``queue_depth``
+    instructions), then fetches the next. SYNC and END wait until every queue is empty and idle
+    (BARRIER); END then ends the run. An instruction fetch takes the DMA reader before a waiting
+    LOAD (the reader runs one command at a time).
+
+    **Queues.** Each runs its instructions in order: the head starts once the counters of its
+    ``wait`` tokens are non-zero (and takes one of each); LOAD and STORE hand their transfer to
+    the DMA and wait until it is done; COMPUTE hands its command to the core and is done -- or,
+    if it signals, waits until the core is idle. Then RETIRE (``RETIRE_CYCLES``): the trace
+    entry and the ``signal`` tokens. Token bits of directions that do not end (``wait``) or start
+    (``signal``) at the instruction's queue are ignored.
+
+    **Errors** (``hw.registers.ErrorCode``): an illegal opcode, a fetch, load or store answered
+    SLVERR/DECERR, a transfer past its buffer, PROGRAM_LENGTH reached without END, a token counter
+    overflow, or a deadlock (the dispatcher and every queue wait and nothing runs) stop new work;
+    the run ends with the first error's code once the DMA and the core are idle. A soft reset
+    does the same without a code.
 
     Parameters
     ----------
@@ -42,6 +58,8 @@ class Controller(wiring.Component):
         log2 of the DRAM beats per buffer word, per ``hw.isa.Buffer``.
     dma_addr_bits, dim_bits : int
         The DMA engine's buffer-beat address width and count width.
+    queue_depth : int
+        Instructions each queue holds (2..64).
 
     Members
     -------
@@ -52,24 +70,27 @@ class Controller(wiring.Component):
         to the DMA engine; ``load_busy``, ``store_busy`` : In(1); ``load_error``, ``store_error`` : In(2).
     fetch_wr : Out(memory.WritePort.Signature(...)): the DMA's writes while ``fetching`` (the
         controller is the memory: the beat at address k is the instruction's k-th beat).
-    fetching : Out(1): the DMA's writes go to the instruction register, not the buffers.
-    buffer : Out(2): the ``hw.isa.Buffer`` of the LOAD or STORE running.
-    range_error : In(1): a DMA transfer of the running instruction addressed past its buffer.
+    fetching : Out(1): the DMA reader's current command is an instruction fetch.
+    load_buffer, store_buffer : Out(2): the ``hw.isa.Buffer`` of the running LOAD / STORE.
+    load_out_of_range, store_out_of_range : In(1): a beat of the running LOAD / STORE addressed
+        past its buffer (the run ends with ADDRESS_RANGE).
     cmd : Out(stream.Signature(command_layout(addr_bits))), core_busy : In(1): the core.
-    trace : Out(stream.Signature(trace_layout)): one entry per retired instruction.
-    stall : Out(1): waiting for the core before a LOAD, STORE, SYNC or END.
+    trace : Out(stream.Signature(trace_layout)): one entry per completed instruction (its index:
+        the place in this run's program, 0 at PROGRAM_BASE).
+    stall : Out(1): the core is idle while the next COMPUTE waits for a token (for data).
     """
 
     def __init__(self, addr_width=40, axi_bits=128, addr_bits=16, word_shifts=(0, 0, 0, 0), dma_addr_bits=20,
-                 dim_bits=16):
+                 dim_bits=16, queue_depth=QUEUE_DEPTH):
         check_int("Address width", addr_width, 12, 64)
         check_int("Buffer address width", addr_bits, 4, 24)
+        check_int("Queue depth", queue_depth, 2, 64)
         if len(word_shifts) != 4 or any(not 0 <= s <= 4 for s in word_shifts):
             raise ValueError(f"word_shifts must be 4 shifts of 0..4, not {word_shifts!r}")
         if INSTRUCTION_BITS % axi_bits:
             raise ValueError(f"AXI width {axi_bits} does not divide an instruction ({INSTRUCTION_BITS} bits)")
         self._aw, self._axi, self._ab, self._ws = addr_width, axi_bits, addr_bits, tuple(word_shifts)
-        self._dab, self._db = dma_addr_bits, dim_bits
+        self._dab, self._db, self._qd = dma_addr_bits, dim_bits, queue_depth
         members = {
             "start": In(1), "soft_reset": In(1), "busy": Out(1), "finish": Out(1), "error": Out(8),
             "program_length": In(32),
@@ -77,7 +98,8 @@ class Controller(wiring.Component):
             "store": Out(stream.Signature(store_layout(addr_width, dim_bits, dma_addr_bits))),
             "load_busy": In(1), "store_busy": In(1), "load_error": In(2), "store_error": In(2),
             "fetch_wr": Out(memory.WritePort.Signature(addr_width=dma_addr_bits, shape=axi_bits)),
-            "fetching": Out(1), "buffer": Out(2), "range_error": In(1),
+            "fetching": Out(1), "load_buffer": Out(2), "store_buffer": Out(2),
+            "load_out_of_range": In(1), "store_out_of_range": In(1),
             "cmd": Out(stream.Signature(command_layout(addr_bits))), "core_busy": In(1),
             "trace": Out(stream.Signature(trace_layout)), "stall": Out(1),
         }
@@ -87,118 +109,246 @@ class Controller(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         beats = INSTRUCTION_BITS // self._axi
+        bodies = body_layouts(self._ab)
         instr = Signal(INSTRUCTION_BITS)
         with m.If(self.fetch_wr.en):
             with m.Switch(self.fetch_wr.addr[:max(1, (beats - 1).bit_length())]):
                 for k in range(beats):
                     with m.Case(k):
                         m.d.sync += instr[k * self._axi:(k + 1) * self._axi].eq(self.fetch_wr.data)
-
         header = HEADER(instr[:HEADER.size])
-        bodies = body_layouts(self._ab)
-        body = instr[HEADER.size:]
-        xfer = bodies[Opcode.LOAD](body[:bodies[Opcode.LOAD].size])
-        compute = bodies[Opcode.COMPUTE](body[:bodies[Opcode.COMPUTE].size])
         bases = Array(getattr(self, f"{region}_base")[:self._aw] for region in REGIONS)
-        shift = Array(Const(s, 3) for s in self._ws)[xfer.buffer]
+        shifts = Array(Const(s, 3) for s in self._ws)
+        opcodes = {Queue.LOAD: Opcode.LOAD, Queue.COMPUTE: Opcode.COMPUTE, Queue.STORE: Opcode.STORE}
+
+        err = Signal(8)  # the first error's code; non-zero stops new work
+        halt = Signal()
+        m.d.comb += halt.eq(err != 0)
+        flush = Signal()  # empty the queues (end of a run)
+        errors = []  # (raised, code): the first raised in this order is kept
+
+        def error(code):
+            """Raise ``code`` in the current context (comb)."""
+            raised = Signal(name=f"error{len(errors)}")
+            m.d.comb += raised.eq(1)
+            errors.append((raised, code))
+
+        # Token counters: count + signals - waits, per direction.
+        counts = {t: Signal(TOKEN_BITS, name=f"tokens_{t.name.lower()}") for t in Token}
+        give = {t: Signal(name=f"give_{t.name.lower()}") for t in Token}
+        take = {t: Signal(name=f"take_{t.name.lower()}") for t in Token}
+        for t in Token:
+            m.d.sync += counts[t].eq(counts[t] + give[t] - take[t])
+        overflow = Cat(*(give[t] & ~take[t] & (counts[t] == (1 << TOKEN_BITS) - 1) for t in Token)).any()
 
         pc = Signal(32)
-        m.d.comb += self.buffer.eq(xfer.buffer)
-        ld = self.load.payload
-        m.d.comb += [
-            # a fetch: one instruction from the program region, beats to the instruction register
-            self.trace.payload.opcode.eq(header.opcode), self.trace.payload.index.eq(pc),
-        ]
+        # The queues: header + body of each instruction, in program order.
+        fifos = {}
+        for q in Queue:
+            width = HEADER.size + bodies[opcodes[q]].size
+            f = fifo.SyncFIFOBuffered(width=width, depth=self._qd)
+            m.submodules[f"queue_{q.name.lower()}"] = ResetInserter(flush)(f)
+            fifos[q] = f
+            lo = HEADER["index"].offset  # the queue carries the instruction's place in this run
+            m.d.comb += f.w_data.eq(Cat(instr[:lo], pc[:24], instr[lo + 24:width]))
 
-        def finish(code):  # the code goes to the registers with the pulse
-            m.d.comb += [self.finish.eq(1), self.error.eq(code)]
-            m.next = "IDLE"
+        def queue_unit(q):
+            """The head of queue ``q``, its token checks, and the signals of its FSM."""
+            f = fifos[q]
+            head = HEADER(f.r_data[:HEADER.size])
+            u = dict(head=head, body=bodies[opcodes[q]](f.r_data[HEADER.size:]))
+            tokens_ok = Cat(*(~head.wait[t.bit_length() - 1] | (counts[t] != 0)
+                              for t in Token if t.dst == q)).all()
+            for name in ("ready", "accept", "retire", "granted", "waiting", "issue"):
+                u[name] = Signal(name=f"{q.name.lower()}_{name}")
+            u["blocked"] = f.r_rdy & ~tokens_ok  # the head waits for a token
+            m.d.comb += u["ready"].eq(f.r_rdy & tokens_ok & ~halt)
+            signal = Signal(len(Token), name=f"{q.name.lower()}_signal")
+            u["index"] = Signal(24, name=f"{q.name.lower()}_index")
+            with m.If(u["accept"]):
+                m.d.comb += f.r_en.eq(1)
+                m.d.sync += [signal.eq(head.signal), u["index"].eq(head.index)]
+                m.d.comb += [take[t].eq(head.wait[t.bit_length() - 1]) for t in Token if t.dst == q]
+            with m.If(u["retire"] & u["granted"]):
+                m.d.comb += [give[t].eq(signal[t.bit_length() - 1]) for t in Token if t.src == q]
+            return u
 
-        def issue(port, buf, state):
-            """A LOAD or STORE to the DMA once the core is idle (``buf``: its buffer-side fields)."""
-            p = port.payload
-            m.d.comb += [self.stall.eq(self.core_busy),
-                         p.addr.eq(bases[xfer.region] + xfer.offset), p.row_beats.eq(xfer.row_beats),
-                         p.rows.eq(xfer.rows), p.stride.eq(xfer.stride),
-                         getattr(p, buf).eq(xfer.buf_addr << shift),
-                         getattr(p, f"{buf}_stride").eq(xfer.buf_stride << shift),
-                         port.valid.eq(~self.core_busy)]
-            with m.If(port.valid & port.ready):
-                m.next = state
+        units = {q: queue_unit(q) for q in Queue}
+        in_fetch = Signal()  # the dispatcher holds the DMA reader's command port
 
-        def finish_transfer(busy, resp, slverr, decerr):
-            """Wait for the DMA; its AXI error or a buffer address out of range ends the run."""
-            m.d.comb += self.busy.eq(1)
-            with m.If(~busy):
-                with m.If(resp != Resp.OKAY):
-                    finish(Mux(resp == Resp.DECERR, decerr, slverr))
-                with m.Elif(self.range_error):
-                    finish(ErrorCode.ADDRESS_RANGE)
-                with m.Else():
+        def retire_state(u):
+            with m.State("RETIRE"):
+                m.d.comb += u["retire"].eq(1)
+                with m.If(u["granted"]):
+                    m.next = "IDLE"
+
+        def transfer_unit(q, port, buf_name, busy, resp, out_of_range, slverr, decerr, buffer_out):
+            """LOAD or STORE: the transfer to the DMA, done when the DMA is idle again."""
+            u = units[q]
+            xfer, p = u["body"], port.payload
+            shift = shifts[xfer.buffer]
+            cur_buffer = Signal(2, name=f"{q.name.lower()}_buffer")
+            out = Signal(name=f"{q.name.lower()}_out_of_range")
+            m.d.comb += buffer_out.eq(cur_buffer)
+            with m.If(u["issue"]):
+                m.d.comb += [port.valid.eq(1),
+                             p.addr.eq(bases[xfer.region] + xfer.offset), p.row_beats.eq(xfer.row_beats),
+                             p.rows.eq(xfer.rows), p.stride.eq(xfer.stride),
+                             getattr(p, buf_name).eq(xfer.buf_addr << shift),
+                             getattr(p, f"{buf_name}_stride").eq(xfer.buf_stride << shift)]
+            with m.FSM(name=f"{q.name.lower()}_state"):
+                with m.State("IDLE"):
+                    m.d.comb += [u["waiting"].eq(~u["ready"]),
+                                 u["issue"].eq(u["ready"] & (~in_fetch if q == Queue.LOAD else 1))]
+                    with m.If(u["issue"] & port.ready):
+                        m.d.comb += u["accept"].eq(1)
+                        m.d.sync += [cur_buffer.eq(xfer.buffer), out.eq(0)]
+                        m.next = "RUN"
+                with m.State("RUN"):
+                    with m.If(out_of_range):
+                        m.d.sync += out.eq(1)
+                    with m.If(~busy):
+                        with m.If(resp != Resp.OKAY):
+                            error(Mux(resp == Resp.DECERR, decerr, slverr))
+                            m.next = "IDLE"
+                        with m.Elif(out):
+                            error(ErrorCode.ADDRESS_RANGE)
+                            m.next = "IDLE"
+                        with m.Elif(halt):
+                            m.next = "IDLE"
+                        with m.Else():
+                            m.next = "RETIRE"
+                retire_state(u)
+
+        transfer_unit(Queue.LOAD, self.load, "dst", self.load_busy, self.load_error, self.load_out_of_range,
+                      ErrorCode.LOAD_SLVERR, ErrorCode.LOAD_DECERR, self.load_buffer)
+        transfer_unit(Queue.STORE, self.store, "src", self.store_busy, self.store_error,
+                      self.store_out_of_range, ErrorCode.STORE_SLVERR, ErrorCode.STORE_DECERR,
+                      self.store_buffer)
+
+        # COMPUTE: the command to the core; with signals, done when the core is idle again.
+        cu = units[Queue.COMPUTE]
+        with m.FSM(name="compute_state"):
+            with m.State("IDLE"):
+                m.d.comb += [cu["waiting"].eq(~cu["ready"]), self.cmd.valid.eq(cu["ready"]),
+                             self.cmd.payload.eq(cu["body"].command)]
+                with m.If(cu["ready"] & self.cmd.ready):
+                    m.d.comb += cu["accept"].eq(1)
+                    with m.If(cu["head"].signal.any()):
+                        m.next = "RUN"
+                    with m.Else():
+                        m.next = "RETIRE"
+            with m.State("RUN"):
+                with m.If(~self.core_busy):
                     m.next = "RETIRE"
+            retire_state(cu)
 
+        # The dispatcher.
+        fetching = Signal()
+        m.d.comb += self.fetching.eq(fetching)
+        is_op = {op: header.opcode == op for op in Opcode}
+        target = Signal(range(len(Queue)))  # the decoded instruction's queue
+        m.d.comb += target.eq(Mux(is_op[Opcode.LOAD], Queue.LOAD,
+                                  Mux(is_op[Opcode.STORE], Queue.STORE, Queue.COMPUTE)))
+        target_full = Array(~fifos[q].w_rdy for q in Queue)[target]
+        quiet = Signal()  # nothing runs: the DMA and the core idle, every queue in IDLE with nothing to start
+        m.d.comb += quiet.eq(~self.core_busy & ~self.load_busy & ~self.store_busy
+                             & Cat(*(u["waiting"] for u in units.values())).all())
+        drained = Cat(*(~f.r_rdy for f in fifos.values())).all() & quiet
+        disp_trace, disp_stuck = Signal(), Signal()
+        ld = self.load.payload
         with m.FSM(name="state"):
             with m.State("IDLE"):
                 with m.If(self.start):
-                    m.d.sync += pc.eq(0)
+                    m.d.sync += [pc.eq(0), err.eq(0)] + [counts[t].eq(0) for t in Token]
                     m.next = "FETCH"
             with m.State("FETCH"):
                 m.d.comb += self.busy.eq(1)
-                with m.If(self.soft_reset):
-                    m.next = "DRAIN"
+                with m.If(self.soft_reset | halt):
+                    m.next = "HALT"
                 with m.Elif(pc == self.program_length):
-                    finish(ErrorCode.NO_END)
+                    error(ErrorCode.NO_END)
                 with m.Else():
                     m.d.comb += [
-                        self.fetching.eq(1), self.load.valid.eq(1),
+                        in_fetch.eq(1), self.load.valid.eq(1),
                         ld.addr.eq(bases[REGIONS.index("program")] + (pc << INSTRUCTION_SHIFT)),
                         ld.row_beats.eq(beats), ld.rows.eq(1), ld.stride.eq(0), ld.dst.eq(0),
                         ld.dst_stride.eq(0),
                     ]
                     with m.If(self.load.ready):
+                        m.d.sync += fetching.eq(1)
                         m.next = "FETCH_WAIT"
             with m.State("FETCH_WAIT"):
-                m.d.comb += [self.busy.eq(1), self.fetching.eq(1)]
+                m.d.comb += self.busy.eq(1)
                 with m.If(~self.load_busy):
                     with m.If(self.load_error != Resp.OKAY):
-                        finish(ErrorCode.FETCH_ERROR)
-                    with m.Elif(self.soft_reset):
-                        m.next = "DRAIN"
+                        error(ErrorCode.FETCH_ERROR)
+                        m.next = "HALT"
+                    with m.Elif(self.soft_reset | halt):
+                        m.next = "HALT"
                     with m.Else():
                         m.next = "DECODE"
             with m.State("DECODE"):
                 m.d.comb += self.busy.eq(1)
-                with m.If(self.soft_reset):
-                    m.next = "DRAIN"
-                with m.Elif(header.opcode == Opcode.COMPUTE):
-                    m.d.comb += [self.cmd.valid.eq(1), self.cmd.payload.eq(compute.command)]
-                    with m.If(self.cmd.ready):
-                        m.next = "RETIRE"
-                with m.Elif(header.opcode == Opcode.LOAD):
-                    issue(self.load, "dst", "LOAD_WAIT")
-                with m.Elif(header.opcode == Opcode.STORE):
-                    issue(self.store, "src", "STORE_WAIT")
-                with m.Elif((header.opcode == Opcode.SYNC) | (header.opcode == Opcode.END)):
-                    m.d.comb += self.stall.eq(self.core_busy)
-                    with m.If(~self.core_busy):
-                        with m.If(header.opcode == Opcode.END):
-                            m.d.comb += self.trace.valid.eq(1)
-                            finish(ErrorCode.NONE)
-                        with m.Else():
-                            m.next = "RETIRE"
+                with m.If(self.soft_reset | halt):
+                    m.next = "HALT"
+                with m.Elif(is_op[Opcode.LOAD] | is_op[Opcode.STORE] | is_op[Opcode.COMPUTE]):
+                    m.d.comb += disp_stuck.eq(target_full)
+                    with m.If(~target_full):
+                        m.d.comb += Array(f.w_en for f in fifos.values())[target].eq(1)
+                        m.d.sync += pc.eq(pc + 1)
+                        m.next = "FETCH"
+                with m.Elif(is_op[Opcode.SYNC] | is_op[Opcode.END]):
+                    m.next = "BARRIER"
                 with m.Else():
-                    finish(ErrorCode.ILLEGAL_OPCODE)
-            with m.State("LOAD_WAIT"):
-                finish_transfer(self.load_busy, self.load_error, ErrorCode.LOAD_SLVERR, ErrorCode.LOAD_DECERR)
-            with m.State("STORE_WAIT"):
-                finish_transfer(self.store_busy, self.store_error, ErrorCode.STORE_SLVERR,
-                                ErrorCode.STORE_DECERR)
-            with m.State("RETIRE"):
-                m.d.comb += [self.busy.eq(1), self.trace.valid.eq(1)]
-                m.d.sync += pc.eq(pc + 1)
-                m.next = "FETCH"
-            with m.State("DRAIN"):  # soft reset: let the DMA and the core finish, report nothing
+                    error(ErrorCode.ILLEGAL_OPCODE)
+                    m.next = "HALT"
+            with m.State("BARRIER"):  # SYNC, END: every queue empty and idle
+                m.d.comb += [self.busy.eq(1), disp_stuck.eq(~drained)]
+                with m.If(self.soft_reset | halt):
+                    m.next = "HALT"
+                with m.Elif(drained):
+                    m.d.comb += disp_trace.eq(1)
+                    with m.If(is_op[Opcode.END]):
+                        m.d.comb += [self.finish.eq(1), self.error.eq(ErrorCode.NONE), flush.eq(1)]
+                        m.next = "IDLE"
+                    with m.Else():
+                        m.d.sync += pc.eq(pc + 1)
+                        m.next = "FETCH"
+            with m.State("HALT"):  # an error or a soft reset: let the DMA and the core finish
                 m.d.comb += self.busy.eq(1)
-                with m.If(~self.load_busy & ~self.store_busy & ~self.core_busy):
+                with m.If(quiet):
+                    m.d.comb += [flush.eq(1), self.finish.eq(err != 0), self.error.eq(err)]
                     m.next = "IDLE"
+        with m.If(self.load.valid & self.load.ready & ~in_fetch):
+            m.d.sync += fetching.eq(0)
+
+        # Stall and deadlock: a queue's head waits for a token; nothing else can move.
+        blocked = Cat(*(u["blocked"] for u in units.values())).any()
+        m.d.comb += self.stall.eq(units[Queue.COMPUTE]["blocked"] & ~self.core_busy)
+        deadlock = Signal()
+        m.d.comb += deadlock.eq(disp_stuck & quiet & blocked & ~halt)
+        with m.If(deadlock):
+            error(ErrorCode.DEADLOCK)
+        with m.If(overflow):
+            error(ErrorCode.TOKEN_OVERFLOW)
+        with m.If(err == 0):
+            for raised, code in reversed(errors):  # the first in the list wins
+                with m.If(raised):
+                    m.d.sync += err.eq(code)
+
+        # The trace: one entry per cycle; the dispatcher first, then COMPUTE, LOAD, STORE.
+        taken = Const(0, 1)
+        for q in (Queue.COMPUTE, Queue.LOAD, Queue.STORE):
+            u = units[q]
+            m.d.comb += u["granted"].eq(~disp_trace & ~taken)
+            taken = taken | u["retire"]
+        with m.If(disp_trace):
+            m.d.comb += [self.trace.valid.eq(1), self.trace.payload.index.eq(pc),
+                         self.trace.payload.opcode.eq(header.opcode)]
+        for q in (Queue.COMPUTE, Queue.LOAD, Queue.STORE):
+            u = units[q]
+            with m.If(u["retire"] & u["granted"]):
+                m.d.comb += [self.trace.valid.eq(1), self.trace.payload.index.eq(u["index"]),
+                             self.trace.payload.opcode.eq(opcodes[q])]
         return m

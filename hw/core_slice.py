@@ -27,7 +27,9 @@ class CoreSlice(wiring.Component):
     cmd : In(stream.Signature(command_layout(addr_bits))), busy : Out(1): the core's.
     host_sel : In(2), host_addr : In(addr_bits), host_wdata : In(width), host_we : In(1):
         write one word of memory ``MEMORIES[host_sel]`` per cycle (``width``: the widest word);
-    host_rdata : Out(width): the word at ``host_addr`` one cycle after it is presented.
+    host_rsel : In(2), host_raddr : In(addr_bits), host_rdata : Out(width): the word at
+        ``host_raddr`` of memory ``MEMORIES[host_rsel]``, one cycle after it is presented (a
+        read port of its own: the DMA loads and stores at once).
     """
 
     def __init__(self, config, addr_bits=12, mem_bits=None, depths=None):
@@ -50,7 +52,7 @@ class CoreSlice(wiring.Component):
             "cmd": In(stream.Signature(command_layout(addr_bits))),
             "busy": Out(1),
             "host_sel": In(2), "host_addr": In(addr_bits), "host_wdata": In(width), "host_we": In(1),
-            "host_rdata": Out(width),
+            "host_rsel": In(2), "host_raddr": In(addr_bits), "host_rdata": Out(width),
         })
 
     core = property(lambda self: self._core)
@@ -71,7 +73,7 @@ class CoreSlice(wiring.Component):
             m.d.comb += [host_w.addr.eq(self.host_addr[:bits]), host_w.data.eq(self.host_wdata),
                          host_w.en.eq(self.host_we & (self.host_sel == k))]
             host_r = mem.read_port()
-            m.d.comb += host_r.addr.eq(self.host_addr[:bits])
+            m.d.comb += host_r.addr.eq(self.host_raddr[:bits])
             rdata[k] = host_r.data
             readers = [f"{name}_rd{j}" for j in range(2)] if name in ("b", "w", "q") else []
             if name == "b":  # and the depthwise window fill
@@ -84,7 +86,7 @@ class CoreSlice(wiring.Component):
                     port, mine = mem.write_port(), getattr(core, f"{name}_wr{j}")
                     m.d.comb += [port.addr.eq(mine.addr[:bits]), port.en.eq(mine.en), port.data.eq(mine.data)]
         sel = Signal(2)
-        m.d.sync += sel.eq(self.host_sel)
+        m.d.sync += sel.eq(self.host_rsel)
         m.d.comb += self.host_rdata.eq(Mux(sel == 0, rdata[0], Mux(sel == 1, rdata[1],
                                                                     Mux(sel == 2, rdata[2], rdata[3]))))
         return m

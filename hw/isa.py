@@ -6,12 +6,18 @@ beats of a 128-bit AXI port), little-endian, fetched from the program region. Ev
 starts with the same 64-bit header; its body depends on the opcode. Opcode 0 is illegal, so a
 program fetched from zeroed memory stops with ``ErrorCode.ILLEGAL_OPCODE`` instead of running.
 
-**Dependency tokens** (as in VTA): the controller dispatches to three queues — LOAD (DMA reads),
-COMPUTE (core commands), STORE (DMA writes) — that run concurrently. An instruction may wait for
-tokens (``wait``) before it starts and raise tokens (``signal``) when it is done; a token is a
-counter per direction below, so a LOAD can run ahead of the COMPUTE that consumes it as far as
-the buffers allow. ``SYNC`` waits for tokens without doing anything; ``END`` waits until every
-queue is empty, then raises STATUS.DONE and the interrupt.
+**Dependency tokens** (as in VTA): a dispatcher fetches the instructions in program order and
+hands each to one of three queues (``Queue``) — LOAD (DMA reads), COMPUTE (core commands),
+STORE (DMA writes) — which run concurrently, each in its own program order. An instruction may
+wait for tokens (``wait``) before it starts and raise tokens (``signal``) when it is done; a
+token is a counter per direction (``Token``), so the k-th wait on a direction pairs with the k-th
+signal on it, and a LOAD can run ahead of the COMPUTE that consumes it as far as the tokens
+allow. A LOAD or STORE is done when its last beat is written or answered; a COMPUTE is done when
+the core has taken it -- or, if it signals, when the core is idle after taking it. The compiler
+puts every signal before the wait it pairs with in program order, so the queues cannot deadlock;
+the controller still ends a run that waits with nothing able to move (``DEADLOCK``). ``SYNC`` is
+a barrier: it waits until every queue is empty and idle. ``END`` does the same, then raises
+STATUS.DONE and the interrupt.
 """
 
 import enum
@@ -21,8 +27,8 @@ from amaranth.lib import data
 
 from hw.command import command_layout
 
-__all__ = ["Opcode", "Token", "Buffer", "INSTRUCTION_BITS", "HEADER", "body_layouts", "encode",
-           "decode", "markdown"]
+__all__ = ["Opcode", "Queue", "Token", "TOKEN_BITS", "Buffer", "INSTRUCTION_BITS", "HEADER", "body_layouts",
+           "encode", "decode", "markdown"]
 
 INSTRUCTION_BITS = 1024
 DRAM_OFFSET_BITS = 40  # byte offset into a region (1 TiB)
@@ -33,16 +39,49 @@ class Opcode(enum.IntEnum):
     LOAD = 1  # DRAM region -> on-chip buffer, 2-D strided
     STORE = 2  # on-chip buffer -> DRAM region, 2-D strided
     COMPUTE = 3  # one core command (hw.command) on the cores of a mask
-    SYNC = 4  # wait for tokens
+    SYNC = 4  # barrier: wait until every queue is empty and idle
     END = 5  # wait for every queue, then done
 
 
+class Queue(enum.IntEnum):
+    """The controller's instruction queues (each runs its instructions in program order)."""
+    LOAD = 0
+    COMPUTE = 1
+    STORE = 2
+
+    @classmethod
+    def of(cls, opcode):
+        """The queue that runs ``opcode`` (None: SYNC and END stay with the dispatcher)."""
+        return {Opcode.LOAD: cls.LOAD, Opcode.COMPUTE: cls.COMPUTE, Opcode.STORE: cls.STORE}.get(opcode)
+
+
 class Token(enum.IntFlag):
-    """Bits of ``wait`` and ``signal``: the direction a token travels."""
+    """Bits of ``wait`` and ``signal``: the direction a token travels, from the queue that
+    raises it to the queue that takes it. Each is a counter in the controller
+    (``TOKEN_BITS`` wide): ``signal`` adds one when the instruction is done, ``wait`` takes one
+    before the instruction starts (and holds it until there is one)."""
     LOAD_TO_COMPUTE = 1  # data loaded for a command
     COMPUTE_TO_LOAD = 2  # a command finished with a buffer region a load may overwrite
     COMPUTE_TO_STORE = 4  # results ready to store
-    STORE_TO_COMPUTE = 8  # results stored; their buffer region is free
+    STORE_TO_COMPUTE = 8  # results stored; their buffer region may be overwritten
+    LOAD_TO_STORE = 16  # a region loaded that a store reads (not emitted by this compiler)
+    STORE_TO_LOAD = 32  # results stored; a load may overwrite their region
+
+    @classmethod
+    def between(cls, src, dst):
+        """The token from queue ``src`` to queue ``dst``."""
+        return cls[f"{Queue(src).name}_TO_{Queue(dst).name}"]
+
+    @property
+    def src(self):
+        return Queue[self.name.split("_TO_")[0]]
+
+    @property
+    def dst(self):
+        return Queue[self.name.split("_TO_")[1]]
+
+
+TOKEN_BITS = 8  # a token counter saturates at 2**TOKEN_BITS - 1 (TOKEN_OVERFLOW beyond)
 
 
 class Buffer(enum.IntEnum):
@@ -62,10 +101,10 @@ class Buffer(enum.IntEnum):
 
 HEADER = data.StructLayout({
     "opcode": unsigned(8),
-    "wait": unsigned(4),  # Token bits to take before starting
-    "signal": unsigned(4),  # Token bits to give when done
+    "wait": unsigned(len(Token)),  # Token bits to take before starting
+    "signal": unsigned(len(Token)),  # Token bits to give when done
     "index": unsigned(24),  # the instruction's position in the program (trace buffer, errors)
-    "reserved": unsigned(24),
+    "reserved": unsigned(32 - 2 * len(Token)),
 })
 
 _TRANSFER = {
@@ -157,11 +196,13 @@ def markdown(addr_bits=16):
     meaning = {Opcode.LOAD: "DRAM region → buffer, 2-D strided (DMA read)",
                Opcode.STORE: "buffer → DRAM region, 2-D strided (DMA write)",
                Opcode.COMPUTE: "one core command on the cores of `cores`",
-               Opcode.SYNC: "wait for the `wait` tokens",
+               Opcode.SYNC: "barrier: wait until every queue is empty and idle",
                Opcode.END: "wait for every queue to drain; STATUS.DONE, interrupt"}
     out += [f"| {op.value} | `{op.name}` | {meaning[op]} |" for op in Opcode]
     out += ["", "### Tokens (`wait`, `signal` bits)", "", "| bit | token |", "|---|---|"]
     out += [f"| {t.value.bit_length() - 1} | `{t.name}` |" for t in Token]
+    out += ["", f"Each token is a {TOKEN_BITS}-bit counter: a signal past {(1 << TOKEN_BITS) - 1} ends the "
+            f"run with TOKEN_OVERFLOW."]
     out += ["", "### Buffers (`buffer` of LOAD/STORE)", "", "| value | buffer |", "|---|---|"]
     out += [f"| {b.value} | `{b.name}` |" for b in Buffer]
     for op, layout in body_layouts(addr_bits).items():

@@ -17,13 +17,13 @@ from dataclasses import dataclass, field
 __all__ = ["Register", "REGISTERS", "BY_NAME", "ErrorCode", "VERSION", "REGIONS", "COUNTERS",
            "Control", "Status", "Irq", "ADDR_BITS", "markdown"]
 
-VERSION = 0x0001_0000  # major.minor (16 bits each) of the register map and instruction set
+VERSION = 0x0002_0000  # major.minor (16 bits each) of the register map and instruction set
 ADDR_BITS = 12  # the AXI4-Lite port decodes 4 KiB
 
 # DRAM regions the program refers to by number (instruction operands are offsets into them).
 REGIONS = ("program", "weights", "activations", "output")
-# Cycle counters next to the total: cycles each unit class was busy, and cycles the controller
-# waited on a dependency (stall).
+# Cycle counters next to the total: cycles each unit class was busy, and cycles the core sat idle
+# while the next COMPUTE waited for a dependency token (stall).
 COUNTERS = ("cycles", "load_busy", "store_busy", "compute_busy", "stall")
 
 
@@ -49,9 +49,12 @@ class ErrorCode:
     STORE_SLVERR, STORE_DECERR = 5, 6  # a DMA write answered SLVERR / DECERR
     FETCH_ERROR = 7  # an instruction fetch answered SLVERR or DECERR
     NO_END = 8  # PROGRAM_LENGTH instructions ran without an END
+    DEADLOCK = 9  # every queue waits for a token that nothing can raise
+    TOKEN_OVERFLOW = 10  # a token counter would pass its maximum (hw.isa.TOKEN_BITS)
     NAMES = {0: "none", 1: "illegal opcode", 2: "address out of range", 3: "DMA read SLVERR",
              4: "DMA read DECERR", 5: "DMA write SLVERR", 6: "DMA write DECERR",
-             7: "instruction fetch error", 8: "program ended without END"}
+             7: "instruction fetch error", 8: "program ended without END",
+             9: "deadlock: every queue waits for a token", 10: "token counter overflow"}
 
 
 @dataclass(frozen=True)
@@ -94,7 +97,7 @@ def _registers():
         base = 0x40 + 8 * k
         what = ("Cycles from START to the end of the run." if counter == "cycles" else
                 f"Cycles of the run with the {counter.replace('_busy', '')} unit busy." if "busy" in counter
-                else "Cycles of the run the controller waited on a dependency token.")
+                else "Cycles of the run the core was idle while the next COMPUTE waited for a token.")
         regs += [Register(f"{counter.upper()}_LO", base, "ro",
                           what + " Low half; reading it latches the high."),
                  Register(f"{counter.upper()}_HI", base + 4, "ro", "High half, as latched by the low read.")]

@@ -124,7 +124,7 @@ class Runtime:
             stamps.append((word >> 8, word & 0xFF, await self.reg("TRACE_CYCLE")))
         code = status >> Status.ERROR_SHIFT & ((1 << Status.ERROR_BITS) - 1)
         if code:
-            where = start + (stamps[-1][0] + 1 if stamps else 0)
+            where = start + max((s[0] + 1 for s in stamps), default=0)
             raise RunError(f"segment {k} stopped with error {code} ({ErrorCode.NAMES.get(code, '?')}) "
                            f"at instruction {where}")
         if not status & Status.DONE:

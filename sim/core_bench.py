@@ -38,10 +38,10 @@ async def run_plan(drv, shapes, addr_bits, plan):
     cycles += await drv.wait_idle()
     results = []
     for mem, base, count, decode in plan.outputs():
-        drv.set("host_sel", MEMORIES.index(mem))
+        drv.set("host_rsel", MEMORIES.index(mem))
         words = []
         for k in range(count):  # the word at the address presented before the edge
-            drv.set("host_addr", base + k)
+            drv.set("host_raddr", base + k)
             await drv.cycle()
             words.append(drv.get("host_rdata"))
         mask = (1 << shapes[mem].size) - 1

@@ -120,12 +120,14 @@ class CorePlan:
 
     def relocate(self, offsets):
         """The same command with every buffer region moved by ``offsets[mem]`` words (so the
-        operands of many commands can sit in one buffer image side by side)."""
+        operands of many commands can sit in one buffer image side by side); ``offsets["out"]``,
+        if given, moves the result instead of its memory's offset."""
         o = {m: offsets.get(m, 0) for m in ("b", "w", "q", "o")}
+        o["out"] = offsets.get("out", o[self.out_mem])
         writes = {m: (base + o[m], items) for m, (base, items) in self.writes.items()}
-        return replace(self, command=_move(self.command, o, self.out_mem),
-                       commands=[_move(c, o, self.out_mem) for c in self.commands],
-                       writes=writes, out_base=self.out_base + o[self.out_mem])
+        return replace(self, command=_move(self.command, o, "out"),
+                       commands=[_move(c, o, "out") for c in self.commands],
+                       writes=writes, out_base=self.out_base + o["out"])
 
     def all_commands(self):
         return self.commands or [self.command]

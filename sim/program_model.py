@@ -1,70 +1,201 @@
 """The performance model of a program on the accelerator top (``hw.accelerator``, this version:
-one core, instructions in order): the cycles of every instruction from its kind and size, the
-core commands' cycles from ``sim.dataflow.core_cycles`` (recorded by the compiler per layer).
+one core): the controller's dispatcher and its three queues (``hw.controller``), stepped cycle by
+cycle -- and skipping the cycles in which nothing but a running unit's count changes -- with the
+units as timed boxes:
 
-Per instruction, from the cycle the previous one retired:
-- fetch: ``FETCH_ISSUE`` + the DRAM's read latency + the instruction's beats;
-- LOAD / STORE: wait until the core is idle, then ``DMA_ISSUE`` + latency + beats (+ the write
-  response for a STORE);
-- COMPUTE: the core takes the command when it is idle (``HANDOVER``); it runs for its
-  ``core_cycles`` while the next instructions are fetched;
-- SYNC: wait until the core is idle; END: the same, and the run ends in that cycle.
+- the DMA reader: a command accepted in cycle ``a`` (an instruction fetch or a LOAD of ``n``
+  beats) is done, and the reader free, in cycle ``a + dram_latency + n``;
+- the DMA writer: a STORE of ``n`` beats accepted in cycle ``a`` is done in cycle
+  ``a + 2 * dram_latency + n`` (the data, then the write response);
+- the core: a command accepted in cycle ``a`` leaves it idle in cycle ``a + core_cycles``
+  (``sim.dataflow.core_cycles``, recorded by the compiler per layer).
+
+The controller itself is modelled state by state: FETCH (the fetch takes the reader before a
+LOAD), FETCH_WAIT, DECODE (the push into a full queue waits), BARRIER (SYNC, END: every queue
+empty and idle); per queue IDLE (the head starts once its tokens and its unit are there), RUN,
+RETIRE (one trace entry per cycle: COMPUTE, LOAD, STORE in that order; signals then count from
+the next cycle); the queues' FIFOs (``SyncFIFOBuffered``: an instruction pushed in cycle ``d``
+is at the head in ``d + 2``).
 
 Times count the busy cycles from START, as the registers' counters do: an instruction's time is
-its trace stamp (``TRACE_CYCLE``), a segment's the CYCLES counter.
+its trace stamp (``TRACE_CYCLE``), a segment's the CYCLES counter. A layer's cycles are the
+growth of the latest stamp over its instructions (``op_cycles``), the same for the RTL's trace.
 
 The DRAM latency is a parameter (``dram_latency``): the AXI RAM model of the testbench answers
-after ``SIM_DRAM_LATENCY`` cycles; a board's DDR takes more, and then this model says what
-the in-order controller loses to it.
+after ``SIM_DRAM_LATENCY`` cycles; a board's DDR takes more.
 """
 
-from hw.isa import INSTRUCTION_BITS, Opcode, decode
+from collections import deque
 
-__all__ = ["program_cycles", "SIM_DRAM_LATENCY"]
+from hw.controller import QUEUE_DEPTH
+from hw.isa import INSTRUCTION_BITS, Opcode, Queue, Token, decode
 
-FETCH_ISSUE = 2  # FETCH state -> burst on ar
-DMA_ISSUE = 1
-HANDOVER = 1
+__all__ = ["program_cycles", "op_cycles", "SIM_DRAM_LATENCY"]
+
 SIM_DRAM_LATENCY = 3
+_ORDER = (Queue.COMPUTE, Queue.LOAD, Queue.STORE)  # trace priority
 
 
-def program_cycles(prog, cfg, dram_latency=SIM_DRAM_LATENCY):
-    """{"ops": {layer name: cycles}, "segments": [cycles], "total": cycles} of ``prog`` (a
-    ``gen.compile.Program`` or ``runtime.Program``)."""
+class _Fifo:
+    """``amaranth.lib.fifo.SyncFIFOBuffered``: an inner FIFO of depth - 1 and the head register."""
+
+    def __init__(self, depth):
+        self.inner, self.head, self.depth = deque(), None, depth
+
+    def w_rdy(self):
+        return len(self.inner) < self.depth - 1
+
+    def step(self, write, read):
+        """One clock edge: ``write`` (an item or None) pushed, the head popped if ``read``."""
+        moved = False
+        if self.inner and (self.head is None or read):
+            self.head, moved = self.inner.popleft(), True
+        elif read:
+            self.head = None
+        if write is not None:
+            self.inner.append(write)
+        return moved or read or write is not None
+
+
+def _segment(instrs, compute, cfg, latency, depth):
+    """Trace stamps {index in the segment: cycle} and the CYCLES count of one segment."""
+    beats = INSTRUCTION_BITS // cfg.axi_bits
+    fifos = {q: _Fifo(depth) for q in Queue}
+    counts = {t: 0 for t in Token}
+    ex = {q: dict(state="IDLE", end=0, idx=None) for q in Queue}
+    reader_free = writer_free = core_free = 0
+    disp, pc, fetch_end = "FETCH", 0, 0
+    stamps = {}
+    t = 0
+    n = len(instrs)
+    while True:
+        changed = False
+        in_fetch = disp == "FETCH" and pc < n
+        write = None
+        pops = {q: False for q in Queue}
+        give = {t_: 0 for t_ in Token}
+        take = {t_: 0 for t_ in Token}
+        nxt = {}
+        # the queues
+        granted = False
+        for q in _ORDER:
+            e = ex[q]
+            if e["state"] == "RETIRE":
+                if not granted:
+                    granted = True
+                    stamps[e["idx"]] = t
+                    for tok in Token:
+                        if tok.src == q and instrs[e["idx"]][1] & tok:
+                            give[tok] = 1
+                    nxt[q] = "IDLE"
+            elif e["state"] == "RUN":
+                done = t >= (core_free if q == Queue.COMPUTE else e["end"])
+                if done:
+                    nxt[q] = "RETIRE"
+        waiting = {}
+        for q in Queue:
+            e = ex[q]
+            head = fifos[q].head
+            ready = False
+            if e["state"] == "IDLE" and head is not None:
+                op, sig, wait, size = instrs[head]
+                ready = all(counts[tok] for tok in Token if tok.dst == q and wait & tok)
+                unit = {Queue.LOAD: not in_fetch and t >= reader_free, Queue.STORE: t >= writer_free,
+                        Queue.COMPUTE: t >= core_free}[q]
+                if ready and unit:
+                    pops[q] = True
+                    for tok in Token:
+                        if tok.dst == q and wait & tok:
+                            take[tok] = 1
+                    e["idx"] = head
+                    if q == Queue.LOAD:
+                        reader_free = e["end"] = t + latency + size
+                        nxt[q] = "RUN"
+                    elif q == Queue.STORE:
+                        writer_free = e["end"] = t + 2 * latency + size
+                        nxt[q] = "RUN"
+                    else:
+                        core_free = t + compute[head]
+                        nxt[q] = "RUN" if sig else "RETIRE"
+            waiting[q] = e["state"] == "IDLE" and not ready
+        quiet = t >= core_free and t >= reader_free and t >= writer_free and all(waiting.values())
+        # the dispatcher
+        if disp == "FETCH":
+            if pc == n:
+                raise ValueError("the segment has no END")
+            if t >= reader_free:
+                reader_free = fetch_end = t + latency + beats
+                disp, changed = "FETCH_WAIT", True
+        elif disp == "FETCH_WAIT":
+            if t >= fetch_end:
+                disp, changed = "DECODE", True
+        elif disp == "DECODE":
+            q = Queue.of(instrs[pc][0])
+            if q is None:
+                disp, changed = "BARRIER", True
+            elif fifos[q].w_rdy():
+                write, pc, disp, changed = (q, pc), pc + 1, "FETCH", True
+        elif disp == "BARRIER":
+            if quiet and all(f.head is None and not f.inner for f in fifos.values()):
+                stamps[pc] = t
+                if instrs[pc][0] == Opcode.END:
+                    return stamps, t + 1
+                pc, disp, changed = pc + 1, "FETCH", True
+        # the clock edge
+        for q in Queue:
+            moved = fifos[q].step(write[1] if write and write[0] == q else None, pops[q])
+            changed = changed or moved
+        for tok in Token:
+            counts[tok] += give[tok] - take[tok]
+        for q, state in nxt.items():
+            ex[q]["state"] = state
+        changed = changed or bool(nxt)
+        if changed:
+            t += 1
+        else:  # nothing moves until a running unit finishes
+            later = [x for x in (reader_free, writer_free, core_free, fetch_end) if x > t]
+            later += [e["end"] for e in ex.values() if e["state"] == "RUN" and e["end"] > t]
+            if not later:
+                raise ValueError(f"the program deadlocks at instruction {pc} of the segment")
+            t = min(later)
+
+
+def program_cycles(prog, cfg, dram_latency=SIM_DRAM_LATENCY, queue_depth=QUEUE_DEPTH):
+    """{"ops": {layer name: cycles}, "segments": [cycles], "total": cycles, "stamps": [{index:
+    cycle}] per segment} of ``prog`` (a ``gen.compile.Program`` or ``runtime.Program``)."""
     lay = prog.layout
     size = lay["instruction_bytes"]
     raw = b"".join(prog.instructions) if isinstance(prog.instructions, list) else prog.instructions
-    fetch = FETCH_ISSUE + dram_latency + INSTRUCTION_BITS // cfg.axi_bits
     compute = {}
     for op in lay["ops"]:
         cmds = iter(op["core_cycles"])
         for i in range(op["first"], op["last"] + 1):
             if raw[i * size] == Opcode.COMPUTE:
                 compute[i] = next(cmds)
-    ends = {}
-    seg_cycles = []
+    seg_cycles, seg_stamps = [], []
     for start, length in lay["segments"]:
-        t, core_free = -1, 0  # trace stamps count the busy cycles before the retiring one
+        instrs = []
         for i in range(start, start + length):
-            op, _, body = decode(raw[i * size:(i + 1) * size])
-            t += fetch
-            if op in (Opcode.LOAD, Opcode.STORE):
-                beats = body["row_beats"] * body["rows"]
-                response = dram_latency if op == Opcode.STORE else 0
-                t = max(t, core_free) + DMA_ISSUE + dram_latency + beats + response
-            elif op == Opcode.COMPUTE:
-                accept = max(t, core_free)
-                t = accept + HANDOVER
-                core_free = accept + compute[i]
-            elif op == Opcode.END:  # retires in its decode cycle, once the core is idle
-                t = max(t, core_free)
-            else:  # SYNC
-                t = max(t, core_free) + 1
-            ends[i] = t
-        seg_cycles.append(t + 1)
-    out = {}
-    for op in lay["ops"]:
-        start = lay["segments"][op["segment"]][0]
-        before = ends[op["first"] - 1] if op["first"] > start else 0
-        out[op["name"]] = ends[op["last"]] - before
-    return dict(ops=out, segments=seg_cycles, total=sum(seg_cycles), instructions=ends)
+            op, h, body = decode(raw[i * size:(i + 1) * size])
+            n = body["row_beats"] * body["rows"] if op in (Opcode.LOAD, Opcode.STORE) else 0
+            instrs.append((op, h["signal"], h["wait"], n))
+        mine = {i - start: c for i, c in compute.items() if start <= i < start + length}
+        stamps, cycles = _segment(instrs, mine, cfg, dram_latency, queue_depth)
+        seg_cycles.append(cycles)
+        seg_stamps.append(stamps)
+    return dict(ops=op_cycles(lay, seg_stamps), segments=seg_cycles, total=sum(seg_cycles), stamps=seg_stamps)
+
+
+def op_cycles(layout, stamps):
+    """{layer name: cycles} from per-segment trace stamps ({index in the segment: cycle}): the
+    latest stamp over a layer's instructions, less the latest over the instructions before it in
+    its segment (so the layers of a segment add up to its last stamp)."""
+    out, latest = {}, {}
+    for op in layout["ops"]:
+        k = op["segment"]
+        start = layout["segments"][k][0]
+        seg = stamps[k]
+        end = max([seg.get(i - start, -1) for i in range(op["first"], op["last"] + 1)] + [latest.get(k, 0)])
+        out[op["name"]] = end - latest.get(k, 0)
+        latest[k] = end
+    return out

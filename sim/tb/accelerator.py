@@ -1,7 +1,9 @@
 """cocotb testbench of the accelerator top's faults and registers (tiny configuration): small
 hand-written programs (``hw.isa.encode``) run through ``runtime.sim_backend.SimBackend``; each
 fault must set STATUS.ERROR, raise the interrupt and leave the accelerator ready for the next
-run, never hang. Then a LOAD -> STORE round trip of every buffer through the width adapter.
+run, never hang; so do a wait that nothing signals (DEADLOCK) and a token counter past its maximum
+(TOKEN_OVERFLOW). Then a LOAD -> STORE round trip of every buffer through the width adapter (the
+STORE waits for the LOAD's token).
 
 Environment: TRIO_CONFIG (configuration JSON).
 """
@@ -16,7 +18,7 @@ from cocotb.triggers import RisingEdge
 from hw.accelerator import Accelerator, silenced
 from hw.config import AcceleratorConfig
 from hw.core_slice import MEMORIES
-from hw.isa import INSTRUCTION_BITS, Buffer, Opcode, encode
+from hw.isa import INSTRUCTION_BITS, TOKEN_BITS, Buffer, Opcode, Token, encode
 from hw.registers import BY_NAME, REGIONS, Control, ErrorCode, Irq, Status
 from runtime.sim_backend import SimBackend
 
@@ -93,6 +95,13 @@ async def faults_and_round_trip(dut):
         bad = h.op(Opcode.STORE, region=3, buffer=Buffer.of(mem), offset=0,
                    row_beats=acc.word_beats[mem], rows=1, buf_addr=depth)
         assert (await h.run([bad, end]))[0] == ErrorCode.ADDRESS_RANGE, mem
+    # A wait that nothing signals; a token counter past its maximum.
+    lonely = h.op(Opcode.STORE, region=3, buffer=Buffer.B, offset=0, row_beats=1, rows=1,
+                  wait=Token.COMPUTE_TO_STORE)
+    assert (await h.run([lonely, end]))[0] == ErrorCode.DEADLOCK
+    many = [h.op(Opcode.LOAD, region=1, buffer=Buffer.B, offset=0, row_beats=1, rows=1,
+                 signal=Token.LOAD_TO_COMPUTE)] * (1 << TOKEN_BITS)
+    assert (await h.run(many + [end]))[0] == ErrorCode.TOKEN_OVERFLOW
     # ... and a clean run afterwards.
     assert await h.run([h.op(Opcode.SYNC), end]) == (0, 2)
 
@@ -107,9 +116,9 @@ async def faults_and_round_trip(dut):
         await be.write_mem(DATA + src, data)
         dst = 0x40000 + 0x8000 * k
         prog = [h.op(Opcode.LOAD, region=1, buffer=Buffer.of(mem), offset=src, row_beats=words * wbeats,
-                     rows=1, buf_addr=5),
+                     rows=1, buf_addr=5, signal=Token.LOAD_TO_STORE),
                 h.op(Opcode.STORE, region=3, buffer=Buffer.of(mem), offset=dst, row_beats=6 * wbeats,
-                     rows=4,
+                     rows=4, wait=Token.LOAD_TO_STORE,
                      stride=7 * wbeats * beat, buf_addr=5, buf_stride=6),
                 end]
         assert await h.run(prog) == (0, 3), mem

@@ -20,6 +20,7 @@ from cocotb.triggers import RisingEdge, Timer
 from hw.registers import BY_NAME
 from runtime import Program, RunError, Runtime
 from runtime.sim_backend import SimBackend
+from sim.program_model import op_cycles
 from sim.replay import compare
 
 
@@ -58,14 +59,10 @@ async def net(dut):
         except RunError as e:
             emit(image=i, error=str(e))
             break
+        cycles = op_cycles(prog.layout, [{idx: cyc for idx, _, cyc in seg} for seg in res.stamps])
         for op in prog.ops:
-            seg = res.stamps[op["segment"]]
-            start = prog.layout["segments"][op["segment"]][0]
-            stamp = {idx: cyc for idx, _, cyc in seg}
-            first, last = op["first"] - start, op["last"] - start
-            cycles = stamp.get(last, -1) - (stamp.get(first - 1, 0) if first else 0)
             got = await rt.read_tensor(op["dst"])
-            emit(image=i, op=op["name"], kind=op["kind"], cycles=int(cycles),
+            emit(image=i, op=op["name"], kind=op["kind"], cycles=int(cycles[op["name"]]),
                  **compare(golden[op["dst"]], got))
         logits_ok = bool(np.array_equal(np.asarray(res.logits), np.asarray(logits)))
         emit(image=i, logits=[float(v) for v in res.logits], logits_exact=logits_ok,
