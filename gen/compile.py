@@ -140,8 +140,9 @@ class _Emitter:
 def _passes(p, depth, name):
     """[(commands, {memory: (base, words to load there)})]: the plan as it is, or -- a reduction
     whose weight chunks or parameters do not fit buffer C -- in weight passes: output tiles in
-    groups whose chunks and parameters fit (whole groups of a grouped conv), each loaded at 0 and
-    then run as the same command over its tiles, writing its words of every output pixel."""
+    groups whose chunks and parameters fit half of W and Q (whole groups of a grouped conv), each
+    loaded into the half the pass before did not use and then run as the same command over its
+    tiles, writing its words of every output pixel."""
     loads = {m: p.writes[m] for m in ("w", "q") if m in p.writes}
     if p.kind == "attn":  # its W chunks are written by its own ATTN_VK commands
         loads.pop("w", None)
@@ -151,18 +152,22 @@ def _passes(p, depth, name):
     assert all(base == 0 for base, _ in loads.values()), "weight passes start from a plan at 0"
     loads = {m: items for m, (_, items) in loads.items()}
     unit = c.group_tiles if c.group_cw else 1  # a grouped conv's pass takes whole groups
-    per = min(depth["w"] // c.chunks, depth["q"]) // unit * unit
+    halves = 2  # passes alternate between the halves of W and Q: the next loads while one runs
+    per = min(depth["w"] // 2 // c.chunks, depth["q"] // 2) // unit * unit
+    if per < 1:
+        halves, per = 1, min(depth["w"] // c.chunks, depth["q"]) // unit * unit
     if per < 1:
         raise CompileError(f"op {name}: one output tile's {c.chunks} weight chunks do not fit buffer W "
                            f"({depth['w']} words)")
     out = []
-    for t0 in range(0, c.tiles, per):
+    for k, t0 in enumerate(range(0, c.tiles, per)):
         n = min(per, c.tiles - t0)
         groups = t0 // unit if c.group_cw else 0
-        cmd = replace(c, tiles=n, w_base=0, q_base=0, out_base=c.out_base + t0,
+        wb, qb = (k % halves) * (depth["w"] // 2), (k % halves) * (depth["q"] // 2)
+        cmd = replace(c, tiles=n, w_base=wb, q_base=qb, out_base=c.out_base + t0,
                       in_base=c.in_base + groups * c.group_cw)
-        out.append(([cmd], {"w": (0, loads["w"][t0 * c.chunks:(t0 + n) * c.chunks]),
-                            "q": (0, loads["q"][t0:t0 + n])}))
+        out.append(([cmd], {"w": (wb, loads["w"][t0 * c.chunks:(t0 + n) * c.chunks]),
+                            "q": (qb, loads["q"][t0:t0 + n])}))
     return out
 
 
@@ -275,8 +280,10 @@ def compile_network(frozen, image_shape, config, seed=0, progress=None):
         for command, loads in passes:
             for mem, (base, items) in loads.items():
                 em.transfer(Opcode.LOAD, mem, "weights", em.weights_words(mem, items), base, len(items))
+            mine = [a for a in accesses if a.mem not in loads]  # this pass's weights and parameters
+            mine += [Access(mem, base, base + len(items), False) for mem, (base, items) in loads.items()]
             for c in command:
-                em.emit(Opcode.COMPUTE, accesses, cores=1, command=c.value(acc.addr_bits))
+                em.emit(Opcode.COMPUTE, mine, cores=1, command=c.value(acc.addr_bits))
                 core_model.append(core_cycles(cfg, c, acc.core))
         (mem, obase, owords, _), = p.outputs()
         dst = r["dst"]

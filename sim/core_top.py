@@ -42,7 +42,8 @@ def core_top_verilog(core, mem_bits, hex_files, shapes):
              f"  input cmd__valid, output cmd__ready, input [{cmd_w - 1}:0] cmd__payload,",
              "  output busy,",
              f"  input [1:0] host_sel, input [{ab - 1}:0] host_addr, input [{host_w - 1}:0] host_wdata,",
-             f"  input host_we, output reg [{host_w - 1}:0] host_rdata);"]
+             f"  input host_we, input [1:0] host_rsel, input [{ab - 1}:0] host_raddr,",
+             f"  output reg [{host_w - 1}:0] host_rdata);"]
     for name, _direction, width in ports:
         if name.startswith(("b_", "w_", "q_", "o_", "d_")):
             lines.append(f"  wire [{width - 1}:0] {name};")
@@ -59,7 +60,7 @@ def core_top_verilog(core, mem_bits, hex_files, shapes):
                       f"  initial for ({mem}__i = 0; {mem}__i < {1 << bits}; {mem}__i = {mem}__i + 1) "
                       f"{mem}[{mem}__i] = 0;"]
         lines.append(f"  reg [{width - 1}:0] {mem}__host;")
-        body = [f"    {mem}__host <= {mem}[host_addr[{bits - 1}:0]];",
+        body = [f"    {mem}__host <= {mem}[host_raddr[{bits - 1}:0]];",
                 f"    if (host_we && host_sel == 2'd{k}) {mem}[host_addr[{bits - 1}:0]] <= "
                 f"host_wdata[{width - 1}:0];"]
         readers = [f"{name}_rd{j}" for j in range(2)] if name in ("b", "w", "q") else []
@@ -75,7 +76,7 @@ def core_top_verilog(core, mem_bits, hex_files, shapes):
                 body.append(f"    if ({p}__en) {mem}[{p}__addr[{bits - 1}:0]] <= {p}__data;")
         lines += ["  always @(posedge clk) begin"] + body + ["  end"]
     lines.append("  reg [1:0] host_sel_q;")
-    lines.append("  always @(posedge clk) host_sel_q <= host_sel;")
+    lines.append("  always @(posedge clk) host_sel_q <= host_rsel;")
     sel = " : ".join(f"host_sel_q == 2'd{k} ? {{{{{host_w - widths[n]}{{1'b0}}}}, mem_{n}__host}}"
                      if host_w > widths[n] else f"host_sel_q == 2'd{k} ? mem_{n}__host"
                      for k, n in enumerate(MEMORIES[:-1]))

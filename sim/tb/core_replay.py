@@ -59,7 +59,8 @@ async def replay(dut):
 
     Clock(dut.clk, PERIOD_NS, unit="ns").start()
     dut.rst.value = 1
-    for name in ("cmd__valid", "cmd__payload", "host_sel", "host_addr", "host_wdata", "host_we"):
+    for name in ("cmd__valid", "cmd__payload", "host_sel", "host_addr", "host_wdata", "host_we", "host_rsel",
+                 "host_raddr"):
         getattr(dut, name).value = 0
     for _ in range(2):
         await FallingEdge(dut.clk)
