@@ -8,7 +8,7 @@ OUT    ?= build/gen
 VECTORS ?= 10000
 SEED   ?= 2026
 
-.PHONY: verilog test sim sim-full utilization resources proxy proxy-stress bench replay net net-b1 lint clean
+.PHONY: verilog test sim sim-full utilization resources proxy proxy-stress proxy-vit bench replay net net-b1 lint clean
 
 # Base environment: what the generator needs (amaranth with its Yosys, numpy).
 $(VENV)/.base: pyproject.toml
@@ -70,6 +70,12 @@ proxy-stress: $(VENV)/.test
 	$(PY) -m quant.proxy spread --checkpoint build/proxy/proxy.pt
 	$(PY) -m quant.proxy spread --checkpoint build/proxy/stress.pt
 	$(PY) -m quant.proxy table --checkpoint build/proxy/stress.pt --out build/proxy/table-stress.md
+
+# The ViT proxy of TSPTQ-ViT: train DeiT blocks on the digits (~5 min), then the table of the
+# baseline and the two-scaled codes on it and on its LayerNorm-outlier stress variant (~1 min).
+proxy-vit: $(VENV)/.test
+	$(PY) -m quant.proxy vit-train --out build/proxy/vit.pt
+	$(PY) -m quant.proxy vit-table --checkpoint build/proxy/vit.pt --out build/proxy/vit-table.md
 
 # Performance model: B1/B2 at R224/256/288 on the paper's configuration, our dataflow and the
 # paper's at 12.8 and 17.06 GB/s, next to Table VII and the physical limit (build/perf/bench.md),

@@ -41,9 +41,10 @@ def _model(a):
     from .model import build_model, check_resolution, get_spec, load_checkpoint
 
     spec = get_spec(a.model)
-    if spec.family != "EfficientViT":
-        raise ModelError(f"{spec.title}: only python -m quant info runs it yet (TSPTQ-ViT quantization "
-                         f"of DeiT is not implemented)")
+    method = getattr(a, "method", None)
+    if method is not None and (spec.family == "DeiT") != (method == "tsptq"):
+        raise ModelError(f"--method {method} does not apply to {spec.title}: use "
+                         f"{'--method tsptq' if spec.family == 'DeiT' else '--method trio or vanilla'}")
     check_resolution(spec, a.resolution)
     model = build_model(a.model)
     if getattr(a, "checkpoint", None):
@@ -119,7 +120,27 @@ def _options(a):
         kw["divisor"] = a.divisor
     if a.no_reconstruct:
         kw["reconstruct"] = False
-    return QuantOptions.preset(a.method, **kw)
+    return QuantOptions.preset(a.method or "trio", **kw)
+
+
+def _vit_calibrate(a, spec, model):
+    """TSPTQ-ViT on a DeiT: the calibrated codes and the W8 weights in the output file."""
+    import torch
+
+    from .tsptq import describe, quantize_vit
+
+    a.two_scale = a.two_scale or "both"
+    method = {"both": "tsptq", "v2sf": "v2sf", "o2sf": "o2sf", "none": "baseline"}[a.two_scale]
+    images, _ = _images(a, spec, a.calib, split="train")
+    _log(f"calibrating {spec.title} on {len(images)} images: TSPTQ-ViT, two-scaled codes {a.two_scale}")
+    t0 = time.time()
+    q = quantize_vit(model, images, method, a.seed)
+    _log(describe(q))
+    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+    torch.save(dict(program=None, vit=dict(params=q.params, state_dict=q.model.state_dict(), method=method),
+                    model=a.model, resolution=a.resolution, checkpoint=str(a.checkpoint),
+                    options=dict(method="tsptq", two_scale=a.two_scale, calib=len(images))), a.out)
+    print(f"wrote {a.out} ({time.time() - t0:.0f} s)")
 
 
 def cmd_calibrate(a):
@@ -129,6 +150,10 @@ def cmd_calibrate(a):
 
     device = _device(a)
     spec, model = _model(a)
+    if spec.family == "DeiT":
+        return _vit_calibrate(a, spec, model)
+    if a.two_scale:
+        raise ModelError(f"--two-scale is a TSPTQ-ViT option (DeiT), not one of {spec.title}")
     opts = _options(a)
     images, _ = _images(a, spec, a.calib, split="train")
     _log(f"calibrating on {len(images)} images on {device}: {opts}")
@@ -140,12 +165,17 @@ def cmd_calibrate(a):
     print(f"wrote {a.out} ({time.time() - t0:.0f} s)")
 
 
-def _load_quantized(path):
+def _load_quantized(path, want_vit=False):
     import torch
 
     try:
         obj = torch.load(path, map_location="cpu", weights_only=False)  # our own file: a pickled Program
+        if obj.get("program") is None and not want_vit:
+            raise ModelError(f"{path} holds a TSPTQ-ViT DeiT ({obj.get('model')}): its integer model and "
+                             f"golden export are not built yet")
         return obj["program"], obj
+    except ModelError:
+        raise
     except FileNotFoundError:
         raise ModelError(f"quantized model {path} not found (make one with `python -m quant calibrate`)") \
             from None
@@ -163,6 +193,8 @@ def cmd_eval(a):
     device = _device(a)
     spec, model = _model(a)
     model = model.to(device)
+    if spec.family == "DeiT":
+        return _vit_eval(a, spec, model, device)
     prog = _load_quantized(a.quantized)[0] if a.quantized else None
     images, labels = _images(a, spec, a.limit)
     report = {"images": len(images)}
@@ -185,6 +217,30 @@ def cmd_eval(a):
             print(f"integer    top-1 {top:6.2f}% on {n} images; "
                   f"top-1 agreement with fake-quant {agree:.2f}%, "
                   f"max |logit difference| {diff:.4g}")
+    if a.json:
+        Path(a.json).write_text(json.dumps(report, indent=1))
+
+
+def _vit_eval(a, spec, model, device):
+    from .ptq import evaluate
+    from .tsptq import QuantizedViT
+
+    if a.integer:
+        raise ModelError(f"--integer: the integer model of {spec.title} is not built yet")
+    images, labels = _images(a, spec, a.limit)
+    fp, _ = evaluate(model, images, labels, progress=_progress("float"))
+    report = {"images": len(images), "float_top1": fp}
+    print(f"float      top-1 {fp:6.2f}%  ({len(images)} images)")
+    if a.quantized:
+        _, meta = _load_quantized(a.quantized, want_vit=True)
+        if meta.get("model") != a.model or "vit" not in meta:
+            raise ModelError(f"{a.quantized} was calibrated for {meta.get('model')}, not {a.model}")
+        qm = type(model)(model.spec)
+        qm.load_state_dict(meta["vit"]["state_dict"])
+        acc, _ = evaluate(QuantizedViT(qm, meta["vit"]["params"]).to(device).eval(), images, labels,
+                          progress=_progress("fake-quant"))
+        report["fakequant_top1"] = acc
+        print(f"fake-quant top-1 {acc:6.2f}%  (TSPTQ-ViT, {meta['options']['two_scale']})")
     if a.json:
         Path(a.json).write_text(json.dumps(report, indent=1))
 
@@ -212,10 +268,10 @@ def main(argv=None):
 
     def common(sp, data=True, ckpt=True):
         sp.add_argument("--model", default="b1",
-                        help="b1, b2 or proxy (default b1); info also deit-tiny, deit-small, deit-base")
+                        help="b1, b2, proxy (default b1), deit-tiny, deit-small or deit-base")
         sp.add_argument("--resolution", type=int, default=224)
         if ckpt:
-            sp.add_argument("--checkpoint", help="official or timm EfficientViT checkpoint (.pt)")
+            sp.add_argument("--checkpoint", help="official or timm EfficientViT, or timm/DeiT checkpoint")
             sp.add_argument("--random-weights", action="store_true", help="no checkpoint: plumbing runs only")
         if data:
             sp.add_argument("--data", help="ImageNet-style folder root/<class>/<image>, or 'digits'")
@@ -232,7 +288,10 @@ def main(argv=None):
 
     c = sub.add_parser("calibrate", help="post-training quantization")
     common(c)
-    c.add_argument("--method", choices=("trio", "vanilla"), default="trio")
+    c.add_argument("--method", choices=("trio", "vanilla", "tsptq"),
+                   help="trio or vanilla (EfficientViT, default trio); tsptq (DeiT, the default there)")
+    c.add_argument("--two-scale", choices=("both", "v2sf", "o2sf", "none"),
+                   help="TSPTQ-ViT: which two-scaled codes (default both; none: per-tensor uniform)")
     c.add_argument("--observer", choices=("minmax", "percentile", "omse", "ema"))
     c.add_argument("--no-migration", action="store_true")
     c.add_argument("--no-shift", action="store_true")

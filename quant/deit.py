@@ -9,14 +9,43 @@ EfficientViT attention is.
 
 from __future__ import annotations
 
+import contextvars
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-__all__ = ["DeiTSpec", "DeiT", "DEIT_SPECS"]
+__all__ = ["DeiTSpec", "DeiT", "DEIT_SPECS", "VIT_PROXY", "QUANT_SITES", "quant_hook", "add_ln_outliers"]
 
 LN_EPS = 1e-6
+
+# Where TSPTQ-ViT (quant.tsptq) quantizes activations: every MatMul input. Kind of each site:
+# "ln" a LayerNorm output (O-2SF), "softmax" and "gelu" the non-normal ones (V-2SF), "plain" the rest.
+QUANT_SITES = {"input": "plain", "norm1": "ln", "q": "plain", "k": "plain", "v": "plain",
+               "softmax": "softmax", "proj": "plain", "norm2": "ln", "gelu": "gelu", "norm": "ln"}
+_HOOK = contextvars.ContextVar("deit_quant_hook", default=None)
+
+
+def quant_hook(hook):
+    """Context: every site of ``QUANT_SITES`` goes through ``hook(name, kind, x)`` (``name``:
+    ``blocks.<i>.<site>``, or ``input`` / ``norm``)."""
+
+    class _Ctx:
+        def __enter__(self):
+            self.token = _HOOK.set(hook)
+
+        def __exit__(self, *exc):
+            _HOOK.reset(self.token)
+
+    return _Ctx()
+
+
+def _q(module, site, x):
+    hook = _HOOK.get()
+    if hook is None:
+        return x
+    prefix = getattr(module, "_site_prefix", "")
+    return hook(prefix + site, QUANT_SITES[site], x)
 
 
 @dataclass(frozen=True)
@@ -47,6 +76,12 @@ DEIT_SPECS = {
 }
 
 
+# The digits ViT proxy of TSPTQ-ViT (quant.proxy vit-train): DeiT's blocks, narrow and shallow, on
+# the 64x64 digits in patches of 8.
+VIT_PROXY = DeiTSpec("vit-proxy", 96, 4, 3, patch=8, n_classes=10, crop=1.0, resolutions=(64,),
+                     mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
+
+
 class PatchEmbed(nn.Module):
     def __init__(self, spec):
         super().__init__()
@@ -71,12 +106,12 @@ class Attention(nn.Module):
 
         b, n, c = x.shape
         qkv = self.qkv(x).reshape(b, n, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv[0], qkv[1], qkv[2]  # (B, heads, N, d)
-        attn = (q @ k.transpose(-2, -1) * self.scale).softmax(dim=-1)
+        q, k, v = (_q(self, site, t) for site, t in zip("qkv", (qkv[0], qkv[1], qkv[2]), strict=True))
+        attn = _q(self, "softmax", (q @ k.transpose(-2, -1) * self.scale).softmax(dim=-1))  # (B, heads, N, N)
         trace = _TRACE.get()
         if trace is not None:
             trace.softmax_attention(self, self.heads, n, c // self.heads)
-        return self.proj((attn @ v).transpose(1, 2).reshape(b, n, c))
+        return self.proj(_q(self, "proj", (attn @ v).transpose(1, 2).reshape(b, n, c)))
 
 
 class Mlp(nn.Module):
@@ -87,7 +122,7 @@ class Mlp(nn.Module):
         self.fc2 = nn.Linear(hidden, dim)
 
     def forward(self, x):
-        return self.fc2(self.act(self.fc1(x)))
+        return self.fc2(_q(self, "gelu", self.act(self.fc1(x))))
 
 
 class Block(nn.Module):
@@ -99,8 +134,8 @@ class Block(nn.Module):
         self.mlp = Mlp(dim, dim * mlp_ratio)
 
     def forward(self, x):
-        x = x + self.attn(self.norm1(x))
-        return x + self.mlp(self.norm2(x))
+        x = x + self.attn(_q(self, "norm1", self.norm1(x)))
+        return x + self.mlp(_q(self, "norm2", self.norm2(x)))
 
 
 class DeiT(nn.Module):
@@ -116,10 +151,30 @@ class DeiT(nn.Module):
         self.head = nn.Linear(spec.dim, spec.n_classes)
         nn.init.trunc_normal_(self.pos_embed, std=0.02)
         nn.init.trunc_normal_(self.cls_token, std=0.02)
+        for i, block in enumerate(self.blocks):  # the names of the quantization sites
+            for m in (block, block.attn, block.mlp):
+                m._site_prefix = f"blocks.{i}."
 
     def forward(self, x):
-        x = self.patch_embed(x)
+        x = self.patch_embed(_q(self, "input", x))
         x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1) + self.pos_embed
         for block in self.blocks:
             x = block(x)
-        return self.head(self.norm(x)[:, 0])
+        return self.head(_q(self, "norm", self.norm(x)[:, 0]))
+
+
+@torch.no_grad()
+def add_ln_outliers(model, channels=4, factor=32.0, seed=0):
+    """Make outlier channels in every LayerNorm output without changing the function: for
+    ``channels`` channels (drawn with ``seed``), the LayerNorm's weight and bias times ``factor``
+    and the next Linear's input columns divided by it (norm1 -> attn.qkv, norm2 -> mlp.fc1,
+    norm -> head). The channel-wise variance TSPTQ-ViT's O-2SF targets (in place; returns the
+    channels)."""
+    g = torch.Generator().manual_seed(seed)
+    picked = torch.randperm(model.spec.dim, generator=g)[:channels]
+    pairs = [(b.norm1, b.attn.qkv) for b in model.blocks] + [(b.norm2, b.mlp.fc1) for b in model.blocks]
+    for norm, linear in pairs + [(model.norm, model.head)]:
+        norm.weight[picked] *= factor
+        norm.bias[picked] *= factor
+        linear.weight[:, picked] /= factor
+    return picked.tolist()

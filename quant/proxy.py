@@ -3,6 +3,8 @@ then quantized with Trio-ViT, vanilla PTQ, the observer baselines and the ablati
 
     python -m quant.proxy train --out build/proxy/proxy.pt          # ~1 min on 2 cores
     python -m quant.proxy table --checkpoint build/proxy/proxy.pt   # the ablation table
+    python -m quant.proxy vit-train --out build/proxy/vit.pt        # the ViT proxy (TSPTQ-ViT)
+    python -m quant.proxy vit-table --checkpoint build/proxy/vit.pt # its table
 
 Every run is seeded and single-threaded (float sums in one order), so the numbers in the README
 come out the same from these two commands anywhere.
@@ -93,16 +95,24 @@ def channel_spread(model, images):
     return rows
 
 
-def train(out, epochs=40, seed=0, log=print, stress=False):
+def _vit():
+    from .deit import VIT_PROXY, DeiT
+
+    return DeiT(VIT_PROXY)
+
+
+def train(out, epochs=40, seed=0, log=print, stress=False, vit=False):
     """Train the proxy on the digits training split; saves to ``out`` (skipped for /dev/null).
-    ``stress``: with the channel-statistics penalty of ``_Stress`` (the stress proxy)."""
+    ``stress``: with the channel-statistics penalty of ``_Stress`` (the stress proxy). ``vit``:
+    the ViT proxy of TSPTQ-ViT (``quant.deit.VIT_PROXY``) instead of the EfficientViT one."""
     torch.manual_seed(seed)
     (xt, yt), (xv, yv) = digits_split(seed=0)
-    model = build_model("proxy").train()
+    model = (_vit() if vit else build_model("proxy")).train()
     penalty = _Stress(model, seed) if stress else None
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.01)
+    lr = 1e-3 if vit else 3e-3
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.05 if vit else 0.01)
     steps = epochs * ((len(xt) + 63) // 64)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, 3e-3, total_steps=steps)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=steps)
     g = torch.Generator().manual_seed(seed)
     t0 = time.time()
     for ep in range(epochs):
@@ -196,6 +206,47 @@ def table(checkpoint, calib=256, iters=200, seed=0, log=print):
     return "\n".join(lines)
 
 
+VIT_ROWS = [("baseline: per-tensor uniform 8-bit at every MatMul input (MSE steps), W8 per channel",
+             "baseline"),
+            ("+ V-2SF on the Softmax and GELU outputs", "v2sf"),
+            ("+ O-2SF on the LayerNorm outputs", "o2sf"),
+            ("**TSPTQ-ViT: V-2SF + O-2SF**", "tsptq")]
+
+
+def vit_table(checkpoint, calib=256, seed=0, outliers=4, factor=32.0, log=print):
+    """The TSPTQ-ViT table of the ViT proxy: float, the baseline and the two-scaled codes, on the
+    trained proxy and on its stress variant (``quant.deit.add_ln_outliers``: ``outliers`` LayerNorm
+    output channels ``factor`` times larger, the function unchanged)."""
+    from .deit import add_ln_outliers
+    from .model import load_checkpoint
+    from .tsptq import describe, logit_error, quantize_vit
+
+    plain = load_checkpoint(_vit(), checkpoint)
+    stress = load_checkpoint(_vit(), checkpoint)
+    picked = add_ln_outliers(stress, outliers, factor, seed)
+    (xt, _), (xv, yv) = digits_split(seed=0)
+    calib_x = xt[torch.randperm(len(xt), generator=torch.Generator().manual_seed(seed))[:calib]]
+    models = {"proxy": plain, "stress": stress}
+    fp = {k: evaluate(m, xv, yv) for k, m in models.items()}
+    lines = [f"ViT proxy ({checkpoint}); stress: LayerNorm output channels {picked} x{factor:g}, "
+             f"the same function; {calib} calibration images, {len(yv)} test images", "",
+             "| configuration | proxy top-1 (%) | logit error | stress top-1 (%) | logit error | codes |",
+             "|---|---|---|---|---|---|",
+             f"| float | {fp['proxy'][0]:.2f} | | {fp['stress'][0]:.2f} | | |"]
+    log(lines[-1])
+    for label, method in VIT_ROWS:
+        t0 = time.time()
+        cells, codes = [], ""
+        for k, m in models.items():
+            q = quantize_vit(m, calib_x, method, seed)
+            acc, logits = evaluate(q, xv, yv)
+            cells += [f"{acc:.2f}", logit_error(logits, fp[k][1])]
+            codes = describe(q) if k == "stress" else codes
+        lines.append(f"| {label} | {' | '.join(cells)} | {codes} |")
+        log(lines[-1] + f"  [{time.time() - t0:.0f} s]")
+    return "\n".join(lines)
+
+
 WIDE_BITS = 24  # the alternative dividend: wide enough that every division is a right shift
 
 
@@ -265,6 +316,19 @@ def main(argv=None):
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--stress", action="store_true",
                    help="the stress proxy: trained towards EfficientViT's channel statistics")
+    vt = sub.add_parser("vit-train", help="train the ViT proxy (TSPTQ-ViT) on the digits")
+    vt.add_argument("--out", default="build/proxy/vit.pt")
+    vt.add_argument("--epochs", type=int, default=40)
+    vt.add_argument("--seed", type=int, default=0)
+    vb = sub.add_parser("vit-table",
+                        help="TSPTQ-ViT: float vs the baseline vs V-2SF / O-2SF, proxy and stress")
+    vb.add_argument("--checkpoint", default="build/proxy/vit.pt")
+    vb.add_argument("--calib", type=int, default=256)
+    vb.add_argument("--seed", type=int, default=0)
+    vb.add_argument("--outliers", type=int, default=4,
+                    help="LayerNorm outlier channels of the stress variant")
+    vb.add_argument("--factor", type=float, default=32.0, help="their magnification")
+    vb.add_argument("--out", default="build/proxy/vit-table.md")
     sp = sub.add_parser("spread", help="channel statistics of the DW and PW2 inputs (paper Fig. 3)")
     sp.add_argument("--checkpoint", default="build/proxy/proxy.pt")
     b = sub.add_parser("table", help="FP vs Trio-ViT vs vanilla PTQ and the ablations")
@@ -285,10 +349,17 @@ def main(argv=None):
     from .model import ModelError
 
     try:
-        if a.cmd == "train":
+        if a.cmd in ("train", "vit-train"):
             if a.epochs < 1:
                 p.error("--epochs must be >= 1")
-            train(a.out, a.epochs, a.seed, stress=a.stress)
+            train(a.out, a.epochs, a.seed, stress=getattr(a, "stress", False), vit=a.cmd == "vit-train")
+        elif a.cmd == "vit-table":
+            if a.calib < 1 or a.outliers < 0 or a.factor <= 0:
+                p.error("--calib must be >= 1, --outliers >= 0 and --factor > 0")
+            text = vit_table(a.checkpoint, a.calib, a.seed, a.outliers, a.factor)
+            Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+            Path(a.out).write_text(text + "\n")
+            print(f"wrote {a.out}")
         elif a.cmd == "spread":
             from .model import load_checkpoint
 

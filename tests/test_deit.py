@@ -70,8 +70,10 @@ def test_info_cli_prints_the_facts():
 
 @pytest.mark.parametrize("args,msg", [
     (["info", "--model", "deit-small", "--resolution", "256"], "DeiT-Small runs at 224"),
-    (["calibrate", "--model", "deit-tiny", "--random-weights", "--resolution", "224", "--data", "digits"],
-     "only python -m quant info runs it yet"),
+    (["calibrate", "--model", "deit-tiny", "--random-weights", "--resolution", "224", "--data", "digits",
+      "--method", "vanilla"], "--method vanilla does not apply to DeiT-Tiny: use --method tsptq"),
+    (["calibrate", "--model", "b1", "--random-weights", "--data", "digits", "--method", "tsptq"],
+     "--method tsptq does not apply to EfficientViT-B1"),
 ])
 def test_errors_are_one_line(args, msg):
     proc = _quant(*args)

@@ -112,3 +112,29 @@ def test_imagefolder_calibrate_eval_export(tmp_path, image_folder):
     for e in man["ops"]:
         a, b = np.load(tmp_path / "g" / e["file"]), np.load(tmp_path / "g2" / e["file"])
         assert all(np.array_equal(a[k], b[k]) for k in a.files)
+
+
+def test_deit_tsptq_calibrate_and_eval_on_a_folder(tmp_path, image_folder):
+    from quant.deit import DEIT_SPECS, DeiT
+
+    torch.manual_seed(0)
+    ckpt = tmp_path / "deit.pth"
+    torch.save({"model": DeiT(DEIT_SPECS["deit-tiny"]).state_dict()}, ckpt)  # the DeiT releases' wrapper
+    common = ["--model", "deit-tiny", "--checkpoint", str(ckpt), "--data", str(image_folder)]
+    q = tmp_path / "q.pt"
+    rc, out, err = run("calibrate", *common, "--method", "tsptq", "--calib", "2", "--out", str(q))
+    assert rc == 0, err
+    assert "v2sf: 24 sites" in err and "o2sf: 25 sites" in err and "uniform: 49 sites" in err
+    rc, out, err = run("eval", *common, "--quantized", str(q), "--limit", "2",
+                       "--json", str(tmp_path / "r.json"))
+    assert rc == 0, err
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["images"] == 2 and "fakequant_top1" in report
+    for args, message in [(["calibrate", *common, "--method", "trio"],
+                           "--method trio does not apply to DeiT-Tiny"),
+                          (["eval", *common, "--quantized", str(q), "--integer", "1"],
+                           "integer model of DeiT-Tiny is not built yet"),
+                          (["export", "--quantized", str(q), "--data", str(image_folder)],
+                           "golden export are not built yet")]:
+        rc, _, err = run(*args)
+        assert rc == 2 and message in err and "Traceback" not in err, err

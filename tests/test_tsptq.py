@@ -1,0 +1,112 @@
+"""TSPTQ-ViT on DeiT (quant.tsptq): the fake-quantized codes equal the golden functions of
+quant.arith, the calibrations find what they are meant to, the stress transform keeps the
+function, and every method quantizes a DeiT."""
+
+import numpy as np
+import pytest
+import torch
+
+from quant import arith
+from quant.deit import QUANT_SITES, VIT_PROXY, DeiT, add_ln_outliers, quant_hook
+from quant.tsptq import (
+    METHODS,
+    calibrate_o2sf,
+    calibrate_uniform,
+    calibrate_v2sf,
+    fake_o2sf,
+    fake_uniform,
+    fake_v2sf,
+    quantize_vit,
+)
+
+
+def _values(rng, n=20000):
+    x = np.concatenate([rng.normal(0, 1, n), rng.standard_cauchy(n // 10) * 5, [0.0, -1e3, 1e3, 0.5, -0.5]])
+    return x
+
+
+@pytest.mark.parametrize("signed", [True, False])
+def test_fake_codes_equal_the_golden_functions(signed):
+    rng = np.random.default_rng(0)
+    x = _values(rng)
+    for s in (0.013, 0.5, 3.0):
+        got = fake_uniform(torch.tensor(x), s, signed).numpy()
+        lo = 0 if not signed else None
+        want = arith.quantize(x if signed else np.clip(x, 0, None), s, 8 if signed else 9)
+        want = np.clip(want, lo if lo is not None else -128, 255 if not signed else 127) * s
+        np.testing.assert_array_equal(got, want)
+        for k in (1, 3, 4):
+            flag, m = arith.two_scale_quantize(x, s, k, signed)
+            want = m * s * 2.0 ** (k * flag)
+            np.testing.assert_array_equal(fake_v2sf(torch.tensor(x), s, k, signed).numpy(), want)
+
+
+def test_fake_o2sf_equals_the_golden_function():
+    rng = np.random.default_rng(1)
+    x = rng.normal(0, 1, (300, 16)) * np.where(np.arange(16) % 5 == 0, 40, 1)
+    flags = (np.arange(16) % 5 == 0).astype(np.int64)
+    for s, k in ((0.02, 3), (0.1, 1), (0.01, 4)):
+        want = arith.outlier_two_scale_quantize(x, s, k, flags) * s * np.exp2(k * flags)
+        got = fake_o2sf(torch.tensor(x), s, k, torch.tensor(flags)).numpy()
+        np.testing.assert_array_equal(got, want)
+
+
+def test_v2sf_beats_uniform_on_a_softmax_like_tensor():
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(64, 65, generator=g) * 3
+    p = logits.softmax(-1).reshape(-1).double()  # dense near 0, a sparse tail
+    s_u = calibrate_uniform(p, signed=False)
+    s, k = calibrate_v2sf(p, signed=False)
+    mse_u = float(((fake_uniform(p, s_u, False) - p) ** 2).mean())
+    mse_v = float(((fake_v2sf(p, s, k, False) - p) ** 2).mean())
+    assert 1 <= k <= 4 and mse_v < mse_u
+
+
+def test_o2sf_flags_the_outlier_channels():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2000, 32, generator=g).double()
+    x[:, [3, 17]] *= 30
+    s, k, flags = calibrate_o2sf(x)
+    assert flags.nonzero().flatten().tolist() == [3, 17]
+    mse_o = float(((fake_o2sf(x, s, k, flags) - x) ** 2).mean())
+    s_u = calibrate_uniform(x.reshape(-1), signed=True)
+    mse_u = float(((fake_uniform(x, s_u, True) - x) ** 2).mean())
+    assert mse_o < mse_u / 4
+
+
+def test_ln_outliers_keep_the_function():
+    torch.manual_seed(0)
+    m = DeiT(VIT_PROXY).eval()
+    x = torch.randn(4, 3, 64, 64)
+    before = m(x)
+    seen = {}
+
+    def hook(name, kind, t):
+        if name == "blocks.0.norm1":
+            seen["ln"] = t.detach().abs().amax((0, 1))
+        return t
+
+    picked = add_ln_outliers(m, channels=3, factor=32.0, seed=1)
+    with quant_hook(hook):
+        after = m(x)
+    torch.testing.assert_close(after, before, rtol=1e-4, atol=1e-4)
+    others = [c for c in range(VIT_PROXY.dim) if c not in picked]
+    assert float(seen["ln"][picked].min()) > 8 * float(seen["ln"][others].max())
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_every_method_quantizes_every_site(method):
+    torch.manual_seed(0)
+    m = DeiT(VIT_PROXY).eval()
+    x = torch.randn(8, 3, 64, 64)
+    q = quantize_vit(m, x, method)
+    sites = 2 + VIT_PROXY.depth * (len(QUANT_SITES) - 2)
+    assert len(q.params) == sites
+    codes = {name.split(".")[-1]: p["code"] for name, p in q.params.items()}
+    assert codes["softmax"] == ("v2sf" if method in ("v2sf", "tsptq") else "uniform")
+    assert codes["norm"] == ("o2sf" if method in ("o2sf", "tsptq") else "uniform")
+    assert codes["q"] == "uniform"
+    y = q(x)
+    assert y.shape == (8, 10) and torch.isfinite(y).all()
+    with pytest.raises(ValueError, match="unknown method"):
+        quantize_vit(m, x, "nope")
