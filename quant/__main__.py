@@ -171,8 +171,8 @@ def _load_quantized(path, want_vit=False):
     try:
         obj = torch.load(path, map_location="cpu", weights_only=False)  # our own file: a pickled Program
         if obj.get("program") is None and not want_vit:
-            raise ModelError(f"{path} holds a TSPTQ-ViT DeiT ({obj.get('model')}): its integer model and "
-                             f"golden export are not built yet")
+            raise ModelError(f"{path} holds a TSPTQ-ViT {obj.get('model')}, not an EfficientViT program "
+                             f"(the accelerator and the EfficientViT tools take the latter)")
         return obj["program"], obj
     except ModelError:
         raise
@@ -225,8 +225,8 @@ def _vit_eval(a, spec, model, device):
     from .ptq import evaluate
     from .tsptq import QuantizedViT
 
-    if a.integer:
-        raise ModelError(f"--integer: the integer model of {spec.title} is not built yet")
+    if a.integer and not a.quantized:
+        raise ModelError("--integer needs --quantized")
     images, labels = _images(a, spec, a.limit)
     fp, _ = evaluate(model, images, labels, progress=_progress("float"))
     report = {"images": len(images), "float_top1": fp}
@@ -237,10 +237,22 @@ def _vit_eval(a, spec, model, device):
             raise ModelError(f"{a.quantized} was calibrated for {meta.get('model')}, not {a.model}")
         qm = type(model)(model.spec)
         qm.load_state_dict(meta["vit"]["state_dict"])
-        acc, _ = evaluate(QuantizedViT(qm, meta["vit"]["params"]).to(device).eval(), images, labels,
-                          progress=_progress("fake-quant"))
+        qvit = QuantizedViT(qm, meta["vit"]["params"]).eval()
+        acc, fq = evaluate(qvit.to(device), images, labels, progress=_progress("fake-quant"))
         report["fakequant_top1"] = acc
         print(f"fake-quant top-1 {acc:6.2f}%  (TSPTQ-ViT, {meta['options']['two_scale']})")
+        if a.integer:
+            from .vit_integer import ViTIntegerModel
+
+            n = min(a.integer, len(images))
+            li = ViTIntegerModel(qvit.to("cpu")).logits(images[:n].numpy())
+            top = float((li.argmax(1) == labels[:n].numpy()).mean() * 100)
+            agree = float((li.argmax(1) == fq[:n].numpy().argmax(1)).mean() * 100)
+            diff = float(abs(li - fq[:n].double().numpy()).max())
+            report.update(integer_top1=top, integer_images=n, agreement=agree, max_logit_diff=diff)
+            print(f"integer    top-1 {top:6.2f}% on {n} images; top-1 agreement with fake-quant "
+                  f"{agree:.2f}%, max |logit difference| {diff:.4g} (MatMuls integer, LayerNorm/Softmax/"
+                  f"GELU on the host)")
     if a.json:
         Path(a.json).write_text(json.dumps(report, indent=1))
 
@@ -250,12 +262,24 @@ def cmd_export(a):
 
     _device(a)  # checked like the others; freezing and the integer model run on the CPU in
     # float64/int64 whatever the device, so the exported integers never depend on it
-    prog, meta = _load_quantized(a.quantized)
+    prog, meta = _load_quantized(a.quantized, want_vit=True)
     from .data import load_images
     from .model import get_spec
 
     spec = get_spec(meta["model"])
     images, labels = load_images(a.data, spec, meta["resolution"], limit=1, seed=a.seed)
+    if prog is None:  # a TSPTQ-ViT DeiT
+        from .deit import DeiT
+        from .tsptq import QuantizedViT
+        from .vit_integer import export_vit
+
+        qm = DeiT(spec)
+        qm.load_state_dict(meta["vit"]["state_dict"])
+        man = export_vit(QuantizedViT(qm, meta["vit"]["params"]).eval(), images[0].numpy(), a.out,
+                         dict(model=meta["model"], resolution=meta["resolution"], label=int(labels[0]),
+                              options=meta["options"]))
+        print(f"wrote {len(man['ops'])} MatMul files and manifest.json to {a.out}")
+        return
     man = export(freeze(prog), images[0].numpy(), a.out,
                  dict(model=meta["model"], resolution=meta["resolution"], label=int(labels[0]),
                       options=meta["options"]))

@@ -213,13 +213,15 @@ VIT_ROWS = [("baseline: per-tensor uniform 8-bit at every MatMul input (MSE step
             ("**TSPTQ-ViT: V-2SF + O-2SF**", "tsptq")]
 
 
-def vit_table(checkpoint, calib=256, seed=0, outliers=4, factor=32.0, log=print):
+def vit_table(checkpoint, calib=256, seed=0, outliers=4, factor=32.0, integer=200, log=print):
     """The TSPTQ-ViT table of the ViT proxy: float, the baseline and the two-scaled codes, on the
     trained proxy and on its stress variant (``quant.deit.add_ln_outliers``: ``outliers`` LayerNorm
-    output channels ``factor`` times larger, the function unchanged)."""
+    output channels ``factor`` times larger, the function unchanged); the integer model
+    (``quant.vit_integer``) on the first ``integer`` test images of each."""
     from .deit import add_ln_outliers
     from .model import load_checkpoint
     from .tsptq import describe, logit_error, quantize_vit
+    from .vit_integer import ViTIntegerModel
 
     plain = load_checkpoint(_vit(), checkpoint)
     stress = load_checkpoint(_vit(), checkpoint)
@@ -230,19 +232,24 @@ def vit_table(checkpoint, calib=256, seed=0, outliers=4, factor=32.0, log=print)
     fp = {k: evaluate(m, xv, yv) for k, m in models.items()}
     lines = [f"ViT proxy ({checkpoint}); stress: LayerNorm output channels {picked} x{factor:g}, "
              f"the same function; {calib} calibration images, {len(yv)} test images", "",
-             "| configuration | proxy top-1 (%) | logit error | stress top-1 (%) | logit error | codes |",
-             "|---|---|---|---|---|---|",
-             f"| float | {fp['proxy'][0]:.2f} | | {fp['stress'][0]:.2f} | | |"]
+             "| configuration | proxy top-1 (%) | logit error | stress top-1 (%) | logit error | "
+             f"integer model: top-1 agreement with fake-quant, proxy / stress ({integer} images) | codes |",
+             "|---|---|---|---|---|---|---|",
+             f"| float | {fp['proxy'][0]:.2f} | | {fp['stress'][0]:.2f} | | | |"]
     log(lines[-1])
     for label, method in VIT_ROWS:
         t0 = time.time()
-        cells, codes = [], ""
+        cells, codes, agree = [], "", []
         for k, m in models.items():
             q = quantize_vit(m, calib_x, method, seed)
             acc, logits = evaluate(q, xv, yv)
             cells += [f"{acc:.2f}", logit_error(logits, fp[k][1])]
             codes = describe(q) if k == "stress" else codes
-        lines.append(f"| {label} | {' | '.join(cells)} | {codes} |")
+            li = ViTIntegerModel(q).logits(xv[:integer].numpy())
+            fq = logits[:integer].double().numpy()
+            agree.append(f"{(li.argmax(1) == fq.argmax(1)).mean() * 100:.1f} % (max logit diff "
+                         f"{abs(li - fq).max():.2g})")
+        lines.append(f"| {label} | {' | '.join(cells)} | {' / '.join(agree)} | {codes} |")
         log(lines[-1] + f"  [{time.time() - t0:.0f} s]")
     return "\n".join(lines)
 
@@ -328,6 +335,7 @@ def main(argv=None):
     vb.add_argument("--outliers", type=int, default=4,
                     help="LayerNorm outlier channels of the stress variant")
     vb.add_argument("--factor", type=float, default=32.0, help="their magnification")
+    vb.add_argument("--integer", type=int, default=200, help="test images for the integer model")
     vb.add_argument("--out", default="build/proxy/vit-table.md")
     sp = sub.add_parser("spread", help="channel statistics of the DW and PW2 inputs (paper Fig. 3)")
     sp.add_argument("--checkpoint", default="build/proxy/proxy.pt")
@@ -354,9 +362,9 @@ def main(argv=None):
                 p.error("--epochs must be >= 1")
             train(a.out, a.epochs, a.seed, stress=getattr(a, "stress", False), vit=a.cmd == "vit-train")
         elif a.cmd == "vit-table":
-            if a.calib < 1 or a.outliers < 0 or a.factor <= 0:
-                p.error("--calib must be >= 1, --outliers >= 0 and --factor > 0")
-            text = vit_table(a.checkpoint, a.calib, a.seed, a.outliers, a.factor)
+            if a.calib < 1 or a.outliers < 0 or a.factor <= 0 or a.integer < 1:
+                p.error("--calib and --integer must be >= 1, --outliers >= 0 and --factor > 0")
+            text = vit_table(a.checkpoint, a.calib, a.seed, a.outliers, a.factor, a.integer)
             Path(a.out).parent.mkdir(parents=True, exist_ok=True)
             Path(a.out).write_text(text + "\n")
             print(f"wrote {a.out}")

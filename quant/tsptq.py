@@ -140,8 +140,9 @@ class _Collector:
 
 
 class QuantizedViT(nn.Module):
-    """A DeiT with per-channel 8-bit weights (its Linear and Conv layers) and every activation site
-    quantized by its calibrated code; ``params`` describes them (site -> dict)."""
+    """A DeiT with per-channel 8-bit weights (its Linear and Conv layers), biases on their int32
+    accumulators' steps, and every activation site quantized by its calibrated code; ``params``
+    describes them (site -> dict)."""
 
     def __init__(self, model, params):
         super().__init__()
@@ -177,6 +178,28 @@ def _weights_w8(model):
     return m
 
 
+# The site whose codes each Linear (or the patch embedding) reads, by module path suffix.
+_INPUT_SITE = {"patch_embed.proj": "input", "attn.qkv": "norm1", "attn.proj": "proj", "mlp.fc1": "norm2",
+               "mlp.fc2": "gelu", "head": "norm"}
+
+
+@torch.no_grad()
+def _bias_on_acc_step(model, params):
+    """Every bias rounded to its int32 accumulator's step (input site's fine step x the weight's
+    channel step), as the integer model adds it."""
+    for name, mod in model.named_modules():
+        if not isinstance(mod, (nn.Linear, nn.Conv2d)) or mod.bias is None:
+            continue
+        suffix = next(k for k in _INPUT_SITE if name.endswith(k))
+        prefix = name[:-len(suffix)]
+        s_in = params[prefix + _INPUT_SITE[suffix]]["s"]
+        w = mod.weight
+        s_w = w.abs().reshape(w.shape[0], -1).amax(1).clamp_min(1e-12) / 127
+        step = (s_in * s_w.double())
+        mod.bias.copy_((torch.floor(mod.bias.double() / step + 0.5) * step).to(mod.bias.dtype))
+    return model
+
+
 @torch.no_grad()
 def quantize_vit(model, images, method="tsptq", seed=0, batch=64):
     """``QuantizedViT`` of a DeiT ``model`` calibrated on ``images`` with ``method``."""
@@ -200,7 +223,7 @@ def quantize_vit(model, images, method="tsptq", seed=0, batch=64):
         else:
             s = calibrate_uniform(sample.reshape(-1), signed)
             params[name] = dict(code="uniform", s=s, signed=signed)
-    return QuantizedViT(_weights_w8(model), params).eval()
+    return QuantizedViT(_bias_on_acc_step(_weights_w8(model), params), params).eval()
 
 
 def describe(qm):

@@ -130,11 +130,19 @@ def test_deit_tsptq_calibrate_and_eval_on_a_folder(tmp_path, image_folder):
     assert rc == 0, err
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["images"] == 2 and "fakequant_top1" in report
+    rc, out, err = run("eval", *common, "--quantized", str(q), "--limit", "2", "--integer", "1")
+    assert rc == 0 and "top-1 agreement with fake-quant" in out, err
+    rc, out, err = run("export", "--quantized", str(q), "--data", str(image_folder),
+                       "--out", str(tmp_path / "g"))
+    assert rc == 0, err
+    man = json.loads((tmp_path / "g" / "manifest.json").read_text())
+    kinds = [e["kind"] for e in man["ops"]]
+    assert man["model"] == "deit-tiny" and kinds.count("two_scale_matmul") == 12 * 3 + 12 * 3 + 1
+    # (per block: qkv, fc1, fc2 and the 3 heads' attention x v; the head)
     for args, message in [(["calibrate", *common, "--method", "trio"],
                            "--method trio does not apply to DeiT-Tiny"),
-                          (["eval", *common, "--quantized", str(q), "--integer", "1"],
-                           "integer model of DeiT-Tiny is not built yet"),
-                          (["export", "--quantized", str(q), "--data", str(image_folder)],
-                           "golden export are not built yet")]:
+                          (["eval", "--model", "proxy", "--resolution", "64", "--random-weights",
+                            "--data", "digits", "--quantized", str(q)],
+                           "holds a TSPTQ-ViT deit-tiny, not an EfficientViT program")]:
         rc, _, err = run(*args)
         assert rc == 2 and message in err and "Traceback" not in err, err

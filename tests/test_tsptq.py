@@ -110,3 +110,30 @@ def test_every_method_quantizes_every_site(method):
     assert y.shape == (8, 10) and torch.isfinite(y).all()
     with pytest.raises(ValueError, match="unknown method"):
         quantize_vit(m, x, "nope")
+
+
+@pytest.mark.parametrize("method", ["baseline", "tsptq"])
+def test_integer_model_agrees_with_fake_quant(method, tmp_path):
+    from quant.vit_integer import ViTIntegerModel, export_vit
+
+    torch.manual_seed(0)
+    m = DeiT(VIT_PROXY).eval()
+    add_ln_outliers(m, 3, 16.0)
+    x = torch.randn(6, 3, 64, 64)
+    q = quantize_vit(m, x, method)
+    with torch.no_grad():  # in float64, as the integer model's host steps
+        fq = q.double()(x.double()).numpy()
+    li = ViTIntegerModel(q).logits(x.numpy())
+    assert (li.argmax(1) == fq.argmax(1)).all()
+    # the same arithmetic but for summation order: a value on a rounding boundary may take the next
+    # code (a whole coarse step on the outlier channels of the baseline)
+    assert np.abs(li - fq).max() < 0.02 * np.abs(fq).max()
+    man = export_vit(q, x[0].numpy(), tmp_path, dict(model="vit-proxy"))
+    two = [e for e in man["ops"] if e["kind"] == "two_scale_matmul"]
+    assert len(two) == (VIT_PROXY.depth * (3 + VIT_PROXY.heads) + 1 if method == "tsptq" else 0)
+    z = np.load(tmp_path / man["ops"][1]["file"])  # blocks.0.attn.qkv: its int32 accumulator re-derived
+    if method == "tsptq":
+        acc = arith.two_scale_matmul_acc(z["flag"], z["m"], int(z["k"]), z["w"], z["bias"])
+    else:
+        acc = arith.matmul_acc(z["x"], z["w"], z["bias"], a_bits=9)
+    np.testing.assert_array_equal(acc, z["acc"])

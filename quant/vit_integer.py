@@ -1,0 +1,164 @@
+"""The integer model of a TSPTQ-ViT DeiT (``quant.tsptq.QuantizedViT``): every MatMul on integer
+codes through the golden functions of ``quant.arith``, the rest as host steps in float64.
+
+Per MatMul: the input site's codes -- uniform (``quantize``), V-2SF (``two_scale_quantize``: flag
+and field per value) or O-2SF (``outlier_two_scale_quantize``: a flag per channel) -- and int8
+weights (per output channel, the fake-quant model's grid) go through ``matmul_acc`` or, for a
+two-scaled operand, ``two_scale_matmul_acc`` (two int8 partial sums, the coarse one shifted by k);
+the bias enters the int32 accumulator on its step. The q·kᵀ and attention·v MatMuls take both
+operands from sites (k and v codes as the "weights").
+
+Host steps, in float64 on the dequantized accumulators (no integer method is claimed for them
+here): the patch embedding's class token and position embedding, the LayerNorms, the Softmax
+(after the 1/sqrt(d) scale), the GELU, the residual additions. Integer forms exist (I-BERT's
+integer LayerNorm, polynomial exp and GELU) and would replace these steps one by one; until then
+this model says which arithmetic is integer and proves the two-scaled MatMul on real tensors.
+
+``export_vit`` writes the integer tensors of one image per MatMul (codes, flags, int8 weights,
+int32 accumulators) and a manifest, as ``quant.integer.export`` does for EfficientViT.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from quant import arith
+from quant.deit import LN_EPS
+
+__all__ = ["ViTIntegerModel", "export_vit"]
+
+SCHEMA = 1
+
+
+def _w8(w):
+    """(int8 codes (O, K), per-channel steps (O,)) of a weight on quant.tsptq's grid (O, ...)."""
+    w = torch.as_tensor(w)
+    s = w.abs().reshape(w.shape[0], -1).amax(1).clamp_min(1e-12) / 127  # the grid's step, computed alike
+    codes = torch.floor(w.reshape(w.shape[0], -1).double() / s.double()[:, None] + 0.5)
+    return codes.clamp(-128, 127).long().numpy(), s.double().numpy()
+
+
+def _ln(x, weight, bias):
+    mu = x.mean(-1, keepdims=True)
+    var = ((x - mu) ** 2).mean(-1, keepdims=True)
+    return (x - mu) / np.sqrt(var + LN_EPS) * weight + bias
+
+
+def _gelu(x):
+    from math import erf
+
+    return 0.5 * x * (1 + np.vectorize(erf)(x / np.sqrt(2)))
+
+
+class ViTIntegerModel:
+    """``run(image, trace=None)`` -> logits of one image (C, H, W) float; ``trace(name, arrays)``
+    sees every MatMul's integer tensors."""
+
+    def __init__(self, qvit):
+        self.p = qvit.params
+        m = qvit.model
+        self.m = m
+        self.spec = m.spec
+        state = m.state_dict()
+        sd = {k: v.detach().double().numpy() for k, v in state.items()}
+        self.sd = sd
+        self.w = {}
+        for name in [k[:-len(".weight")] for k in sd if k.endswith(".weight") and sd[k].ndim >= 2]:
+            self.w[name] = _w8(state[name + ".weight"].detach())
+
+    def codes(self, name, x):
+        """(operand in units of the fine step, the step, (flag, field, k) or None) of site ``name``."""
+        p = self.p[name]
+        if p["code"] == "uniform":
+            bits = 8 if p["signed"] else 9  # an unsigned 0..255 code is a 9-bit signed operand
+            q = arith.quantize(x, p["s"], bits)
+            if not p["signed"]:
+                q = np.clip(q, 0, 255)
+            return q, p["s"], None
+        if p["code"] == "v2sf":
+            flag, m = arith.two_scale_quantize(x, p["s"], p["k"], p["signed"])
+            return None, p["s"], (flag, m, p["k"])
+        flags = p["flags"].numpy()
+        m = arith.outlier_two_scale_quantize(x, p["s"], p["k"], flags)
+        return None, p["s"], (np.broadcast_to(flags, m.shape), m, p["k"])
+
+    def matmul(self, name, site, x, w, w_step, bias=None, trace=None):
+        """Float result of site ``site``'s codes of ``x`` (..., K) times int8 ``w`` (K, O) on the
+        per-column steps ``w_step`` (O,) plus ``bias`` (float, on the accumulator's step)."""
+        q, s, two = self.codes(site, x)
+        step = s * w_step
+        b = None if bias is None else np.floor(bias / step + 0.5).astype(np.int64)
+        if two is None:
+            acc = arith.matmul_acc(q, w, b, a_bits=9)
+            arrays = dict(x=q, w=w, acc=acc)
+        else:
+            flag, m, k = two
+            acc = arith.two_scale_matmul_acc(flag, m, k, w, b)
+            arrays = dict(flag=flag, m=m, w=w, acc=acc, k=np.asarray(k))
+        if bias is not None:
+            arrays["bias"] = b
+        if trace:
+            trace(name, arrays)
+        return acc * step
+
+    def linear(self, name, site, x, trace):
+        wq, s = self.w[name]
+        return self.matmul(name, site, x, wq.T, s, self.sd[name + ".bias"], trace)
+
+    def run(self, image, trace=None):
+        sp, sd = self.spec, self.sd
+        x = np.asarray(image, np.float64)
+        c, h, w = x.shape
+        g = sp.patch
+        patches = x.reshape(c, h // g, g, w // g, g).transpose(1, 3, 0, 2, 4).reshape(-1, c * g * g)
+        t = self.linear("patch_embed.proj", "input", patches, trace)  # (N, D)
+        t = np.concatenate([sd["cls_token"][0], t], 0) + sd["pos_embed"][0]
+        d = sp.dim // sp.heads
+        for i in range(sp.depth):
+            pre = f"blocks.{i}."
+            y = _ln(t, sd[pre + "norm1.weight"], sd[pre + "norm1.bias"])
+            qkv = self.linear(pre + "attn.qkv", pre + "norm1", y, trace).reshape(-1, 3, sp.heads, d)
+            heads = []
+            for hh in range(sp.heads):
+                qf, kf, vf = qkv[:, 0, hh], qkv[:, 1, hh], qkv[:, 2, hh]
+                kq, ks, _ = self.codes(pre + "k", kf)
+                scores = self.matmul(f"{pre}attn.qk.{hh}", pre + "q", qf, kq.T, np.full(len(kq), ks),
+                                     trace=trace)
+                e = np.exp(scores * d ** -0.5 - (scores * d ** -0.5).max(-1, keepdims=True))
+                probs = e / e.sum(-1, keepdims=True)
+                vq, vs, _ = self.codes(pre + "v", vf)
+                heads.append(self.matmul(f"{pre}attn.av.{hh}", pre + "softmax", probs, vq, np.full(d, vs),
+                                         trace=trace))
+            t = t + self.linear(pre + "attn.proj", pre + "proj", np.concatenate(heads, -1), trace)
+            y = _ln(t, sd[pre + "norm2.weight"], sd[pre + "norm2.bias"])
+            hid = _gelu(self.linear(pre + "mlp.fc1", pre + "norm2", y, trace))
+            t = t + self.linear(pre + "mlp.fc2", pre + "gelu", hid, trace)
+        y = _ln(t[:1], sd["norm.weight"], sd["norm.bias"])
+        return self.linear("head", "norm", y, trace)[0]
+
+    def logits(self, images):
+        return np.stack([self.run(im) for im in np.asarray(images, np.float64)])
+
+
+def export_vit(qvit, image, out_dir, meta):
+    """Integer tensors of one image, one .npz per MatMul, and manifest.json; returns the manifest."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    entries = []
+
+    def trace(name, arrays):
+        fname = f"{len(entries):03d}_{name.replace('.', '_')}.npz"
+        ints = {k: np.asarray(v).astype(np.int32) for k, v in arrays.items()}
+        np.savez_compressed(out_dir / fname, **ints)
+        entries.append(dict(index=len(entries), file=fname, name=name,
+                            kind="two_scale_matmul" if "flag" in ints else "matmul",
+                            arrays={k: [str(v.dtype), list(v.shape)] for k, v in ints.items()}))
+
+    logits = ViTIntegerModel(qvit).run(image, trace)
+    manifest = dict(schema=SCHEMA, **meta, logits=[float(v) for v in logits], ops=entries)
+    (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    return manifest
