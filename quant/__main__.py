@@ -251,8 +251,8 @@ def _vit_eval(a, spec, model, device):
             diff = float(abs(li - fq[:n].double().numpy()).max())
             report.update(integer_top1=top, integer_images=n, agreement=agree, max_logit_diff=diff)
             print(f"integer    top-1 {top:6.2f}% on {n} images; top-1 agreement with fake-quant "
-                  f"{agree:.2f}%, max |logit difference| {diff:.4g} (MatMuls integer, LayerNorm/Softmax/"
-                  f"GELU on the host)")
+                  f"{agree:.2f}%, max |logit difference| {diff:.4g} (MatMuls, Softmax and GELU integer; "
+                  f"LayerNorm on the host)")
     if a.json:
         Path(a.json).write_text(json.dumps(report, indent=1))
 

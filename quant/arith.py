@@ -428,3 +428,77 @@ def outlier_two_scale_quantize(x, scale, k, flags, bits=ACT_BITS):
     flags = check_range(flags, 1, signed=False, name="channel flag")
     step = np.asarray(scale, np.float64) * np.exp2(k * flags)
     return quantize(x, step, bits)
+
+
+# Integer GELU and Softmax of I-BERT (Kim et al., ICML 2021), for the DeiT integer model of
+# TSPTQ-ViT (docs/arithmetic.md §11). Integers in, integers out, each with a float scale; the
+# intermediate products need up to 64 bits for small input scales (``IBERT_BITS``, checked).
+
+IBERT_BITS = 64
+IBERT_ERF = (-0.2888, -1.769, 1.0)  # erf(x) ~ sgn(x) [a (min(|x|, -b) + b)^2 + c]
+IBERT_EXP = (0.3585, 1.353, 0.344)  # exp(p) ~ a (p + b)^2 + c on p in (-ln 2, 0]
+SOFTMAX_OUT_BITS = 16  # i-softmax output: probabilities as fractions of 2**SOFTMAX_OUT_BITS
+
+
+def _ibert_mul(x, y, name):
+    """``x * y`` in int64, refused (never wrapped) where it would leave ``IBERT_BITS``."""
+    x, y = np.asarray(x, np.int64), np.asarray(y, np.int64)
+    if np.any(np.abs(x.astype(np.float64)) * np.abs(y.astype(np.float64)) >= 2.0 ** (IBERT_BITS - 1)):
+        raise ValueError(f"{name} would leave {IBERT_BITS} bits (input scale too fine for its range)")
+    return x * y
+
+
+def ibert_poly(q, scale, a, b, c):
+    """``a (x + b)^2 + c`` of ``x = q * scale`` in integers: (q_out, scale_out) with
+    ``q_out = (q + floor(b / scale))^2 + floor(c / (a scale^2))``, ``scale_out = a scale^2``
+    (``scale`` an array broadcasting against ``q``, e.g. per channel)."""
+    scale = np.asarray(scale, np.float64)
+    q_b, q_c = np.floor(b / scale), np.floor(c / (a * scale ** 2))
+    if np.abs(q_c).max() >= 2.0 ** (IBERT_BITS - 2):
+        raise ValueError(f"i-poly: input scale {float(np.min(scale)):.3g} too fine for {IBERT_BITS}-bit "
+                         f"integers")
+    q_b, q_c = q_b.astype(np.int64), q_c.astype(np.int64)
+    t = check_range(np.asarray(q, np.int64) + q_b, IBERT_BITS // 2, name="i-poly operand")
+    return _ibert_mul(t, t, "i-poly square") + q_c, a * scale ** 2
+
+
+def ibert_gelu(q, scale):
+    """I-BERT's i-GELU of ``x = q * scale``: (q_out, scale_out), ``x/2 (1 + erf(x / sqrt 2))``
+    with the second-order erf polynomial; ``q`` int (e.g. an int32 accumulator), ``scale`` per
+    element or channel. Max |error| of the result about 0.02 (I-BERT, Table 1)."""
+    a, b, c = IBERT_ERF
+    q = np.asarray(q, np.int64)
+    s_erf_in = np.asarray(scale, np.float64) / np.sqrt(2)
+    clip = np.floor(-b / s_erf_in).astype(np.int64)
+    q_l, s_l = ibert_poly(np.minimum(np.abs(q), clip), s_erf_in, a, b, c)
+    q_erf = np.sign(q) * q_l
+    q_one = np.floor(1 / s_l).astype(np.int64)
+    out = _ibert_mul(q, q_erf + q_one, "i-GELU product")
+    return out, np.asarray(scale, np.float64) * s_l / 2
+
+
+def ibert_exp(q, scale):
+    """I-BERT's i-exp of ``x = q * scale <= 0``: x = -ln2 z + p, exp(p) by the polynomial, then
+    shifted right by z. (q_out, scale_out)."""
+    a, b, c = IBERT_EXP
+    q = np.asarray(q, np.int64)
+    if np.any(q > 0):
+        raise ValueError("i-exp takes x <= 0 (subtract the maximum first)")
+    scale = float(scale)
+    q_ln2 = int(np.floor(np.log(2) / scale))
+    if q_ln2 < 1:
+        raise ValueError(f"i-exp: scale {scale} is too coarse for ln 2")
+    z = np.floor(-q / q_ln2).astype(np.int64)
+    q_p = q + z * q_ln2
+    q_l, s_l = ibert_poly(q_p, scale, a, b, c)
+    return q_l >> np.minimum(z, IBERT_BITS - 2), s_l
+
+
+def ibert_softmax(q, scale, out_bits=SOFTMAX_OUT_BITS):
+    """I-BERT's i-softmax over the last axis of ``x = q * scale``: i-exp of x - max(x), then
+    each value as a fixed-point fraction of the row's sum, ``floor(e * 2**out_bits / sum)``
+    (scale ``2**-out_bits``)."""
+    q = np.asarray(q, np.int64)
+    e, _ = ibert_exp(q - q.max(-1, keepdims=True), scale)
+    total = e.sum(-1, keepdims=True)
+    return _ibert_mul(e, 1 << out_bits, "i-softmax numerator") // total, 2.0 ** -out_bits

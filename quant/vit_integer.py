@@ -1,5 +1,6 @@
 """The integer model of a TSPTQ-ViT DeiT (``quant.tsptq.QuantizedViT``): every MatMul on integer
-codes through the golden functions of ``quant.arith``, the rest as host steps in float64.
+codes through the golden functions of ``quant.arith``, the Softmax and GELU by I-BERT's integer
+methods, LayerNorm and the residual stream as host steps in float64.
 
 Per MatMul: the input site's codes -- uniform (``quantize``), V-2SF (``two_scale_quantize``: flag
 and field per value) or O-2SF (``outlier_two_scale_quantize``: a flag per channel) -- and int8
@@ -8,11 +9,13 @@ two-scaled operand, ``two_scale_matmul_acc`` (two int8 partial sums, the coarse 
 the bias enters the int32 accumulator on its step. The q·kᵀ and attention·v MatMuls take both
 operands from sites (k and v codes as the "weights").
 
-Host steps, in float64 on the dequantized accumulators (no integer method is claimed for them
-here): the patch embedding's class token and position embedding, the LayerNorms, the Softmax
-(after the 1/sqrt(d) scale), the GELU, the residual additions. Integer forms exist (I-BERT's
-integer LayerNorm, polynomial exp and GELU) and would replace these steps one by one; until then
-this model says which arithmetic is integer and proves the two-scaled MatMul on real tensors.
+The Softmax and the GELU are I-BERT's integer methods (``quant.arith.ibert_softmax`` on the
+q·kᵀ accumulator, ``ibert_gelu`` on the fc1 accumulator, docs/arithmetic.md §11); their outputs
+enter the next site's code from their fixed-point value. Host steps, in float64 on the
+dequantized accumulators: the patch embedding's class token and position embedding, the
+LayerNorms and the residual additions -- the residual stream is kept in float here, so I-BERT's
+integer LayerNorm (integer square root) has no integer input to take; keeping the stream as
+int32 with a scale would let it.
 
 ``export_vit`` writes the integer tensors of one image per MatMul (codes, flags, int8 weights,
 int32 accumulators) and a manifest, as ``quant.integer.export`` does for EfficientViT.
@@ -46,12 +49,6 @@ def _ln(x, weight, bias):
     mu = x.mean(-1, keepdims=True)
     var = ((x - mu) ** 2).mean(-1, keepdims=True)
     return (x - mu) / np.sqrt(var + LN_EPS) * weight + bias
-
-
-def _gelu(x):
-    from math import erf
-
-    return 0.5 * x * (1 + np.vectorize(erf)(x / np.sqrt(2)))
 
 
 class ViTIntegerModel:
@@ -103,11 +100,13 @@ class ViTIntegerModel:
             arrays["bias"] = b
         if trace:
             trace(name, arrays)
-        return acc * step
+        return acc, step
 
-    def linear(self, name, site, x, trace):
+    def linear(self, name, site, x, trace, integer=False):
+        """The Linear ``name`` on site ``site``'s codes of ``x``: float, or (acc, step) if ``integer``."""
         wq, s = self.w[name]
-        return self.matmul(name, site, x, wq.T, s, self.sd[name + ".bias"], trace)
+        acc, step = self.matmul(name, site, x, wq.T, s, self.sd[name + ".bias"], trace)
+        return (acc, step) if integer else acc * step
 
     def run(self, image, trace=None):
         sp, sd = self.spec, self.sd
@@ -126,16 +125,17 @@ class ViTIntegerModel:
             for hh in range(sp.heads):
                 qf, kf, vf = qkv[:, 0, hh], qkv[:, 1, hh], qkv[:, 2, hh]
                 kq, ks, _ = self.codes(pre + "k", kf)
-                scores = self.matmul(f"{pre}attn.qk.{hh}", pre + "q", qf, kq.T, np.full(len(kq), ks),
-                                     trace=trace)
-                e = np.exp(scores * d ** -0.5 - (scores * d ** -0.5).max(-1, keepdims=True))
-                probs = e / e.sum(-1, keepdims=True)
+                acc, step = self.matmul(f"{pre}attn.qk.{hh}", pre + "q", qf, kq.T, np.full(len(kq), ks),
+                                        trace=trace)
+                p, p_step = arith.ibert_softmax(acc, float(step[0]) * d ** -0.5)
                 vq, vs, _ = self.codes(pre + "v", vf)
-                heads.append(self.matmul(f"{pre}attn.av.{hh}", pre + "softmax", probs, vq, np.full(d, vs),
-                                         trace=trace))
+                acc, step = self.matmul(f"{pre}attn.av.{hh}", pre + "softmax", p * p_step, vq, np.full(d, vs),
+                                        trace=trace)
+                heads.append(acc * step)
             t = t + self.linear(pre + "attn.proj", pre + "proj", np.concatenate(heads, -1), trace)
             y = _ln(t, sd[pre + "norm2.weight"], sd[pre + "norm2.bias"])
-            hid = _gelu(self.linear(pre + "mlp.fc1", pre + "norm2", y, trace))
+            g, g_step = arith.ibert_gelu(*self.linear(pre + "mlp.fc1", pre + "norm2", y, trace, integer=True))
+            hid = g * g_step
             t = t + self.linear(pre + "mlp.fc2", pre + "gelu", hid, trace)
         y = _ln(t[:1], sd["norm.weight"], sd["norm.bias"])
         return self.linear("head", "norm", y, trace)[0]
