@@ -278,7 +278,7 @@ def cmd_export(a):
         man = export_vit(QuantizedViT(qm, meta["vit"]["params"]).eval(), images[0].numpy(), a.out,
                          dict(model=meta["model"], resolution=meta["resolution"], label=int(labels[0]),
                               options=meta["options"]))
-        print(f"wrote {len(man['ops'])} MatMul files and manifest.json to {a.out}")
+        print(f"wrote {len(man['ops'])} op files and manifest.json to {a.out}")
         return
     man = export(freeze(prog), images[0].numpy(), a.out,
                  dict(model=meta["model"], resolution=meta["resolution"], label=int(labels[0]),

@@ -502,3 +502,42 @@ def ibert_softmax(q, scale, out_bits=SOFTMAX_OUT_BITS):
     e, _ = ibert_exp(q - q.max(-1, keepdims=True), scale)
     total = e.sum(-1, keepdims=True)
     return _ibert_mul(e, 1 << out_bits, "i-softmax numerator") // total, 2.0 ** -out_bits
+
+
+def ibert_isqrt(n):
+    """``floor(sqrt(n))`` of non-negative integers by I-BERT's integer Newton iteration, from a
+    power of two at or above the root (``x <- (x + n // x) // 2`` while it decreases)."""
+    n = np.asarray(n, np.int64)
+    if np.any(n < 0):
+        raise ValueError("i-sqrt of a negative number")
+    bits = np.where(n > 0, np.floor(np.log2(np.maximum(n, 1).astype(np.float64))).astype(np.int64) + 1, 0)
+    x = np.left_shift(np.int64(1), (bits + 2) // 2)
+    while True:
+        y = (x + n // np.maximum(x, 1)) // 2
+        smaller = y < x
+        if not smaller.any():
+            return np.where(n == 0, 0, x)
+        x = np.where(smaller, y, x)
+
+
+LN_FRAC_BITS = 15  # the normalized value (x - mean) / std as a fraction of 2**15
+LN_GAMMA_BITS = 12  # gamma on 2**12, beta on 2**(15 + 12)
+
+
+def ibert_layernorm(q, gamma, beta, frac_bits=LN_FRAC_BITS, gamma_bits=LN_GAMMA_BITS):
+    """I-BERT's integer LayerNorm over the last axis of integers ``q`` (any common scale: it
+    cancels): integer mean ``floor(sum / C)``, variance ``floor(sum((q - mean)^2) / C)``, its
+    ``ibert_isqrt``, the normalized value ``floor((q - mean) * 2**frac_bits / std)``, then
+    ``gamma`` and ``beta`` as integers on ``2**gamma_bits`` and ``2**(frac_bits + gamma_bits)``.
+    Returns (out, scale ``2**-(frac_bits + gamma_bits)``). No epsilon: a row of equal values
+    gives ``beta``."""
+    q = np.asarray(q, np.int64)
+    c = q.shape[-1]
+    total = q.sum(-1, keepdims=True)
+    y = q - np.floor_divide(total, c)
+    var = _ibert_mul(y, y, "i-LayerNorm square").sum(-1, keepdims=True) // c
+    std = np.maximum(ibert_isqrt(var), 1)
+    xhat = _ibert_mul(y, 1 << frac_bits, "i-LayerNorm fraction") // std
+    g = np.floor(np.asarray(gamma, np.float64) * 2.0 ** gamma_bits + 0.5).astype(np.int64)
+    b = np.floor(np.asarray(beta, np.float64) * 2.0 ** (frac_bits + gamma_bits) + 0.5).astype(np.int64)
+    return _ibert_mul(xhat, g, "i-LayerNorm affine") + b, 2.0 ** -(frac_bits + gamma_bits)

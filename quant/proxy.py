@@ -206,11 +206,13 @@ def table(checkpoint, calib=256, iters=200, seed=0, log=print):
     return "\n".join(lines)
 
 
-VIT_ROWS = [("baseline: per-tensor uniform 8-bit at every MatMul input (MSE steps), W8 per channel",
-             "baseline"),
-            ("+ V-2SF on the Softmax and GELU outputs", "v2sf"),
-            ("+ O-2SF on the LayerNorm outputs", "o2sf"),
-            ("**TSPTQ-ViT: V-2SF + O-2SF**", "tsptq")]
+VIT_ROWS = [("baseline, MinMax: per-tensor uniform 8-bit at every MatMul input, W8 per channel", "baseline",
+             "minmax"),
+            ("baseline, Percentile 99.99", "baseline", "percentile"),
+            ("baseline, MSE steps", "baseline", "mse"),
+            ("+ V-2SF on the Softmax and GELU outputs", "v2sf", "mse"),
+            ("+ O-2SF on the LayerNorm outputs", "o2sf", "mse"),
+            ("**TSPTQ-ViT: V-2SF + O-2SF**", "tsptq", "mse")]
 
 
 def vit_table(checkpoint, calib=256, seed=0, outliers=4, factor=32.0, integer=200, log=print):
@@ -237,11 +239,11 @@ def vit_table(checkpoint, calib=256, seed=0, outliers=4, factor=32.0, integer=20
              "|---|---|---|---|---|---|---|",
              f"| float | {fp['proxy'][0]:.2f} | | {fp['stress'][0]:.2f} | | | |"]
     log(lines[-1])
-    for label, method in VIT_ROWS:
+    for label, method, observer in VIT_ROWS:
         t0 = time.time()
         cells, codes, agree = [], "", []
         for k, m in models.items():
-            q = quantize_vit(m, calib_x, method, seed)
+            q = quantize_vit(m, calib_x, method, seed, observer=observer)
             acc, logits = evaluate(q, xv, yv)
             cells += [f"{acc:.2f}", logit_error(logits, fp[k][1])]
             codes = describe(q) if k == "stress" else codes

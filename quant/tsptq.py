@@ -28,13 +28,14 @@ from torch import nn
 from quant.arith import TWO_SCALE_K_MAX
 from quant.deit import quant_hook
 
-__all__ = ["METHODS", "fake_uniform", "fake_v2sf", "fake_o2sf", "calibrate_uniform", "calibrate_v2sf",
-           "calibrate_o2sf", "QuantizedViT", "quantize_vit"]
+__all__ = ["METHODS", "OBSERVERS", "fake_uniform", "fake_v2sf", "fake_o2sf", "calibrate_uniform",
+           "calibrate_v2sf", "calibrate_o2sf", "QuantizedViT", "quantize_vit"]
 
 METHODS = ("baseline", "v2sf", "o2sf", "tsptq")
 BITS = 8
 K_CHOICES = tuple(range(1, 5))  # coarse step s * 2**k searched (quant.arith allows up to TWO_SCALE_K_MAX)
 GRID = 64  # candidate fine steps per k
+RESIDUAL_BITS = 20  # the integer model's residual stream: int32 codes, the calibrated range at 2**20
 assert max(K_CHOICES) <= TWO_SCALE_K_MAX
 
 
@@ -68,10 +69,22 @@ def _mse(x, q):
     return float(((x - q) ** 2).mean())
 
 
-def calibrate_uniform(sample, signed, bits=BITS, steps=100):
-    """The step of a per-tensor uniform code minimising the MSE on ``sample`` (a float tensor)."""
+OBSERVERS = ("mse", "minmax", "percentile")
+
+
+def calibrate_uniform(sample, signed, bits=BITS, steps=100, observer="mse"):
+    """The step of a per-tensor uniform code on ``sample`` (a float tensor): minimising the MSE
+    over ``steps`` clipping ranges (``mse``), or the range from the largest |value| (``minmax``)
+    or its 99.99th percentile (``percentile``)."""
     hi = _range(bits, signed)[1]
-    amax = float(sample.abs().max()) if signed else float(sample.clamp_min(0).max())
+    a = sample.abs() if signed else sample.clamp_min(0)
+    amax = float(a.max())
+    if observer == "minmax":
+        return max(amax, 1e-12) / hi
+    if observer == "percentile":
+        return max(float(torch.quantile(a.reshape(-1)[: 1 << 24].double(), 0.9999)), 1e-12) / hi
+    if observer != "mse":
+        raise ValueError(f"unknown observer {observer!r}; choose one of {', '.join(OBSERVERS)}")
     best = None
     for r in amax * np.arange(1, steps + 1) / steps:
         s = max(r, 1e-12) / hi
@@ -149,6 +162,8 @@ class QuantizedViT(nn.Module):
         self.model = model
         self.params = params
 
+    sites = property(lambda self: {n: p for n, p in self.params.items() if n != "residual"})
+
     def _site(self, name, kind, x):
         p = self.params[name]
         if p["code"] == "uniform":
@@ -201,15 +216,26 @@ def _bias_on_acc_step(model, params):
 
 
 @torch.no_grad()
-def quantize_vit(model, images, method="tsptq", seed=0, batch=64):
-    """``QuantizedViT`` of a DeiT ``model`` calibrated on ``images`` with ``method``."""
+def quantize_vit(model, images, method="tsptq", seed=0, batch=64, observer="mse"):
+    """``QuantizedViT`` of a DeiT ``model`` calibrated on ``images`` with ``method``; ``observer``
+    sets the uniform codes' steps (``calibrate_uniform``)."""
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
     col = _Collector(seed)
-    with quant_hook(col):
-        for i in range(0, len(images), batch):
-            model(images[i:i + batch])
-    params = {}
+    stream = [0.0]  # the largest |value| of the residual stream (every LayerNorm's input)
+
+    def ln_input(module, args):
+        stream[0] = max(stream[0], float(args[0].detach().abs().max()))
+
+    hooks = [m.register_forward_pre_hook(ln_input) for m in model.modules() if isinstance(m, nn.LayerNorm)]
+    try:
+        with quant_hook(col):
+            for i in range(0, len(images), batch):
+                model(images[i:i + batch])
+    finally:
+        for h in hooks:
+            h.remove()
+    params = {"residual": dict(code="int32", s=max(stream[0], 1e-12) / 2.0 ** RESIDUAL_BITS)}
     for name, parts in col.samples.items():
         kind = col.kinds[name]
         sample = torch.cat(parts).double()
@@ -221,7 +247,7 @@ def quantize_vit(model, images, method="tsptq", seed=0, batch=64):
             s, k, flags = calibrate_o2sf(sample)
             params[name] = dict(code="o2sf", s=s, k=k, flags=flags)
         else:
-            s = calibrate_uniform(sample.reshape(-1), signed)
+            s = calibrate_uniform(sample.reshape(-1), signed, observer=observer)
             params[name] = dict(code="uniform", s=s, signed=signed)
     return QuantizedViT(_bias_on_acc_step(_weights_w8(model), params), params).eval()
 
@@ -229,7 +255,7 @@ def quantize_vit(model, images, method="tsptq", seed=0, batch=64):
 def describe(qm):
     """One line per code kind: how many sites, the k used, the share of flagged LN channels."""
     rows = {}
-    for p in qm.params.values():
+    for p in qm.sites.values():
         rows.setdefault(p["code"], []).append(p)
     out = []
     for code, ps in sorted(rows.items()):

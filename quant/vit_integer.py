@@ -1,6 +1,6 @@
 """The integer model of a TSPTQ-ViT DeiT (``quant.tsptq.QuantizedViT``): every MatMul on integer
-codes through the golden functions of ``quant.arith``, the Softmax and GELU by I-BERT's integer
-methods, LayerNorm and the residual stream as host steps in float64.
+codes through the golden functions of ``quant.arith``; LayerNorm, Softmax and GELU by I-BERT's
+integer methods; the residual stream in int32.
 
 Per MatMul: the input site's codes -- uniform (``quantize``), V-2SF (``two_scale_quantize``: flag
 and field per value) or O-2SF (``outlier_two_scale_quantize``: a flag per channel) -- and int8
@@ -9,16 +9,22 @@ two-scaled operand, ``two_scale_matmul_acc`` (two int8 partial sums, the coarse 
 the bias enters the int32 accumulator on its step. The q·kᵀ and attention·v MatMuls take both
 operands from sites (k and v codes as the "weights").
 
-The Softmax and the GELU are I-BERT's integer methods (``quant.arith.ibert_softmax`` on the
-q·kᵀ accumulator, ``ibert_gelu`` on the fc1 accumulator, docs/arithmetic.md §11); their outputs
-enter the next site's code from their fixed-point value. Host steps, in float64 on the
-dequantized accumulators: the patch embedding's class token and position embedding, the
-LayerNorms and the residual additions -- the residual stream is kept in float here, so I-BERT's
-integer LayerNorm (integer square root) has no integer input to take; keeping the stream as
-int32 with a scale would let it.
+The residual stream is int32 on one calibrated step (``params["residual"]``: its largest value
+on the calibration set at 2**20): the class token and position embedding are rounded onto it,
+and every branch's accumulators join it by dyadic requantization (``dyadic``, ``requantize``).
+The LayerNorms are I-BERT's integer LayerNorm of the stream (``ibert_layernorm``: integer mean,
+variance, Newton square root; gamma and beta as integers), the Softmax and the GELU I-BERT's
+integer methods (``ibert_softmax`` on the q·kᵀ accumulator, ``ibert_gelu`` on the fc1
+accumulator); docs/arithmetic.md §11.
 
-``export_vit`` writes the integer tensors of one image per MatMul (codes, flags, int8 weights,
-int32 accumulators) and a manifest, as ``quant.integer.export`` does for EfficientViT.
+Host steps, as for EfficientViT: the image to the input site's codes, and the logits. Each
+site's codes are computed from the value its producer's integer result stands for (accumulator
+× step, or fixed-point × scale): a requantization done in float64 here rather than by a dyadic
+multiplier.
+
+``export_vit`` writes the integer tensors of one image per op -- MatMuls (codes, flags, int8
+weights, int32 accumulators), LayerNorms, Softmaxes, GELUs (integer in, integer out) -- and a
+manifest, as ``quant.integer.export`` does for EfficientViT.
 """
 
 from __future__ import annotations
@@ -30,7 +36,6 @@ import numpy as np
 import torch
 
 from quant import arith
-from quant.deit import LN_EPS
 
 __all__ = ["ViTIntegerModel", "export_vit"]
 
@@ -45,18 +50,13 @@ def _w8(w):
     return codes.clamp(-128, 127).long().numpy(), s.double().numpy()
 
 
-def _ln(x, weight, bias):
-    mu = x.mean(-1, keepdims=True)
-    var = ((x - mu) ** 2).mean(-1, keepdims=True)
-    return (x - mu) / np.sqrt(var + LN_EPS) * weight + bias
-
-
 class ViTIntegerModel:
     """``run(image, trace=None)`` -> logits of one image (C, H, W) float; ``trace(name, arrays)``
     sees every MatMul's integer tensors."""
 
     def __init__(self, qvit):
         self.p = qvit.params
+        self.s_res = qvit.params["residual"]["s"]
         m = qvit.model
         self.m = m
         self.spec = m.spec
@@ -99,7 +99,7 @@ class ViTIntegerModel:
         if bias is not None:
             arrays["bias"] = b
         if trace:
-            trace(name, arrays)
+            trace(name, "two_scale_matmul" if two else "matmul", arrays)
         return acc, step
 
     def linear(self, name, site, x, trace, integer=False):
@@ -108,18 +108,34 @@ class ViTIntegerModel:
         acc, step = self.matmul(name, site, x, wq.T, s, self.sd[name + ".bias"], trace)
         return (acc, step) if integer else acc * step
 
+    def to_stream(self, acc, step):
+        """A branch's int32 accumulators (steps per channel) on the residual stream's step: dyadic
+        requantization (``quant.arith.dyadic``, ``requantize``) to int32."""
+        mult, shift = arith.dyadic(np.asarray(step, np.float64) / self.s_res)
+        return arith.requantize(acc, mult, shift, out_bits=32)
+
+    def layernorm(self, t, name, trace):
+        """I-BERT's integer LayerNorm of the int32 stream ``t``: the value the next site codes."""
+        out, scale = arith.ibert_layernorm(t, self.sd[name + ".weight"], self.sd[name + ".bias"])
+        if trace:
+            trace(name, "layernorm", dict(x=t, y=out))
+        return out * scale
+
     def run(self, image, trace=None):
         sp, sd = self.spec, self.sd
         x = np.asarray(image, np.float64)
         c, h, w = x.shape
         g = sp.patch
         patches = x.reshape(c, h // g, g, w // g, g).transpose(1, 3, 0, 2, 4).reshape(-1, c * g * g)
-        t = self.linear("patch_embed.proj", "input", patches, trace)  # (N, D)
-        t = np.concatenate([sd["cls_token"][0], t], 0) + sd["pos_embed"][0]
+        acc, step = self.linear("patch_embed.proj", "input", patches, trace, integer=True)  # (N, D)
+        embed = np.floor(np.concatenate([sd["cls_token"][0], np.zeros((len(acc), sp.dim))], 0) / self.s_res
+                         + 0.5).astype(np.int64)  # the class token and position embedding on the step
+        pos = np.floor(sd["pos_embed"][0] / self.s_res + 0.5).astype(np.int64)
+        t = embed + np.concatenate([np.zeros((1, sp.dim), np.int64), self.to_stream(acc, step)], 0) + pos
         d = sp.dim // sp.heads
         for i in range(sp.depth):
             pre = f"blocks.{i}."
-            y = _ln(t, sd[pre + "norm1.weight"], sd[pre + "norm1.bias"])
+            y = self.layernorm(t, pre + "norm1", trace)
             qkv = self.linear(pre + "attn.qkv", pre + "norm1", y, trace).reshape(-1, 3, sp.heads, d)
             heads = []
             for hh in range(sp.heads):
@@ -128,16 +144,23 @@ class ViTIntegerModel:
                 acc, step = self.matmul(f"{pre}attn.qk.{hh}", pre + "q", qf, kq.T, np.full(len(kq), ks),
                                         trace=trace)
                 p, p_step = arith.ibert_softmax(acc, float(step[0]) * d ** -0.5)
+                if trace:
+                    trace(f"{pre}attn.softmax.{hh}", "softmax", dict(x=acc, y=p))
                 vq, vs, _ = self.codes(pre + "v", vf)
                 acc, step = self.matmul(f"{pre}attn.av.{hh}", pre + "softmax", p * p_step, vq, np.full(d, vs),
                                         trace=trace)
                 heads.append(acc * step)
-            t = t + self.linear(pre + "attn.proj", pre + "proj", np.concatenate(heads, -1), trace)
-            y = _ln(t, sd[pre + "norm2.weight"], sd[pre + "norm2.bias"])
-            g, g_step = arith.ibert_gelu(*self.linear(pre + "mlp.fc1", pre + "norm2", y, trace, integer=True))
-            hid = g * g_step
-            t = t + self.linear(pre + "mlp.fc2", pre + "gelu", hid, trace)
-        y = _ln(t[:1], sd["norm.weight"], sd["norm.bias"])
+            out = np.concatenate(heads, -1)
+            attn = self.linear(pre + "attn.proj", pre + "proj", out, trace, integer=True)
+            t = arith.check_range(t + self.to_stream(*attn), 32, name="residual stream")
+            y = self.layernorm(t, pre + "norm2", trace)
+            acc, step = self.linear(pre + "mlp.fc1", pre + "norm2", y, trace, integer=True)
+            g, g_step = arith.ibert_gelu(acc, step)
+            if trace:
+                trace(pre + "mlp.act", "gelu", dict(x=acc, y=g))
+            mlp = self.linear(pre + "mlp.fc2", pre + "gelu", g * g_step, trace, integer=True)
+            t = arith.check_range(t + self.to_stream(*mlp), 32, name="residual stream")
+        y = self.layernorm(t[:1], "norm", trace)
         return self.linear("head", "norm", y, trace)[0]
 
     def logits(self, images):
@@ -150,12 +173,11 @@ def export_vit(qvit, image, out_dir, meta):
     out_dir.mkdir(parents=True, exist_ok=True)
     entries = []
 
-    def trace(name, arrays):
+    def trace(name, kind, arrays):
         fname = f"{len(entries):03d}_{name.replace('.', '_')}.npz"
-        ints = {k: np.asarray(v).astype(np.int32) for k, v in arrays.items()}
+        ints = {k: np.asarray(v, np.int64) for k, v in arrays.items()}  # I-BERT's values need 64 bits
         np.savez_compressed(out_dir / fname, **ints)
-        entries.append(dict(index=len(entries), file=fname, name=name,
-                            kind="two_scale_matmul" if "flag" in ints else "matmul",
+        entries.append(dict(index=len(entries), file=fname, name=name, kind=kind,
                             arrays={k: [str(v.dtype), list(v.shape)] for k, v in ints.items()}))
 
     logits = ViTIntegerModel(qvit).run(image, trace)
