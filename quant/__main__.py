@@ -210,15 +210,24 @@ def cmd_eval(a):
         if a.integer and prog.options.divisor == "log2-4":
             n = min(a.integer, len(images))
             li = IntegerModel(freeze(prog)).logits(images[:n].numpy(), progress=_progress("integer"))
-            top = float((li.argmax(1) == labels[:n]).float().mean() * 100)
-            agree = float((li.argmax(1) == fq[:n].argmax(1)).float().mean() * 100)
-            diff = float((li - fq[:n]).abs().max())
-            report.update(integer_top1=top, integer_images=n, agreement=agree, max_logit_diff=diff)
-            print(f"integer    top-1 {top:6.2f}% on {n} images; "
-                  f"top-1 agreement with fake-quant {agree:.2f}%, "
-                  f"max |logit difference| {diff:.4g}")
+            _integer_report(report, li, fq[:n], labels[:n])
     if a.json:
         Path(a.json).write_text(json.dumps(report, indent=1))
+
+
+def _integer_report(report, li, fq, labels, note=""):
+    """The integer model's logits ``li`` against the fake-quant ``fq`` and the labels: printed
+    and added to ``report``."""
+    import numpy as np
+
+    li, fq, labels = np.asarray(li), np.asarray(fq, np.float64), np.asarray(labels)
+    n = len(li)
+    top = float((li.argmax(1) == labels).mean() * 100)
+    agree = float((li.argmax(1) == fq.argmax(1)).mean() * 100)
+    diff = float(np.abs(li - fq).max())
+    report.update(integer_top1=top, integer_images=n, agreement=agree, max_logit_diff=diff)
+    print(f"integer    top-1 {top:6.2f}% on {n} images; top-1 agreement with fake-quant {agree:.2f}%, "
+          f"max |logit difference| {diff:.4g}{note}")
 
 
 def _vit_eval(a, spec, model, device):
@@ -246,13 +255,7 @@ def _vit_eval(a, spec, model, device):
 
             n = min(a.integer, len(images))
             li = ViTIntegerModel(qvit.to("cpu")).logits(images[:n].numpy())
-            top = float((li.argmax(1) == labels[:n].numpy()).mean() * 100)
-            agree = float((li.argmax(1) == fq[:n].numpy().argmax(1)).mean() * 100)
-            diff = float(abs(li - fq[:n].double().numpy()).max())
-            report.update(integer_top1=top, integer_images=n, agreement=agree, max_logit_diff=diff)
-            print(f"integer    top-1 {top:6.2f}% on {n} images; top-1 agreement with fake-quant "
-                  f"{agree:.2f}%, max |logit difference| {diff:.4g} (MatMuls, Softmax and GELU integer; "
-                  f"LayerNorm on the host)")
+            _integer_report(report, li, fq[:n], labels[:n], " (MatMuls, LayerNorm, Softmax, GELU: integers)")
     if a.json:
         Path(a.json).write_text(json.dumps(report, indent=1))
 
