@@ -209,10 +209,10 @@ def table(checkpoint, calib=256, iters=200, seed=0, log=print):
 VIT_ROWS = [("baseline, MinMax: per-tensor uniform 8-bit at every MatMul input, W8 per channel", "baseline",
              "minmax"),
             ("baseline, Percentile 99.99", "baseline", "percentile"),
-            ("baseline, MSE steps", "baseline", "mse"),
-            ("+ V-2SF on the Softmax and GELU outputs", "v2sf", "mse"),
-            ("+ O-2SF on the LayerNorm outputs", "o2sf", "mse"),
-            ("**TSPTQ-ViT: V-2SF + O-2SF**", "tsptq", "mse")]
+            ("baseline, OMSE (MSE-optimal clipping)", "baseline", "omse"),
+            ("+ V-2SF on the Softmax and GELU outputs", "v2sf", "omse"),
+            ("+ O-2SF on the LayerNorm outputs", "o2sf", "omse"),
+            ("**TSPTQ-ViT: V-2SF + O-2SF**", "tsptq", "omse")]
 
 
 def vit_table(checkpoint, calib=256, seed=0, outliers=4, factor=32.0, integer=200, log=print):

@@ -459,7 +459,8 @@ class _Stats:
         idx = torch.from_numpy(self.rng.choice(a.numel(), n, replace=False)) if n < a.numel() else slice(None)
         self.sample.append(a[idx].cpu())  # the observers run on the CPU, whatever the device
 
-    def step(self, observer):
+    def step(self, observer, qmax=QMAX):
+        """The step of a code whose largest level is ``qmax`` (127 signed 8-bit, 255 unsigned)."""
         a = torch.cat(self.sample) if self.sample else torch.zeros(1)
         if observer == "minmax":
             r = self.absmax
@@ -468,21 +469,21 @@ class _Stats:
         elif observer == "percentile":
             r = float(torch.quantile(a[: 1 << 24].double(), 0.9999))
         elif observer == "omse":
-            r = omse_range(a, self.absmax)
+            r = omse_range(a, self.absmax, qmax=qmax)
         else:
             raise ValueError(observer)
-        return max(r, 1e-8) / QMAX
+        return max(r, 1e-8) / qmax
 
 
-def omse_range(a, amax, steps=100, sample=1 << 15):
+def omse_range(a, amax, steps=100, sample=1 << 15, qmax=QMAX):
     """Clipping range minimising the quantization MSE of the |x| sample ``a`` (a seeded subsample of
-    at most ``sample`` values; all ``steps`` candidate ranges evaluated at once)."""
+    at most ``sample`` values; all ``steps`` candidate ranges evaluated at once) on ``qmax`` levels."""
     a = a.double()
     if a.numel() > sample:
         a = a[torch.randperm(a.numel(), generator=torch.Generator().manual_seed(0))[:sample]]
     r = amax * torch.arange(1, steps + 1, dtype=torch.float64) / steps
-    s = (r.clamp_min(1e-12) / QMAX).view(-1, 1)
-    q = torch.clamp(torch.floor(a.view(1, -1) / s + 0.5), 0, QMAX) * s
+    s = (r.clamp_min(1e-12) / qmax).view(-1, 1)
+    q = torch.clamp(torch.floor(a.view(1, -1) / s + 0.5), 0, qmax) * s
     err = ((a.view(1, -1) - q) ** 2).sum(1)
     return float(r[int(torch.argmin(err))])
 

@@ -69,29 +69,21 @@ def _mse(x, q):
     return float(((x - q) ** 2).mean())
 
 
-OBSERVERS = ("mse", "minmax", "percentile")
+OBSERVERS = ("omse", "minmax", "percentile")  # the EfficientViT quantizer's (quant.ptq._Stats)
 
 
-def calibrate_uniform(sample, signed, bits=BITS, steps=100, observer="mse"):
-    """The step of a per-tensor uniform code on ``sample`` (a float tensor): minimising the MSE
-    over ``steps`` clipping ranges (``mse``), or the range from the largest |value| (``minmax``)
-    or its 99.99th percentile (``percentile``)."""
-    hi = _range(bits, signed)[1]
-    a = sample.abs() if signed else sample.clamp_min(0)
-    amax = float(a.max())
-    if observer == "minmax":
-        return max(amax, 1e-12) / hi
-    if observer == "percentile":
-        return max(float(torch.quantile(a.reshape(-1)[: 1 << 24].double(), 0.9999)), 1e-12) / hi
-    if observer != "mse":
+def calibrate_uniform(sample, signed, bits=BITS, observer="omse"):
+    """The step of a per-tensor uniform code on ``sample`` (a float tensor) by one of the
+    EfficientViT quantizer's observers (``quant.ptq._Stats.step``): the clipping range minimising
+    the MSE (``omse``), the largest |value| (``minmax``) or its 99.99th percentile
+    (``percentile``); the Softmax's unsigned code on 255 levels."""
+    from quant.ptq import _Stats
+
+    if observer not in OBSERVERS:
         raise ValueError(f"unknown observer {observer!r}; choose one of {', '.join(OBSERVERS)}")
-    best = None
-    for r in amax * np.arange(1, steps + 1) / steps:
-        s = max(r, 1e-12) / hi
-        e = _mse(sample, fake_uniform(sample, s, signed, bits))
-        if best is None or e < best[0]:
-            best = (e, s)
-    return best[1]
+    stats = _Stats(np.random.default_rng(0))
+    stats.values(sample if signed else sample.clamp_min(0))
+    return stats.step(observer, qmax=_range(bits, signed)[1])
 
 
 def calibrate_v2sf(sample, signed, bits=BITS):
@@ -216,7 +208,7 @@ def _bias_on_acc_step(model, params):
 
 
 @torch.no_grad()
-def quantize_vit(model, images, method="tsptq", seed=0, batch=64, observer="mse"):
+def quantize_vit(model, images, method="tsptq", seed=0, batch=64, observer="omse"):
     """``QuantizedViT`` of a DeiT ``model`` calibrated on ``images`` with ``method``; ``observer``
     sets the uniform codes' steps (``calibrate_uniform``)."""
     if method not in METHODS:

@@ -189,6 +189,6 @@ def test_uniform_observers():
     x = torch.cat([torch.linspace(-1, 1, 100001), torch.tensor([50.0])]).double()
     assert calibrate_uniform(x, True, observer="minmax") == pytest.approx(50 / 127)
     assert calibrate_uniform(x, True, observer="percentile") < 1.01 / 127
-    assert calibrate_uniform(x, True, observer="mse") < 50 / 127
+    assert calibrate_uniform(x, True, observer="omse") < 50 / 127
     with pytest.raises(ValueError, match="unknown observer"):
         calibrate_uniform(x, True, observer="ema")
