@@ -25,11 +25,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from quant.arith import TWO_SCALE_K_MAX
+from quant.arith import TWO_SCALE_K_MAX, int_range
 from quant.deit import quant_hook
 
-__all__ = ["METHODS", "OBSERVERS", "fake_uniform", "fake_v2sf", "fake_o2sf", "calibrate_uniform",
-           "calibrate_v2sf", "calibrate_o2sf", "QuantizedViT", "quantize_vit"]
+__all__ = ["METHODS", "OBSERVERS", "weight_step", "fake_uniform", "fake_v2sf", "fake_o2sf",
+           "calibrate_uniform", "calibrate_v2sf", "calibrate_o2sf", "QuantizedViT", "quantize_vit"]
 
 METHODS = ("baseline", "v2sf", "o2sf", "tsptq")
 BITS = 8
@@ -39,20 +39,22 @@ RESIDUAL_BITS = 20  # the integer model's residual stream: int32 codes, the cali
 assert max(K_CHOICES) <= TWO_SCALE_K_MAX
 
 
-def _range(bits, signed):
-    return (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
+def weight_step(w):
+    """The per-output-channel step of a weight's symmetric 8-bit MinMax grid (O,): every method's
+    weights, the biases' accumulator steps and the integer model read it here."""
+    return w.abs().reshape(w.shape[0], -1).amax(1).clamp_min(1e-12) / 127
 
 
 def fake_uniform(x, s, signed, bits=BITS):
     """``quant.arith.quantize`` dequantized: round half up, saturate (signed or unsigned)."""
-    lo, hi = _range(bits, signed)
+    lo, hi = int_range(bits, signed)
     return torch.clamp(torch.floor(x / s + 0.5), lo, hi) * s
 
 
 def fake_v2sf(x, s, k, signed, bits=BITS):
     """``quant.arith.two_scale_quantize`` dequantized: the fine step where the code fits the
     (bits - 1)-bit field, else the coarse step ``s * 2**k``, saturated."""
-    lo, hi = _range(bits - 1, signed)
+    lo, hi = int_range(bits - 1, signed)
     fine = torch.floor(x / s + 0.5)
     coarse = torch.clamp(torch.floor(x / (s * 2.0 ** k) + 0.5), lo, hi) * 2.0 ** k
     return torch.where((fine < lo) | (fine > hi), coarse, fine) * s
@@ -83,14 +85,14 @@ def calibrate_uniform(sample, signed, bits=BITS, observer="omse"):
         raise ValueError(f"unknown observer {observer!r}; choose one of {', '.join(OBSERVERS)}")
     stats = _Stats(np.random.default_rng(0))
     stats.values(sample if signed else sample.clamp_min(0))
-    return stats.step(observer, qmax=_range(bits, signed)[1])
+    return stats.step(observer, qmax=int_range(bits, signed)[1])
 
 
 def calibrate_v2sf(sample, signed, bits=BITS):
     """(s, k) of a V-2SF code minimising the MSE on ``sample``: for each k in ``K_CHOICES``,
     ``GRID`` fine steps from the one whose coarse range just reaches the largest |value| down to
     1/64 of it (finer steps for the dense region, the tail clipped)."""
-    hi = _range(bits - 1, signed)[1]
+    hi = int_range(bits - 1, signed)[1]
     amax = max(float(sample.abs().max()), 1e-12)
     best = None
     for k in K_CHOICES:
@@ -106,7 +108,7 @@ def calibrate_v2sf(sample, signed, bits=BITS):
 def calibrate_o2sf(sample, bits=BITS):
     """(s, k, flags) of an O-2SF code minimising the MSE on ``sample`` (rows x channels): for each
     k and fine step, a channel is flagged when its largest |value| does not fit the fine step."""
-    hi = _range(bits, True)[1]
+    hi = int_range(bits, True)[1]
     cmax = sample.abs().amax(0)
     amax = max(float(cmax.max()), 1e-12)
     best = None
@@ -179,8 +181,7 @@ def _weights_w8(model):
         for mod in m.modules():
             if isinstance(mod, (nn.Linear, nn.Conv2d)):
                 w = mod.weight
-                s = w.abs().reshape(w.shape[0], -1).amax(1).clamp_min(1e-12) / 127
-                s = s.view(-1, *([1] * (w.dim() - 1)))
+                s = weight_step(w).view(-1, *([1] * (w.dim() - 1)))
                 w.copy_(torch.clamp(torch.floor(w / s + 0.5), -128, 127) * s)
     return m
 
@@ -201,7 +202,7 @@ def _bias_on_acc_step(model, params):
         prefix = name[:-len(suffix)]
         s_in = params[prefix + _INPUT_SITE[suffix]]["s"]
         w = mod.weight
-        s_w = w.abs().reshape(w.shape[0], -1).amax(1).clamp_min(1e-12) / 127
+        s_w = weight_step(w)
         step = (s_in * s_w.double())
         mod.bias.copy_((torch.floor(mod.bias.double() / step + 0.5) * step).to(mod.bias.dtype))
     return model

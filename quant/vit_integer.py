@@ -36,6 +36,7 @@ import numpy as np
 import torch
 
 from quant import arith
+from quant.tsptq import weight_step
 
 __all__ = ["ViTIntegerModel", "export_vit"]
 
@@ -45,7 +46,7 @@ SCHEMA = 1
 def _w8(w):
     """(int8 codes (O, K), per-channel steps (O,)) of a weight on quant.tsptq's grid (O, ...)."""
     w = torch.as_tensor(w)
-    s = w.abs().reshape(w.shape[0], -1).amax(1).clamp_min(1e-12) / 127  # the grid's step, computed alike
+    s = weight_step(w)
     codes = torch.floor(w.reshape(w.shape[0], -1).double() / s.double()[:, None] + 0.5)
     return codes.clamp(-128, 127).long().numpy(), s.double().numpy()
 
