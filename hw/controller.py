@@ -16,8 +16,9 @@ from hw.isa import HEADER, INSTRUCTION_BITS, TOKEN_BITS, Opcode, Queue, Token, b
 from hw.params import check_int
 from hw.registers import REGIONS, ErrorCode
 
-__all__ = ["Controller", "QUEUE_DEPTH"]
+__all__ = ["Controller", "QUEUE_DEPTH", "TRACE_ORDER"]
 
+TRACE_ORDER = (Queue.COMPUTE, Queue.LOAD, Queue.STORE)  # who retires first when two would at once
 QUEUE_DEPTH = 8  # instructions each queue holds (the accelerator's; the compiler bounds tokens by it)
 
 INSTRUCTION_SHIFT = (INSTRUCTION_BITS // 8).bit_length() - 1  # log2 of an instruction's bytes
@@ -337,17 +338,15 @@ class Controller(wiring.Component):
                 with m.If(raised):
                     m.d.sync += err.eq(code)
 
-        # The trace: one entry per cycle; the dispatcher first, then COMPUTE, LOAD, STORE.
-        taken = Const(0, 1)
-        for q in (Queue.COMPUTE, Queue.LOAD, Queue.STORE):
-            u = units[q]
-            m.d.comb += u["granted"].eq(~disp_trace & ~taken)
-            taken = taken | u["retire"]
+        # The trace: one entry per cycle; the dispatcher first, then the queues in TRACE_ORDER.
         with m.If(disp_trace):
             m.d.comb += [self.trace.valid.eq(1), self.trace.payload.index.eq(pc),
                          self.trace.payload.opcode.eq(header.opcode)]
-        for q in (Queue.COMPUTE, Queue.LOAD, Queue.STORE):
+        taken = Const(0, 1)
+        for q in TRACE_ORDER:
             u = units[q]
+            m.d.comb += u["granted"].eq(~disp_trace & ~taken)
+            taken = taken | u["retire"]
             with m.If(u["retire"] & u["granted"]):
                 m.d.comb += [self.trace.valid.eq(1), self.trace.payload.index.eq(u["index"]),
                              self.trace.payload.opcode.eq(opcodes[q])]

@@ -27,13 +27,12 @@ after ``SIM_DRAM_LATENCY`` cycles; a board's DDR takes more.
 
 from collections import deque
 
-from hw.controller import QUEUE_DEPTH
+from hw.controller import QUEUE_DEPTH, TRACE_ORDER
 from hw.isa import INSTRUCTION_BITS, Opcode, Queue, Token, decode
 
 __all__ = ["program_cycles", "op_cycles", "SIM_DRAM_LATENCY"]
 
 SIM_DRAM_LATENCY = 3
-_ORDER = (Queue.COMPUTE, Queue.LOAD, Queue.STORE)  # trace priority
 
 
 class _Fifo:
@@ -78,7 +77,7 @@ def _segment(instrs, compute, cfg, latency, depth):
         nxt = {}
         # the queues
         granted = False
-        for q in _ORDER:
+        for q in TRACE_ORDER:
             e = ex[q]
             if e["state"] == "RETIRE":
                 if not granted:
