@@ -8,13 +8,15 @@ whole DRAM beats), ``host.npz`` (the parameters of the host steps) and ``layout.
 configuration and its hash, the segments, where every layer's output lives in the activations
 region and how to read it, the host steps). ``runtime.Program`` reads it.
 
-This version runs layer by layer: per op, LOADs of its inputs (from the activations region;
-an op whose one input the op before it has just written stays where it is in buffer B and is
-not loaded), weights and parameters into the buffers at the places its core plan
-(``sim.core_ops.plan``) wants, its COMPUTE commands, and a STORE of its output to the
-activations region, where the host (and the testbench) can read every layer. The head's host
-step (LayerNorm + Hardswish between the linears) ends a segment: the runtime runs it and
-starts the next segment.
+This version runs layer by layer: per op, LOADs of its inputs (from the activations region; a
+first input the op before it has just written stays where it is in buffer B and is not
+loaded), weights and parameters into the buffers at the places its core plan
+(``sim.core_ops.plan``) wants, moved after the last op's in every buffer, its COMPUTE commands,
+and a STORE of its output to the activations region, where the host (and the testbench) can
+read every layer. Every instruction carries the dependency tokens of its buffer and DRAM
+accesses (``gen.tokens``), so the controller's queues overlap the DMA with the core. The
+head's host step (LayerNorm + Hardswish between the linears) ends a segment: the runtime runs
+it and starts the next segment.
 """
 
 from __future__ import annotations
@@ -173,10 +175,9 @@ def _passes(p, depth, name):
 
 def _out_fits_before(p, off):
     """Whether a plan whose inputs are moved to B word ``off`` can put its result at 0, below them
-    (a plain plan: inputs from 0, one result)."""
-    if not isinstance(p, CorePlan) or p.kind == "attn" or p.writes.get("b", (None,))[0] != 0:
-        return False
-    return p.out_words <= off
+    (a plain plan: inputs from 0, one result in B)."""
+    plain = isinstance(p, CorePlan) and p.kind != "attn" and p.out_mem == "b"
+    return plain and p.writes.get("b", (None,))[0] == 0 and p.out_words <= off
 
 
 def _accesses(p):
@@ -229,7 +230,7 @@ def compile_network(frozen, image_shape, config, seed=0, progress=None):
         off = resident.get(r["srcs"][0])
         if off is not None and off + need.get("b", 0) <= depth["b"]:
             shift = {"b": off}
-        elif off is not None and p.out_mem == "b" and _out_fits_before(p, off):
+        elif off is not None and _out_fits_before(p, off):
             shift = {"b": off, "out": -p.out_base}  # the result at 0, below the input
         else:
             off, shift = None, {}
