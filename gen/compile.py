@@ -31,12 +31,12 @@ import numpy as np
 
 from gen.tokens import Access, TokenError, assign_tokens
 from hw.accelerator import Accelerator, silenced
-from hw.command import Op
+from hw.command import CommandError, Op
 from hw.config import ConfigError
 from hw.controller import QUEUE_DEPTH
 from hw.isa import INSTRUCTION_BITS, Buffer, Opcode, encode
 from hw.registers import REGIONS, VERSION
-from sim.core_ops import CorePlan, UnsupportedOp, input_words, pack_words, plan, tensor_words
+from sim.core_ops import CorePlan, UnsupportedOp, input_words, pack_words, pixel_parallel, plan, split, tensor_words
 from sim.dataflow import core_cycles, host_im2col
 
 __all__ = ["compile_network", "CompileError", "Program", "FORMAT", "main"]
@@ -111,16 +111,17 @@ class _Emitter:
     def word_bytes(self, mem):
         return self.beats[mem] * self.beat_bytes
 
-    def transfer(self, op, mem, region, offset, buf_addr, words):
-        """LOAD or STORE of ``words`` consecutive words, in rows of at most MAX_ROW_WORDS."""
+    def transfer(self, op, mem, region, offset, buf_addr, words, core=0):
+        """LOAD or STORE of ``words`` consecutive words (of core ``core``'s pixel group, for
+        buffer B), in rows of at most MAX_ROW_WORDS."""
         done = 0
         while done < words:
             n = min(MAX_ROW_WORDS, words - done)
             at = offset + done * self.word_bytes(mem)
             load = op == Opcode.LOAD  # buffer words written, DRAM bytes read (a STORE: the reverse)
-            access = [Access(mem, buf_addr + done, buf_addr + done + n, load),
+            access = [Access(_mem(mem, core), buf_addr + done, buf_addr + done + n, load),
                       Access(f"dram.{region}", at, at + n * self.word_bytes(mem), not load)]
-            self.emit(op, access, region=REGIONS.index(region), buffer=Buffer.of(mem), port=0,
+            self.emit(op, access, region=REGIONS.index(region), buffer=Buffer.of(mem), port=0, core=core,
                       offset=offset + done * self.word_bytes(mem), row_beats=n * self.beats[mem], rows=1,
                       stride=0, buf_addr=buf_addr + done, buf_stride=0)
             done += n
@@ -137,6 +138,11 @@ class _Emitter:
         offset = self.activation_bytes
         self.activation_bytes += -(-words * self.word_bytes(mem) // 4096) * 4096  # 4 KiB apart
         return offset
+
+
+def _mem(mem, core):
+    """The name ``gen.tokens`` knows a buffer by: buffer B per core (its pixel group)."""
+    return f"b{core}" if mem == "b" else mem
 
 
 def _passes(p, depth, name):
@@ -180,12 +186,23 @@ def _out_fits_before(p, off):
     return plain and p.writes.get("b", (None,))[0] == 0 and p.out_words <= off
 
 
-def _accesses(p):
+def _accesses(p, cores):
     """The buffer words an op's commands read (its operands) and write (its results; an
-    attention's vk chunks in W)."""
-    out = [Access(mem, base, base + len(items), p.kind == "attn" and mem == "w")
-           for mem, (base, items) in p.writes.items()]
-    return out + [Access(mem, base, base + words, True) for mem, base, words, _ in p.outputs()]
+    attention's vk chunks in W) on each of its ``cores``."""
+    out = [Access(_mem(mem, j), base, base + len(items), p.kind == "attn" and mem == "w")
+           for mem, (base, items) in p.writes.items() for j in range(cores if mem == "b" else 1)]
+    return out + [Access(_mem(mem, j), base, base + words, True) for mem, base, words, _ in p.outputs()
+                  for j in range(cores if mem == "b" else 1)]
+
+
+def _groups(p, cores):
+    """(cores, pixels per core) of an op: a ``pixel_parallel`` plan cut into equal groups of
+    consecutive pixels over as many cores as have a pixel, else (1, None): core 0 alone."""
+    if cores == 1 or not pixel_parallel(p):
+        return 1, None
+    pixels = p.command.pixels
+    per = -(-pixels // cores)
+    return -(-pixels // per), per
 
 
 def _input_packing(r, x, cfg):
@@ -221,13 +238,20 @@ def compile_network(frozen, image_shape, config, seed=0, progress=None):
             host["input_scale"] = np.asarray(r["scale"], np.float64)
             continue
         try:
-            p = plan(r, [np.asarray(x, np.int64) for x in ins], cfg, acc.addr_bits)
-        except UnsupportedOp as e:
+            whole = plan(r, [np.asarray(x, np.int64) for x in ins], cfg, acc.addr_bits)
+            n_cores, per = _groups(whole, cfg.cores)  # lockstep group: core 0 .. n_cores - 1
+            p = whole if per is None else split(whole, per, cfg)
+            if per is not None:
+                p.command.check(acc.addr_bits)
+        except (UnsupportedOp, CommandError) as e:
             raise CompileError(f"op {r['name']} ({kind}): {e}") from None
-        # a first input its producer just left in B is read where it is (no LOAD); other operands
-        # go after the last op's (``cursor``), so that their LOADs overlap its COMPUTE
+        grouping = (n_cores, per)
+        # a first input its producer just left in B (cut the same way over the cores) is read
+        # where it is (no LOAD); other operands go after the last op's (``cursor``), so that
+        # their LOADs overlap its COMPUTE
         need = p.words_needed()
-        off = resident.get(r["srcs"][0])
+        off, by = resident.get(r["srcs"][0], (None, None))
+        off = off if by == grouping else None
         if off is not None and off + need.get("b", 0) <= depth["b"]:
             shift = {"b": off}
         elif off is not None and _out_fits_before(p, off):
@@ -252,10 +276,13 @@ def compile_network(frozen, image_shape, config, seed=0, progress=None):
                 raise CompileError(f"op {r['name']} ({kind}) needs {top} words of buffer {mem.upper()}, "
                                    f"{config.name} has {depth[mem]}; use a configuration with larger buffers")
         first = len(em.instructions)
-        # inputs: from the activations region, where their producers (or the host) put them
-        b_base, b_words = p.writes.get("b", (0, []))
+        # inputs: from the activations region, where their producers (or the host) put them; cut
+        # over the cores, each core loads its pixels' words
+        b_base = p.writes.get("b", (0, []))[0]
+        b_words = whole.writes.get("b", (0, []))[1]
+        pixels = whole.command.pixels
         at = 0  # words of the plan's inputs placed so far
-        for src, x in zip(r["srcs"], ins, strict=True):
+        for i, (src, x) in enumerate(zip(r["srcs"], ins, strict=True)):
             x = np.asarray(x, np.int64)
             x = x.reshape(-1, 1, 1) if x.ndim == 1 else x  # a vector: one pixel
             packing = _input_packing(r, x, cfg)  # how this op wants it: unrolled by the host, or plain
@@ -272,26 +299,41 @@ def compile_network(frozen, image_shape, config, seed=0, progress=None):
                 raise CompileError(f"op {r['name']} ({kind}) reads {src} in a layout its producer does not "
                                    f"write (channels not a multiple of {lanes} per group)")
             if off is None or at:  # all but a first input the op before left in place
-                em.transfer(Opcode.LOAD, "b", "activations", t["offset"], b_base + at, t["words"])
+                if per is None:
+                    em.transfer(Opcode.LOAD, "b", "activations", t["offset"], b_base + at, t["words"])
+                else:
+                    cw = t["words"] // pixels
+                    for j in range(n_cores):
+                        n = min(per, pixels - j * per)
+                        em.transfer(Opcode.LOAD, "b", "activations", t["offset"] + j * per * cw * em.word_bytes("b"),
+                                    b_base + i * per * cw, n * cw, core=j)
             at += t["words"]
         if at != len(b_words):
             raise CompileError(f"op {r['name']} ({kind}): its inputs take {len(b_words)} words, not {at}")
         core_model = []
-        accesses = _accesses(p)
+        accesses = _accesses(p, n_cores)
         for command, loads in passes:
             for mem, (base, items) in loads.items():
                 em.transfer(Opcode.LOAD, mem, "weights", em.weights_words(mem, items), base, len(items))
             mine = [a for a in accesses if a.mem not in loads]  # this pass's weights and parameters
             mine += [Access(mem, base, base + len(items), False) for mem, (base, items) in loads.items()]
             for c in command:
-                em.emit(Opcode.COMPUTE, mine, cores=1, command=c.value(acc.addr_bits))
+                em.emit(Opcode.COMPUTE, mine, cores=(1 << n_cores) - 1, command=c.value(acc.addr_bits))
                 core_model.append(core_cycles(cfg, c, acc.core))
         (mem, obase, owords, _), = p.outputs()
+        owords = whole.out_words
         dst = r["dst"]
-        tensors[dst] = dict(offset=em.activation(owords, mem), words=owords, mem=mem, shape=list(p.out_shape),
-                            kind=p.kind, groups=p.groups, op=r["name"])
-        em.transfer(Opcode.STORE, mem, "activations", tensors[dst]["offset"], obase, owords)
-        resident = {dst: obase} if mem == "b" else {}
+        tensors[dst] = dict(offset=em.activation(owords, mem), words=owords, mem=mem, shape=list(whole.out_shape),
+                            kind=p.kind, groups=p.groups, op=r["name"], cores=n_cores)
+        if per is None:
+            em.transfer(Opcode.STORE, mem, "activations", tensors[dst]["offset"], obase, owords)
+        else:
+            ocw = p.command.out_cw
+            for j in range(n_cores):
+                n = min(per, pixels - j * per)
+                em.transfer(Opcode.STORE, mem, "activations",
+                            tensors[dst]["offset"] + j * per * ocw * em.word_bytes(mem), obase, n * ocw, core=j)
+        resident = {dst: (obase, grouping)} if mem == "b" else {}
         if mem == "b":  # the next op reads it as plain words: check the producer writes them
             y = np.asarray(out, np.int64)
             if y.ndim == 3 and owords != len(tensor_words(y, lanes)):

@@ -21,9 +21,10 @@ TRACE_DEPTH = 4096  # per-instruction cycle stamps of one segment (8 BRAM36)
 
 
 def memory_depths(config, shapes):
-    """Words of each buffer (``hw.core_slice.MEMORIES``) from the configuration's capacities: B and
-    the output buffer whole, buffer C split 3 : 1 between weight chunks and parameters."""
-    bits = {"b": config.buffer_b_kib * 8192, "w": config.buffer_c_kib * 8192 * 3 // 4,
+    """Words of each buffer (``hw.core_slice.MEMORIES``) from the configuration's capacities: B
+    split evenly between the cores' pixel groups (the depth given is per core), the output buffer
+    whole, buffer C split 3 : 1 between weight chunks and parameters."""
+    bits = {"b": config.buffer_b_kib * 8192 // config.cores, "w": config.buffer_c_kib * 8192 * 3 // 4,
             "q": config.buffer_c_kib * 8192 // 4, "o": config.output_kib * 8192}
     return {name: bits[name] // shapes[name].size for name in MEMORIES}
 
@@ -47,12 +48,15 @@ def silenced(component):
             continue
         seen.add(id(c))
         c._MustUse__silence = True
-        todo += [v for v in vars(c).values() if isinstance(v, wiring.Component)]
+        for v in vars(c).values():
+            todo += [x for x in (v if isinstance(v, list) else [v]) if isinstance(x, wiring.Component)]
     return component
 
 
 class Accelerator(wiring.Component):
-    """The accelerator of one configuration (this version: one computing core).
+    """The accelerator of one configuration: ``config.cores`` computing cores in lockstep
+    (``hw.core_slice.CoreSlice``: buffer B in one pixel group per core, buffer C and the output
+    buffer shared and multicast).
 
     Members
     -------
@@ -69,9 +73,8 @@ class Accelerator(wiring.Component):
     def __init__(self, config, addr_width=40):
         if not isinstance(config, AcceleratorConfig):
             raise TypeError(f"config must be an AcceleratorConfig, not {config!r}")
-        if config.cores != 1:
-            raise ConfigError(f"the accelerator top runs one computing core so far, not {config.cores} "
-                              f"(use a configuration with cores=1, e.g. tiny)")
+        if config.cores > 64:
+            raise ConfigError(f"the controller addresses at most 64 cores, not {config.cores}")
         probe = CoreSlice(config, 4)
         probe._MustUse__silence = True
         probe.core._MustUse__silence = True
@@ -83,7 +86,7 @@ class Accelerator(wiring.Component):
             raise ConfigError(f"buffer B of {config.buffer_b_kib} KiB needs {addr_bits}-bit word addresses; "
                               f"the core takes at most 20")
         self._cfg, self._aw = config, addr_width
-        self._slice = CoreSlice(config, addr_bits, self._bits, self._depths)
+        self._slice = CoreSlice(config, addr_bits, self._bits, self._depths, cores=config.cores)
         self._beats = word_beats(config, shapes)
         shifts = tuple(self._beats[n].bit_length() - 1 for n in MEMORIES)
         self._shifts = shifts
@@ -91,7 +94,8 @@ class Accelerator(wiring.Component):
         self._dma = Dma(addr_width, config.axi_bits, self._dab, max_beats=16, outstanding=8,
                         dim_bits=DIM_BITS)
         self._regs = ControlRegisters(config_hash=int(config.hash, 16), trace_depth=TRACE_DEPTH)
-        self._ctrl = Controller(addr_width, config.axi_bits, addr_bits, shifts, self._dab, DIM_BITS)
+        self._ctrl = Controller(addr_width, config.axi_bits, addr_bits, shifts, self._dab, DIM_BITS,
+                                cores=config.cores)
         super().__init__({
             "s_axil": In(axi4_lite(ADDR_BITS, 32)),
             "m_axi": Out(axi4(addr_width, config.axi_bits)),
@@ -131,6 +135,7 @@ class Accelerator(wiring.Component):
         wiring.connect(m, ctrl.load, dma.load)
         wiring.connect(m, ctrl.store, dma.store)
         wiring.connect(m, ctrl.cmd, core.cmd)
+        m.d.comb += core.cmd_cores.eq(ctrl.cmd_cores)
 
         # Width adapter: DMA beats <-> buffer words through the core slice's host ports (the
         # writes in the LOAD's buffer, the reads in the STORE's).
@@ -151,11 +156,13 @@ class Accelerator(wiring.Component):
         with m.If(writing):
             m.d.sync += gathered[w_sub].eq(wr.data)
         word = Cat(*(Mux(w_sub == k, wr.data, gathered[k]) for k in range(max_beats)))
-        w_out = w_word >= depths[ctrl.load_buffer]
-        r_out = r_word >= depths[ctrl.store_buffer]
+        cores = self._cfg.cores  # a core past the array's, for buffer B, is out of range too
+        w_out = (w_word >= depths[ctrl.load_buffer]) | ((ctrl.load_buffer == 0) & (ctrl.load_core >= cores))
+        r_out = (r_word >= depths[ctrl.store_buffer]) | ((ctrl.store_buffer == 0) & (ctrl.store_core >= cores))
         host_w = len(core.host_wdata)
         m.d.comb += [
-            core.host_sel.eq(ctrl.load_buffer), core.host_addr.eq(w_word),
+            core.host_sel.eq(ctrl.load_buffer), core.host_addr.eq(w_word), core.host_core.eq(ctrl.load_core),
+            core.host_rcore.eq(ctrl.store_core),
             core.host_wdata.eq(word[:host_w]),
             core.host_we.eq(writing & (w_sub == w_mask) & ~w_out),
             core.host_rsel.eq(ctrl.store_buffer), core.host_raddr.eq(r_word),

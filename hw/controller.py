@@ -61,6 +61,9 @@ class Controller(wiring.Component):
         The DMA engine's buffer-beat address width and count width.
     queue_depth : int
         Instructions each queue holds (2..64).
+    cores : int
+        Computing cores of the array (1..64): a COMPUTE whose mask names another core or leaves
+        out core 0 ends the run with CORE_MASK.
 
     Members
     -------
@@ -72,18 +75,21 @@ class Controller(wiring.Component):
     fetch_wr : Out(memory.WritePort.Signature(...)): the DMA's writes while ``fetching`` (the
         controller is the memory: the beat at address k is the instruction's k-th beat).
     fetching : Out(1): the DMA reader's current command is an instruction fetch.
-    load_buffer, store_buffer : Out(2): the ``hw.isa.Buffer`` of the running LOAD / STORE.
+    load_buffer, store_buffer : Out(2): the ``hw.isa.Buffer`` of the running LOAD / STORE;
+    load_core, store_core : Out(6): its ``core`` field (whose pixel group of buffer B).
     load_out_of_range, store_out_of_range : In(1): a beat of the running LOAD / STORE addressed
         past its buffer (the run ends with ADDRESS_RANGE).
-    cmd : Out(stream.Signature(command_layout(addr_bits))), core_busy : In(1): the core.
+    cmd : Out(stream.Signature(command_layout(addr_bits))), cmd_cores : Out(cores): the command and
+        the cores that take it at once; core_busy : In(1): any core busy.
     trace : Out(stream.Signature(trace_layout)): one entry per completed instruction (its index:
         the place in this run's program, 0 at PROGRAM_BASE).
     stall : Out(1): the core is idle while the next COMPUTE waits for a token (for data).
     """
 
     def __init__(self, addr_width=40, axi_bits=128, addr_bits=16, word_shifts=(0, 0, 0, 0), dma_addr_bits=20,
-                 dim_bits=16, queue_depth=QUEUE_DEPTH):
+                 dim_bits=16, queue_depth=QUEUE_DEPTH, cores=1):
         check_int("Address width", addr_width, 12, 64)
+        self._cores = check_int("Cores", cores, 1, 64)
         check_int("Buffer address width", addr_bits, 4, 24)
         check_int("Queue depth", queue_depth, 2, 64)
         if len(word_shifts) != 4 or any(not 0 <= s <= 4 for s in word_shifts):
@@ -100,8 +106,10 @@ class Controller(wiring.Component):
             "load_busy": In(1), "store_busy": In(1), "load_error": In(2), "store_error": In(2),
             "fetch_wr": Out(memory.WritePort.Signature(addr_width=dma_addr_bits, shape=axi_bits)),
             "fetching": Out(1), "load_buffer": Out(2), "store_buffer": Out(2),
+            "load_core": Out(6), "store_core": Out(6),
             "load_out_of_range": In(1), "store_out_of_range": In(1),
-            "cmd": Out(stream.Signature(command_layout(addr_bits))), "core_busy": In(1),
+            "cmd": Out(stream.Signature(command_layout(addr_bits))), "cmd_cores": Out(cores),
+            "core_busy": In(1),
             "trace": Out(stream.Signature(trace_layout)), "stall": Out(1),
         }
         members.update({f"{region}_base": In(64) for region in REGIONS})
@@ -183,14 +191,15 @@ class Controller(wiring.Component):
                 with m.If(u["granted"]):
                     m.next = "IDLE"
 
-        def transfer_unit(q, port, buf_name, busy, resp, out_of_range, slverr, decerr, buffer_out):
+        def transfer_unit(q, port, buf_name, busy, resp, out_of_range, slverr, decerr, buffer_out, core_out):
             """LOAD or STORE: the transfer to the DMA, done when the DMA is idle again."""
             u = units[q]
             xfer, p = u["body"], port.payload
             shift = shifts[xfer.buffer]
             cur_buffer = Signal(2, name=f"{q.name.lower()}_buffer")
+            cur_core = Signal(6, name=f"{q.name.lower()}_core")
             out = Signal(name=f"{q.name.lower()}_out_of_range")
-            m.d.comb += buffer_out.eq(cur_buffer)
+            m.d.comb += [buffer_out.eq(cur_buffer), core_out.eq(cur_core)]
             with m.If(u["issue"]):
                 m.d.comb += [port.valid.eq(1),
                              p.addr.eq(bases[xfer.region] + xfer.offset), p.row_beats.eq(xfer.row_beats),
@@ -203,7 +212,7 @@ class Controller(wiring.Component):
                                  u["issue"].eq(u["ready"] & (~in_fetch if q == Queue.LOAD else 1))]
                     with m.If(u["issue"] & port.ready):
                         m.d.comb += u["accept"].eq(1)
-                        m.d.sync += [cur_buffer.eq(xfer.buffer), out.eq(0)]
+                        m.d.sync += [cur_buffer.eq(xfer.buffer), cur_core.eq(xfer.core), out.eq(0)]
                         m.next = "RUN"
                 with m.State("RUN"):
                     with m.If(out_of_range):
@@ -222,18 +231,23 @@ class Controller(wiring.Component):
                 retire_state(u)
 
         transfer_unit(Queue.LOAD, self.load, "dst", self.load_busy, self.load_error, self.load_out_of_range,
-                      ErrorCode.LOAD_SLVERR, ErrorCode.LOAD_DECERR, self.load_buffer)
+                      ErrorCode.LOAD_SLVERR, ErrorCode.LOAD_DECERR, self.load_buffer, self.load_core)
         transfer_unit(Queue.STORE, self.store, "src", self.store_busy, self.store_error,
                       self.store_out_of_range, ErrorCode.STORE_SLVERR, ErrorCode.STORE_DECERR,
-                      self.store_buffer)
+                      self.store_buffer, self.store_core)
 
         # COMPUTE: the command to the core; with signals, done when the core is idle again.
         cu = units[Queue.COMPUTE]
+        mask = cu["body"].cores
+        bad_mask = Signal()  # a core the array lacks, or not the leader (core 0)
+        m.d.comb += [bad_mask.eq((mask[self._cores:] != 0) | ~mask[0]), self.cmd_cores.eq(mask[:self._cores])]
         with m.FSM(name="compute_state"):
             with m.State("IDLE"):
-                m.d.comb += [cu["waiting"].eq(~cu["ready"]), self.cmd.valid.eq(cu["ready"]),
+                m.d.comb += [cu["waiting"].eq(~cu["ready"]), self.cmd.valid.eq(cu["ready"] & ~bad_mask),
                              self.cmd.payload.eq(cu["body"].command)]
-                with m.If(cu["ready"] & self.cmd.ready):
+                with m.If(cu["ready"] & bad_mask):
+                    error(ErrorCode.CORE_MASK)
+                with m.If(cu["ready"] & ~bad_mask & self.cmd.ready):
                     m.d.comb += cu["accept"].eq(1)
                     with m.If(cu["head"].signal.any()):
                         m.next = "RUN"

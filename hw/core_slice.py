@@ -1,7 +1,7 @@
-"""A computing core attached to its slice of the global buffers, with a host port: what the
-replay (``python -m sim.replay``) drives, one command at a time."""
+"""The computing cores attached to the global buffers, with a host port: the accelerator's array
+(``hw.accelerator``) and, with one core, what the replay (``python -m sim.replay``) drives."""
 
-from amaranth.hdl import Module, Mux, Signal
+from amaranth.hdl import Array, Cat, Module, Mux, Signal
 from amaranth.lib import memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -15,26 +15,37 @@ MEMORIES = ("b", "w", "q", "o")  # host port ``sel`` values 0..3: buffer B, weig
 
 
 class CoreSlice(wiring.Component):
-    """:class:`ComputingCore` with memories standing for its share of the global buffers:
-    B (activations, 2 read + 2 write ports for the core), the weight and parameter words of
-    buffer C (2 read ports each), the output buffer (2 write ports, int32). In the accelerator
-    these are banks of the global buffers (docs/architecture.md §3); here each is one memory of
+    """``cores`` :class:`ComputingCore` s in lockstep with memories standing for the global
+    buffers (docs/architecture.md §3, §5): per core its **pixel group of buffer B** (activations,
+    2 read + 2 write ports + the depthwise fill ports of its core); shared by all cores, the
+    weight and parameter words of buffer C (2 read ports each, **multicast**: the leader's
+    addresses, core 0's, read them for every core) and the output buffer (int32). Only core 0
+    writes W (an attention's vk chunks) and the output buffer. Each memory has
     ``2**mem_bits[name]`` words (at most ``2**addr_bits``), sized by the replay so that every
-    command's operands fit, or ``depths[name]`` words (the accelerator's buffer capacities).
+    command's operands fit, or ``depths[name]`` words (the accelerator's capacities; B: per core).
+
+    **Lockstep**: a command goes to the cores of ``cmd_cores`` at once, when all of them are ready
+    (they are then in the same state, so the multicast addresses are every core's); a command
+    that does not include core 0 is not accepted (the controller refuses it: ``CORE_MASK``).
 
     Members
     -------
-    cmd : In(stream.Signature(command_layout(addr_bits))), busy : Out(1): the core's.
-    host_sel : In(2), host_addr : In(addr_bits), host_wdata : In(width), host_we : In(1):
-        write one word of memory ``MEMORIES[host_sel]`` per cycle (``width``: the widest word);
-    host_rsel : In(2), host_raddr : In(addr_bits), host_rdata : Out(width): the word at
-        ``host_raddr`` of memory ``MEMORIES[host_rsel]``, one cycle after it is presented (a
-        read port of its own: the DMA loads and stores at once).
+    cmd : In(stream.Signature(command_layout(addr_bits))); cmd_cores : In(cores), all ones by
+        default: the cores that take the command; busy : Out(1): any core busy.
+    host_sel : In(2), host_core : In(range(cores)), host_addr : In(addr_bits), host_wdata :
+        In(width), host_we : In(1): write one word of memory ``MEMORIES[host_sel]`` (of core
+        ``host_core`` for B) per cycle (``width``: the widest word);
+    host_rsel : In(2), host_rcore : In(range(cores)), host_raddr : In(addr_bits), host_rdata :
+        Out(width): the word at ``host_raddr`` of memory ``MEMORIES[host_rsel]`` (of core
+        ``host_rcore`` for B), one cycle after it is presented (a read port of its own: the DMA
+        loads and stores at once).
     """
 
-    def __init__(self, config, addr_bits=12, mem_bits=None, depths=None):
+    def __init__(self, config, addr_bits=12, mem_bits=None, depths=None, cores=1):
         check_int("Address width", addr_bits, 4, 20)
-        self._core = ComputingCore(config, addr_bits)
+        self._n = check_int("Cores", cores, 1, 64)
+        self._cores = [ComputingCore(config, addr_bits) for _ in range(cores)]
+        self._core = self._cores[0]
         self._ab = addr_bits
         self._mem_bits = {name: addr_bits for name in MEMORIES}
         for name, bits in (mem_bits or {}).items():
@@ -50,41 +61,61 @@ class CoreSlice(wiring.Component):
         self._width = width
         super().__init__({
             "cmd": In(stream.Signature(command_layout(addr_bits))),
+            "cmd_cores": In(cores, init=(1 << cores) - 1),
             "busy": Out(1),
-            "host_sel": In(2), "host_addr": In(addr_bits), "host_wdata": In(width), "host_we": In(1),
-            "host_rsel": In(2), "host_raddr": In(addr_bits), "host_rdata": Out(width),
+            "host_sel": In(2), "host_core": In(range(cores)), "host_addr": In(addr_bits),
+            "host_wdata": In(width), "host_we": In(1),
+            "host_rsel": In(2), "host_rcore": In(range(cores)), "host_raddr": In(addr_bits),
+            "host_rdata": Out(width),
         })
 
     core = property(lambda self: self._core)
+    cores = property(lambda self: self._n)
     shapes = property(lambda self: dict(self._shapes))
     mem_bits = property(lambda self: dict(self._mem_bits))
 
     def elaborate(self, platform):
         m = Module()
-        core = m.submodules.core = self._core
-        wiring.connect(m, wiring.flipped(self.cmd), core.cmd)
-        m.d.comb += self.busy.eq(core.busy)
+        cores = self._cores
+        for j, core in enumerate(cores):
+            m.submodules[f"core{j}" if j else "core"] = core
+        ready = Cat(*(c.cmd.ready | ~self.cmd_cores[j] for j, c in enumerate(cores))).all()
+        m.d.comb += [self.cmd.ready.eq(ready & self.cmd_cores[0]),
+                     self.busy.eq(Cat(*(c.busy for c in cores)).any())]
+        for j, core in enumerate(cores):
+            m.d.comb += [core.cmd.payload.eq(self.cmd.payload),
+                         core.cmd.valid.eq(self.cmd.valid & self.cmd.ready & self.cmd_cores[j])]
         rdata = {}
         for k, name in enumerate(MEMORIES):
             bits = self._mem_bits[name]
-            mem = memory.Memory(shape=self._shapes[name], depth=self._depths[name], init=[])
-            m.submodules[f"mem_{name}"] = mem
-            host_w = mem.write_port()
-            m.d.comb += [host_w.addr.eq(self.host_addr[:bits]), host_w.data.eq(self.host_wdata),
-                         host_w.en.eq(self.host_we & (self.host_sel == k))]
-            host_r = mem.read_port()
-            m.d.comb += host_r.addr.eq(self.host_raddr[:bits])
-            rdata[k] = host_r.data
-            readers = [f"{name}_rd{j}" for j in range(2)] if name in ("b", "w", "q") else []
-            if name == "b":  # and the depthwise window fill
-                readers += [f"d_rd{j}" for j in range(core.dw_ports)]
-            for r in readers:  # the core's ports: addresses cut to this memory's depth
-                port, mine = mem.read_port(), getattr(core, r)
-                m.d.comb += [port.addr.eq(mine.addr[:bits]), port.en.eq(mine.en), mine.data.eq(port.data)]
-            for j in range(2):
-                if name in ("b", "o", "w"):
-                    port, mine = mem.write_port(), getattr(core, f"{name}_wr{j}")
-                    m.d.comb += [port.addr.eq(mine.addr[:bits]), port.en.eq(mine.en), port.data.eq(mine.data)]
+            owners = cores if name == "b" else cores[:1]  # one B per core; W, Q, O shared
+            data_out = []
+            for j, core in enumerate(owners):
+                mem = memory.Memory(shape=self._shapes[name], depth=self._depths[name], init=[])
+                m.submodules[f"mem_{name}{j}" if j else f"mem_{name}"] = mem
+                mine_w = self.host_core == j if name == "b" else 1
+                host_w = mem.write_port()
+                m.d.comb += [host_w.addr.eq(self.host_addr[:bits]), host_w.data.eq(self.host_wdata),
+                             host_w.en.eq(self.host_we & (self.host_sel == k) & mine_w)]
+                host_r = mem.read_port()
+                m.d.comb += host_r.addr.eq(self.host_raddr[:bits])
+                data_out.append(host_r.data)
+                readers = [f"{name}_rd{p}" for p in range(2)] if name in ("b", "w", "q") else []
+                if name == "b":  # and the depthwise window fill
+                    readers += [f"d_rd{p}" for p in range(core.dw_ports)]
+                for r in readers:  # the core's ports: addresses cut to this memory's depth
+                    port, mine = mem.read_port(), getattr(core, r)
+                    m.d.comb += [port.addr.eq(mine.addr[:bits]), port.en.eq(mine.en)]
+                    for c in (cores if name != "b" else [core]):  # W, Q: multicast to every core
+                        m.d.comb += getattr(c, r).data.eq(port.data)
+                for p in range(2):
+                    if name in ("b", "o", "w"):
+                        port, mine = mem.write_port(), getattr(core, f"{name}_wr{p}")
+                        m.d.comb += [port.addr.eq(mine.addr[:bits]), port.en.eq(mine.en),
+                                     port.data.eq(mine.data)]
+            rcore = Signal.like(self.host_rcore)
+            m.d.sync += rcore.eq(self.host_rcore)
+            rdata[k] = Array(data_out)[rcore] if len(data_out) > 1 else data_out[0]
         sel = Signal(2)
         m.d.sync += sel.eq(self.host_rsel)
         m.d.comb += self.host_rdata.eq(Mux(sel == 0, rdata[0], Mux(sel == 1, rdata[1],

@@ -111,6 +111,7 @@ _TRANSFER = {
     "region": unsigned(2),  # hw.registers.REGIONS index
     "buffer": unsigned(2),  # Buffer
     "port": unsigned(2),  # the DMA engine / AXI port (< AcceleratorConfig.axi_ports)
+    "core": unsigned(6),  # buffer B: the core whose pixel group of B is addressed (< cores)
     "offset": unsigned(DRAM_OFFSET_BITS),  # bytes into the region, beat-aligned
     "row_beats": unsigned(16),
     "rows": unsigned(16),
@@ -125,7 +126,7 @@ def body_layouts(addr_bits):
     return {
         Opcode.LOAD: data.StructLayout(_TRANSFER),
         Opcode.STORE: data.StructLayout(_TRANSFER),
-        Opcode.COMPUTE: data.StructLayout({"cores": unsigned(64),  # bit k: core k runs it
+        Opcode.COMPUTE: data.StructLayout({"cores": unsigned(64),  # bit k: core k runs it (bit 0 set)
                                            "command": command_layout(addr_bits)}),
         Opcode.SYNC: data.StructLayout({}),
         Opcode.END: data.StructLayout({}),

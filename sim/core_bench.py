@@ -12,20 +12,31 @@ from sim.core_ops import pack_words, unpack_words
 __all__ = ["run_plan", "AmaranthDriver", "run_amaranth"]
 
 
-async def run_plan(drv, shapes, addr_bits, plan):
+async def run_plan(drv, shapes, addr_bits, plan, groups=None):
     """Load ``plan``, run its commands, read its results. Each command is presented once the core
     is idle, except a ``follow`` command, which goes in right behind the depthwise command it
     runs alongside. Returns (result tensor, RTL cycles from the first command's acceptance to
-    idle), or ([results], cycles) for a plan with several outputs (``FusedPlan``)."""
-    for mem, (base, items) in plan.writes.items():
-        words = pack_words(shapes[mem], items)
-        drv.set("host_sel", MEMORIES.index(mem))
-        drv.set("host_we", 1)
-        for k, word in enumerate(words):
-            drv.set("host_addr", base + k)
-            drv.set("host_wdata", word)
-            await drv.cycle()
-        drv.set("host_we", 0)
+    idle), or ([results], cycles) for a plan with several outputs (``FusedPlan``).
+
+    ``groups``: several cores in lockstep (``sim.core_ops.split``): per core, the words of
+    buffer B its pixel group holds; the command goes to all of them, and the result is
+    [per core's result]."""
+    for core, b in enumerate(groups or [None]):
+        for mem, (base, items) in plan.writes.items():
+            if core and mem != "b":
+                continue  # W and Q are shared
+            words = pack_words(shapes[mem], b if (b is not None and mem == "b") else items)
+            drv.set("host_sel", MEMORIES.index(mem))
+            if groups:
+                drv.set("host_core", core)
+            drv.set("host_we", 1)
+            for k, word in enumerate(words):
+                drv.set("host_addr", base + k)
+                drv.set("host_wdata", word)
+                await drv.cycle()
+            drv.set("host_we", 0)
+    if groups:
+        drv.set("cmd_cores", (1 << len(groups)) - 1)
     cycles = 0
     for k, command in enumerate(plan.all_commands()):
         if k and not command.follow:
@@ -36,17 +47,22 @@ async def run_plan(drv, shapes, addr_bits, plan):
         drv.set("cmd__valid", 0)
         cycles += 1
     cycles += await drv.wait_idle()
-    results = []
-    for mem, base, count, decode in plan.outputs():
-        drv.set("host_rsel", MEMORIES.index(mem))
-        words = []
-        for k in range(count):  # the word at the address presented before the edge
-            drv.set("host_raddr", base + k)
-            await drv.cycle()
-            words.append(drv.get("host_rdata"))
-        mask = (1 << shapes[mem].size) - 1
-        results.append(decode(unpack_words(shapes[mem], [w & mask for w in words])))
-    return (results[0] if len(results) == 1 else results), cycles
+    per_core = []
+    for core in range(len(groups or [None])):
+        results = []
+        for mem, base, count, decode in plan.outputs():
+            drv.set("host_rsel", MEMORIES.index(mem))
+            if groups:
+                drv.set("host_rcore", core)
+            words = []
+            for k in range(count):  # the word at the address presented before the edge
+                drv.set("host_raddr", base + k)
+                await drv.cycle()
+                words.append(drv.get("host_rdata"))
+            mask = (1 << shapes[mem].size) - 1
+            results.append(decode(unpack_words(shapes[mem], [w & mask for w in words])))
+        per_core.append(results[0] if len(results) == 1 else results)
+    return (per_core if groups else per_core[0]), cycles
 
 
 class AmaranthDriver:
@@ -76,22 +92,24 @@ class AmaranthDriver:
         return n
 
 
-def run_amaranth(config, plans, addr_bits, weight_reads=False):
+def run_amaranth(config, plans, addr_bits, weight_reads=False, groups=None):
     """Run ``plans`` one after the other on a fresh CoreSlice in amaranth.sim: [(result, cycles)],
     with ``weight_reads`` [(result, cycles, reads)]: the weight-port reads (both engines) while
-    the core was busy."""
+    the core was busy. ``groups`` (per plan, per core its B words: ``run_plan``): that many
+    cores in lockstep."""
     from amaranth.sim import Simulator
 
     from hw.core_slice import CoreSlice
 
-    dut = CoreSlice(config, addr_bits)
+    cores = max((len(g) for g in groups or [] if g), default=1)
+    dut = CoreSlice(config, addr_bits, cores=cores)
     out, reads = [], [0]
 
     async def tb(ctx):
         drv = AmaranthDriver(dut, ctx)
-        for p in plans:
+        for k, p in enumerate(plans):
             reads[0] = 0
-            result = await run_plan(drv, dut.shapes, addr_bits, p)
+            result = await run_plan(drv, dut.shapes, addr_bits, p, groups[k] if groups else None)
             out.append(result + (reads[0],) if weight_reads else result)
 
     async def count(ctx):

@@ -18,7 +18,7 @@ from quant.arith import im2col
 from sim.dataflow import block_limit, host_im2col
 from sim.layout import fields
 
-__all__ = ["CorePlan", "FusedPlan", "plan", "fused_plan", "pack_words", "unpack_words", "UnsupportedOp",
+__all__ = ["pixel_parallel", "split", "CorePlan", "FusedPlan", "plan", "fused_plan", "pack_words", "unpack_words", "UnsupportedOp",
            "tensor_words", "input_words", "decode_output"]
 
 class UnsupportedOp(Exception):
@@ -440,6 +440,41 @@ def _attention(r, branches, cfg):
     w_zero = [np.zeros((lanes, lanes), np.int64)] * (total * region)
     return CorePlan(cmds[0], {"b": (0, b_items), "w": (0, w_zero)}, out_base=b_top, out_words=n * out_cw,
                     out_shape=(total * d, h, w), kind="attn", groups=total, commands=cmds)
+
+
+def pixel_parallel(p):
+    """Whether plan ``p`` can be cut by pixels over the cores (``split``): a pointwise reduction
+    (the host-unrolled stem included) into buffer B, or a residual add -- ops whose output pixel
+    needs only its own input pixel's words."""
+    if not isinstance(p, CorePlan) or p.commands or p.out_mem != "b":
+        return False
+    c = p.command
+    return c.op == Op.ADD or (c.op == Op.REDUCE and c.k == 1 and c.stride == 1 and c.pad == 0
+                              and c.pixels == c.in_h * c.in_w)
+
+
+def split(p, per_core, cfg):
+    """The plan each core of a lockstep group runs when ``pixel_parallel`` plan ``p`` is cut into
+    groups of ``per_core`` consecutive pixels (the last group may have fewer: its core computes
+    the rest from whatever its buffer holds, and nothing stores those pixels): the same command
+    over ``per_core`` pixels of one row, its operands those of the first group (the weights and
+    parameters whole). Each input keeps its words per pixel, placed one after the other."""
+    c = p.command
+    per_in = c.in_cw
+    base, words = p.writes["b"]
+    assert base == 0 and pixel_parallel(p)
+    n_in = 2 if c.op == Op.ADD else 1
+    total = c.pixels * per_in
+    b = [w for i in range(n_in) for w in words[i * total:i * total + per_core * per_in]]
+    b += [np.zeros_like(np.asarray(words[0]))] * (n_in * per_core * per_in - len(b))  # fewer pixels than a group
+    out_base = n_in * per_core * per_in
+    geometry = dict(in_h=1, in_w=per_core, out_w=per_core, pixels=per_core, out_base=out_base)
+    if c.op == Op.ADD:
+        cmd = replace(c, in2_base=per_core * per_in, **geometry)
+    else:
+        cmd = replace(c, **geometry, **_pixel_loop(per_core, per_core, c.chunks, cfg))
+    return replace(p, command=cmd, writes={**p.writes, "b": (0, b)}, out_base=out_base,
+                   out_words=per_core * c.out_cw, out_shape=(p.out_shape[0], 1, per_core))
 
 
 def plan(r, inputs, cfg, addr_bits=None):

@@ -203,3 +203,63 @@ def test_core_parameter_errors():
         Command(Op.REDUCE, Post.REQUANT, pixels=70000).check(12)
     with pytest.raises(CommandError, match="in_base = 4096 does not fit 12 bits"):
         Command(Op.ADD, in_base=4096).check(12)
+
+
+def _pixel_parallel_cases(lanes, rng):
+    """Ops the compiler cuts by pixels over the cores, on one row of pixels (any shape of a
+    pointwise op or an add is one): (name, op, inputs, golden)."""
+    out = []
+    for name, cin, cout, groups, act, p in [("pw", 2 * lanes, 3 * lanes, 1, None, 13),
+                                             ("pw hswish", lanes + 1, 2 * lanes, 1, "hswish", 11),
+                                             ("grouped pw", 4 * lanes, 4 * lanes, 2, None, 9)]:
+        r = _conv_op(rng, cin, cout, 1, 1, 0, groups, act)
+        x = rng.integers(-128, 128, size=(cin, 1, p))
+        out.append((name, r, [x], _golden(r, x)))
+    c = lanes + 1
+    add = dict(kind="add", mult_a=rng.integers(0, 1 << 16, size=c), mult_b=rng.integers(0, 1 << 16, size=c),
+               shift=np.full(c, 16))
+    a, b = rng.integers(-128, 128, size=(2, c, 1, 10))
+    out.append(("add", add, [a, b], arith.add_requantize(a, b, _ch(add["mult_a"]), _ch(add["mult_b"]),
+                                                         _ch(add["shift"]))))
+    return out
+
+
+@pytest.mark.parametrize("cores", [2, 3])
+def test_cores_in_lockstep_compute_their_pixel_groups_bit_exact(cores):
+    """``split`` plans on a CoreSlice of several cores: one command to all, each core's B holding
+    its pixel group (the last one short), W and Q shared and multicast; every group's pixels
+    equal the golden's, in the cycles of one core's command."""
+    from sim.core_ops import pixel_parallel, split
+
+    cfg = PRESETS["tiny"]
+    rng = np.random.default_rng(5)
+    cases = _pixel_parallel_cases(cfg.s, rng)
+    plans, groups = [], []
+    for _, r, ins, _ in cases:
+        pixels = ins[0].shape[2]
+        per = -(-pixels // cores)
+        whole = plan(r, ins, cfg, 10)
+        assert pixel_parallel(whole)
+        plans.append(split(whole, per, cfg))
+        groups.append([split(plan(r, [np.roll(x, -j * per, axis=2) for x in ins], cfg, 10), per, cfg).writes["b"][1]
+                       for j in range(cores)])
+    core = ComputingCore(cfg)
+    for (name, _, ins, want), p, (got, cycles) in zip(cases, plans, run_amaranth(cfg, plans, 10, groups=groups),
+                                                      strict=True):
+        pixels, per = ins[0].shape[2], p.command.pixels
+        joined = np.concatenate(got, axis=2)[:, :, :pixels]
+        bad = np.argwhere(joined != want)
+        assert not len(bad), f"{name}: first mismatch at {bad[0].tolist()}"
+        assert cycles == core_cycles(cfg, p.command, core), name
+        assert per * (cores - 1) < pixels, name  # every core has a pixel
+
+
+def test_ops_that_need_other_pixels_are_not_cut():
+    from sim.core_ops import pixel_parallel
+
+    cfg = PRESETS["tiny"]
+    rng = np.random.default_rng(6)
+    for name, r, ins, _ in _cases(cfg.s, rng):
+        p = plan(r, ins, cfg, 10)
+        cut = any(w in name for w in ("pw", "add", "unrolled by the host"))
+        assert pixel_parallel(p) == cut, name
