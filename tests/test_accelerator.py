@@ -1,4 +1,4 @@
-"""The accelerator top (tiny): faults and the buffers' width adapter on Icarus against cocotbext-axi;
+"""The accelerator top (tiny2: two cores in lockstep): faults and the buffers' width adapter on Icarus against cocotbext-axi;
 the digits proxy whole on Verilator (python -m sim.net), bit-exact and on the model's cycles; the
 runtime's refusals; the compiler's errors."""
 
@@ -21,35 +21,38 @@ def run(*args):
 
 
 def test_faults_and_width_adapter(tmp_path):
-    cfg = PRESETS["tiny"]
+    cfg = PRESETS["tiny2"]
     tests, failed = run_testbench(Accelerator(cfg), "trio_accelerator", "sim.tb.accelerator",
                                   {"TRIO_CONFIG": cfg.to_json()}, tmp_path, ["accelerator (testbench)"])
     assert (tests, failed) == (1, 0), f"see {tmp_path}/sim.log"
 
 
-def test_one_core_only():
-    with pytest.raises(ConfigError, match="one computing core so far"):
-        Accelerator(PRESETS["paper"])
+def test_array_limits():
+    with pytest.raises(ConfigError, match="at most 64 cores"):
+        Accelerator(PRESETS["tiny"].replace(cores=65))
+    acc = Accelerator(PRESETS["tiny2"])
+    assert acc.memory_depths["b"] == Accelerator(PRESETS["tiny"]).memory_depths["b"]  # 64 KiB per core
 
 
 def test_proxy_whole_network_bit_exact_on_the_model(proxy_quantized, tmp_path):
     rc, out, err = run("sim.net", "--quantized", str(proxy_quantized), "--data", "digits", "--images", "1",
-                       "--config", "tiny", "--sim", "verilator", "--build", str(tmp_path))
+                       "--config", "tiny2", "--sim", "verilator", "--build", str(tmp_path))
     assert rc == 0, out[-3000:] + err[-3000:]
     assert "40 of 40 layer outputs bit-exact; logits exact on 1 of 1 image(s)" in out
     assert "RTL vs model: +0.0 %" in out
     rows = [line for line in out.splitlines() if line.rstrip().endswith("bit-exact")]
     assert len(rows) == 40 and all("+0.0%" in r for r in rows), "\n".join(rows)
     lay = json.loads((tmp_path / "program" / "layout.json").read_text())
-    assert lay["config_hash"] == PRESETS["tiny"].hash
+    assert lay["config_hash"] == PRESETS["tiny2"].hash
+    assert {t.get("cores") for t in lay["tensors"].values() if "op" in t} == {1, 2}  # cut over both cores
 
 
 def test_net_errors(proxy_quantized, tmp_path):
     rc, _, err = run("sim.net", "--quantized", str(tmp_path / "none.pt"), "--build", str(tmp_path))
     assert rc == 2 and err.count("\n") == 1 and "not found" in err
-    rc, _, err = run("sim.net", "--quantized", str(proxy_quantized), "--config", "paper",
+    rc, _, err = run("sim.net", "--quantized", str(proxy_quantized), "--config", "2x2+2x2x65",
                      "--build", str(tmp_path))
-    assert rc == 2 and "one computing core so far" in err and err.count("\n") == 1
+    assert rc == 2 and "at most 64 cores" in err and err.count("\n") == 1
     rc, _, err = run("sim.net", "--quantized", str(proxy_quantized), "--images", "0")
     assert rc == 2 and "--images" in err
 

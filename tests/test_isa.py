@@ -14,7 +14,7 @@ def test_every_body_fits_for_every_buffer_address_width():
 
 
 def test_load_round_trip():
-    fields = dict(region=1, buffer=Buffer.W, port=3, offset=(1 << 40) - 16, row_beats=7, rows=65535,
+    fields = dict(region=1, buffer=Buffer.W, port=3, core=63, offset=(1 << 40) - 16, row_beats=7, rows=65535,
                   stride=4096 * 3, buf_addr=(1 << 24) - 1, buf_stride=9)
     raw = encode(Opcode.LOAD, index=1234, wait=Token.COMPUTE_TO_LOAD, signal=Token.LOAD_TO_COMPUTE, **fields)
     assert len(raw) == INSTRUCTION_BITS // 8

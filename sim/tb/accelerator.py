@@ -1,8 +1,8 @@
-"""cocotb testbench of the accelerator top's faults and registers (tiny configuration): small
+"""cocotb testbench of the accelerator top's faults and registers (two tiny cores): small
 hand-written programs (``hw.isa.encode``) run through ``runtime.sim_backend.SimBackend``; each
 fault must set STATUS.ERROR, raise the interrupt and leave the accelerator ready for the next
 run, never hang; so do a wait that nothing signals (DEADLOCK) and a token counter past its maximum
-(TOKEN_OVERFLOW). Then a LOAD -> STORE round trip of every buffer through the width adapter (the
+(TOKEN_OVERFLOW), an instruction that names a core the array lacks. Then a LOAD -> STORE round trip of every buffer through the width adapter (the
 STORE waits for the LOAD's token).
 
 Environment: TRIO_CONFIG (configuration JSON).
@@ -95,6 +95,12 @@ async def faults_and_round_trip(dut):
         bad = h.op(Opcode.STORE, region=3, buffer=Buffer.of(mem), offset=0,
                    row_beats=acc.word_beats[mem], rows=1, buf_addr=depth)
         assert (await h.run([bad, end]))[0] == ErrorCode.ADDRESS_RANGE, mem
+    # A core the array lacks: LOAD/STORE of its pixel group of B, a COMPUTE naming it or leaving out core 0.
+    for op in (Opcode.LOAD, Opcode.STORE):
+        bad = h.op(op, region=1, buffer=Buffer.B, offset=0, row_beats=1, rows=1, core=cfg.cores)
+        assert (await h.run([bad, end]))[0] == ErrorCode.ADDRESS_RANGE, op.name
+    for mask in (1 << cfg.cores, 2):
+        assert (await h.run([h.op(Opcode.COMPUTE, cores=mask), end]))[0] == ErrorCode.CORE_MASK, mask
     # A wait that nothing signals; a token counter past its maximum.
     lonely = h.op(Opcode.STORE, region=3, buffer=Buffer.B, offset=0, row_beats=1, rows=1,
                   wait=Token.COMPUTE_TO_STORE)
@@ -105,7 +111,8 @@ async def faults_and_round_trip(dut):
     # ... and a clean run afterwards.
     assert await h.run([h.op(Opcode.SYNC), end]) == (0, 2)
 
-    # Every buffer: random words in, 2-D out to another place, compared (the width adapter).
+    # Every buffer: random words in, 2-D out to another place, compared (the width adapter); B of
+    # the last core, which core 0's B does not see.
     rng = random.Random(1)
     beat = cfg.axi_bits // 8
     for k, mem in enumerate(MEMORIES):
@@ -115,13 +122,19 @@ async def faults_and_round_trip(dut):
         src = 0x2000 * (k + 1)
         await be.write_mem(DATA + src, data)
         dst = 0x40000 + 0x8000 * k
+        core = cfg.cores - 1 if mem == "b" else 0
         prog = [h.op(Opcode.LOAD, region=1, buffer=Buffer.of(mem), offset=src, row_beats=words * wbeats,
-                     rows=1, buf_addr=5, signal=Token.LOAD_TO_STORE),
+                     rows=1, buf_addr=5, signal=Token.LOAD_TO_STORE, core=core),
                 h.op(Opcode.STORE, region=3, buffer=Buffer.of(mem), offset=dst, row_beats=6 * wbeats,
                      rows=4, wait=Token.LOAD_TO_STORE,
-                     stride=7 * wbeats * beat, buf_addr=5, buf_stride=6),
+                     stride=7 * wbeats * beat, buf_addr=5, buf_stride=6, core=core),
                 end]
         assert await h.run(prog) == (0, 3), mem
+        if core:
+            other = h.op(Opcode.STORE, region=3, buffer=Buffer.B, offset=dst + 0x4000, row_beats=words * wbeats,
+                         rows=1, buf_addr=5)
+            assert await h.run([other, end]) == (0, 2)
+            assert await be.read_mem(DATA + dst + 0x4000, len(data)) != data, "core 0's B holds core 1's words"
         for r in range(4):
             got = await be.read_mem(DATA + dst + r * 7 * wbeats * beat, 6 * wbeats * beat)
             want = data[r * 6 * wbeats * beat:(r + 1) * 6 * wbeats * beat]
