@@ -36,7 +36,8 @@ from hw.config import ConfigError
 from hw.controller import QUEUE_DEPTH
 from hw.isa import INSTRUCTION_BITS, Buffer, Opcode, encode
 from hw.registers import REGIONS, VERSION
-from sim.core_ops import CorePlan, UnsupportedOp, input_words, pack_words, pixel_parallel, plan, split, tensor_words
+from sim.core_ops import (CorePlan, UnsupportedOp, by_rows, group_rows, head_groups, input_words, pack_words, pixel_parallel,
+                          plan, split, split_heads, tensor_words)
 from sim.dataflow import core_cycles, host_im2col
 
 __all__ = ["compile_network", "CompileError", "Program", "FORMAT", "main"]
@@ -94,6 +95,7 @@ class _Emitter:
         self.instructions = []  # (opcode, fields, [Access]) until ``encoded``
         self.weights = bytearray()
         self.activation_bytes = 0
+        self.zero_offset, self.zero_words = 0, 0
 
     def emit(self, op, accesses=(), **fields):
         self.instructions.append((op, fields, list(accesses)))
@@ -126,6 +128,19 @@ class _Emitter:
                       stride=0, buf_addr=buf_addr + done, buf_stride=0)
             done += n
 
+    def transfer_2d(self, op, mem, region, offset, buf_addr, row_words, rows, stride_words, buf_stride, core=0):
+        """LOAD or STORE of ``rows`` rows of ``row_words`` words, ``stride_words`` apart in DRAM and
+        ``buf_stride`` apart in the buffer (of core ``core``'s pixel group, for B)."""
+        wb = self.word_bytes(mem)
+        if row_words > MAX_ROW_WORDS or rows >= 1 << 16:
+            raise CompileError(f"a 2-D transfer of {rows} rows of {row_words} words does not fit the DMA's counts")
+        load = op == Opcode.LOAD  # the bounding ranges: conservative for the tokens
+        access = [Access(_mem(mem, core), buf_addr, buf_addr + (rows - 1) * buf_stride + row_words, load),
+                  Access(f"dram.{region}", offset, offset + ((rows - 1) * stride_words + row_words) * wb, not load)]
+        self.emit(op, access, region=REGIONS.index(region), buffer=Buffer.of(mem), port=0, core=core,
+                  offset=offset, row_beats=row_words * self.beats[mem], rows=rows, stride=stride_words * wb,
+                  buf_addr=buf_addr, buf_stride=buf_stride)
+
     def weights_words(self, mem, values):
         """Append packed words to the weights region; returns the byte offset."""
         offset = len(self.weights)
@@ -133,6 +148,14 @@ class _Emitter:
         for v in pack_words(self.shapes[mem], values):
             self.weights += v.to_bytes(wb, "little")
         return offset
+
+    def zeros(self, words):
+        """The offset of at least ``words`` zero words of buffer B in the weights region (one
+        block, grown when a larger one is asked for)."""
+        if self.zero_words < words:
+            self.zero_words = max(words, 2 * self.zero_words)
+            self.zero_offset = self.weights_words("b", [np.zeros(self.cfg.t, np.int64)] * self.zero_words)
+        return self.zero_offset
 
     def activation(self, words, mem):
         offset = self.activation_bytes
@@ -186,6 +209,27 @@ def _out_fits_before(p, off):
     return plain and p.writes.get("b", (None,))[0] == 0 and p.out_words <= off
 
 
+def _load_rows(em, whole, t, b_base, per, n_cores):
+    """LOADs of a depthwise or generic conv's input rows cut over the cores (``sim.core_ops.split``): each
+    core's own rows and halo rows from the tensor, zero rows (from the weights region's zero
+    block) above and below it."""
+    c = whole.command
+    rows = per // c.out_w
+    above, below = group_rows(whole)
+    row = c.in_w * c.in_cw
+    wb = em.word_bytes("b")
+    for j in range(n_cores):
+        y0 = j * rows * c.stride - above
+        y1 = (j + 1) * rows * c.stride + below
+        lo, hi = max(0, y0), min(c.in_h, y1)
+        em.transfer(Opcode.LOAD, "b", "activations", t["offset"] + lo * row * wb, b_base + (lo - y0) * row,
+                    (hi - lo) * row, core=j)
+        for z0, z1 in ((y0, lo), (max(hi, y0), y1)):
+            if z1 > z0:
+                em.transfer(Opcode.LOAD, "b", "weights", em.zeros((z1 - z0) * row), b_base + (z0 - y0) * row,
+                            (z1 - z0) * row, core=j)
+
+
 def _accesses(p, cores):
     """The buffer words an op's commands read (its operands) and write (its results; an
     attention's vk chunks in W) on each of its ``cores``."""
@@ -195,14 +239,23 @@ def _accesses(p, cores):
                   for j in range(cores if mem == "b" else 1)]
 
 
-def _groups(p, cores):
-    """(cores, pixels per core) of an op: a ``pixel_parallel`` plan cut into equal groups of
-    consecutive pixels over as many cores as have a pixel, else (1, None): core 0 alone."""
+def _groups(p, cores, resident=None):
+    """(cores, output pixels per core) of an op: a ``pixel_parallel`` plan cut into equal groups
+    of consecutive pixels (a depthwise conv: of whole rows) over as many cores as have a pixel,
+    else (1, None): core 0 alone. A pointwise op or an add keeps the groups its first input was
+    left in (``resident``) when they cover its pixels, so that the input stays where it is."""
     if cores == 1 or not pixel_parallel(p):
         return 1, None
-    pixels = p.command.pixels
-    per = -(-pixels // cores)
-    return -(-pixels // per), per
+    c = p.command
+    if by_rows(p):
+        out_h = c.pixels // c.out_w
+        rows = -(-out_h // cores)
+        return -(-out_h // rows), rows * c.out_w
+    n, per = resident or (1, None)
+    if per and (n - 1) * per < c.pixels <= n * per:
+        return n, per
+    per = -(-c.pixels // cores)
+    return -(-c.pixels // per), per
 
 
 def _input_packing(r, x, cfg):
@@ -237,12 +290,23 @@ def compile_network(frozen, image_shape, config, seed=0, progress=None):
         if kind == "input":
             host["input_scale"] = np.asarray(r["scale"], np.float64)
             continue
+        fixed = set()  # memories the plan is placed in already
         try:
             whole = plan(r, [np.asarray(x, np.int64) for x in ins], cfg, acc.addr_bits)
-            n_cores, per = _groups(whole, cfg.cores)  # lockstep group: core 0 .. n_cores - 1
+            n_cores, per = _groups(whole, cfg.cores, resident.get(r["srcs"][0], (None, None))[1])
+            # the lockstep group: cores 0 .. n_cores - 1
             p = whole if per is None else split(whole, per, cfg)
-            if per is not None:
-                p.command.check(acc.addr_bits)
+            heads = None
+            if kind == "attn":  # cut by heads when each core's vk chunks fit its aux buffer
+                n_cores, heads = head_groups(r, ins, cfg.cores)
+                if heads is not None:
+                    p = split_heads(r, ins, heads, 0, cfg)
+                    if len(p.writes["w"][1]) <= acc.aux_depth:
+                        p, fixed = p.relocate({"w": acc.aux_base}), {"w"}
+                    else:
+                        n_cores, heads, p = 1, None, whole
+            for c in p.all_commands():
+                c.check(acc.addr_bits)
         except (UnsupportedOp, CommandError) as e:
             raise CompileError(f"op {r['name']} ({kind}): {e}") from None
         grouping = (n_cores, per)
@@ -251,7 +315,7 @@ def compile_network(frozen, image_shape, config, seed=0, progress=None):
         # their LOADs overlap its COMPUTE
         need = p.words_needed()
         off, by = resident.get(r["srcs"][0], (None, None))
-        off = off if by == grouping else None
+        off = off if by == grouping and (per is None or not by_rows(whole)) else None  # by rows: halos
         if off is not None and off + need.get("b", 0) <= depth["b"]:
             shift = {"b": off}
         elif off is not None and _out_fits_before(p, off):
@@ -260,18 +324,18 @@ def compile_network(frozen, image_shape, config, seed=0, progress=None):
             off, shift = None, {}
         single = len(_passes(p, depth, r["name"])) == 1
         for mem in need:
-            if mem not in shift and (mem == "b" or (mem in ("w", "q") and single)):
+            if mem not in shift and mem not in fixed and (mem == "b" or (mem in ("w", "q") and single)):
                 shift[mem] = cursor[mem] if cursor[mem] + need[mem] <= depth[mem] else 0
         p = p.relocate(shift)
         passes = _passes(p, depth, r["name"])
         for mem, top in p.words_needed().items():
-            if mem in shift:
+            if mem in shift and mem not in fixed:
                 cursor[mem] = top
         for mem, (base, items) in passes[-1][1].items():  # the last weight pass's words
             cursor[mem] = base + len(items)
         for mem, top in p.words_needed().items():
-            if mem in ("w", "q") and len(passes) > 1:
-                continue  # loaded pass by pass
+            if mem in ("w", "q") and len(passes) > 1 or mem in fixed:
+                continue  # loaded pass by pass; in the aux buffers
             if top > depth[mem]:
                 raise CompileError(f"op {r['name']} ({kind}) needs {top} words of buffer {mem.upper()}, "
                                    f"{config.name} has {depth[mem]}; use a configuration with larger buffers")
@@ -301,6 +365,15 @@ def compile_network(frozen, image_shape, config, seed=0, progress=None):
             if off is None or at:  # all but a first input the op before left in place
                 if per is None:
                     em.transfer(Opcode.LOAD, "b", "activations", t["offset"], b_base + at, t["words"])
+                elif heads is not None:  # this core's heads of the branch: 3 * dim channels each
+                    d3 = 3 * -(-int(np.asarray(r["dim"])) // lanes)
+                    nh = t["words"] // pixels // d3
+                    for j in range(n_cores):
+                        em.transfer_2d(Opcode.LOAD, "b", "activations", t["offset"] + j * heads * d3 * em.word_bytes("b"),
+                                       b_base + i * pixels * heads * d3, (min(nh, (j + 1) * heads) - j * heads) * d3,
+                                       pixels, nh * d3, heads * d3, core=j)
+                elif by_rows(whole):
+                    _load_rows(em, whole, t, b_base, per, n_cores)
                 else:
                     cw = t["words"] // pixels
                     for j in range(n_cores):
@@ -325,7 +398,16 @@ def compile_network(frozen, image_shape, config, seed=0, progress=None):
         dst = r["dst"]
         tensors[dst] = dict(offset=em.activation(owords, mem), words=owords, mem=mem, shape=list(whole.out_shape),
                             kind=p.kind, groups=p.groups, op=r["name"], cores=n_cores)
-        if per is None:
+        if heads is not None:  # each core's heads of each branch into their place in every pixel
+            dw = -(-int(np.asarray(r["dim"])) // lanes)
+            nh = whole.groups // 2
+            for j in range(n_cores):
+                for b in range(2):
+                    em.transfer_2d(Opcode.STORE, "b", "activations",
+                                   tensors[dst]["offset"] + (b * nh + j * heads) * dw * em.word_bytes("b"),
+                                   obase + b * heads * dw, (min(nh, (j + 1) * heads) - j * heads) * dw, pixels,
+                                   2 * nh * dw, 2 * heads * dw, core=j)
+        elif per is None:
             em.transfer(Opcode.STORE, mem, "activations", tensors[dst]["offset"], obase, owords)
         else:
             ocw = p.command.out_cw

@@ -86,7 +86,9 @@ class Accelerator(wiring.Component):
             raise ConfigError(f"buffer B of {config.buffer_b_kib} KiB needs {addr_bits}-bit word addresses; "
                               f"the core takes at most 20")
         self._cfg, self._aw = config, addr_width
-        self._slice = CoreSlice(config, addr_bits, self._bits, self._depths, cores=config.cores)
+        # each core's aux buffer (an attention's vk chunks) at W addresses above W's
+        aux = config.aux_kib * 8192 // shapes["w"].size if self._bits["w"] < addr_bits else 0
+        self._slice = CoreSlice(config, addr_bits, self._bits, self._depths, cores=config.cores, aux_depth=aux)
         self._beats = word_beats(config, shapes)
         shifts = tuple(self._beats[n].bit_length() - 1 for n in MEMORIES)
         self._shifts = shifts
@@ -108,6 +110,8 @@ class Accelerator(wiring.Component):
     word_beats = property(lambda self: dict(self._beats))
     shapes = property(lambda self: self._slice.shapes)
     core = property(lambda self: self._slice.core)
+    aux_base = property(lambda self: self._slice.aux_base)  # W word address of each core's aux buffer
+    aux_depth = property(lambda self: self._slice.aux_depth)  # its words (0: none)
 
     def elaborate(self, platform):
         m = Module()

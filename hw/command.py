@@ -74,6 +74,9 @@ def command_layout(addr_bits):
         # all channel words of a band before the next; a REDUCE with `follow` runs on the MAT engine
         # alongside it, each pixel once its band is written (the DW -> PW band pipeline)
         "band": d, "band_pixels": d, "band_words": d, "follow": unsigned(1),
+        # depthwise and generic convs: rows above 0 and from in_h on are read from the buffer
+        # (halo rows of the neighbouring cores' row groups, or zeros the DMA put there), not padded
+        "halo": unsigned(1),
         # derived (``Command.derived``; the address generators step by them instead of multiplying):
         # words per input and output row, and where the split odd tile's R-MAC engine starts
         # (input row, input pixel, output pixel)
@@ -205,6 +208,7 @@ class Command:
     band_pixels: int = 0
     band_words: int = 0
     follow: int = 0
+    halo: int = 0
     three: int = 1
     pool_mult: int = 0
     pool_shift: int = 0

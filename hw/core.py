@@ -64,7 +64,9 @@ class ComputingCore(wiring.Component):
     parameter word (bias included: the engines accumulate from 0) is read from ``q_rd*`` as the
     result leaves the engine.
     **Depthwise** (``Op.DW``): a second command register; the R-MAC engine in self-accumulation
-    mode, windows in per-column LUT-RAM banks filled through ``d_rd*`` (``_depthwise``). While
+    mode, windows in per-column LUT-RAM banks filled through ``d_rd*`` (``_depthwise``); with
+    ``halo`` the rows above and below the input are read from the buffer (a core's row group
+    between its neighbours'), not zero-padded (a generic conv's too). While
     one runs, a ``REDUCE`` with ``follow`` may run beside it on the MAT engine: its pixels in
     segments of the depthwise bands, each pixel issued once the depthwise command has written
     all of its band (the DW -> PW band pipeline). Every other command waits until the core is
@@ -193,7 +195,7 @@ class ComputingCore(wiring.Component):
         gathering, gathered, g_more = Signal(), Signal(), Signal()
         iy = Signal(wide, name="dw_gather_iy")
         m.d.comb += iy.eq(_times_stride(g_oy, s) + g_row - cmd.pad)
-        row_in = (iy >= 0) & (iy < cmd.in_h)
+        row_in = cmd.halo | ((iy >= 0) & (iy < cmd.in_h))  # halo: every row from the buffer
         wr_valid = _delay(m, gathering, 1, "dw_wr_valid")
         wr_row = _delay(m, (g_base + g_row)[:4], 1, "dw_wr_row")  # physical row in the banks
         wr_col = _delay(m, g_col, 1, "dw_wr_col")
@@ -615,7 +617,7 @@ class ComputingCore(wiring.Component):
             m.d.comb += [iy.eq(_times_stride(py[e], cmd.stride) + ky - cmd.pad),
                          ix.eq(_times_stride(px[e], cmd.stride) + kx - cmd.pad)]
             inside = Signal(name=f"inside{e}")
-            m.d.comb += inside.eq((iy >= 0) & (iy < cmd.in_h) & (ix >= 0) & (ix < cmd.in_w))
+            m.d.comb += inside.eq((cmd.halo | ((iy >= 0) & (iy < cmd.in_h))) & (ix >= 0) & (ix < cmd.in_w))
             addr = Signal(self._ab, name=f"b_addr{e}")
             m.d.comb += addr.eq(cmd.in_base + ip[e] + toff + goff[e] + cc)
             inb.append(inside)

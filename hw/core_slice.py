@@ -20,7 +20,10 @@ class CoreSlice(wiring.Component):
     2 read + 2 write ports + the depthwise fill ports of its core); shared by all cores, the
     weight and parameter words of buffer C (2 read ports each, **multicast**: the leader's
     addresses, core 0's, read them for every core) and the output buffer (int32). Only core 0
-    writes W (an attention's vk chunks) and the output buffer. Each memory has
+    writes the shared W and the output buffer. With ``aux_depth``, each core has its own **aux
+    buffer** of that many chunk words at W addresses from ``aux_base`` = ``2**mem_bits["w"]`` on:
+    an attention's vk chunks, which each core of a head-parallel group writes and reads for its
+    own heads. Each memory has
     ``2**mem_bits[name]`` words (at most ``2**addr_bits``), sized by the replay so that every
     command's operands fit, or ``depths[name]`` words (the accelerator's capacities; B: per core).
 
@@ -41,7 +44,7 @@ class CoreSlice(wiring.Component):
         loads and stores at once).
     """
 
-    def __init__(self, config, addr_bits=12, mem_bits=None, depths=None, cores=1):
+    def __init__(self, config, addr_bits=12, mem_bits=None, depths=None, cores=1, aux_depth=0):
         check_int("Address width", addr_bits, 4, 20)
         self._n = check_int("Cores", cores, 1, 64)
         self._cores = [ComputingCore(config, addr_bits) for _ in range(cores)]
@@ -57,6 +60,10 @@ class CoreSlice(wiring.Component):
             self._depths[name] = check_int(f"Depth of memory {name}", depth, 1, 1 << self._mem_bits[name])
         c = self._core
         self._shapes = c.buffer_layouts()
+        self._aux = check_int("Aux depth", aux_depth, 0, 1 << 16)
+        if aux_depth and self._mem_bits["w"] >= addr_bits:
+            raise ValueError(f"the aux buffer sits above W's {self._mem_bits['w']} address bits: "
+                             f"needs addr_bits > {self._mem_bits['w']}, not {addr_bits}")
         width = max(s.size for s in self._shapes.values())
         self._width = width
         super().__init__({
@@ -71,11 +78,25 @@ class CoreSlice(wiring.Component):
 
     core = property(lambda self: self._core)
     cores = property(lambda self: self._n)
+    aux_base = property(lambda self: 1 << self._mem_bits["w"] if self._aux else None)
+    aux_depth = property(lambda self: self._aux)
     shapes = property(lambda self: dict(self._shapes))
     mem_bits = property(lambda self: dict(self._mem_bits))
 
+    def _aux_read(self, m, core, port_name, shared_data, bits):
+        """Core ``core``'s W read port ``port_name``: the shared word, or its aux buffer's when the
+        address it presented was at ``aux_base`` or above (the data follow one cycle later)."""
+        mine = getattr(core, port_name)
+        from_aux = Signal(name=f"{port_name}_aux{self._cores.index(core)}")
+        with m.If(mine.en):
+            m.d.sync += from_aux.eq(mine.addr[bits])
+        aux_data = Signal(self._shapes["w"].size, name=f"{port_name}_aux_data{self._cores.index(core)}")
+        self._aux_wires[(self._cores.index(core), port_name)] = aux_data
+        m.d.comb += mine.data.eq(Mux(from_aux, aux_data, shared_data.as_value()))
+
     def elaborate(self, platform):
         m = Module()
+        self._aux_wires, self._aux_data = {}, {}
         cores = self._cores
         for j, core in enumerate(cores):
             m.submodules[f"core{j}" if j else "core"] = core
@@ -107,15 +128,33 @@ class CoreSlice(wiring.Component):
                     port, mine = mem.read_port(), getattr(core, r)
                     m.d.comb += [port.addr.eq(mine.addr[:bits]), port.en.eq(mine.en)]
                     for c in (cores if name != "b" else [core]):  # W, Q: multicast to every core
-                        m.d.comb += getattr(c, r).data.eq(port.data)
+                        if name == "w" and self._aux:
+                            self._aux_read(m, c, r, port.data, bits)
+                        else:
+                            m.d.comb += getattr(c, r).data.eq(port.data)
                 for p in range(2):
                     if name in ("b", "o", "w"):
                         port, mine = mem.write_port(), getattr(core, f"{name}_wr{p}")
-                        m.d.comb += [port.addr.eq(mine.addr[:bits]), port.en.eq(mine.en),
+                        shared = ~mine.addr[bits] if name == "w" and self._aux else 1
+                        m.d.comb += [port.addr.eq(mine.addr[:bits]), port.en.eq(mine.en & shared),
                                      port.data.eq(mine.data)]
             rcore = Signal.like(self.host_rcore)
             m.d.sync += rcore.eq(self.host_rcore)
             rdata[k] = Array(data_out)[rcore] if len(data_out) > 1 else data_out[0]
+        if self._aux:
+            for j, core in enumerate(cores):
+                aux = memory.Memory(shape=self._shapes["w"], depth=self._aux, init=[])
+                m.submodules[f"aux{j}"] = aux
+                bw, ab = self._mem_bits["w"], (self._aux - 1).bit_length() or 1
+                for p in range(2):
+                    port, mine = aux.write_port(), getattr(core, f"w_wr{p}")
+                    m.d.comb += [port.addr.eq(mine.addr[:ab]), port.en.eq(mine.en & mine.addr[bw]),
+                                 port.data.eq(mine.data)]
+                    port, mine = aux.read_port(), getattr(core, f"w_rd{p}")
+                    m.d.comb += [port.addr.eq(mine.addr[:ab]), port.en.eq(mine.en)]
+                    self._aux_data[(j, f"w_rd{p}")] = port.data
+        for key, wire in self._aux_wires.items():
+            m.d.comb += wire.eq(self._aux_data[key])
         sel = Signal(2)
         m.d.sync += sel.eq(self.host_rsel)
         m.d.comb += self.host_rdata.eq(Mux(sel == 0, rdata[0], Mux(sel == 1, rdata[1],

@@ -92,17 +92,17 @@ class AmaranthDriver:
         return n
 
 
-def run_amaranth(config, plans, addr_bits, weight_reads=False, groups=None):
+def run_amaranth(config, plans, addr_bits, weight_reads=False, groups=None, mem_bits=None, aux_depth=0):
     """Run ``plans`` one after the other on a fresh CoreSlice in amaranth.sim: [(result, cycles)],
     with ``weight_reads`` [(result, cycles, reads)]: the weight-port reads (both engines) while
     the core was busy. ``groups`` (per plan, per core its B words: ``run_plan``): that many
-    cores in lockstep."""
+    cores in lockstep; ``mem_bits``, ``aux_depth``: the CoreSlice's."""
     from amaranth.sim import Simulator
 
     from hw.core_slice import CoreSlice
 
     cores = max((len(g) for g in groups or [] if g), default=1)
-    dut = CoreSlice(config, addr_bits, cores=cores)
+    dut = CoreSlice(config, addr_bits, mem_bits, cores=cores, aux_depth=aux_depth)
     out, reads = [], [0]
 
     async def tb(ctx):

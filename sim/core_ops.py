@@ -18,7 +18,7 @@ from quant.arith import im2col
 from sim.dataflow import block_limit, host_im2col
 from sim.layout import fields
 
-__all__ = ["pixel_parallel", "split", "CorePlan", "FusedPlan", "plan", "fused_plan", "pack_words", "unpack_words", "UnsupportedOp",
+__all__ = ["pixel_parallel", "by_rows", "split", "group_rows", "head_groups", "split_heads", "CorePlan", "FusedPlan", "plan", "fused_plan", "pack_words", "unpack_words", "UnsupportedOp",
            "tensor_words", "input_words", "decode_output"]
 
 class UnsupportedOp(Exception):
@@ -443,30 +443,71 @@ def _attention(r, branches, cfg):
 
 
 def pixel_parallel(p):
-    """Whether plan ``p`` can be cut by pixels over the cores (``split``): a pointwise reduction
-    (the host-unrolled stem included) into buffer B, or a residual add -- ops whose output pixel
-    needs only its own input pixel's words."""
+    """Whether plan ``p`` can be cut into groups of consecutive output pixels over the cores
+    (``split``): a pointwise reduction (the host-unrolled stem included) into buffer B or a
+    residual add -- ops whose output pixel needs only its own input pixel's words -- or a
+    depthwise or generic conv, cut into groups of whole output rows (``by_rows``), each core
+    reading the input rows of its group and the halo rows around them."""
     if not isinstance(p, CorePlan) or p.commands or p.out_mem != "b":
         return False
     c = p.command
-    return c.op == Op.ADD or (c.op == Op.REDUCE and c.k == 1 and c.stride == 1 and c.pad == 0
-                              and c.pixels == c.in_h * c.in_w)
+    return c.op in (Op.ADD, Op.DW) or (c.op == Op.REDUCE and c.post != Post.INT32)
 
 
-def split(p, per_core, cfg):
-    """The plan each core of a lockstep group runs when ``pixel_parallel`` plan ``p`` is cut into
-    groups of ``per_core`` consecutive pixels (the last group may have fewer: its core computes
-    the rest from whatever its buffer holds, and nothing stores those pixels): the same command
-    over ``per_core`` pixels of one row, its operands those of the first group (the weights and
-    parameters whole). Each input keeps its words per pixel, placed one after the other."""
+def by_rows(p):
+    """Whether a ``pixel_parallel`` plan is cut by whole output rows with halos (a depthwise or
+    generic k x k conv) rather than by pixels."""
     c = p.command
-    per_in = c.in_cw
+    return c.op == Op.DW or (c.op == Op.REDUCE and (c.k > 1 or c.stride > 1 or c.pixels != c.in_h * c.in_w))
+
+
+def group_rows(p):
+    """(halo rows above, halo rows below) a depthwise core's own input rows (``split``)."""
+    c = p.command
+    return c.pad, max(0, c.k - c.pad - c.stride)
+
+
+def split(p, per_core, cfg, group=0):
+    """The plan core ``group`` of a lockstep group runs when ``pixel_parallel`` plan ``p`` is cut
+    into groups of ``per_core`` consecutive output pixels (a depthwise conv: whole rows); the
+    last group may have fewer: its core computes the rest from whatever its buffer holds, and
+    nothing stores those pixels. Every core runs the same command over ``per_core`` pixels, its
+    operands at the same buffer addresses, the weights and parameters whole:
+
+    - pointwise or add: each input's words of the group's pixels, one input after the other;
+    - by rows (depthwise, generic conv): the group's input rows with ``pad`` halo rows above and
+      ``k - pad - s`` below (zeros beyond the tensor), the command's input at the first of its
+      own rows (``halo``).
+    """
+    c = p.command
     base, words = p.writes["b"]
     assert base == 0 and pixel_parallel(p)
+    blank = np.zeros_like(np.asarray(words[0]))
+    if by_rows(p):
+        assert per_core % c.out_w == 0, "a row group is whole rows"
+        rows = per_core // c.out_w
+        above, below = group_rows(p)
+        row = c.in_w * c.in_cw
+        y0 = group * rows * c.stride - above
+        b = []
+        for y in range(y0, group * rows * c.stride + rows * c.stride + below):
+            b += list(words[y * row:(y + 1) * row]) if 0 <= y < c.in_h else [blank] * row
+        if c.op == Op.DW:
+            cmd = replace(c, in_base=above * row, out_base=len(b), in_h=rows * c.stride, out_h=rows,
+                          pixels=per_core, band=rows, band_pixels=per_core, band_words=per_core * c.out_cw,
+                          halo=1)
+        else:
+            cmd = replace(c, in_base=above * row, out_base=len(b), in_h=rows * c.stride, pixels=per_core, halo=1,
+                          **_pixel_loop(per_core, c.out_w, c.chunks, cfg))
+        return replace(p, command=cmd, writes={**p.writes, "b": (0, b)}, out_base=len(b),
+                       out_words=per_core * c.out_cw, out_shape=(p.out_shape[0], rows, c.out_w))
+    per_in = c.in_cw
     n_in = 2 if c.op == Op.ADD else 1
     total = c.pixels * per_in
-    b = [w for i in range(n_in) for w in words[i * total:i * total + per_core * per_in]]
-    b += [np.zeros_like(np.asarray(words[0]))] * (n_in * per_core * per_in - len(b))  # fewer pixels than a group
+    b = []
+    for i in range(n_in):
+        mine = list(words[i * total + group * per_core * per_in:i * total + (group + 1) * per_core * per_in])
+        b += mine + [blank] * (per_core * per_in - len(mine))  # fewer pixels than a group
     out_base = n_in * per_core * per_in
     geometry = dict(in_h=1, in_w=per_core, out_w=per_core, pixels=per_core, out_base=out_base)
     if c.op == Op.ADD:
@@ -475,6 +516,34 @@ def split(p, per_core, cfg):
         cmd = replace(c, **geometry, **_pixel_loop(per_core, per_core, c.chunks, cfg))
     return replace(p, command=cmd, writes={**p.writes, "b": (0, b)}, out_base=out_base,
                    out_words=per_core * c.out_cw, out_shape=(p.out_shape[0], 1, per_core))
+
+
+def head_groups(r, branches, cores):
+    """(cores, heads of each branch per core) of an attention cut by heads over ``cores``
+    (``split_heads``), or (1, None) when it is not (one core, or branches of unequal heads)."""
+    d = int(np.asarray(r["dim"]))
+    heads = {np.asarray(x).shape[0] // (3 * d) for x in branches}
+    if cores == 1 or len(heads) != 1:
+        return 1, None
+    nh, = heads
+    per = cdiv(nh, cores)
+    return cdiv(nh, per), per
+
+
+def split_heads(r, branches, per, group, cfg):
+    """The attention plan of core ``group`` when every branch's heads are cut into groups of
+    ``per`` (``head_groups``): that core's heads of each branch (zeros for heads past the last),
+    its output ``[branch 0's heads | branch 1's]`` per pixel. Every core runs the same commands
+    on its own heads."""
+    d = int(np.asarray(r["dim"]))
+    subs = []
+    for x in branches:
+        x = np.asarray(x, np.int64)
+        h0, h1 = group * per, min(x.shape[0] // (3 * d), (group + 1) * per)
+        sub = np.zeros((per * 3 * d,) + x.shape[1:], np.int64)
+        sub[:(h1 - h0) * 3 * d] = x[h0 * 3 * d:h1 * 3 * d]
+        subs.append(sub)
+    return _attention(r, subs, cfg)
 
 
 def plan(r, inputs, cfg, addr_bits=None):

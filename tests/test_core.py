@@ -206,19 +206,24 @@ def test_core_parameter_errors():
 
 
 def _pixel_parallel_cases(lanes, rng):
-    """Ops the compiler cuts by pixels over the cores, on one row of pixels (any shape of a
-    pointwise op or an add is one): (name, op, inputs, golden)."""
+    """Ops the compiler cuts by output pixels over the cores: (name, op, inputs, golden)."""
     out = []
-    for name, cin, cout, groups, act, p in [("pw", 2 * lanes, 3 * lanes, 1, None, 13),
-                                             ("pw hswish", lanes + 1, 2 * lanes, 1, "hswish", 11),
-                                             ("grouped pw", 4 * lanes, 4 * lanes, 2, None, 9)]:
-        r = _conv_op(rng, cin, cout, 1, 1, 0, groups, act)
-        x = rng.integers(-128, 128, size=(cin, 1, p))
+    for name, args, hw in [("pw", (2 * lanes, 3 * lanes, 1, 1, 0, 1, None), (1, 13)),
+                           ("pw hswish", (lanes + 1, 2 * lanes, 1, 1, 0, 1, "hswish"), (1, 11)),
+                           ("grouped pw", (4 * lanes, 4 * lanes, 1, 1, 0, 2, None), (3, 3)),
+                           ("depthwise 3x3 s1", (2 * lanes, 2 * lanes, 3, 1, 1, 2 * lanes, None), (7, 5)),
+                           ("depthwise 3x3 s2", (lanes + 1, lanes + 1, 3, 2, 1, lanes + 1, "hswish"), (7, 6)),
+                           ("depthwise 5x5 s1", (lanes, lanes, 5, 1, 2, lanes, None), (6, 5)),
+                           ("depthwise 5x5 s2", (2 * lanes, 2 * lanes, 5, 2, 2, 2 * lanes, None), (9, 7)),
+                           ("stem 3x3 s2", (3, 2 * lanes + 1, 3, 2, 1, 1, "hswish"), (7, 6)),
+                           ("conv 3x3 s1", (lanes, lanes, 3, 1, 1, 1, None), (5, 4))]:
+        r = _conv_op(rng, *args)
+        x = rng.integers(-128, 128, size=(args[0],) + hw)
         out.append((name, r, [x], _golden(r, x)))
     c = lanes + 1
     add = dict(kind="add", mult_a=rng.integers(0, 1 << 16, size=c), mult_b=rng.integers(0, 1 << 16, size=c),
                shift=np.full(c, 16))
-    a, b = rng.integers(-128, 128, size=(2, c, 1, 10))
+    a, b = rng.integers(-128, 128, size=(2, c, 2, 5))
     out.append(("add", add, [a, b], arith.add_requantize(a, b, _ch(add["mult_a"]), _ch(add["mult_b"]),
                                                          _ch(add["shift"]))))
     return out
@@ -227,31 +232,31 @@ def _pixel_parallel_cases(lanes, rng):
 @pytest.mark.parametrize("cores", [2, 3])
 def test_cores_in_lockstep_compute_their_pixel_groups_bit_exact(cores):
     """``split`` plans on a CoreSlice of several cores: one command to all, each core's B holding
-    its pixel group (the last one short), W and Q shared and multicast; every group's pixels
-    equal the golden's, in the cycles of one core's command."""
-    from sim.core_ops import pixel_parallel, split
+    its group (the last one short; a depthwise group: whole rows with halos), W and Q shared and
+    multicast; every group's pixels equal the golden's, in the cycles of one core's command."""
+    from sim.core_ops import by_rows, pixel_parallel, split
 
     cfg = PRESETS["tiny"]
     rng = np.random.default_rng(5)
     cases = _pixel_parallel_cases(cfg.s, rng)
     plans, groups = [], []
     for _, r, ins, _ in cases:
-        pixels = ins[0].shape[2]
-        per = -(-pixels // cores)
         whole = plan(r, ins, cfg, 10)
         assert pixel_parallel(whole)
+        c = whole.command
+        rows = c.pixels // c.out_w
+        per = -(-rows // cores) * c.out_w if by_rows(whole) else -(-c.pixels // cores)
         plans.append(split(whole, per, cfg))
-        groups.append([split(plan(r, [np.roll(x, -j * per, axis=2) for x in ins], cfg, 10), per, cfg).writes["b"][1]
-                       for j in range(cores)])
+        n = -(-c.pixels // per)  # groups: every core of them has a pixel
+        groups.append([split(whole, per, cfg, j).writes["b"][1] for j in range(n)])
     core = ComputingCore(cfg)
-    for (name, _, ins, want), p, (got, cycles) in zip(cases, plans, run_amaranth(cfg, plans, 10, groups=groups),
-                                                      strict=True):
-        pixels, per = ins[0].shape[2], p.command.pixels
-        joined = np.concatenate(got, axis=2)[:, :, :pixels]
+    for (name, _, _, want), p, (got, cycles) in zip(cases, plans, run_amaranth(cfg, plans, 10, groups=groups),
+                                                    strict=True):
+        joined = np.concatenate([g.reshape(g.shape[0], -1) for g in got], axis=1)
+        joined = joined[:, :want[0].size].reshape(want.shape)
         bad = np.argwhere(joined != want)
         assert not len(bad), f"{name}: first mismatch at {bad[0].tolist()}"
         assert cycles == core_cycles(cfg, p.command, core), name
-        assert per * (cores - 1) < pixels, name  # every core has a pixel
 
 
 def test_ops_that_need_other_pixels_are_not_cut():
@@ -261,5 +266,30 @@ def test_ops_that_need_other_pixels_are_not_cut():
     rng = np.random.default_rng(6)
     for name, r, ins, _ in _cases(cfg.s, rng):
         p = plan(r, ins, cfg, 10)
-        cut = any(w in name for w in ("pw", "add", "unrolled by the host"))
-        assert pixel_parallel(p) == cut, name
+        assert pixel_parallel(p) == (r["kind"] not in ("linear", "attn", "pool")), name
+
+
+@pytest.mark.parametrize("d", [4, 3])
+def test_attention_cut_by_heads_uses_each_cores_aux_buffer(d):
+    """A LiteMLA attention cut by heads over two cores (``split_heads``): the same commands on
+    both, each core's vk chunks in its own aux buffer above W (``CoreSlice.aux_base``); the
+    heads equal the golden's (word-aligned and padded heads)."""
+    from sim.core_ops import head_groups, split_heads
+
+    cfg = PRESETS["tiny"]
+    r, brs, want = _attention_case(np.random.default_rng(8), d, heads=3)
+    cores, per = head_groups(r, brs, 2)
+    assert (cores, per) == (2, 2)
+    mem_bits = {"w": 6}
+    aux = 1 << mem_bits["w"]
+    plans = [split_heads(r, brs, per, j, cfg).relocate({"w": aux}) for j in range(cores)]
+    (got, cycles), = run_amaranth(cfg, plans[:1], 10, groups=[[p.writes["b"][1] for p in plans]],
+                                  mem_bits=mem_bits, aux_depth=64)
+    cwd = -(-d // cfg.s)
+    heads = []
+    for b in range(2):  # branch b's heads: core 0's, then core 1's (its second head past the last)
+        for j in range(cores):
+            heads += [got[j][(b * per + h) * d:(b * per + h + 1) * d] for h in range(per) if j * per + h < 3]
+    np.testing.assert_array_equal(np.concatenate(heads), want)
+    assert cycles == sum(core_cycles(cfg, c, ComputingCore(cfg)) for c in plans[0].all_commands())
+    assert cwd * 2 * per * (1 + cwd) <= 64  # the vk chunks fit the aux buffer
