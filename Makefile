@@ -8,7 +8,7 @@ OUT    ?= build/gen
 VECTORS ?= 10000
 SEED   ?= 2026
 
-.PHONY: verilog test sim sim-full utilization resources proxy proxy-stress proxy-vit bench replay net net-b1 lint clean
+.PHONY: verilog test sim sim-full utilization resources proxy proxy-stress proxy-vit bench replay net net-b1 net-b1-224 lint clean
 
 # Base environment: what the generator needs (amaranth with its Yosys, numpy).
 $(VENV)/.base: pyproject.toml
@@ -100,10 +100,11 @@ net: $(VENV)/.test
 		torch.save({'state_dict': build_model('proxy').state_dict()}, '$(NET)/proxy.pt')"
 	$(PY) -m quant calibrate --model proxy --resolution 64 --checkpoint $(NET)/proxy.pt --data digits \
 		--calib 8 --iters 0 --out $(NET)/q.pt
-	$(PY) -m sim.net --quantized $(NET)/q.pt --data digits --images 2 --config tiny --build $(NET)/run \
+	$(PY) -m sim.net --quantized $(NET)/q.pt --data digits --images 2 --config tiny2 --build $(NET)/run \
 		--table $(NET)/table.md
-	$(PY) -m sim.net --quantized $(NET)/q.pt --data digits --images 2 --config tiny --back-pressure 0.3 \
+	$(PY) -m sim.net --quantized $(NET)/q.pt --data digits --images 2 --config tiny2 --back-pressure 0.3 \
 		--build $(NET)/run-bp
+	$(PY) -m sim.net --quantized $(NET)/q.pt --data digits --images 1 --config tiny --build $(NET)/run-1
 
 # EfficientViT-B1 (random weights) at R64 whole on the accelerator RTL: one core with tiny's lanes and
 # buffers large enough for B1's layers (B 128 KiB, C 128 KiB, output 16 KiB); one image.
@@ -116,6 +117,21 @@ net-b1: $(VENV)/.test
 		output_kib=16).to_json(), end='')" > $(NET)/b1-config.json
 	$(PY) -m sim.net --quantized $(NET)/b1-q.pt --data digits --images 1 --config $(NET)/b1-config.json \
 		--build $(NET)/b1 --table $(NET)/b1-table.md
+
+# The accelerator benchmark: EfficientViT-B1 (random weights, calibrated on 4 generated images) at
+# R224 on the paper's (8x8+8x8)x16, whole on the RTL (Verilator), one image.
+B224 = $(NET)/b1-224
+net-b1-224: $(VENV)/.test
+	@scripts/ensure-iverilog
+	mkdir -p $(B224)
+	$(PY) -c "import numpy as np, pathlib; from PIL import Image; r = np.random.default_rng(0); \
+		[(pathlib.Path(f'$(B224)/images/c{c}').mkdir(parents=True, exist_ok=True), \
+		  Image.fromarray(r.integers(0, 255, (256, 256, 3), dtype=np.uint8)).save(f'$(B224)/images/c{c}/{i}.png')) \
+		 for c in range(2) for i in range(4)]"
+	$(PY) -m quant calibrate --model b1 --resolution 224 --random-weights --data $(B224)/images --calib 4 \
+		--iters 0 --out $(B224)/q.pt
+	time $(PY) -m sim.net --quantized $(B224)/q.pt --data $(B224)/images --images 1 --config paper \
+		--build $(B224)/run --table $(B224)/table.md
 
 replay: $(VENV)/.test
 	$(PY) -m quant calibrate --model b1 --resolution 64 --random-weights --data digits --calib 4 \

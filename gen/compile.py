@@ -292,7 +292,7 @@ def compile_network(frozen, image_shape, config, seed=0, progress=None):
             continue
         fixed = set()  # memories the plan is placed in already
         try:
-            whole = plan(r, [np.asarray(x, np.int64) for x in ins], cfg, acc.addr_bits)
+            whole = plan(r, [np.asarray(x, np.int64) for x in ins], cfg)  # checked once cut
             n_cores, per = _groups(whole, cfg.cores, resident.get(r["srcs"][0], (None, None))[1])
             # the lockstep group: cores 0 .. n_cores - 1
             p = whole if per is None else split(whole, per, cfg)
@@ -363,7 +363,7 @@ def compile_network(frozen, image_shape, config, seed=0, progress=None):
                 raise CompileError(f"op {r['name']} ({kind}) reads {src} in a layout its producer does not "
                                    f"write (channels not a multiple of {lanes} per group)")
             if off is None or at:  # all but a first input the op before left in place
-                if per is None:
+                if per is None and heads is None:
                     em.transfer(Opcode.LOAD, "b", "activations", t["offset"], b_base + at, t["words"])
                 elif heads is not None:  # this core's heads of the branch: 3 * dim channels each
                     d3 = 3 * -(-int(np.asarray(r["dim"])) // lanes)

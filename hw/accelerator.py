@@ -9,12 +9,15 @@ from hw.axi import axi4, axi4_lite
 from hw.config import AcceleratorConfig, ConfigError
 from hw.control_registers import ControlRegisters
 from hw.controller import Controller
+from hw.core import ComputingCore
 from hw.core_slice import MEMORIES, CoreSlice
 from hw.dma import Dma
 from hw.isa import BUF_ADDR_BITS
 from hw.registers import ADDR_BITS, REGIONS
 
-__all__ = ["Accelerator", "memory_depths", "word_beats", "silenced"]
+__all__ = ["Accelerator", "accelerator_verilog", "memory_depths", "word_beats", "silenced", "CORE_MODULE"]
+
+CORE_MODULE = "trio_computing_core"  # the computing core's Verilog module, instantiated per core
 
 DIM_BITS = 16  # DMA row and beat counts (hw.isa: 16-bit fields)
 TRACE_DEPTH = 4096  # per-instruction cycle stamps of one segment (8 BRAM36)
@@ -70,7 +73,7 @@ class Accelerator(wiring.Component):
     buffer's depth is dropped and ends the run with ADDRESS_RANGE.
     """
 
-    def __init__(self, config, addr_width=40):
+    def __init__(self, config, addr_width=40, core_module=None):
         if not isinstance(config, AcceleratorConfig):
             raise TypeError(f"config must be an AcceleratorConfig, not {config!r}")
         if config.cores > 64:
@@ -88,7 +91,8 @@ class Accelerator(wiring.Component):
         self._cfg, self._aw = config, addr_width
         # each core's aux buffer (an attention's vk chunks) at W addresses above W's
         aux = config.aux_kib * 8192 // shapes["w"].size if self._bits["w"] < addr_bits else 0
-        self._slice = CoreSlice(config, addr_bits, self._bits, self._depths, cores=config.cores, aux_depth=aux)
+        self._slice = CoreSlice(config, addr_bits, self._bits, self._depths, cores=config.cores, aux_depth=aux,
+                                 core_module=core_module)
         self._beats = word_beats(config, shapes)
         shifts = tuple(self._beats[n].bit_length() - 1 for n in MEMORIES)
         self._shifts = shifts
@@ -178,3 +182,14 @@ class Accelerator(wiring.Component):
         m.d.sync += r_out_d.eq(r_out)
         m.d.comb += rd.data.eq(Mux(r_out_d, 0, beats[r_sub]))
         return m
+
+
+def accelerator_verilog(config, top="trio_accelerator", stamp=()):
+    """{module name: Verilog text} of the accelerator of ``config``: the top (``top``), whose
+    cores are instances of ``CORE_MODULE``, and that module, emitted once."""
+    from gen.emit import unit_verilog
+
+    acc = Accelerator(config, core_module=CORE_MODULE)
+    core = ComputingCore(config, acc.addr_bits)
+    return {top: unit_verilog(acc, top, list(stamp)),
+            CORE_MODULE: unit_verilog(core, CORE_MODULE, list(stamp))}

@@ -1,7 +1,7 @@
 """The computing cores attached to the global buffers, with a host port: the accelerator's array
 (``hw.accelerator``) and, with one core, what the replay (``python -m sim.replay``) drives."""
 
-from amaranth.hdl import Array, Cat, Module, Mux, Signal
+from amaranth.hdl import Array, Cat, ClockSignal, Instance, Module, Mux, ResetSignal, Signal, Value
 from amaranth.lib import memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -27,6 +27,9 @@ class CoreSlice(wiring.Component):
     ``2**mem_bits[name]`` words (at most ``2**addr_bits``), sized by the replay so that every
     command's operands fit, or ``depths[name]`` words (the accelerator's capacities; B: per core).
 
+    With ``core_module``, the cores are instances of that Verilog module (``ComputingCore`` emitted
+    once as it, ``hw.accelerator.accelerator_verilog``) instead of L copies of their logic.
+
     **Lockstep**: a command goes to the cores of ``cmd_cores`` at once, when all of them are ready
     (they are then in the same state, so the multicast addresses are every core's); a command
     that does not include core 0 is not accepted (the controller refuses it: ``CORE_MASK``).
@@ -44,11 +47,14 @@ class CoreSlice(wiring.Component):
         loads and stores at once).
     """
 
-    def __init__(self, config, addr_bits=12, mem_bits=None, depths=None, cores=1, aux_depth=0):
+    def __init__(self, config, addr_bits=12, mem_bits=None, depths=None, cores=1, aux_depth=0, core_module=None):
         check_int("Address width", addr_bits, 4, 20)
         self._n = check_int("Cores", cores, 1, 64)
-        self._cores = [ComputingCore(config, addr_bits) for _ in range(cores)]
+        self._module = core_module  # instantiate the cores as this Verilog module (one definition)
+        self._cores = [ComputingCore(config, addr_bits) for _ in range(1 if core_module else cores)]
         self._core = self._cores[0]
+        if core_module:
+            self._core._MustUse__silence = True  # its signature and geometry only
         self._ab = addr_bits
         self._mem_bits = {name: addr_bits for name in MEMORIES}
         for name, bits in (mem_bits or {}).items():
@@ -83,23 +89,31 @@ class CoreSlice(wiring.Component):
     shapes = property(lambda self: dict(self._shapes))
     mem_bits = property(lambda self: dict(self._mem_bits))
 
-    def _aux_read(self, m, core, port_name, shared_data, bits):
-        """Core ``core``'s W read port ``port_name``: the shared word, or its aux buffer's when the
+    def _aux_read(self, m, j, core, port_name, shared_data, bits):
+        """Core ``j``'s W read port ``port_name``: the shared word, or its aux buffer's when the
         address it presented was at ``aux_base`` or above (the data follow one cycle later)."""
         mine = getattr(core, port_name)
-        from_aux = Signal(name=f"{port_name}_aux{self._cores.index(core)}")
+        from_aux = Signal(name=f"{port_name}_aux{j}")
         with m.If(mine.en):
             m.d.sync += from_aux.eq(mine.addr[bits])
-        aux_data = Signal(self._shapes["w"].size, name=f"{port_name}_aux_data{self._cores.index(core)}")
-        self._aux_wires[(self._cores.index(core), port_name)] = aux_data
+        aux_data = Signal(self._shapes["w"].size, name=f"{port_name}_aux_data{j}")
+        self._aux_wires[(j, port_name)] = aux_data
         m.d.comb += mine.data.eq(Mux(from_aux, aux_data, shared_data.as_value()))
 
     def elaborate(self, platform):
         m = Module()
         self._aux_wires, self._aux_data = {}, {}
-        cores = self._cores
-        for j, core in enumerate(cores):
-            m.submodules[f"core{j}" if j else "core"] = core
+        if self._module:  # one Verilog module, instantiated per core
+            cores = [self._core.signature.create(path=(f"core{j}",)) for j in range(self._n)]
+            for j, ports in enumerate(cores):
+                args = {f"{'i' if member.flow == In else 'o'}_{'__'.join(map(str, path))}": Value.cast(value)
+                        for path, member, value in self._core.signature.flatten(ports)}
+                m.submodules[f"core{j}" if j else "core"] = Instance(self._module, i_clk=ClockSignal(),
+                                                                     i_rst=ResetSignal(), **args)
+        else:
+            cores = self._cores
+            for j, core in enumerate(cores):
+                m.submodules[f"core{j}" if j else "core"] = core
         ready = Cat(*(c.cmd.ready | ~self.cmd_cores[j] for j, c in enumerate(cores))).all()
         m.d.comb += [self.cmd.ready.eq(ready & self.cmd_cores[0]),
                      self.busy.eq(Cat(*(c.busy for c in cores)).any())]
@@ -123,13 +137,13 @@ class CoreSlice(wiring.Component):
                 data_out.append(host_r.data)
                 readers = [f"{name}_rd{p}" for p in range(2)] if name in ("b", "w", "q") else []
                 if name == "b":  # and the depthwise window fill
-                    readers += [f"d_rd{p}" for p in range(core.dw_ports)]
+                    readers += [f"d_rd{p}" for p in range(self._core.dw_ports)]
                 for r in readers:  # the core's ports: addresses cut to this memory's depth
                     port, mine = mem.read_port(), getattr(core, r)
                     m.d.comb += [port.addr.eq(mine.addr[:bits]), port.en.eq(mine.en)]
-                    for c in (cores if name != "b" else [core]):  # W, Q: multicast to every core
+                    for i, c in enumerate(cores if name != "b" else [core]):  # W, Q: multicast to every core
                         if name == "w" and self._aux:
-                            self._aux_read(m, c, r, port.data, bits)
+                            self._aux_read(m, i, c, r, port.data, bits)
                         else:
                             m.d.comb += getattr(c, r).data.eq(port.data)
                 for p in range(2):

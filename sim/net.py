@@ -50,14 +50,14 @@ def golden(frozen, image):
 def build_and_run(cfg, job, sim, build_dir, out_file):
     from cocotb_tools.runner import get_runner
 
-    from gen.emit import for_simulation, unit_verilog
-    from hw.accelerator import Accelerator
+    from gen.emit import for_simulation
+    from hw.accelerator import accelerator_verilog
     from sim.replay import _simulator
 
     build_dir.mkdir(parents=True, exist_ok=True)
     top = build_dir / "trio_accelerator.v"
-    top.write_text(for_simulation(unit_verilog(Accelerator(cfg), "trio_accelerator",
-                                            [f"accelerator {cfg.name} hash {cfg.hash} (sim.net)"])))
+    modules = accelerator_verilog(cfg, "trio_accelerator", [f"accelerator {cfg.name} hash {cfg.hash} (sim.net)"])
+    top.write_text(for_simulation("".join(modules.values())))
     (build_dir / "job.pkl").write_bytes(pickle.dumps(job))
     extra = _simulator(sim)
     runner = get_runner(sim)
