@@ -36,8 +36,20 @@ from hw.config import ConfigError
 from hw.controller import QUEUE_DEPTH
 from hw.isa import INSTRUCTION_BITS, Buffer, Opcode, encode
 from hw.registers import REGIONS, VERSION
-from sim.core_ops import (CorePlan, UnsupportedOp, by_rows, group_rows, head_groups, input_words, pack_words, pixel_parallel,
-                          plan, split, split_heads, tensor_words)
+from sim.core_ops import (
+    CorePlan,
+    UnsupportedOp,
+    by_rows,
+    group_rows,
+    head_groups,
+    input_words,
+    pack_words,
+    pixel_parallel,
+    plan,
+    split,
+    split_heads,
+    tensor_words,
+)
 from sim.dataflow import core_cycles, host_im2col
 
 __all__ = ["compile_network", "CompileError", "Program", "FORMAT", "main"]
@@ -128,15 +140,18 @@ class _Emitter:
                       stride=0, buf_addr=buf_addr + done, buf_stride=0)
             done += n
 
-    def transfer_2d(self, op, mem, region, offset, buf_addr, row_words, rows, stride_words, buf_stride, core=0):
+    def transfer_2d(self, op, mem, region, offset, buf_addr, row_words, rows, stride_words, buf_stride,
+                    core=0):
         """LOAD or STORE of ``rows`` rows of ``row_words`` words, ``stride_words`` apart in DRAM and
         ``buf_stride`` apart in the buffer (of core ``core``'s pixel group, for B)."""
         wb = self.word_bytes(mem)
         if row_words > MAX_ROW_WORDS or rows >= 1 << 16:
-            raise CompileError(f"a 2-D transfer of {rows} rows of {row_words} words does not fit the DMA's counts")
+            raise CompileError(f"a 2-D transfer of {rows} rows of {row_words} words does not fit the DMA's "
+                               f"counts")
         load = op == Opcode.LOAD  # the bounding ranges: conservative for the tokens
+        dram_end = offset + ((rows - 1) * stride_words + row_words) * wb
         access = [Access(_mem(mem, core), buf_addr, buf_addr + (rows - 1) * buf_stride + row_words, load),
-                  Access(f"dram.{region}", offset, offset + ((rows - 1) * stride_words + row_words) * wb, not load)]
+                  Access(f"dram.{region}", offset, dram_end, not load)]
         self.emit(op, access, region=REGIONS.index(region), buffer=Buffer.of(mem), port=0, core=core,
                   offset=offset, row_beats=row_words * self.beats[mem], rows=rows, stride=stride_words * wb,
                   buf_addr=buf_addr, buf_stride=buf_stride)
@@ -345,6 +360,7 @@ def compile_network(frozen, image_shape, config, seed=0, progress=None):
         b_base = p.writes.get("b", (0, []))[0]
         b_words = whole.writes.get("b", (0, []))[1]
         pixels = whole.command.pixels
+        wb = em.word_bytes("b")
         at = 0  # words of the plan's inputs placed so far
         for i, (src, x) in enumerate(zip(r["srcs"], ins, strict=True)):
             x = np.asarray(x, np.int64)
@@ -369,16 +385,17 @@ def compile_network(frozen, image_shape, config, seed=0, progress=None):
                     d3 = 3 * -(-int(np.asarray(r["dim"])) // lanes)
                     nh = t["words"] // pixels // d3
                     for j in range(n_cores):
-                        em.transfer_2d(Opcode.LOAD, "b", "activations", t["offset"] + j * heads * d3 * em.word_bytes("b"),
-                                       b_base + i * pixels * heads * d3, (min(nh, (j + 1) * heads) - j * heads) * d3,
-                                       pixels, nh * d3, heads * d3, core=j)
+                        mine = min(nh, (j + 1) * heads) - j * heads
+                        em.transfer_2d(Opcode.LOAD, "b", "activations", t["offset"] + j * heads * d3 * wb,
+                                       b_base + i * pixels * heads * d3, mine * d3, pixels, nh * d3,
+                                       heads * d3, core=j)
                 elif by_rows(whole):
                     _load_rows(em, whole, t, b_base, per, n_cores)
                 else:
                     cw = t["words"] // pixels
                     for j in range(n_cores):
                         n = min(per, pixels - j * per)
-                        em.transfer(Opcode.LOAD, "b", "activations", t["offset"] + j * per * cw * em.word_bytes("b"),
+                        em.transfer(Opcode.LOAD, "b", "activations", t["offset"] + j * per * cw * wb,
                                     b_base + i * per * cw, n * cw, core=j)
             at += t["words"]
         if at != len(b_words):
@@ -396,25 +413,26 @@ def compile_network(frozen, image_shape, config, seed=0, progress=None):
         (mem, obase, owords, _), = p.outputs()
         owords = whole.out_words
         dst = r["dst"]
-        tensors[dst] = dict(offset=em.activation(owords, mem), words=owords, mem=mem, shape=list(whole.out_shape),
-                            kind=p.kind, groups=p.groups, op=r["name"], cores=n_cores)
+        tensors[dst] = dict(offset=em.activation(owords, mem), words=owords, mem=mem,
+                            shape=list(whole.out_shape), kind=p.kind, groups=p.groups, op=r["name"],
+                            cores=n_cores)
         if heads is not None:  # each core's heads of each branch into their place in every pixel
             dw = -(-int(np.asarray(r["dim"])) // lanes)
             nh = whole.groups // 2
             for j in range(n_cores):
                 for b in range(2):
-                    em.transfer_2d(Opcode.STORE, "b", "activations",
-                                   tensors[dst]["offset"] + (b * nh + j * heads) * dw * em.word_bytes("b"),
-                                   obase + b * heads * dw, (min(nh, (j + 1) * heads) - j * heads) * dw, pixels,
-                                   2 * nh * dw, 2 * heads * dw, core=j)
+                    mine = min(nh, (j + 1) * heads) - j * heads
+                    at_j = tensors[dst]["offset"] + (b * nh + j * heads) * dw * wb
+                    em.transfer_2d(Opcode.STORE, "b", "activations", at_j, obase + b * heads * dw, mine * dw,
+                                   pixels, 2 * nh * dw, 2 * heads * dw, core=j)
         elif per is None:
             em.transfer(Opcode.STORE, mem, "activations", tensors[dst]["offset"], obase, owords)
         else:
             ocw = p.command.out_cw
             for j in range(n_cores):
                 n = min(per, pixels - j * per)
-                em.transfer(Opcode.STORE, mem, "activations",
-                            tensors[dst]["offset"] + j * per * ocw * em.word_bytes(mem), obase, n * ocw, core=j)
+                at_j = tensors[dst]["offset"] + j * per * ocw * em.word_bytes(mem)
+                em.transfer(Opcode.STORE, mem, "activations", at_j, obase, n * ocw, core=j)
         resident = {dst: (obase, grouping)} if mem == "b" else {}
         if mem == "b":  # the next op reads it as plain words: check the producer writes them
             y = np.asarray(out, np.int64)

@@ -91,8 +91,8 @@ class Accelerator(wiring.Component):
         self._cfg, self._aw = config, addr_width
         # each core's aux buffer (an attention's vk chunks) at W addresses above W's
         aux = config.aux_kib * 8192 // shapes["w"].size if self._bits["w"] < addr_bits else 0
-        self._slice = CoreSlice(config, addr_bits, self._bits, self._depths, cores=config.cores, aux_depth=aux,
-                                 core_module=core_module)
+        self._slice = CoreSlice(config, addr_bits, self._bits, self._depths, cores=config.cores,
+                                aux_depth=aux, core_module=core_module)
         self._beats = word_beats(config, shapes)
         shifts = tuple(self._beats[n].bit_length() - 1 for n in MEMORIES)
         self._shifts = shifts
@@ -165,8 +165,10 @@ class Accelerator(wiring.Component):
             m.d.sync += gathered[w_sub].eq(wr.data)
         word = Cat(*(Mux(w_sub == k, wr.data, gathered[k]) for k in range(max_beats)))
         cores = self._cfg.cores  # a core past the array's, for buffer B, is out of range too
-        w_out = (w_word >= depths[ctrl.load_buffer]) | ((ctrl.load_buffer == 0) & (ctrl.load_core >= cores))
-        r_out = (r_word >= depths[ctrl.store_buffer]) | ((ctrl.store_buffer == 0) & (ctrl.store_core >= cores))
+        w_core, r_core = (ctrl.load_buffer == 0) & (ctrl.load_core >= cores), \
+            (ctrl.store_buffer == 0) & (ctrl.store_core >= cores)
+        w_out = (w_word >= depths[ctrl.load_buffer]) | w_core
+        r_out = (r_word >= depths[ctrl.store_buffer]) | r_core
         host_w = len(core.host_wdata)
         m.d.comb += [
             core.host_sel.eq(ctrl.load_buffer), core.host_addr.eq(w_word), core.host_core.eq(ctrl.load_core),

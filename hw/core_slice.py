@@ -47,7 +47,8 @@ class CoreSlice(wiring.Component):
         loads and stores at once).
     """
 
-    def __init__(self, config, addr_bits=12, mem_bits=None, depths=None, cores=1, aux_depth=0, core_module=None):
+    def __init__(self, config, addr_bits=12, mem_bits=None, depths=None, cores=1, aux_depth=0,
+                 core_module=None):
         check_int("Address width", addr_bits, 4, 20)
         self._n = check_int("Cores", cores, 1, 64)
         self._module = core_module  # instantiate the cores as this Verilog module (one definition)

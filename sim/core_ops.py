@@ -18,7 +18,8 @@ from quant.arith import im2col
 from sim.dataflow import block_limit, host_im2col
 from sim.layout import fields
 
-__all__ = ["pixel_parallel", "by_rows", "split", "group_rows", "head_groups", "split_heads", "CorePlan", "FusedPlan", "plan", "fused_plan", "pack_words", "unpack_words", "UnsupportedOp",
+__all__ = ["pixel_parallel", "by_rows", "split", "group_rows", "head_groups", "split_heads",
+           "CorePlan", "FusedPlan", "plan", "fused_plan", "pack_words", "unpack_words", "UnsupportedOp",
            "tensor_words", "input_words", "decode_output"]
 
 class UnsupportedOp(Exception):
@@ -497,8 +498,8 @@ def split(p, per_core, cfg, group=0):
                           pixels=per_core, band=rows, band_pixels=per_core, band_words=per_core * c.out_cw,
                           halo=1)
         else:
-            cmd = replace(c, in_base=above * row, out_base=len(b), in_h=rows * c.stride, pixels=per_core, halo=1,
-                          **_pixel_loop(per_core, c.out_w, c.chunks, cfg))
+            cmd = replace(c, in_base=above * row, out_base=len(b), in_h=rows * c.stride, pixels=per_core,
+                          halo=1, **_pixel_loop(per_core, c.out_w, c.chunks, cfg))
         return replace(p, command=cmd, writes={**p.writes, "b": (0, b)}, out_base=len(b),
                        out_words=per_core * c.out_cw, out_shape=(p.out_shape[0], rows, c.out_w))
     per_in = c.in_cw

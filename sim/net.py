@@ -56,7 +56,8 @@ def build_and_run(cfg, job, sim, build_dir, out_file):
 
     build_dir.mkdir(parents=True, exist_ok=True)
     top = build_dir / "trio_accelerator.v"
-    modules = accelerator_verilog(cfg, "trio_accelerator", [f"accelerator {cfg.name} hash {cfg.hash} (sim.net)"])
+    stamp = [f"accelerator {cfg.name} hash {cfg.hash} (sim.net)"]
+    modules = accelerator_verilog(cfg, "trio_accelerator", stamp)
     top.write_text(for_simulation("".join(modules.values())))
     (build_dir / "job.pkl").write_bytes(pickle.dumps(job))
     extra = _simulator(sim)

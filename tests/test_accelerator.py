@@ -1,4 +1,5 @@
-"""The accelerator top (tiny2: two cores in lockstep): faults and the buffers' width adapter on Icarus against cocotbext-axi;
+"""The accelerator top (tiny2: two cores in lockstep): faults and the buffers' width adapter on
+Icarus against cocotbext-axi;
 the digits proxy whole on Verilator (python -m sim.net), bit-exact and on the model's cycles; the
 runtime's refusals; the compiler's errors."""
 

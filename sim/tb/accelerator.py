@@ -2,8 +2,8 @@
 hand-written programs (``hw.isa.encode``) run through ``runtime.sim_backend.SimBackend``; each
 fault must set STATUS.ERROR, raise the interrupt and leave the accelerator ready for the next
 run, never hang; so do a wait that nothing signals (DEADLOCK) and a token counter past its maximum
-(TOKEN_OVERFLOW), an instruction that names a core the array lacks. Then a LOAD -> STORE round trip of every buffer through the width adapter (the
-STORE waits for the LOAD's token).
+(TOKEN_OVERFLOW), an instruction that names a core the array lacks. Then a LOAD -> STORE round
+trip of every buffer through the width adapter (the STORE waits for the LOAD's token).
 
 Environment: TRIO_CONFIG (configuration JSON).
 """
@@ -131,10 +131,11 @@ async def faults_and_round_trip(dut):
                 end]
         assert await h.run(prog) == (0, 3), mem
         if core:
-            other = h.op(Opcode.STORE, region=3, buffer=Buffer.B, offset=dst + 0x4000, row_beats=words * wbeats,
-                         rows=1, buf_addr=5)
+            other = h.op(Opcode.STORE, region=3, buffer=Buffer.B, offset=dst + 0x4000,
+                         row_beats=words * wbeats, rows=1, buf_addr=5)
             assert await h.run([other, end]) == (0, 2)
-            assert await be.read_mem(DATA + dst + 0x4000, len(data)) != data, "core 0's B holds core 1's words"
+            seen = await be.read_mem(DATA + dst + 0x4000, len(data))
+            assert seen != data, "core 0's B holds the last core's words"
         for r in range(4):
             got = await be.read_mem(DATA + dst + r * 7 * wbeats * beat, 6 * wbeats * beat)
             want = data[r * 6 * wbeats * beat:(r + 1) * 6 * wbeats * beat]
