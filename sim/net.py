@@ -51,16 +51,21 @@ def build_and_run(cfg, job, sim, build_dir, out_file):
     from cocotb_tools.runner import get_runner
 
     from gen.emit import for_simulation
-    from hw.accelerator import accelerator_verilog
+    from hw.accelerator import CORE_MODULE, accelerator_verilog
     from sim.replay import _simulator
 
     build_dir.mkdir(parents=True, exist_ok=True)
     top = build_dir / "trio_accelerator.v"
     stamp = [f"accelerator {cfg.name} hash {cfg.hash} (sim.net)"]
     modules = accelerator_verilog(cfg, "trio_accelerator", stamp)
+    extra = _simulator(sim)
+    if sim == "verilator":  # the core's C++ built once, not once per instance (--hierarchical)
+        core = modules[CORE_MODULE]
+        body = core.index(");\n", core.index(f"module {CORE_MODULE}(")) + 3
+        modules[CORE_MODULE] = core[:body] + "  /*verilator hier_block*/\n" + core[body:]
+        extra["build_args"] = extra["build_args"] + ["--hierarchical"]
     top.write_text(for_simulation("".join(modules.values())))
     (build_dir / "job.pkl").write_bytes(pickle.dumps(job))
-    extra = _simulator(sim)
     runner = get_runner(sim)
     runner.build(sources=[top], hdl_toplevel="trio_accelerator", build_dir=build_dir,
                  timescale=("1ns", "1ps"),
