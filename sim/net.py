@@ -64,7 +64,8 @@ def build_and_run(cfg, job, sim, build_dir, out_file):
         body = core.index(");\n", core.index(f"module {CORE_MODULE}(")) + 3
         modules[CORE_MODULE] = core[:body] + "  /*verilator hier_block*/\n" + core[body:]
         # only the top's ports are read (cocotb's runner makes every signal public otherwise)
-        extra["build_args"] = extra["build_args"] + ["--hierarchical", "--no-public-flat-rw", "--public-depth", "1"]
+        extra["build_args"] = extra["build_args"] + ["--hierarchical", "--no-public-flat-rw",
+                                                     "--public-depth", "1"]
     top.write_text(for_simulation("".join(modules.values())))
     (build_dir / "job.pkl").write_bytes(pickle.dumps(job))
     runner = get_runner(sim)
