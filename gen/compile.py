@@ -34,7 +34,7 @@ from hw.accelerator import Accelerator, silenced
 from hw.command import CommandError, Op
 from hw.config import ConfigError
 from hw.controller import QUEUE_DEPTH
-from hw.isa import INSTRUCTION_BITS, Buffer, Opcode, encode
+from hw.isa import INSTRUCTION_BITS, Buffer, Opcode, dma_port, encode
 from hw.registers import REGIONS, VERSION
 from sim.core_ops import (
     CorePlan,
@@ -122,6 +122,10 @@ class _Emitter:
         return [encode(op, self.acc.addr_bits, index=i, wait=waits[i], signal=signals[i], **fields)
                 for i, (op, fields, _) in enumerate(self.instructions)]
 
+    def port(self, mem, core):
+        """The DMA engine that moves ``mem`` (of ``core`` for B): ``hw.isa.dma_port``."""
+        return dma_port(Buffer.of(mem), core, self.acc.config.axi_ports)
+
     def word_bytes(self, mem):
         return self.beats[mem] * self.beat_bytes
 
@@ -135,7 +139,7 @@ class _Emitter:
             load = op == Opcode.LOAD  # buffer words written, DRAM bytes read (a STORE: the reverse)
             access = [Access(_mem(mem, core), buf_addr + done, buf_addr + done + n, load),
                       Access(f"dram.{region}", at, at + n * self.word_bytes(mem), not load)]
-            self.emit(op, access, region=REGIONS.index(region), buffer=Buffer.of(mem), port=0, core=core,
+            self.emit(op, access, region=REGIONS.index(region), buffer=Buffer.of(mem), port=self.port(mem, core), core=core,
                       offset=offset + done * self.word_bytes(mem), row_beats=n * self.beats[mem], rows=1,
                       stride=0, buf_addr=buf_addr + done, buf_stride=0)
             done += n
@@ -152,7 +156,7 @@ class _Emitter:
         dram_end = offset + ((rows - 1) * stride_words + row_words) * wb
         access = [Access(_mem(mem, core), buf_addr, buf_addr + (rows - 1) * buf_stride + row_words, load),
                   Access(f"dram.{region}", offset, dram_end, not load)]
-        self.emit(op, access, region=REGIONS.index(region), buffer=Buffer.of(mem), port=0, core=core,
+        self.emit(op, access, region=REGIONS.index(region), buffer=Buffer.of(mem), port=self.port(mem, core), core=core,
                   offset=offset, row_beats=row_words * self.beats[mem], rows=rows, stride=stride_words * wb,
                   buf_addr=buf_addr, buf_stride=buf_stride)
 

@@ -1,5 +1,5 @@
-"""The accelerator top: AXI4-Lite registers, the controller, the DMA engine on an AXI4 manager
-port, and the computing core with its buffers."""
+"""The accelerator top: AXI4-Lite registers, the controller, one DMA engine per AXI4 manager
+port, and the computing cores with their buffers."""
 
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
 from amaranth.lib import wiring
@@ -64,7 +64,9 @@ class Accelerator(wiring.Component):
     Members
     -------
     s_axil : In(hw.axi.axi4_lite(12, 32)): the register map of ``hw.registers``.
-    m_axi : Out(hw.axi.axi4(addr_width, config.axi_bits)): instruction fetch, loads and stores.
+    m_axi0 .. m_axi<P-1> : Out(hw.axi.axi4(addr_width, config.axi_bits)), one per DMA engine
+        (P = ``config.axi_ports``): its loads and stores (``hw.isa.dma_port``: which buffer
+        memories each engine moves); m_axi0 also fetches the instructions.
     irq : Out(1): the registers' interrupt (level).
 
     A run: the host writes the region bases and PROGRAM_LENGTH, sets START; the controller
@@ -92,21 +94,21 @@ class Accelerator(wiring.Component):
         # each core's aux buffer (an attention's vk chunks) at W addresses above W's
         aux = config.aux_kib * 8192 // shapes["w"].size if self._bits["w"] < addr_bits else 0
         self._slice = CoreSlice(config, addr_bits, self._bits, self._depths, cores=config.cores,
-                                aux_depth=aux, core_module=core_module)
+                                aux_depth=aux, core_module=core_module, host_ports=config.axi_ports)
         self._beats = word_beats(config, shapes)
         shifts = tuple(self._beats[n].bit_length() - 1 for n in MEMORIES)
         self._shifts = shifts
         self._dab = BUF_ADDR_BITS + max(shifts)
-        self._dma = Dma(addr_width, config.axi_bits, self._dab, max_beats=16, outstanding=8,
-                        dim_bits=DIM_BITS)
+        self._ports = config.axi_ports
+        self._dma = [Dma(addr_width, config.axi_bits, self._dab, max_beats=16, outstanding=8, dim_bits=DIM_BITS)
+                     for _ in range(self._ports)]
         self._regs = ControlRegisters(config_hash=int(config.hash, 16), trace_depth=TRACE_DEPTH)
         self._ctrl = Controller(addr_width, config.axi_bits, addr_bits, shifts, self._dab, DIM_BITS,
-                                cores=config.cores)
-        super().__init__({
-            "s_axil": In(axi4_lite(ADDR_BITS, 32)),
-            "m_axi": Out(axi4(addr_width, config.axi_bits)),
-            "irq": Out(1),
-        })
+                                cores=config.cores, ports=self._ports)
+        members = {"s_axil": In(axi4_lite(ADDR_BITS, 32))}
+        members.update({f"m_axi{p}": Out(axi4(addr_width, config.axi_bits)) for p in range(self._ports)})
+        members["irq"] = Out(1)
+        super().__init__(members)
 
     config = property(lambda self: self._cfg)
     addr_bits = property(lambda self: self._slice.core.addr_bits)
@@ -121,69 +123,77 @@ class Accelerator(wiring.Component):
         m = Module()
         regs = m.submodules.registers = self._regs
         ctrl = m.submodules.controller = self._ctrl
-        dma = m.submodules.dma = self._dma
         core = m.submodules.core = self._slice
-        axi_bits = self._cfg.axi_bits
-
+        dmas = self._dma
+        for p, dma in enumerate(dmas):
+            m.submodules[f"dma{p}" if p else "dma"] = dma
+            wiring.connect(m, dma.axi, wiring.flipped(getattr(self, f"m_axi{p}")))
+            wiring.connect(m, ctrl.load[p], dma.load)
+            wiring.connect(m, ctrl.store[p], dma.store)
+            m.d.comb += [ctrl.load_busy[p].eq(dma.load_busy), ctrl.store_busy[p].eq(dma.store_busy),
+                         ctrl.load_error[p].eq(dma.load_error), ctrl.store_error[p].eq(dma.store_error)]
         wiring.connect(m, wiring.flipped(self.s_axil), regs.axi)
-        wiring.connect(m, dma.axi, wiring.flipped(self.m_axi))
         m.d.comb += [
             self.irq.eq(regs.irq),
             ctrl.start.eq(regs.start), ctrl.soft_reset.eq(regs.soft_reset),
             regs.busy.eq(ctrl.busy), regs.finish.eq(ctrl.finish), regs.error.eq(ctrl.error),
             ctrl.program_length.eq(regs.program_length),
-            regs.unit_busy.eq(Cat(dma.load_busy, dma.store_busy, core.busy, ctrl.stall)),
-            ctrl.load_busy.eq(dma.load_busy), ctrl.store_busy.eq(dma.store_busy),
-            ctrl.load_error.eq(dma.load_error), ctrl.store_error.eq(dma.store_error),
+            regs.unit_busy.eq(Cat(Cat(*(d.load_busy for d in dmas)).any(),
+                                  Cat(*(d.store_busy for d in dmas)).any(), core.busy, ctrl.stall)),
             ctrl.core_busy.eq(core.busy),
         ]
         for region in REGIONS:
             m.d.comb += getattr(ctrl, f"{region}_base").eq(getattr(regs, f"{region}_base"))
         wiring.connect(m, ctrl.trace, regs.trace)
-        wiring.connect(m, ctrl.load, dma.load)
-        wiring.connect(m, ctrl.store, dma.store)
         wiring.connect(m, ctrl.cmd, core.cmd)
         m.d.comb += core.cmd_cores.eq(ctrl.cmd_cores)
+        wr0 = dmas[0].wr  # instruction fetches: engine 0's beats into the instruction register
+        m.d.comb += [ctrl.fetch_wr.addr.eq(wr0.addr), ctrl.fetch_wr.data.eq(wr0.data),
+                     ctrl.fetch_wr.en.eq(wr0.en & ctrl.fetching)]
+        for p, dma in enumerate(dmas):
+            self._adapter(m, p, dma, ctrl, core, fetching=ctrl.fetching if p == 0 else Const(0))
+        return m
 
-        # Width adapter: DMA beats <-> buffer words through the core slice's host ports (the
-        # writes in the LOAD's buffer, the reads in the STORE's).
+    def _adapter(self, m, p, dma, ctrl, core, fetching):
+        """Engine ``p``'s width adapter: its DMA beats <-> buffer words through host port ``p`` of
+        the core slice (the writes in its LOAD's buffer, the reads in its STORE's)."""
+        axi_bits = self._cfg.axi_bits
         max_beats = max(self._beats.values())
         shifts = Array(Const(s, 3) for s in self._shifts)
         depths = Array(Const(self._depths[n], self._dab) for n in MEMORIES)
-        w_shift, r_shift = shifts[ctrl.load_buffer], shifts[ctrl.store_buffer]
+        load_buffer, store_buffer = ctrl.load_buffer[p], ctrl.store_buffer[p]
+        w_shift, r_shift = shifts[load_buffer], shifts[store_buffer]
         wr, rd = dma.wr, dma.rd
-        m.d.comb += [ctrl.fetch_wr.addr.eq(wr.addr), ctrl.fetch_wr.data.eq(wr.data),
-                     ctrl.fetch_wr.en.eq(wr.en & ctrl.fetching)]
         w_mask = (Const(1, 5) << w_shift) - 1
         w_sub, w_word = wr.addr & w_mask, wr.addr >> w_shift
         r_word = rd.addr >> r_shift
-        r_sub = Signal(range(max_beats))
+        r_sub = Signal(range(max_beats), name=f"r_sub{p}")
         m.d.sync += r_sub.eq(rd.addr & ((Const(1, 5) << r_shift) - 1))
-        gathered = Array(Signal(axi_bits, name=f"gathered{k}") for k in range(max_beats))
-        writing = wr.en & ~ctrl.fetching
+        gathered = Array(Signal(axi_bits, name=f"gathered{p}_{k}") for k in range(max_beats))
+        writing = wr.en & ~fetching
         with m.If(writing):
             m.d.sync += gathered[w_sub].eq(wr.data)
         word = Cat(*(Mux(w_sub == k, wr.data, gathered[k]) for k in range(max_beats)))
         cores = self._cfg.cores  # a core past the array's, for buffer B, is out of range too
-        w_core, r_core = (ctrl.load_buffer == 0) & (ctrl.load_core >= cores), \
-            (ctrl.store_buffer == 0) & (ctrl.store_core >= cores)
-        w_out = (w_word >= depths[ctrl.load_buffer]) | w_core
-        r_out = (r_word >= depths[ctrl.store_buffer]) | r_core
-        host_w = len(core.host_wdata)
+        w_core, r_core = (load_buffer == 0) & (ctrl.load_core[p] >= cores), \
+            (store_buffer == 0) & (ctrl.store_core[p] >= cores)
+        w_out = (w_word >= depths[load_buffer]) | w_core
+        r_out = (r_word >= depths[store_buffer]) | r_core
+        host = lambda name: core.host(p, name)  # noqa: E731
+        host_w = len(host("wdata"))
         m.d.comb += [
-            core.host_sel.eq(ctrl.load_buffer), core.host_addr.eq(w_word), core.host_core.eq(ctrl.load_core),
-            core.host_rcore.eq(ctrl.store_core),
-            core.host_wdata.eq(word[:host_w]),
-            core.host_we.eq(writing & (w_sub == w_mask) & ~w_out),
-            core.host_rsel.eq(ctrl.store_buffer), core.host_raddr.eq(r_word),
-            ctrl.load_out_of_range.eq(writing & w_out), ctrl.store_out_of_range.eq(rd.en & r_out),
+            host("sel").eq(load_buffer), host("addr").eq(w_word), host("core").eq(ctrl.load_core[p]),
+            host("rcore").eq(ctrl.store_core[p]),
+            host("wdata").eq(word[:host_w]),
+            host("we").eq(writing & (w_sub == w_mask) & ~w_out),
+            host("rsel").eq(store_buffer), host("raddr").eq(r_word),
+            ctrl.load_out_of_range[p].eq(writing & w_out), ctrl.store_out_of_range[p].eq(rd.en & r_out),
         ]
-        padded = Cat(core.host_rdata, Const(0, max_beats * axi_bits - host_w))
+        padded = Cat(host("rdata"), Const(0, max_beats * axi_bits - host_w))
         beats = Array(padded[k * axi_bits:(k + 1) * axi_bits] for k in range(max_beats))
-        r_out_d = Signal()  # a read past the buffer: zeros go out (and the run ends with ADDRESS_RANGE)
+        r_out_d = Signal(name=f"r_out{p}")  # a read past the buffer: zeros go out (and ADDRESS_RANGE)
         m.d.sync += r_out_d.eq(r_out)
         m.d.comb += rd.data.eq(Mux(r_out_d, 0, beats[r_sub]))
-        return m
 
 
 def accelerator_verilog(config, top="trio_accelerator", stamp=()):

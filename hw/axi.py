@@ -7,8 +7,8 @@ testbenches (cocotbext-axi binds to the emitted port names) and the Vivado hand-
 Signatures are seen from the **manager** (master): ``Out`` members are driven by the manager,
 ``In`` members by the subordinate; a subordinate port is ``In(axi4_lite(...))``. Member names
 are the specification's signal names in lower case (``awaddr``, ``rready``, ...), so a port
-``m_axi`` emits Verilog ports ``m_axi__awaddr`` and so on; cocotbext-axi finds them with the
-prefix ``"m_axi_"``.
+``m_axi0`` emits Verilog ports ``m_axi0__awaddr`` and so on; cocotbext-axi finds them with the
+prefix ``"m_axi0_"``.
 
 Only what the accelerator uses is modelled: one ID value per manager (responses in order), INCR
 bursts, no exclusive access (``lock`` 0), no user signals. ``cache``/``prot``/``qos`` are driven

@@ -269,5 +269,5 @@ PRESETS = {
     # the same cores, two of them in lockstep (buffer B: 64 KiB per core's pixel group)
     "tiny2": AcceleratorConfig(n=2, m=2, t=2, s=2, cores=2, buffer_b_kib=128, buffer_c_kib=16, output_kib=4,
                                buffer_a_kib=16, aux_kib=1, divisor_kib=1, block_min=2, block_max=4,
-                               axi_ports=1, axi_bits=64),
+                               axi_ports=2, axi_bits=64),
 }

@@ -28,29 +28,32 @@ class Controller(wiring.Component):
     """Runs a program from ``START`` to ``END`` or the first error.
 
     **Dispatcher.** Fetches one instruction at a time by a DMA read of ``INSTRUCTION_BITS /
-    axi_bits`` beats into the instruction register (FETCH, FETCH_WAIT), decodes it (DECODE) and
-    pushes it to its queue (``hw.isa.Queue``; stalls while that queue holds ``queue_depth``
-    instructions), then fetches the next. SYNC and END wait until every queue is empty and idle
-    (BARRIER); END then ends the run. An instruction fetch takes the DMA reader before a waiting
-    LOAD (the reader runs one command at a time).
+    axi_bits`` beats on engine 0 into the instruction register (FETCH, FETCH_WAIT), decodes it
+    (DECODE) and pushes it to its queue (``hw.isa.Queue``; stalls while that queue holds
+    ``queue_depth`` instructions), then fetches the next. SYNC and END wait until every queue is
+    empty and idle (BARRIER); END then ends the run. An instruction fetch takes engine 0's reader
+    before a LOAD waiting for it (a reader runs one command at a time).
 
-    **Queues.** Each runs its instructions in order: the head starts once the counters of its
-    ``wait`` tokens are non-zero (and takes one of each); LOAD and STORE hand their transfer to
-    the DMA and wait until it is done; COMPUTE hands its command to the core and is done -- or,
-    if it signals, waits until the core is idle. Then RETIRE (``RETIRE_CYCLES``): the trace
-    entry and the ``signal`` tokens. Token bits of directions that do not end (``wait``) or start
-    (``signal``) at the instruction's queue are ignored.
+    **Queues.** Each starts its instructions in order: the head starts once the counters of its
+    ``wait`` tokens are non-zero (and takes one of each). COMPUTE hands its command to the core
+    and is done -- or, if it signals, waits until the core is idle. LOAD and STORE hand their
+    transfer to the DMA engine of their ``port`` (``hw.isa.dma_port``) once that engine is free:
+    up to ``ports`` transfers run at once, one per engine, and each holds its engine until it
+    retires; they retire in program order. Retiring takes a cycle: the trace entry and the
+    ``signal`` tokens (one instruction per cycle over the queues, ``TRACE_ORDER``). Token bits of
+    directions that do not end (``wait``) or start (``signal``) at the instruction's queue are
+    ignored.
 
     **Errors** (``hw.registers.ErrorCode``): an illegal opcode, a fetch, load or store answered
-    SLVERR/DECERR, a transfer past its buffer, PROGRAM_LENGTH reached without END, a token counter
-    overflow, or a deadlock (the dispatcher and every queue wait and nothing runs) stop new work;
-    the run ends with the first error's code once the DMA and the core are idle. A soft reset
-    does the same without a code.
+    SLVERR/DECERR, a transfer past its buffer or on another engine than its buffer's,
+    PROGRAM_LENGTH reached without END, a token counter overflow, or a deadlock (the dispatcher
+    and every queue wait and nothing runs) stop new work; the run ends with the first error's
+    code once the DMA and the core are idle. A soft reset does the same without a code.
 
     Parameters
     ----------
     addr_width : int
-        DRAM byte address width of the AXI port.
+        DRAM byte address width of the AXI ports.
     axi_bits : int
         AXI data width (instruction fetch beats).
     addr_bits : int
@@ -64,20 +67,23 @@ class Controller(wiring.Component):
     cores : int
         Computing cores of the array (1..64): a COMPUTE whose mask names another core or leaves
         out core 0 ends the run with CORE_MASK.
+    ports : int
+        DMA engines, one per AXI port (1..4).
 
     Members
     -------
     start, soft_reset : In(1) (pulses from the registers); busy : Out(1); finish : Out(1) (pulse),
         error : Out(8) (``ErrorCode``, with ``finish``).
     program_length : In(32); ``<region>_base`` : In(64) per ``hw.registers.REGIONS``.
-    load : Out(stream.Signature(load_layout(...))), store : Out(stream.Signature(store_layout(...))):
-        to the DMA engine; ``load_busy``, ``store_busy`` : In(1); ``load_error``, ``store_error`` : In(2).
-    fetch_wr : Out(memory.WritePort.Signature(...)): the DMA's writes while ``fetching`` (the
+    load, store : Out(stream.Signature(load_layout(...))), Out(stream.Signature(store_layout(...))),
+        arrays of ``ports``: to the DMA engines; ``load_busy``, ``store_busy`` : In(1) and
+        ``load_error``, ``store_error`` : In(2), one per engine.
+    fetch_wr : Out(memory.WritePort.Signature(...)): engine 0's writes while ``fetching`` (the
         controller is the memory: the beat at address k is the instruction's k-th beat).
-    fetching : Out(1): the DMA reader's current command is an instruction fetch.
-    load_buffer, store_buffer : Out(2): the ``hw.isa.Buffer`` of the running LOAD / STORE;
-    load_core, store_core : Out(6): its ``core`` field (whose pixel group of buffer B).
-    load_out_of_range, store_out_of_range : In(1): a beat of the running LOAD / STORE addressed
+    fetching : Out(1): engine 0's current command is an instruction fetch.
+    load_buffer, store_buffer : Out(2), per engine: the ``hw.isa.Buffer`` of its transfer;
+    load_core, store_core : Out(6), per engine: its ``core`` field (whose pixel group of buffer B).
+    load_out_of_range, store_out_of_range : In(1), per engine: a beat of its transfer addressed
         past its buffer (the run ends with ADDRESS_RANGE).
     cmd : Out(stream.Signature(command_layout(addr_bits))), cmd_cores : Out(cores): the command and
         the cores that take it at once; core_busy : In(1): any core busy.
@@ -87,9 +93,10 @@ class Controller(wiring.Component):
     """
 
     def __init__(self, addr_width=40, axi_bits=128, addr_bits=16, word_shifts=(0, 0, 0, 0), dma_addr_bits=20,
-                 dim_bits=16, queue_depth=QUEUE_DEPTH, cores=1):
+                 dim_bits=16, queue_depth=QUEUE_DEPTH, cores=1, ports=1):
         check_int("Address width", addr_width, 12, 64)
         self._cores = check_int("Cores", cores, 1, 64)
+        self._ports = check_int("DMA ports", ports, 1, 4)
         check_int("Buffer address width", addr_bits, 4, 24)
         check_int("Queue depth", queue_depth, 2, 64)
         if len(word_shifts) != 4 or any(not 0 <= s <= 4 for s in word_shifts):
@@ -101,13 +108,15 @@ class Controller(wiring.Component):
         members = {
             "start": In(1), "soft_reset": In(1), "busy": Out(1), "finish": Out(1), "error": Out(8),
             "program_length": In(32),
-            "load": Out(stream.Signature(load_layout(addr_width, dim_bits, dma_addr_bits))),
-            "store": Out(stream.Signature(store_layout(addr_width, dim_bits, dma_addr_bits))),
-            "load_busy": In(1), "store_busy": In(1), "load_error": In(2), "store_error": In(2),
+            "load": Out(stream.Signature(load_layout(addr_width, dim_bits, dma_addr_bits))).array(ports),
+            "store": Out(stream.Signature(store_layout(addr_width, dim_bits, dma_addr_bits))).array(ports),
+            "load_busy": In(1).array(ports), "store_busy": In(1).array(ports),
+            "load_error": In(2).array(ports), "store_error": In(2).array(ports),
             "fetch_wr": Out(memory.WritePort.Signature(addr_width=dma_addr_bits, shape=axi_bits)),
-            "fetching": Out(1), "load_buffer": Out(2), "store_buffer": Out(2),
-            "load_core": Out(6), "store_core": Out(6),
-            "load_out_of_range": In(1), "store_out_of_range": In(1),
+            "fetching": Out(1),
+            "load_buffer": Out(2).array(ports), "store_buffer": Out(2).array(ports),
+            "load_core": Out(6).array(ports), "store_core": Out(6).array(ports),
+            "load_out_of_range": In(1).array(ports), "store_out_of_range": In(1).array(ports),
             "cmd": Out(stream.Signature(command_layout(addr_bits))), "cmd_cores": Out(cores),
             "core_busy": In(1),
             "trace": Out(stream.Signature(trace_layout)), "stall": Out(1),
@@ -172,11 +181,14 @@ class Controller(wiring.Component):
                 u[name] = Signal(name=f"{q.name.lower()}_{name}")
             u["blocked"] = f.r_rdy & ~tokens_ok  # the head waits for a token
             m.d.comb += u["ready"].eq(f.r_rdy & tokens_ok & ~halt)
-            signal = Signal(len(Token), name=f"{q.name.lower()}_signal")
+            # the retiring instruction's signal tokens and index: latched when it starts
+            # (COMPUTE), or carried in the order of the DMA engines' transfers (LOAD, STORE)
+            signal = u["signal"] = Signal(len(Token), name=f"{q.name.lower()}_signal")
             u["index"] = Signal(24, name=f"{q.name.lower()}_index")
             with m.If(u["accept"]):
                 m.d.comb += f.r_en.eq(1)
-                m.d.sync += [signal.eq(head.signal), u["index"].eq(head.index)]
+                if q == Queue.COMPUTE:
+                    m.d.sync += [signal.eq(head.signal), u["index"].eq(head.index)]
                 m.d.comb += [take[t].eq(head.wait[t.bit_length() - 1]) for t in Token if t.dst == q]
             with m.If(u["retire"] & u["granted"]):
                 m.d.comb += [give[t].eq(signal[t.bit_length() - 1]) for t in Token if t.src == q]
@@ -191,44 +203,74 @@ class Controller(wiring.Component):
                 with m.If(u["granted"]):
                     m.next = "IDLE"
 
-        def transfer_unit(q, port, buf_name, busy, resp, out_of_range, slverr, decerr, buffer_out, core_out):
-            """LOAD or STORE: the transfer to the DMA, done when the DMA is idle again."""
-            u = units[q]
-            xfer, p = u["body"], port.payload
+        def transfer_unit(q, ports, buf_name, busy, resp, out_of_range, slverr, decerr, buffer_out, core_out):
+            """LOAD or STORE on the DMA engines: the head goes to the engine of its ``port`` once
+            that engine is free; each engine runs one transfer (RUN) and holds it done (DONE)
+            until it retires. Transfers retire in program order (``order``: their engines)."""
+            u, name = units[q], q.name.lower()
+            xfer = u["body"]
             shift = shifts[xfer.buffer]
-            cur_buffer = Signal(2, name=f"{q.name.lower()}_buffer")
-            cur_core = Signal(6, name=f"{q.name.lower()}_core")
-            out = Signal(name=f"{q.name.lower()}_out_of_range")
-            m.d.comb += [buffer_out.eq(cur_buffer), core_out.eq(cur_core)]
-            with m.If(u["issue"]):
-                m.d.comb += [port.valid.eq(1),
-                             p.addr.eq(bases[xfer.region] + xfer.offset), p.row_beats.eq(xfer.row_beats),
-                             p.rows.eq(xfer.rows), p.stride.eq(xfer.stride),
-                             getattr(p, buf_name).eq(xfer.buf_addr << shift),
-                             getattr(p, f"{buf_name}_stride").eq(xfer.buf_stride << shift)]
-            with m.FSM(name=f"{q.name.lower()}_state"):
-                with m.State("IDLE"):
-                    m.d.comb += [u["waiting"].eq(~u["ready"]),
-                                 u["issue"].eq(u["ready"] & (~in_fetch if q == Queue.LOAD else 1))]
-                    with m.If(u["issue"] & port.ready):
-                        m.d.comb += u["accept"].eq(1)
-                        m.d.sync += [cur_buffer.eq(xfer.buffer), cur_core.eq(xfer.core), out.eq(0)]
-                        m.next = "RUN"
-                with m.State("RUN"):
-                    with m.If(out_of_range):
-                        m.d.sync += out.eq(1)
-                    with m.If(~busy):
-                        with m.If(resp != Resp.OKAY):
-                            error(Mux(resp == Resp.DECERR, decerr, slverr))
-                            m.next = "IDLE"
-                        with m.Elif(out):
+            n = self._ports
+            pb = max(1, (n - 1).bit_length())
+            order = fifo.SyncFIFO(width=pb + len(Token) + 24, depth=n)  # engine, signal, index
+            m.submodules[f"{name}_order"] = ResetInserter(flush)(order)
+            head = u["head"]
+            state = [Signal(2, name=f"{name}_engine{p}") for p in range(n)]  # FREE 0, RUN 1, DONE 2
+            out = [Signal(name=f"{name}_out_of_range{p}") for p in range(n)]
+            port = Signal(range(n), name=f"{name}_port")  # the head's engine
+            m.d.comb += port.eq(xfer.port)
+            bad_port = Signal(name=f"{name}_bad_port")  # not its buffer's engine (hw.isa.dma_port)
+            owner = (Mux(xfer.buffer == 0, xfer.core, xfer.buffer - 1) % n) if n > 1 else 0
+            m.d.comb += bad_port.eq((xfer.port != owner) | (xfer.port >= n))
+            free = Array(s_ == 0 for s_ in state)[port]
+            head_port = Signal(range(n), name=f"{name}_retiring")
+            m.d.comb += [head_port.eq(order.r_data[:pb]),
+                         u["signal"].eq(order.r_data[pb:pb + len(Token)]),
+                         u["index"].eq(order.r_data[pb + len(Token):])]
+            running = Cat(*(s_ == 1 for s_ in state)).any()
+            with m.If(u["ready"] & bad_port):
+                error(ErrorCode.PORT)
+            # waiting: nothing to start or retire (after an error, transfers that stopped leave
+            # their entries in ``order`` until the flush)
+            m.d.comb += [u["waiting"].eq(~u["ready"] & ~running & (~order.r_rdy | halt)),
+                         u["issue"].eq(u["ready"] & ~bad_port & free
+                                       & ((port != 0) | ~in_fetch if q == Queue.LOAD else 1))]
+            for p in range(n):
+                s_ = state[p]
+                pl = ports[p].payload
+                with m.If(u["issue"] & (port == p)):
+                    m.d.comb += [ports[p].valid.eq(1),
+                                 pl.addr.eq(bases[xfer.region] + xfer.offset), pl.row_beats.eq(xfer.row_beats),
+                                 pl.rows.eq(xfer.rows), pl.stride.eq(xfer.stride),
+                                 getattr(pl, buf_name).eq(xfer.buf_addr << shift),
+                                 getattr(pl, f"{buf_name}_stride").eq(xfer.buf_stride << shift)]
+                    with m.If(ports[p].ready):
+                        m.d.comb += [u["accept"].eq(1), order.w_en.eq(1),
+                                     order.w_data.eq(Cat(Const(p, pb), head.signal, head.index))]
+                        m.d.sync += [s_.eq(1), buffer_out[p].eq(xfer.buffer), core_out[p].eq(xfer.core),
+                                     out[p].eq(0)]
+                with m.If(s_ == 1):
+                    with m.If(out_of_range[p]):
+                        m.d.sync += out[p].eq(1)
+                    with m.If(~busy[p]):
+                        with m.If(resp[p] != Resp.OKAY):
+                            error(Mux(resp[p] == Resp.DECERR, decerr, slverr))
+                            m.d.sync += s_.eq(0)
+                        with m.Elif(out[p]):
                             error(ErrorCode.ADDRESS_RANGE)
-                            m.next = "IDLE"
+                            m.d.sync += s_.eq(0)
                         with m.Elif(halt):
-                            m.next = "IDLE"
+                            m.d.sync += s_.eq(0)
                         with m.Else():
-                            m.next = "RETIRE"
-                retire_state(u)
+                            m.d.sync += s_.eq(2)
+                with m.If(flush):
+                    m.d.sync += s_.eq(0)
+            done = Array(s_ == 2 for s_ in state)[head_port]
+            with m.If(order.r_rdy & done):
+                m.d.comb += u["retire"].eq(1)
+                with m.If(u["granted"]):
+                    m.d.comb += order.r_en.eq(1)
+                    m.d.sync += Array(state)[head_port].eq(0)
 
         transfer_unit(Queue.LOAD, self.load, "dst", self.load_busy, self.load_error, self.load_out_of_range,
                       ErrorCode.LOAD_SLVERR, ErrorCode.LOAD_DECERR, self.load_buffer, self.load_core)
@@ -267,11 +309,12 @@ class Controller(wiring.Component):
                                   Mux(is_op[Opcode.STORE], Queue.STORE, Queue.COMPUTE)))
         target_full = Array(~fifos[q].w_rdy for q in Queue)[target]
         quiet = Signal()  # nothing runs: the DMA and the core idle, every queue in IDLE with nothing to start
-        m.d.comb += quiet.eq(~self.core_busy & ~self.load_busy & ~self.store_busy
+        m.d.comb += quiet.eq(~self.core_busy & ~Cat(*self.load_busy).any() & ~Cat(*self.store_busy).any()
                              & Cat(*(u["waiting"] for u in units.values())).all())
         drained = Cat(*(~f.r_rdy for f in fifos.values())).all() & quiet
         disp_trace, disp_stuck = Signal(), Signal()
-        ld = self.load.payload
+        fetch = self.load[0]  # instruction fetches take engine 0
+        ld = fetch.payload
         with m.FSM(name="state"):
             with m.State("IDLE"):
                 with m.If(self.start):
@@ -285,18 +328,18 @@ class Controller(wiring.Component):
                     error(ErrorCode.NO_END)
                 with m.Else():
                     m.d.comb += [
-                        in_fetch.eq(1), self.load.valid.eq(1),
+                        in_fetch.eq(1), fetch.valid.eq(1),
                         ld.addr.eq(bases[REGIONS.index("program")] + (pc << INSTRUCTION_SHIFT)),
                         ld.row_beats.eq(beats), ld.rows.eq(1), ld.stride.eq(0), ld.dst.eq(0),
                         ld.dst_stride.eq(0),
                     ]
-                    with m.If(self.load.ready):
+                    with m.If(fetch.ready):
                         m.d.sync += fetching.eq(1)
                         m.next = "FETCH_WAIT"
             with m.State("FETCH_WAIT"):
                 m.d.comb += self.busy.eq(1)
-                with m.If(~self.load_busy):
-                    with m.If(self.load_error != Resp.OKAY):
+                with m.If(~self.load_busy[0]):
+                    with m.If(self.load_error[0] != Resp.OKAY):
                         error(ErrorCode.FETCH_ERROR)
                         m.next = "HALT"
                     with m.Elif(self.soft_reset | halt):
@@ -335,7 +378,7 @@ class Controller(wiring.Component):
                 with m.If(quiet):
                     m.d.comb += [flush.eq(1), self.finish.eq(err != 0), self.error.eq(err)]
                     m.next = "IDLE"
-        with m.If(self.load.valid & self.load.ready & ~in_fetch):
+        with m.If(fetch.valid & fetch.ready & ~in_fetch):
             m.d.sync += fetching.eq(0)
 
         # Stall and deadlock: a queue's head waits for a token; nothing else can move.

@@ -1,12 +1,13 @@
 """The computing cores attached to the global buffers, with a host port: the accelerator's array
 (``hw.accelerator``) and, with one core, what the replay (``python -m sim.replay``) drives."""
 
-from amaranth.hdl import Array, Cat, ClockSignal, Instance, Module, Mux, ResetSignal, Signal, Value
+from amaranth.hdl import Array, Cat, ClockSignal, Const, Instance, Module, Mux, ResetSignal, Signal, Value
 from amaranth.lib import memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from hw.command import command_layout
 from hw.core import ComputingCore
+from hw.isa import Buffer, dma_port
 from hw.params import check_int
 
 __all__ = ["CoreSlice", "MEMORIES"]
@@ -38,6 +39,11 @@ class CoreSlice(wiring.Component):
     -------
     cmd : In(stream.Signature(command_layout(addr_bits))); cmd_cores : In(cores), all ones by
         default: the cores that take the command; busy : Out(1): any core busy.
+    Host port 0 (the members below); with ``host_ports`` P > 1, also ports 1..P-1 with the same
+    members named ``host<p>_sel`` and so on (``host(p, name)``). Each memory has one host write
+    and one host read port, driven by the host port ``hw.isa.dma_port`` names for it (the DMA
+    engine that moves it): P engines load and store different memories at once.
+
     host_sel : In(2), host_core : In(range(cores)), host_addr : In(addr_bits), host_wdata :
         In(width), host_we : In(1): write one word of memory ``MEMORIES[host_sel]`` (of core
         ``host_core`` for B) per cycle (``width``: the widest word);
@@ -48,9 +54,10 @@ class CoreSlice(wiring.Component):
     """
 
     def __init__(self, config, addr_bits=12, mem_bits=None, depths=None, cores=1, aux_depth=0,
-                 core_module=None):
+                 core_module=None, host_ports=1):
         check_int("Address width", addr_bits, 4, 20)
         self._n = check_int("Cores", cores, 1, 64)
+        self._hp = check_int("Host ports", host_ports, 1, 4)
         self._module = core_module  # instantiate the cores as this Verilog module (one definition)
         self._cores = [ComputingCore(config, addr_bits) for _ in range(1 if core_module else cores)]
         self._core = self._cores[0]
@@ -73,17 +80,27 @@ class CoreSlice(wiring.Component):
                              f"needs addr_bits > {self._mem_bits['w']}, not {addr_bits}")
         width = max(s.size for s in self._shapes.values())
         self._width = width
-        super().__init__({
+        members = {
             "cmd": In(stream.Signature(command_layout(addr_bits))),
             "cmd_cores": In(cores, init=(1 << cores) - 1),
             "busy": Out(1),
-            "host_sel": In(2), "host_core": In(range(cores)), "host_addr": In(addr_bits),
-            "host_wdata": In(width), "host_we": In(1),
-            "host_rsel": In(2), "host_rcore": In(range(cores)), "host_raddr": In(addr_bits),
-            "host_rdata": Out(width),
-        })
+        }
+        for p in range(host_ports):
+            h = f"host{p or ''}_"
+            members.update({
+                f"{h}sel": In(2), f"{h}core": In(range(cores)), f"{h}addr": In(addr_bits),
+                f"{h}wdata": In(width), f"{h}we": In(1),
+                f"{h}rsel": In(2), f"{h}rcore": In(range(cores)), f"{h}raddr": In(addr_bits),
+                f"{h}rdata": Out(width),
+            })
+        super().__init__(members)
 
     core = property(lambda self: self._core)
+    host_ports = property(lambda self: self._hp)
+
+    def host(self, port, name):
+        """Member ``name`` (``sel``, ``addr``, ``rdata``, ...) of host port ``port``."""
+        return getattr(self, f"host{port or ''}_{name}")
     cores = property(lambda self: self._n)
     aux_base = property(lambda self: 1 << self._mem_bits["w"] if self._aux else None)
     aux_depth = property(lambda self: self._aux)
@@ -121,21 +138,22 @@ class CoreSlice(wiring.Component):
         for j, core in enumerate(cores):
             m.d.comb += [core.cmd.payload.eq(self.cmd.payload),
                          core.cmd.valid.eq(self.cmd.valid & self.cmd.ready & self.cmd_cores[j])]
-        rdata = {}
+        rdata = [{} for _ in range(self._hp)]  # per host port: {memory index: its read data}
         for k, name in enumerate(MEMORIES):
             bits = self._mem_bits[name]
             owners = cores if name == "b" else cores[:1]  # one B per core; W, Q, O shared
-            data_out = []
+            data_out = [[] for _ in range(self._hp)]  # per host port: (core, read data)
             for j, core in enumerate(owners):
                 mem = memory.Memory(shape=self._shapes[name], depth=self._depths[name], init=[])
                 m.submodules[f"mem_{name}{j}" if j else f"mem_{name}"] = mem
-                mine_w = self.host_core == j if name == "b" else 1
+                hp = dma_port(Buffer.of(name), j, self._hp)  # the host port that owns this memory
+                mine_w = self.host(hp, "core") == j if name == "b" else 1
                 host_w = mem.write_port()
-                m.d.comb += [host_w.addr.eq(self.host_addr[:bits]), host_w.data.eq(self.host_wdata),
-                             host_w.en.eq(self.host_we & (self.host_sel == k) & mine_w)]
+                m.d.comb += [host_w.addr.eq(self.host(hp, "addr")[:bits]), host_w.data.eq(self.host(hp, "wdata")),
+                             host_w.en.eq(self.host(hp, "we") & (self.host(hp, "sel") == k) & mine_w)]
                 host_r = mem.read_port()
-                m.d.comb += host_r.addr.eq(self.host_raddr[:bits])
-                data_out.append(host_r.data)
+                m.d.comb += host_r.addr.eq(self.host(hp, "raddr")[:bits])
+                data_out[hp].append((j, host_r.data))
                 readers = [f"{name}_rd{p}" for p in range(2)] if name in ("b", "w", "q") else []
                 if name == "b":  # and the depthwise window fill
                     readers += [f"d_rd{p}" for p in range(self._core.dw_ports)]
@@ -153,9 +171,13 @@ class CoreSlice(wiring.Component):
                         shared = ~mine.addr[bits] if name == "w" and self._aux else 1
                         m.d.comb += [port.addr.eq(mine.addr[:bits]), port.en.eq(mine.en & shared),
                                      port.data.eq(mine.data)]
-            rcore = Signal.like(self.host_rcore)
-            m.d.sync += rcore.eq(self.host_rcore)
-            rdata[k] = Array(data_out)[rcore] if len(data_out) > 1 else data_out[0]
+            for hp, owned in enumerate(data_out):
+                if len(owned) > 1:  # B of several cores: the one addressed a cycle ago
+                    rcore = Signal.like(self.host(hp, "rcore"), name=f"host{hp}_rcore_{name}")
+                    m.d.sync += rcore.eq(self.host(hp, "rcore"))
+                    rdata[hp][k] = Array(d for _, d in owned)[rcore // self._hp]  # cores hp, hp + P, ...
+                elif owned:
+                    rdata[hp][k] = owned[0][1]
         if self._aux:
             for j, core in enumerate(cores):
                 aux = memory.Memory(shape=self._shapes["w"], depth=self._aux, init=[])
@@ -170,8 +192,11 @@ class CoreSlice(wiring.Component):
                     self._aux_data[(j, f"w_rd{p}")] = port.data
         for key, wire in self._aux_wires.items():
             m.d.comb += wire.eq(self._aux_data[key])
-        sel = Signal(2)
-        m.d.sync += sel.eq(self.host_rsel)
-        m.d.comb += self.host_rdata.eq(Mux(sel == 0, rdata[0], Mux(sel == 1, rdata[1],
-                                                                    Mux(sel == 2, rdata[2], rdata[3]))))
+        for hp in range(self._hp):  # each port reads the memories it owns (others: zeros)
+            sel = Signal(2, name=f"host{hp}_rsel_q")
+            m.d.sync += sel.eq(self.host(hp, "rsel"))
+            out = Const(0, self._width)
+            for k, d in sorted(rdata[hp].items()):
+                out = Mux(sel == k, d, out)
+            m.d.comb += self.host(hp, "rdata").eq(out)
         return m

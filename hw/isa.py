@@ -28,7 +28,7 @@ from amaranth.lib import data
 from hw.command import command_layout
 
 __all__ = ["Opcode", "Queue", "Token", "TOKEN_BITS", "Buffer", "INSTRUCTION_BITS", "HEADER", "body_layouts",
-           "encode", "decode", "markdown"]
+           "dma_port", "encode", "decode", "markdown"]
 
 INSTRUCTION_BITS = 1024
 DRAM_OFFSET_BITS = 40  # byte offset into a region (1 TiB)
@@ -99,6 +99,17 @@ class Buffer(enum.IntEnum):
         return cls(("b", "w", "q", "o").index(memory))
 
 
+def dma_port(buffer, core, ports):
+    """The DMA engine (AXI port) that moves every word of ``buffer`` (of core ``core``'s pixel
+    group for B) on an accelerator of ``ports`` engines: B of core k on engine k mod ports, the
+    weights on engine 0, the parameters on 1 and the output buffer on 2 (mod ports). Each buffer
+    memory is written and read by its engine alone, so the engines run at once without sharing a
+    memory port; a LOAD or STORE whose ``port`` is another engine ends the run with
+    ``ErrorCode.PORT``. Instruction fetches take engine 0."""
+    buffer = Buffer(buffer)
+    return (core if buffer == Buffer.B else buffer - 1) % ports
+
+
 HEADER = data.StructLayout({
     "opcode": unsigned(8),
     "wait": unsigned(len(Token)),  # Token bits to take before starting
@@ -110,7 +121,7 @@ HEADER = data.StructLayout({
 _TRANSFER = {
     "region": unsigned(2),  # hw.registers.REGIONS index
     "buffer": unsigned(2),  # Buffer
-    "port": unsigned(2),  # the DMA engine / AXI port (< AcceleratorConfig.axi_ports)
+    "port": unsigned(2),  # the DMA engine / AXI port: dma_port(buffer, core, AcceleratorConfig.axi_ports)
     "core": unsigned(6),  # buffer B: the core whose pixel group of B is addressed (< cores)
     "offset": unsigned(DRAM_OFFSET_BITS),  # bytes into the region, beat-aligned
     "row_beats": unsigned(16),

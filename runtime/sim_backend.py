@@ -1,5 +1,5 @@
 """The runtime's simulation backend: the generated accelerator under cocotb, DRAM as cocotbext-axi's
-``AxiRam`` on the AXI4 manager port (optionally with random back-pressure on every channel) and
+``AxiRam`` on each AXI4 manager port (one memory behind them all; optionally with random back-pressure on every channel) and
 the host as its ``AxiLiteMaster`` on the register port."""
 
 import logging
@@ -27,19 +27,29 @@ class SimBackend:
 
     def __init__(self, dut, dram_size=1 << 24, back_pressure=0.0, seed=0, timeout_ns=10**9, hole=None):
         self.dut = dut
-        self.ram = AxiRam(AxiBus.from_prefix(dut, "m_axi_"), dut.clk, dut.rst, size=dram_size)
+        # one RAM model per AXI manager port (m_axi0, m_axi1, ...), all over port 0's memory
+        self.rams = []
+        while hasattr(dut, f"m_axi{len(self.rams)}__arvalid"):
+            mem = self.rams[0].mem if self.rams else None
+            self.rams.append(AxiRam(AxiBus.from_prefix(dut, f"m_axi{len(self.rams)}_"), dut.clk, dut.rst,
+                                    size=dram_size, mem=mem))
+        if not self.rams:
+            raise RunError("the design has no AXI manager port m_axi0")
+        self.ram = self.rams[0]
         self.axil = AxiLiteMaster(AxiLiteBus.from_prefix(dut, "s_axil_"), dut.clk, dut.rst)
-        for model in (self.ram.read_if, self.ram.write_if, self.axil.read_if, self.axil.write_if):
+        models = [self.axil.read_if, self.axil.write_if] + [x for r in self.rams for x in (r.read_if, r.write_if)]
+        for model in models:
             model.log.setLevel(logging.WARNING)  # not a line per burst: whole networks run millions
         self.dram_base, self.dram_size, self.timeout_ns = 0, dram_size, timeout_ns
-        if hole is not None:  # [start, end): a hole in the address map, answering SLVERR
-            for side, name in ((self.ram.read_if, "_read"), (self.ram.write_if, "_write")):
-                setattr(side, name, self._holed(getattr(side, name), *hole))
-        if back_pressure:
-            rng = random.Random(seed)
-            r, w = self.ram.read_if, self.ram.write_if
-            for ch in (r.ar_channel, r.r_channel, w.aw_channel, w.w_channel, w.b_channel):
-                ch.set_pause_generator(_pauses(random.Random(rng.random()), back_pressure))
+        rng = random.Random(seed)
+        for ram in self.rams:
+            if hole is not None:  # [start, end): a hole in the address map, answering SLVERR
+                for side, name in ((ram.read_if, "_read"), (ram.write_if, "_write")):
+                    setattr(side, name, self._holed(getattr(side, name), *hole))
+            if back_pressure:
+                r, w = ram.read_if, ram.write_if
+                for ch in (r.ar_channel, r.r_channel, w.aw_channel, w.w_channel, w.b_channel):
+                    ch.set_pause_generator(_pauses(random.Random(rng.random()), back_pressure))
 
     @staticmethod
     def _holed(access, start, end):

@@ -1,19 +1,25 @@
-"""The performance model of a program on the accelerator top (``hw.accelerator``, this version:
-one core): the controller's dispatcher and its three queues (``hw.controller``), stepped cycle by
-cycle -- and skipping the cycles in which nothing but a running unit's count changes -- with the
-units as timed boxes:
+"""The performance model of a program on the accelerator top (``hw.accelerator``): the
+controller's dispatcher and its three queues (``hw.controller``), stepped cycle by cycle -- and
+skipping the cycles in which nothing but a running unit's count changes -- with the units as
+timed boxes:
 
-- the DMA reader: a command accepted in cycle ``a`` (an instruction fetch or a LOAD of ``n``
-  beats) is done, and the reader free, in cycle ``a + dram_latency + n``;
-- the DMA writer: a STORE of ``n`` beats accepted in cycle ``a`` is done in cycle
+- the DMA readers, one per AXI port (``AcceleratorConfig.axi_ports``): a command accepted in
+  cycle ``a`` (an instruction fetch, on engine 0, or a LOAD of ``n`` beats) is done, and the
+  reader free, in cycle ``a + dram_latency + n``;
+- the DMA writers, one per port: a STORE of ``n`` beats accepted in cycle ``a`` is done in cycle
   ``a + 2 * dram_latency + n`` (the data, then the write response);
-- the core: a command accepted in cycle ``a`` leaves it idle in cycle ``a + core_cycles``
+- the cores: a command accepted in cycle ``a`` leaves them idle in cycle ``a + core_cycles``
   (``sim.dataflow.core_cycles``, recorded by the compiler per layer).
 
-The controller itself is modelled state by state: FETCH (the fetch takes the reader before a
-LOAD), FETCH_WAIT, DECODE (the push into a full queue waits), BARRIER (SYNC, END: every queue
-empty and idle); per queue IDLE (the head starts once its tokens and its unit are there), RUN,
-RETIRE (one trace entry per cycle: COMPUTE, LOAD, STORE in that order; signals then count from
+Each port has its own AXI RAM in the testbench, so the engines do not slow one another; on a
+board they share the DDR (``sim.perf``'s ``--dram-gbs``).
+
+The controller itself is modelled state by state: FETCH (the fetch takes engine 0's reader
+before a LOAD), FETCH_WAIT, DECODE (the push into a full queue waits), BARRIER (SYNC, END: every
+queue empty and idle); COMPUTE's IDLE (the head starts once its tokens and the cores are there),
+RUN, RETIRE; LOAD's and STORE's engines FREE (the head starts once its tokens are there and the
+engine of its port is free), RUN, DONE, and the transfers in flight, which retire in program
+order; one trace entry per cycle (COMPUTE, LOAD, STORE in that order; signals then count from
 the next cycle); the queues' FIFOs (``SyncFIFOBuffered``: an instruction pushed in cycle ``d``
 is at the head in ``d + 2``).
 
@@ -59,10 +65,16 @@ class _Fifo:
 def _segment(instrs, compute, cfg, latency, depth):
     """Trace stamps {index in the segment: cycle} and the CYCLES count of one segment."""
     beats = INSTRUCTION_BITS // cfg.axi_bits
+    ports = cfg.axi_ports
     fifos = {q: _Fifo(depth) for q in Queue}
     counts = {t: 0 for t in Token}
-    ex = {q: dict(state="IDLE", end=0, idx=None) for q in Queue}
-    reader_free = writer_free = core_free = 0
+    ex = {Queue.COMPUTE: dict(state="IDLE", idx=None)}
+    # LOAD and STORE: per DMA engine FREE / RUN / DONE and when its transfer ends; the transfers in
+    # flight in program order (engine, index)
+    eng = {q: [dict(state="FREE", end=0) for _ in range(ports)] for q in (Queue.LOAD, Queue.STORE)}
+    order = {q: deque() for q in eng}
+    unit_free = {q: [0] * ports for q in eng}  # the engines' readers (LOAD) and writers (STORE)
+    core_free = 0
     disp, pc, fetch_end = "FETCH", 0, 0
     stamps = {}
     t = 0
@@ -74,56 +86,74 @@ def _segment(instrs, compute, cfg, latency, depth):
         pops = {q: False for q in Queue}
         give = {t_: 0 for t_ in Token}
         take = {t_: 0 for t_ in Token}
-        nxt = {}
-        # the queues
+        nxt, eng_nxt, retired = {}, [], []
+
+        def signal(q, idx):
+            for tok in Token:
+                if tok.src == q and instrs[idx][1] & tok:
+                    give[tok] = 1
+            stamps[idx] = t
+
+        # retiring: one instruction per cycle, in TRACE_ORDER
         granted = False
         for q in TRACE_ORDER:
-            e = ex[q]
-            if e["state"] == "RETIRE":
-                if not granted:
+            if q == Queue.COMPUTE:
+                e = ex[q]
+                if e["state"] == "RETIRE" and not granted:
                     granted = True
-                    stamps[e["idx"]] = t
-                    for tok in Token:
-                        if tok.src == q and instrs[e["idx"]][1] & tok:
-                            give[tok] = 1
+                    signal(q, e["idx"])
                     nxt[q] = "IDLE"
-            elif e["state"] == "RUN":
-                done = t >= (core_free if q == Queue.COMPUTE else e["end"])
-                if done:
+                elif e["state"] == "RUN" and t >= core_free:
                     nxt[q] = "RETIRE"
+            elif order[q] and eng[q][order[q][0][0]]["state"] == "DONE" and not granted:
+                granted = True
+                p, idx = order[q][0]
+                signal(q, idx)
+                eng_nxt.append((q, p, "FREE"))
+                retired.append(q)
+        for q, engines in eng.items():
+            for p, e in enumerate(engines):
+                if e["state"] == "RUN" and t >= e["end"]:
+                    eng_nxt.append((q, p, "DONE"))
         waiting = {}
         for q in Queue:
-            e = ex[q]
             head = fifos[q].head
             ready = False
-            if e["state"] == "IDLE" and head is not None:
-                op, sig, wait, size = instrs[head]
+            if head is not None and (q != Queue.COMPUTE or ex[q]["state"] == "IDLE"):
+                op, sig, wait, size, port = instrs[head]
                 ready = all(counts[tok] for tok in Token if tok.dst == q and wait & tok)
-                unit = {Queue.LOAD: not in_fetch and t >= reader_free, Queue.STORE: t >= writer_free,
-                        Queue.COMPUTE: t >= core_free}[q]
+                if q == Queue.COMPUTE:
+                    unit = t >= core_free
+                else:
+                    unit = (eng[q][port]["state"] == "FREE" and t >= unit_free[q][port]
+                            and not (q == Queue.LOAD and port == 0 and in_fetch))
                 if ready and unit:
                     pops[q] = True
                     for tok in Token:
                         if tok.dst == q and wait & tok:
                             take[tok] = 1
-                    e["idx"] = head
-                    if q == Queue.LOAD:
-                        reader_free = e["end"] = t + latency + size
-                        nxt[q] = "RUN"
-                    elif q == Queue.STORE:
-                        writer_free = e["end"] = t + 2 * latency + size
-                        nxt[q] = "RUN"
-                    else:
+                    if q == Queue.COMPUTE:
+                        ex[q]["idx"] = head
                         core_free = t + compute[head]
                         nxt[q] = "RUN" if sig else "RETIRE"
-            waiting[q] = e["state"] == "IDLE" and not ready
-        quiet = t >= core_free and t >= reader_free and t >= writer_free and all(waiting.values())
+                    else:
+                        end = t + (latency if q == Queue.LOAD else 2 * latency) + size
+                        unit_free[q][port] = end
+                        eng[q][port]["end"] = end
+                        eng_nxt.append((q, port, "RUN"))
+                        order[q].append((port, head))
+            if q == Queue.COMPUTE:
+                waiting[q] = ex[q]["state"] == "IDLE" and not ready
+            else:
+                waiting[q] = not ready and not order[q] and all(e["state"] == "FREE" for e in eng[q])
+        quiet = (t >= core_free and all(t >= x for f in unit_free.values() for x in f)
+                 and all(waiting.values()))
         # the dispatcher
         if disp == "FETCH":
             if pc == n:
                 raise ValueError("the segment has no END")
-            if t >= reader_free:
-                reader_free = fetch_end = t + latency + beats
+            if t >= unit_free[Queue.LOAD][0]:
+                unit_free[Queue.LOAD][0] = fetch_end = t + latency + beats
                 disp, changed = "FETCH_WAIT", True
         elif disp == "FETCH_WAIT":
             if t >= fetch_end:
@@ -148,12 +178,15 @@ def _segment(instrs, compute, cfg, latency, depth):
             counts[tok] += give[tok] - take[tok]
         for q, state in nxt.items():
             ex[q]["state"] = state
-        changed = changed or bool(nxt)
+        for q in retired:
+            order[q].popleft()
+        for q, p, state in eng_nxt:
+            eng[q][p]["state"] = state
+        changed = changed or bool(nxt) or bool(eng_nxt)
         if changed:
             t += 1
         else:  # nothing moves until a running unit finishes
-            later = [x for x in (reader_free, writer_free, core_free, fetch_end) if x > t]
-            later += [e["end"] for e in ex.values() if e["state"] == "RUN" and e["end"] > t]
+            later = [x for f in unit_free.values() for x in f if x > t] + [x for x in (core_free, fetch_end) if x > t]
             if not later:
                 raise ValueError(f"the program deadlocks at instruction {pc} of the segment")
             t = min(later)
@@ -177,7 +210,7 @@ def program_cycles(prog, cfg, dram_latency=SIM_DRAM_LATENCY, queue_depth=QUEUE_D
         for i in range(start, start + length):
             op, h, body = decode(raw[i * size:(i + 1) * size])
             n = body["row_beats"] * body["rows"] if op in (Opcode.LOAD, Opcode.STORE) else 0
-            instrs.append((op, h["signal"], h["wait"], n))
+            instrs.append((op, h["signal"], h["wait"], n, body.get("port", 0)))
         mine = {i - start: c for i, c in compute.items() if start <= i < start + length}
         stamps, cycles = _segment(instrs, mine, cfg, dram_latency, queue_depth)
         seg_cycles.append(cycles)

@@ -2,7 +2,8 @@
 hand-written programs (``hw.isa.encode``) run through ``runtime.sim_backend.SimBackend``; each
 fault must set STATUS.ERROR, raise the interrupt and leave the accelerator ready for the next
 run, never hang; so do a wait that nothing signals (DEADLOCK) and a token counter past its maximum
-(TOKEN_OVERFLOW), an instruction that names a core the array lacks. Then a LOAD -> STORE round
+(TOKEN_OVERFLOW), an instruction that names a core the array lacks, a LOAD or STORE on another
+DMA engine than its buffer's (PORT). Then a LOAD -> STORE round
 trip of every buffer through the width adapter (the STORE waits for the LOAD's token).
 
 Environment: TRIO_CONFIG (configuration JSON).
@@ -18,7 +19,7 @@ from cocotb.triggers import RisingEdge
 from hw.accelerator import Accelerator, silenced
 from hw.config import AcceleratorConfig
 from hw.core_slice import MEMORIES
-from hw.isa import INSTRUCTION_BITS, TOKEN_BITS, Buffer, Opcode, Token, encode
+from hw.isa import INSTRUCTION_BITS, TOKEN_BITS, Buffer, Opcode, Token, dma_port, encode
 from hw.registers import BY_NAME, REGIONS, Control, ErrorCode, Irq, Status
 from runtime.sim_backend import SimBackend
 
@@ -29,8 +30,8 @@ SIZE = INSTRUCTION_BITS // 8
 
 
 class Host:
-    def __init__(self, be, addr_bits):
-        self.be, self.ab = be, addr_bits
+    def __init__(self, be, addr_bits, ports):
+        self.be, self.ab, self.ports = be, addr_bits, ports
 
     async def reg(self, name, value=None):
         off = BY_NAME[name].offset
@@ -55,6 +56,9 @@ class Host:
         return code, await self.reg("TRACE_COUNT")
 
     def op(self, opcode, **fields):
+        """An instruction; a LOAD or STORE on its buffer's engine unless ``port`` is given."""
+        if opcode in (Opcode.LOAD, Opcode.STORE) and "port" not in fields:
+            fields["port"] = dma_port(fields.get("buffer", 0), fields.get("core", 0), self.ports)
         return encode(opcode, self.ab, **fields)
 
 
@@ -68,7 +72,7 @@ async def faults_and_round_trip(dut):
     for _ in range(4):
         await RisingEdge(dut.clk)
     dut.rst.value = 0
-    h = Host(be, acc.addr_bits)
+    h = Host(be, acc.addr_bits, cfg.axi_ports)
     for region in REGIONS:
         await h.reg(f"{region.upper()}_BASE_LO", DATA if region != "program" else PROGRAM)
     await h.reg("IRQ_ENABLE", Irq.DONE | Irq.ERROR)
@@ -99,6 +103,11 @@ async def faults_and_round_trip(dut):
     for op in (Opcode.LOAD, Opcode.STORE):
         bad = h.op(op, region=1, buffer=Buffer.B, offset=0, row_beats=1, rows=1, core=cfg.cores)
         assert (await h.run([bad, end]))[0] == ErrorCode.ADDRESS_RANGE, op.name
+    # A transfer on another engine than its buffer's, or on an engine the configuration lacks.
+    for port in (p for p in range(4) if p != dma_port(Buffer.B, 0, cfg.axi_ports)):
+        for op in (Opcode.LOAD, Opcode.STORE):
+            bad = h.op(op, region=1, buffer=Buffer.B, offset=0, row_beats=1, rows=1, port=port)
+            assert (await h.run([bad, end]))[0] == ErrorCode.PORT, (op.name, port)
     for mask in (1 << cfg.cores, 2):
         assert (await h.run([h.op(Opcode.COMPUTE, cores=mask), end]))[0] == ErrorCode.CORE_MASK, mask
     # A wait that nothing signals; a token counter past its maximum.
