@@ -139,8 +139,8 @@ class _Emitter:
             load = op == Opcode.LOAD  # buffer words written, DRAM bytes read (a STORE: the reverse)
             access = [Access(_mem(mem, core), buf_addr + done, buf_addr + done + n, load),
                       Access(f"dram.{region}", at, at + n * self.word_bytes(mem), not load)]
-            self.emit(op, access, region=REGIONS.index(region), buffer=Buffer.of(mem), port=self.port(mem, core), core=core,
-                      offset=offset + done * self.word_bytes(mem), row_beats=n * self.beats[mem], rows=1,
+            self.emit(op, access, region=REGIONS.index(region), buffer=Buffer.of(mem),
+                      port=self.port(mem, core), core=core, offset=offset + done * self.word_bytes(mem), row_beats=n * self.beats[mem], rows=1,
                       stride=0, buf_addr=buf_addr + done, buf_stride=0)
             done += n
 
@@ -156,7 +156,8 @@ class _Emitter:
         dram_end = offset + ((rows - 1) * stride_words + row_words) * wb
         access = [Access(_mem(mem, core), buf_addr, buf_addr + (rows - 1) * buf_stride + row_words, load),
                   Access(f"dram.{region}", offset, dram_end, not load)]
-        self.emit(op, access, region=REGIONS.index(region), buffer=Buffer.of(mem), port=self.port(mem, core), core=core,
+        self.emit(op, access, region=REGIONS.index(region), buffer=Buffer.of(mem), port=self.port(mem, core),
+                  core=core,
                   offset=offset, row_beats=row_words * self.beats[mem], rows=rows, stride=stride_words * wb,
                   buf_addr=buf_addr, buf_stride=buf_stride)
 

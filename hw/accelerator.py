@@ -100,8 +100,8 @@ class Accelerator(wiring.Component):
         self._shifts = shifts
         self._dab = BUF_ADDR_BITS + max(shifts)
         self._ports = config.axi_ports
-        self._dma = [Dma(addr_width, config.axi_bits, self._dab, max_beats=16, outstanding=8, dim_bits=DIM_BITS)
-                     for _ in range(self._ports)]
+        self._dma = [Dma(addr_width, config.axi_bits, self._dab, max_beats=16, outstanding=8,
+                         dim_bits=DIM_BITS) for _ in range(self._ports)]
         self._regs = ControlRegisters(config_hash=int(config.hash, 16), trace_depth=TRACE_DEPTH)
         self._ctrl = Controller(addr_width, config.axi_bits, addr_bits, shifts, self._dab, DIM_BITS,
                                 cores=config.cores, ports=self._ports)

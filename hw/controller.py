@@ -239,8 +239,8 @@ class Controller(wiring.Component):
                 s_ = state[p]
                 pl = ports[p].payload
                 with m.If(u["issue"] & (port == p)):
-                    m.d.comb += [ports[p].valid.eq(1),
-                                 pl.addr.eq(bases[xfer.region] + xfer.offset), pl.row_beats.eq(xfer.row_beats),
+                    m.d.comb += [ports[p].valid.eq(1), pl.addr.eq(bases[xfer.region] + xfer.offset),
+                                 pl.row_beats.eq(xfer.row_beats),
                                  pl.rows.eq(xfer.rows), pl.stride.eq(xfer.stride),
                                  getattr(pl, buf_name).eq(xfer.buf_addr << shift),
                                  getattr(pl, f"{buf_name}_stride").eq(xfer.buf_stride << shift)]

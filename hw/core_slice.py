@@ -1,7 +1,7 @@
 """The computing cores attached to the global buffers, with a host port: the accelerator's array
 (``hw.accelerator``) and, with one core, what the replay (``python -m sim.replay``) drives."""
 
-from amaranth.hdl import Array, Cat, ClockSignal, Const, Instance, Module, Mux, ResetSignal, Signal, Value
+from amaranth.hdl import Cat, ClockSignal, Const, Instance, Module, Mux, ResetSignal, Signal, Value
 from amaranth.lib import memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -107,20 +107,35 @@ class CoreSlice(wiring.Component):
     shapes = property(lambda self: dict(self._shapes))
     mem_bits = property(lambda self: dict(self._mem_bits))
 
-    def _aux_read(self, m, j, core, port_name, shared_data, bits):
+    def _aux_buffers(self, m, cores):
+        """Each core's aux buffer, written and read by that core's W ports at addresses from
+        ``aux_base`` on; returns {(core index, W read port name): the aux buffer's read data}."""
+        out = {}
+        bw, ab = self._mem_bits["w"], (self._aux - 1).bit_length() or 1
+        for j, core in enumerate(cores):
+            aux = memory.Memory(shape=self._shapes["w"], depth=self._aux, init=[])
+            m.submodules[f"aux{j}"] = aux
+            for p in range(2):
+                port, mine = aux.write_port(), getattr(core, f"w_wr{p}")
+                m.d.comb += [port.addr.eq(mine.addr[:ab]), port.en.eq(mine.en & mine.addr[bw]),
+                             port.data.eq(mine.data)]
+                port, mine = aux.read_port(), getattr(core, f"w_rd{p}")
+                m.d.comb += [port.addr.eq(mine.addr[:ab]), port.en.eq(mine.en)]
+                out[(j, f"w_rd{p}")] = port.data
+        return out
+
+    @staticmethod
+    def _aux_read(m, j, core, port_name, shared_data, aux_data, bits):
         """Core ``j``'s W read port ``port_name``: the shared word, or its aux buffer's when the
         address it presented was at ``aux_base`` or above (the data follow one cycle later)."""
         mine = getattr(core, port_name)
         from_aux = Signal(name=f"{port_name}_aux{j}")
         with m.If(mine.en):
             m.d.sync += from_aux.eq(mine.addr[bits])
-        aux_data = Signal(self._shapes["w"].size, name=f"{port_name}_aux_data{j}")
-        self._aux_wires[(j, port_name)] = aux_data
         m.d.comb += mine.data.eq(Mux(from_aux, aux_data, shared_data.as_value()))
 
     def elaborate(self, platform):
         m = Module()
-        self._aux_wires, self._aux_data = {}, {}
         if self._module:  # one Verilog module, instantiated per core
             cores = [self._core.signature.create(path=(f"core{j}",)) for j in range(self._n)]
             for j, ports in enumerate(cores):
@@ -138,6 +153,7 @@ class CoreSlice(wiring.Component):
         for j, core in enumerate(cores):
             m.d.comb += [core.cmd.payload.eq(self.cmd.payload),
                          core.cmd.valid.eq(self.cmd.valid & self.cmd.ready & self.cmd_cores[j])]
+        aux_data = self._aux_buffers(m, cores) if self._aux else {}
         rdata = [{} for _ in range(self._hp)]  # per host port: {memory index: its read data}
         for k, name in enumerate(MEMORIES):
             bits = self._mem_bits[name]
@@ -149,7 +165,8 @@ class CoreSlice(wiring.Component):
                 hp = dma_port(Buffer.of(name), j, self._hp)  # the host port that owns this memory
                 mine_w = self.host(hp, "core") == j if name == "b" else 1
                 host_w = mem.write_port()
-                m.d.comb += [host_w.addr.eq(self.host(hp, "addr")[:bits]), host_w.data.eq(self.host(hp, "wdata")),
+                m.d.comb += [host_w.addr.eq(self.host(hp, "addr")[:bits]),
+                             host_w.data.eq(self.host(hp, "wdata")),
                              host_w.en.eq(self.host(hp, "we") & (self.host(hp, "sel") == k) & mine_w)]
                 host_r = mem.read_port()
                 m.d.comb += host_r.addr.eq(self.host(hp, "raddr")[:bits])
@@ -162,7 +179,7 @@ class CoreSlice(wiring.Component):
                     m.d.comb += [port.addr.eq(mine.addr[:bits]), port.en.eq(mine.en)]
                     for i, c in enumerate(cores if name != "b" else [core]):  # W, Q: multicast to every core
                         if name == "w" and self._aux:
-                            self._aux_read(m, i, c, r, port.data, bits)
+                            self._aux_read(m, i, c, r, port.data, aux_data[(i, r)], bits)
                         else:
                             m.d.comb += getattr(c, r).data.eq(port.data)
                 for p in range(2):
@@ -175,23 +192,12 @@ class CoreSlice(wiring.Component):
                 if len(owned) > 1:  # B of several cores: the one addressed a cycle ago
                     rcore = Signal.like(self.host(hp, "rcore"), name=f"host{hp}_rcore_{name}")
                     m.d.sync += rcore.eq(self.host(hp, "rcore"))
-                    rdata[hp][k] = Array(d for _, d in owned)[rcore // self._hp]  # cores hp, hp + P, ...
+                    data = owned[0][1]
+                    for j, d in owned[1:]:
+                        data = Mux(rcore == j, d, data)
+                    rdata[hp][k] = data
                 elif owned:
                     rdata[hp][k] = owned[0][1]
-        if self._aux:
-            for j, core in enumerate(cores):
-                aux = memory.Memory(shape=self._shapes["w"], depth=self._aux, init=[])
-                m.submodules[f"aux{j}"] = aux
-                bw, ab = self._mem_bits["w"], (self._aux - 1).bit_length() or 1
-                for p in range(2):
-                    port, mine = aux.write_port(), getattr(core, f"w_wr{p}")
-                    m.d.comb += [port.addr.eq(mine.addr[:ab]), port.en.eq(mine.en & mine.addr[bw]),
-                                 port.data.eq(mine.data)]
-                    port, mine = aux.read_port(), getattr(core, f"w_rd{p}")
-                    m.d.comb += [port.addr.eq(mine.addr[:ab]), port.en.eq(mine.en)]
-                    self._aux_data[(j, f"w_rd{p}")] = port.data
-        for key, wire in self._aux_wires.items():
-            m.d.comb += wire.eq(self._aux_data[key])
         for hp in range(self._hp):  # each port reads the memories it owns (others: zeros)
             sel = Signal(2, name=f"host{hp}_rsel_q")
             m.d.sync += sel.eq(self.host(hp, "rsel"))

@@ -1,6 +1,6 @@
 """The runtime's simulation backend: the generated accelerator under cocotb, DRAM as cocotbext-axi's
-``AxiRam`` on each AXI4 manager port (one memory behind them all; optionally with random back-pressure on every channel) and
-the host as its ``AxiLiteMaster`` on the register port."""
+``AxiRam`` on each AXI4 manager port (one memory behind them all; optionally with random
+back-pressure on every channel) and the host as its ``AxiLiteMaster`` on the register port."""
 
 import logging
 import random
@@ -37,7 +37,8 @@ class SimBackend:
             raise RunError("the design has no AXI manager port m_axi0")
         self.ram = self.rams[0]
         self.axil = AxiLiteMaster(AxiLiteBus.from_prefix(dut, "s_axil_"), dut.clk, dut.rst)
-        models = [self.axil.read_if, self.axil.write_if] + [x for r in self.rams for x in (r.read_if, r.write_if)]
+        models = [self.axil.read_if, self.axil.write_if]
+        models += [x for r in self.rams for x in (r.read_if, r.write_if)]
         for model in models:
             model.log.setLevel(logging.WARNING)  # not a line per burst: whole networks run millions
         self.dram_base, self.dram_size, self.timeout_ns = 0, dram_size, timeout_ns

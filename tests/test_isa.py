@@ -4,7 +4,7 @@ and opcodes are refused."""
 import pytest
 
 from hw.command import command_layout
-from hw.isa import HEADER, INSTRUCTION_BITS, Buffer, Opcode, Token, body_layouts, decode, encode
+from hw.isa import HEADER, INSTRUCTION_BITS, Buffer, Opcode, Token, body_layouts, decode, dma_port, encode
 
 
 def test_every_body_fits_for_every_buffer_address_width():
@@ -45,3 +45,11 @@ def test_errors():
         encode(Opcode.STORE, bogus=1)
     with pytest.raises(ValueError):
         encode(9)
+
+
+def test_dma_port_gives_every_memory_one_engine():
+    assert {dma_port(b, k, 1) for b in Buffer for k in range(16)} == {0}
+    # four engines: B of core k on k mod 4, the weights on 0, the parameters on 1, the outputs on 2
+    assert [dma_port(Buffer.B, k, 4) for k in range(6)] == [0, 1, 2, 3, 0, 1]
+    assert [dma_port(b, 5, 4) for b in (Buffer.W, Buffer.Q, Buffer.OUT)] == [0, 1, 2]
+    assert [dma_port(b, 0, 2) for b in (Buffer.W, Buffer.Q, Buffer.OUT)] == [0, 1, 0]
