@@ -140,8 +140,8 @@ class _Emitter:
             access = [Access(_mem(mem, core), buf_addr + done, buf_addr + done + n, load),
                       Access(f"dram.{region}", at, at + n * self.word_bytes(mem), not load)]
             self.emit(op, access, region=REGIONS.index(region), buffer=Buffer.of(mem),
-                      port=self.port(mem, core), core=core, offset=offset + done * self.word_bytes(mem), row_beats=n * self.beats[mem], rows=1,
-                      stride=0, buf_addr=buf_addr + done, buf_stride=0)
+                      port=self.port(mem, core), core=core, offset=offset + done * self.word_bytes(mem),
+                      row_beats=n * self.beats[mem], rows=1, stride=0, buf_addr=buf_addr + done, buf_stride=0)
             done += n
 
     def transfer_2d(self, op, mem, region, offset, buf_addr, row_words, rows, stride_words, buf_stride,
