@@ -1,8 +1,6 @@
-"""``python -m gen``: emit the accelerator's Verilog for a configuration, with a manifest.
-
-Until the full L-core accelerator exists (a later issue), this emits the Verilog of one
-computing core's auxiliary units (log2 quantizer, requantizer, adder tree, shifter array), one
-file each, plus ``config.json`` and ``manifest.json``; it says so in its output. Every artifact is
+"""``python -m gen``: emit the whole accelerator of a configuration for a ZCU102 -- its Verilog
+(``verilog/``), a Vivado batch project (``vivado/``), the model's figures and the resources from
+the configuration (``report/``), a README, ``config.json`` and ``manifest.json``. Every artifact is
 stamped with the configuration hash. Nothing is written unless all arguments are valid.
 """
 
@@ -11,15 +9,12 @@ import json
 import sys
 from pathlib import Path
 
-from gen.emit import module_name, unit_verilog
 from hw.config import AcceleratorConfig, ConfigError
 
 __all__ = ["main"]
 
 PROG = "python -m gen"
 DEVICE = {"board": "ZCU102", "part": "xczu9eg-ffvb1156-2-e", "dsp48e2": 2520, "bram36": 912}
-STATUS = ("units only: one computing core's auxiliary units, MAT engine and R-MAC engine; the "
-          "L-core accelerator top, buffers and the Vivado project come with later issues")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -88,32 +83,136 @@ def check_fits(cfg):
 
 
 def generate(cfg, out, log=print):
-    """Emit the units for ``cfg`` into ``out``; return the manifest (a dict)."""
-    from sim.units import UNITS
+    """Emit the accelerator of ``cfg`` and its Vivado hand-off into ``out``; return the manifest."""
+    import time
+
+    from gen.board_top import ADDR_WIDTH, TOP_MODULE, board_top_verilog, ports
+    from gen.emit import memory_init
+    from gen.vivado import REGISTER_BASE, build_tcl, constraints
+    from hw.accelerator import CORE_MODULE, accelerator_verilog
 
     stamp = [f"trio-vit generator, configuration {cfg.name} hash {cfg.hash}",
              "do not edit: regenerate with python -m gen"]
-    modules, texts = [], {}
-    for unit, params in cfg.unit_params().items():
-        dut = UNITS[unit].build(params)
-        name = module_name(unit)
-        texts[f"verilog/{name}.v"] = unit_verilog(dut, name, stamp + [f"{unit} {json.dumps(params)}"])
-        modules.append({"module": name, "file": f"verilog/{name}.v",
-                        "class": f"{type(dut).__module__}.{type(dut).__qualname__}",
-                        "parameters": params, "latency_cycles": dut.latency})
-    manifest = {"generator": "trio-vit", "status": STATUS, "config_name": cfg.name,
-                "config_hash": cfg.hash, "config": cfg.to_dict(), "target": DEVICE,
-                "multipliers": cfg.multipliers, "dsp48e2": cfg.dsps,
-                "peak_gmacs": cfg.peak_gmacs, "modules": modules}
+    t0 = time.time()
+    log(f"  elaborating the accelerator ({cfg.cores} cores, {cfg.axi_ports} AXI ports) ...")
+    inner = "trio_accelerator"
+    modules = accelerator_verilog(cfg, inner, stamp, addr_width=ADDR_WIDTH)
+    log(f"  elaborated in {time.time() - t0:.0f} s")
+    texts = {f"verilog/{TOP_MODULE}.v": board_top_verilog(cfg, inner, stamp)}
+    texts.update({f"verilog/{name}.v": memory_init(text) for name, text in modules.items()})
+    verilog_files = list(texts)
+    texts["vivado/build.tcl"] = build_tcl(cfg, verilog_files, stamp)
+    texts["vivado/trio_vit.xdc"] = constraints(cfg, stamp)
+    report = model_report(cfg, log)
+    texts["report/model.json"] = json.dumps(report, indent=2) + "\n"
+    texts["report/model.csv"] = _model_csv(report)
+    texts["report/resources.json"] = json.dumps(resource_estimate(cfg), indent=2) + "\n"
+    texts["README.md"] = _readme(cfg, verilog_files)
+    manifest = {"generator": "trio-vit", "config_name": cfg.name, "config_hash": cfg.hash,
+                "config": cfg.to_dict(), "target": DEVICE, "multipliers": cfg.multipliers,
+                "dsp48e2": cfg.dsps, "peak_gmacs": cfg.peak_gmacs, "top": TOP_MODULE,
+                "modules": [{"module": TOP_MODULE, "file": f"verilog/{TOP_MODULE}.v",
+                             "what": "the top Vivado references: flat ports with interface attributes"},
+                            {"module": inner, "file": f"verilog/{inner}.v",
+                             "what": "hw.accelerator.Accelerator: registers, controller, DMA, buffers, "
+                                     "the core array"},
+                            {"module": CORE_MODULE, "file": f"verilog/{CORE_MODULE}.v",
+                             "what": f"hw.core.ComputingCore, instantiated {cfg.cores} times"}],
+                "files": sorted(list(texts) + ["config.json", "manifest.json"]),
+                "ports": [{"name": p.name, "direction": p.direction, "width": p.width} for p in ports(cfg)],
+                "register_base": f"{REGISTER_BASE:#x}"}
     out = Path(out)
-    (out / "verilog").mkdir(parents=True, exist_ok=True)
     for rel, text in texts.items():
+        (out / rel).parent.mkdir(parents=True, exist_ok=True)
         (out / rel).write_text(text)
         log(f"  wrote {out / rel}")
     (out / "config.json").write_text(cfg.to_json())
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     log(f"  wrote {out / 'config.json'}, {out / 'manifest.json'}")
     return manifest
+
+
+REPORT_POINTS = (("b1", 224), ("b1", 288), ("b2", 224), ("b2", 256))  # the paper's and B1-R224
+REPORT_FIELDS = ("cycles", "fps", "latency_ms", "gmacs", "util", "dram_bytes", "memory_bound")
+
+
+def model_report(cfg, log=print):
+    """The architecture model's figures (``sim.perf``, our dataflow, DRAM at its measured
+    12.8 GB/s) for EfficientViT-B1/B2 at the paper's resolutions on ``cfg``."""
+    from sim import perf
+
+    rows = []
+    for model, res in REPORT_POINTS:
+        row = {"model": model, "resolution": res}
+        try:
+            _, tot = perf.evaluate(perf.workload(model, res), cfg, perf.DRAM_GBS)
+            row.update({k: round(tot[k], 4) if isinstance(tot[k], float) else tot[k] for k in REPORT_FIELDS})
+        except ConfigError as e:
+            row["error"] = str(e)
+        rows.append(row)
+        log(f"  model: EfficientViT-{model.upper()} R{res}: "
+            + (f"{row['fps']:.1f} FPS" if "fps" in row else f"does not map ({row['error']})"))
+    return {"what": "sim.perf, the architecture's model (docs/architecture.md), our dataflow, batch 1, "
+                    f"DRAM {perf.DRAM_GBS} GB/s; the RTL of this version is slower (README: the "
+                    "accelerator's results)",
+            "config_name": cfg.name, "config_hash": cfg.hash, "freq_mhz": cfg.freq_mhz, "rows": rows}
+
+
+def _model_csv(report):
+    lines = [",".join(("model", "resolution") + REPORT_FIELDS + ("error",))]
+    for r in report["rows"]:
+        lines.append(",".join([r["model"], str(r["resolution"])] + [str(r.get(k, "")) for k in REPORT_FIELDS]
+                              + [f'"{r.get("error", "")}"']))
+    return "\n".join(lines) + "\n"
+
+
+def resource_estimate(cfg):
+    """DSP48E2 and BRAM36 from the configuration (the multipliers and the buffers' banks), against
+    the part's capacity; ``make resources`` adds yosys's counts of the synthesized design."""
+    return {"source": "configuration (hw.config): multipliers / 2 per DSP48E2 with packing; buffer banks",
+            "config_name": cfg.name, "config_hash": cfg.hash,
+            "dsp48e2": cfg.dsps, "bram36": cfg.bram36,
+            "bram36_by_buffer": {b.name: b.bram36 for b in cfg.buffers()},
+            "part": DEVICE["part"], "part_dsp48e2": DEVICE["dsp48e2"], "part_bram36": DEVICE["bram36"]}
+
+
+def _readme(cfg, verilog_files):
+    from gen.board_top import TOP_MODULE
+    from gen.vivado import REGISTER_BASE
+
+    files = "\n".join(f"- `{f}`" for f in verilog_files)
+    return f"""# Trio-ViT accelerator {cfg.name} for the ZCU102 (configuration hash {cfg.hash})
+
+Generated by `python -m gen`; regenerate instead of editing.
+
+## Files
+{files}
+
+  The whole accelerator: `{TOP_MODULE}` (the top: flat AXI ports with Xilinx interface attributes),
+  the accelerator it wraps, and the computing core module, instantiated {cfg.cores} times.
+- `vivado/build.tcl`: the Vivado project in batch mode (see below).
+- `vivado/trio_vit.xdc`: constraints (the clock comes from the PS).
+- `report/model.json`, `report/model.csv`: the architecture model's figures for EfficientViT-B1/B2.
+- `report/resources.json`: DSP48E2 and BRAM36 from the configuration against the part.
+- `config.json`: the configuration (`python -m gen --config config.json` regenerates this folder).
+- `manifest.json`: the top module, every file, the top's ports, the register base.
+
+## Build the bitstream
+
+    vivado -mode batch -source vivado/build.tcl
+
+(Vivado with the ZCU102 board files; `TRIO_JOBS` sets the parallel runs.) It creates
+`vivado/project` for {DEVICE['part']}, a block design with the Zynq UltraScale+ PS (ZCU102 preset),
+`pl_clk0` at {cfg.freq_mhz:g} MHz, the accelerator's {cfg.axi_ports} AXI4 manager(s) of {cfg.axi_bits} bits on
+S_AXI_HP0..{cfg.axi_ports - 1}_FPD, its registers on M_AXI_HPM0_FPD at {REGISTER_BASE:#x} (4 KiB), its
+interrupt on `pl_ps_irq0`; then synthesis, implementation and the bitstream, and writes
+`trio_vit.bit` + `trio_vit.hwh` (a PYNQ overlay), `trio_vit.xsa` and `report/vivado_*.txt`.
+
+## Run it
+
+`python -m runtime run --program DIR --image FILE` on the board (PYNQ, or `/dev/mem` with a
+u-dma-buf buffer) runs a program compiled for this configuration (`python -m gen.compile`).
+"""
 
 
 def main(argv=None):
@@ -125,7 +224,6 @@ def main(argv=None):
         return 2
     print(f"trio-vit: configuration {cfg.name} (hash {cfg.hash}): {cfg.multipliers} int8 "
           f"multipliers on {cfg.dsps} DSP48E2, {cfg.peak_gmacs:g} GMAC/s peak at {cfg.freq_mhz:g} MHz")
-    print(f"trio-vit: note: {STATUS}")
     try:
         generate(cfg, args.out)
     except OSError as e:

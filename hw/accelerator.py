@@ -196,12 +196,12 @@ class Accelerator(wiring.Component):
         m.d.comb += rd.data.eq(Mux(r_out_d, 0, beats[r_sub]))
 
 
-def accelerator_verilog(config, top="trio_accelerator", stamp=()):
+def accelerator_verilog(config, top="trio_accelerator", stamp=(), addr_width=40):
     """{module name: Verilog text} of the accelerator of ``config``: the top (``top``), whose
     cores are instances of ``CORE_MODULE``, and that module, emitted once."""
     from gen.emit import unit_verilog
 
-    acc = Accelerator(config, core_module=CORE_MODULE)
+    acc = Accelerator(config, addr_width=addr_width, core_module=CORE_MODULE)
     core = ComputingCore(config, acc.addr_bits)
     return {top: unit_verilog(acc, top, list(stamp)),
             CORE_MODULE: unit_verilog(core, CORE_MODULE, list(stamp))}

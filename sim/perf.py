@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import math
 import sys
 from dataclasses import dataclass
@@ -314,7 +315,16 @@ def loss_breakdown(results, cfg):
     return "\n".join(lines)
 
 
+LAYER_TABLES = Path(__file__).with_name("layer_tables.json")  # the paper's points, without torch
+
+
 def workload(model, resolution):
+    """The layer table (``quant.model.layer_table``) of EfficientViT-``model`` at ``resolution``:
+    stored in ``LAYER_TABLES`` for the paper's points (so that ``python -m gen`` reports them
+    without torch; a test checks them against the models), else traced from the model."""
+    stored = json.loads(LAYER_TABLES.read_text()).get(f"{model}-r{resolution}")
+    if stored is not None:
+        return stored
     from quant.model import build_model, check_resolution, get_spec, layer_table
 
     check_resolution(get_spec(model), resolution)

@@ -327,3 +327,15 @@ def test_aggregation_overlaps_the_direct_heads():
     seq = dataflow.dw_pw_step(dw, gpw, cfg).compute + dataflow.attention_step(vk, q, cfg).compute
     assert step.compute < seq and "direct heads" in step.mapping
     assert step.macs == sum(r["macs"] for r in (dw, gpw, vk, q))
+
+
+def test_stored_layer_tables_equal_the_models():
+    import json
+
+    from quant.model import build_model, layer_table
+
+    stored = json.loads(perf.LAYER_TABLES.read_text())
+    assert set(stored) == {"b1-r224", "b1-r288", "b2-r224", "b2-r256"}
+    for key, rows in stored.items():
+        model, res = key.split("-r")
+        assert rows == layer_table(build_model(model), int(res)), key
