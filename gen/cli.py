@@ -122,6 +122,10 @@ def generate(cfg, out, log=print):
                 "ports": [{"name": p.name, "direction": p.direction, "width": p.width} for p in ports(cfg)],
                 "register_base": f"{REGISTER_BASE:#x}"}
     out = Path(out)
+    for stale in sorted((out / "verilog").glob("*.v")):  # an earlier build's modules: not this design's
+        if f"verilog/{stale.name}" not in texts and "trio-vit generator" in stale.read_text()[:200]:
+            stale.unlink()
+            log(f"  removed {stale} (an earlier build's, not part of this design)")
     for rel, text in texts.items():
         (out / rel).parent.mkdir(parents=True, exist_ok=True)
         (out / rel).write_text(text)

@@ -287,9 +287,10 @@ def _input_packing(r, x, cfg):
     return None
 
 
-def compile_network(frozen, image_shape, config, seed=0, progress=None):
+def compile_network(frozen, image_shape, config, seed=0, progress=None, model=None):
     """The ``Program`` of the frozen integer model ``frozen`` (``quant.integer.freeze``) for images
-    of ``image_shape`` (C, H, W) on ``config``. Raises CompileError."""
+    of ``image_shape`` (C, H, W) on ``config``; ``model``: its name (``quant.model``), recorded in the
+    layout for the runtime's image preprocessing. Raises CompileError."""
     try:
         acc = silenced(Accelerator(config))
     except ConfigError as e:
@@ -476,7 +477,7 @@ def compile_network(frozen, image_shape, config, seed=0, progress=None):
         lanes=lanes, segments=segments,
         regions=dict(program=len(em.instructions) * INSTRUCTION_BITS // 8, weights=len(em.weights),
                      activations=em.activation_bytes),
-        tensors=tensors, ops=op_rows, host_steps=host_steps,
+        tensors=tensors, ops=op_rows, host_steps=host_steps, model=model, input_shape=list(image_shape),
     )
     return Program(em.encoded(segments), em.weights, layout, host, [a for _, _, a in em.instructions])
 
@@ -491,8 +492,8 @@ def main(argv=None):
 
     try:
         cfg = load_config(a.config)
-        frozen, shape, _ = load_frozen(a.quantized)
-        prog = compile_network(frozen, shape, cfg)
+        frozen, shape, meta = load_frozen(a.quantized)
+        prog = compile_network(frozen, shape, cfg, model=meta["model"])
     except (CompileError, ConfigError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -105,7 +105,7 @@ def _run(a):
     images = [im.numpy().astype(np.float64) for im in images[:a.images]]
     t0 = time.time()
     try:
-        prog = compile_network(frozen, shape, cfg)
+        prog = compile_network(frozen, shape, cfg, model=meta["model"])
     except CompileError as e:
         raise NetError(str(e)) from None
     build = Path(a.build).resolve()

@@ -2,6 +2,7 @@
 a normal run writes Verilog that Icarus compiles, and a manifest stamped with the config hash."""
 
 import json
+import re
 import subprocess
 import sys
 
@@ -23,22 +24,34 @@ def paper_build(tmp_path_factory):
     return out, proc
 
 
-def test_emits_units_manifest_and_says_what_it_is(paper_build):
+def test_emits_the_whole_accelerator_and_its_vivado_project(paper_build):
     out, proc = paper_build
-    assert "units only" in proc.stdout and "8x8+8x8x16" in proc.stdout
+    assert "8x8+8x8x16" in proc.stdout and "elaborated in" in proc.stdout
     manifest = json.loads((out / "manifest.json").read_text())
     cfg = PRESETS["paper"]
     assert manifest["config_hash"] == cfg.hash and manifest["config"] == cfg.to_dict()
     assert manifest["dsp48e2"] == 1024 and manifest["multipliers"] == 2048
-    names = [m["module"] for m in manifest["modules"]]
-    assert names == ["trio_log2_quantizer", "trio_requantizer", "trio_adder_tree",
-                     "trio_shifter_array", "trio_hardswish", "trio_residual_adder", "trio_accumulator",
-                     "trio_attention_output", "trio_mat_engine", "trio_rmac_engine"]
+    assert manifest["top"] == "trio_vit"
+    modules = [m["module"] for m in manifest["modules"]]
+    assert modules == ["trio_vit", "trio_accelerator", "trio_computing_core"]
+    listed = set(manifest["files"])
+    on_disk = {str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()}
+    assert listed == on_disk and {"vivado/build.tcl", "vivado/trio_vit.xdc", "report/model.json",
+                                  "report/model.csv", "report/resources.json", "README.md"} <= listed
     for m in manifest["modules"]:
         text = (out / m["file"]).read_text()
         assert f"hash {cfg.hash}" in text.splitlines()[0]
-        assert f"module {m['module']}(" in text
+        assert re.search(rf"^module {m['module']} ?\(", text, re.M)
+    top = (out / "verilog/trio_accelerator.v").read_text()
+    assert top.count("trio_computing_core ") == 16  # the cores: instances of one module
+    assert {p["name"] for p in manifest["ports"]} >= {"clk", "rst", "irq", "s_axil_awaddr", "m_axi3_rdata"}
     assert json.loads((out / "config.json").read_text()) == cfg.to_dict()
+    model = json.loads((out / "report/model.json").read_text())
+    b1 = next(r for r in model["rows"] if (r["model"], r["resolution"]) == ("b1", 224))
+    assert b1["fps"] > 500 and model["config_hash"] == cfg.hash
+    res = json.loads((out / "report/resources.json").read_text())
+    assert res["dsp48e2"] == 1024 and res["bram36"] == cfg.bram36 <= res["part_bram36"]
+    assert "vivado -mode batch -source vivado/build.tcl" in (out / "README.md").read_text()
 
 
 def test_verilog_compiles_with_iverilog(paper_build, tmp_path):
@@ -89,3 +102,11 @@ def test_resources_refuses_an_unknown_configuration_in_one_line(flag):
                           text=True)
     assert proc.returncode == 2 and "unknown configuration 'fast'" in proc.stderr
     assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+
+
+def test_buffers_past_the_parts_bram_are_one_line(tmp_path):
+    big = tmp_path / "big.json"
+    big.write_text(PRESETS["paper"].replace(buffer_b_kib=4096).to_json())
+    proc = run_gen("--config", str(big), "--out", str(tmp_path / "o"))
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "BRAM36 for its buffers" in proc.stderr
+    assert not (tmp_path / "o").exists()

@@ -5,19 +5,20 @@ that plays the accelerator's registers."""
 import asyncio
 import shutil
 
+import numpy as np
 import pytest
 
 from gen.compile import compile_network, load_frozen
 from hw.config import PRESETS
-from hw.registers import BY_NAME, VERSION, Control, Status
+from hw.registers import BY_NAME, VERSION, Control, Irq, Status
 from runtime import Program, ProgramError, RunError, Runtime
 
 
 @pytest.fixture(scope="module")
 def program(proxy_quantized, tmp_path_factory):
-    frozen, shape, _ = load_frozen(proxy_quantized)
+    frozen, shape, meta = load_frozen(proxy_quantized)
     d = tmp_path_factory.mktemp("program") / "p"
-    compile_network(frozen, shape, PRESETS["tiny"]).write(d)
+    compile_network(frozen, shape, PRESETS["tiny"], model=meta["model"]).write(d)
     return d
 
 
@@ -93,6 +94,113 @@ def test_a_run_error_names_the_code(program):
     be = FakeBackend(int(prog.config_hash, 16), status=Status.DONE | 3 << Status.ERROR_SHIFT)
     rt = Runtime(be, prog)
     asyncio.run(rt.load())
-    import numpy as np
     with pytest.raises(RunError, match="DMA read SLVERR"):
         asyncio.run(rt.infer(np.zeros((3, 64, 64))))
+
+
+class FakeRegisters:
+    """The accelerator's registers as the board backend sees them (read/write of 32-bit words):
+    a START raises IRQ_STATUS.DONE at once; every access recorded."""
+
+    def __init__(self, config_hash):
+        self.fake = FakeBackend(config_hash)
+        self.log = []
+
+    def read(self, off):
+        if off == BY_NAME["IRQ_STATUS"].offset:
+            return Irq.DONE
+        return self.fake.regs.get(off, 0)
+
+    def write(self, off, value):
+        self.log.append(("reg", off, value))
+        self.fake.regs[off] = value
+        if off == BY_NAME["CONTROL"].offset and value & Control.START:
+            self.fake.regs[BY_NAME["STATUS"].offset] = self.fake.status
+
+
+class FakeBuffer(np.ndarray):
+    """A pynq buffer: uint8 array with a physical address; flushes and invalidates counted."""
+
+    def __new__(cls, size, address):
+        buf = np.zeros(size, np.uint8).view(cls)
+        buf.physical_address, buf.flushes, buf.invalidates = address, 0, 0
+        return buf
+
+    def flush(self):
+        self.flushes += 1
+
+    def invalidate(self):
+        self.invalidates += 1
+
+
+def test_board_backend_issues_what_the_simulation_backend_does(program):
+    """The board backend on a fake memory map: the same register writes (offsets and values, in
+    order) and the same DRAM image as the backend the simulation runs, with the buffer flushed after
+    every write and invalidated before every read."""
+    from runtime.board_backend import BoardBackend
+
+    prog = Program(program)
+    h = int(prog.config_hash, 16)
+    image = np.random.default_rng(0).normal(size=prog.layout["input_shape"])
+    ref = FakeBackend(h, size=1 << 24)
+    ref.dram_base = 0x6000_0000
+    ref.mem = bytearray(1 << 24)
+    ref.write_mem = lambda addr, data, m=ref: FakeBackend.write_mem(m, addr - ref.dram_base, data)
+    ref.read_mem = lambda addr, n, m=ref: FakeBackend.read_mem(m, addr - ref.dram_base, n)
+    want = asyncio.run(_load_and_infer(Runtime(ref, prog), image))
+    regs, buf = FakeRegisters(h), FakeBuffer(1 << 24, 0x6000_0000)
+    board = BoardBackend(regs, buf, timeout_s=1)
+    got = asyncio.run(_load_and_infer(Runtime(board, prog), image))
+    assert [x for x in ref.log if x[0] == "reg"] == regs.log
+    assert bytes(buf) == bytes(ref.mem)
+    assert np.array_equal(got.logits, want.logits)
+    writes = sum(1 for x in ref.log if x[0] == "mem")
+    assert buf.flushes == writes and buf.invalidates >= 1
+
+
+async def _load_and_infer(rt, image):
+    await rt.load()
+    return await rt.infer(image)
+
+
+def test_board_backend_errors_and_mappings(tmp_path):
+    from runtime.board_backend import BoardBackend, MappedRegisters, UdmaBuffer
+
+    board = BoardBackend(FakeRegisters(0), FakeBuffer(4096, 0x1000), timeout_s=0.01)
+    with pytest.raises(RunError, match="outside the buffer"):
+        asyncio.run(board.write_mem(0x1000 + 4000, bytes(100)))
+    board.regs.read = lambda off: 0  # the interrupt never comes
+    with pytest.raises(RunError, match="no interrupt within"):
+        asyncio.run(board.wait_irq())
+    # /dev/mem and u-dma-buf stand-ins: plain files mapped the same way
+    mem = tmp_path / "mem"
+    mem.write_bytes(bytes(3 * 4096))
+    regs = MappedRegisters(mem, 4096)
+    regs.write(0x10, 0xDEADBEEF)
+    assert regs.read(0x10) == 0xDEADBEEF and mem.read_bytes()[4096 + 0x10:4096 + 0x14] == b"\xef\xbe\xad\xde"
+    sysfs = tmp_path / "sys" / "udmabuf0"
+    sysfs.mkdir(parents=True)
+    (sysfs / "phys_addr").write_text("0x70000000\n")
+    (sysfs / "size").write_text("8192\n")
+    (tmp_path / "udmabuf0").write_bytes(bytes(8192))
+    buf = UdmaBuffer("udmabuf0", dev_dir=tmp_path, sys_dir=tmp_path / "sys")
+    assert (buf.physical_address, buf.size) == (0x7000_0000, 8192)
+    b = BoardBackend(regs, buf)
+    asyncio.run(b.write_mem(0x7000_0010, b"abc"))
+    assert asyncio.run(b.read_mem(0x7000_0010, 3)) == b"abc"
+    with pytest.raises(RunError, match="u-dma-buf module loaded"):
+        UdmaBuffer("udmabuf9", dev_dir=tmp_path, sys_dir=tmp_path / "sys")
+
+
+def test_runtime_cli_errors_are_one_line(program, tmp_path):
+    import subprocess
+    import sys
+
+    def run(*args):
+        p = subprocess.run([sys.executable, "-m", "runtime", "run", *args], capture_output=True, text=True)
+        return p.returncode, p.stderr
+
+    rc, err = run("--program", str(tmp_path / "none"), "--image", "x.png")
+    assert rc == 2 and err.count("\n") == 1 and "no such program folder" in err
+    rc, err = run("--program", str(program), "--image", str(tmp_path / "none.png"))
+    assert rc == 2 and err.count("\n") == 1 and "not a readable image" in err and "Traceback" not in err
