@@ -18,6 +18,14 @@ puts every signal before the wait it pairs with in program order, so the queues 
 the controller still ends a run that waits with nothing able to move (``DEADLOCK``). ``SYNC`` is
 a barrier: it waits until every queue is empty and idle. ``END`` does the same, then raises
 STATUS.DONE and the interrupt.
+
+**DMA engines.** The accelerator has one DMA engine per AXI port (``AcceleratorConfig.axi_ports``),
+and every buffer memory belongs to one of them (``dma_port``: the weights to engine 0, the
+parameters to 1, the output buffer to 2, the pixel group of B of core k to k mod ports). A LOAD or
+STORE names its buffer's engine in ``port``; another engine ends the run with ``ErrorCode.PORT``.
+Transfers start in program order, each when its engine is free, so up to one per engine run at
+once, and retire in program order: a transfer's signal still means that every transfer before it
+in its queue is done.
 """
 
 import enum

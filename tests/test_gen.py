@@ -96,7 +96,7 @@ def test_bad_config_file_is_one_line(tmp_path):
         "python -m gen: error: cores must be between 1 and 256, not 0"
 
 
-@pytest.mark.parametrize("flag", ["--units", "--core"])
+@pytest.mark.parametrize("flag", ["--units", "--core", "--accelerator"])
 def test_resources_refuses_an_unknown_configuration_in_one_line(flag):
     proc = subprocess.run([sys.executable, "-m", "gen.resources", flag, "fast"], capture_output=True,
                           text=True)
