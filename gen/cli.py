@@ -174,6 +174,8 @@ def resource_estimate(cfg):
     """DSP48E2 and BRAM36 from the configuration (the multipliers and the buffers' banks), against
     the part's capacity; ``make resources`` adds yosys's counts of the synthesized design."""
     return {"source": "configuration (hw.config): multipliers / 2 per DSP48E2 with packing; buffer banks",
+            "note": "the engines' multipliers and the buffers only; the cores' other multipliers and logic "
+                    "are counted by make resources (report/resources_yosys.json)",
             "config_name": cfg.name, "config_hash": cfg.hash,
             "dsp48e2": cfg.dsps, "bram36": cfg.bram36,
             "bram36_by_buffer": {b.name: b.bram36 for b in cfg.buffers()},
