@@ -1,8 +1,13 @@
 """Verilog emission of components, stamped with the configuration that produced them."""
 
 import re
+from importlib.metadata import version
 
+from amaranth.back import rtlil as _rtlil
 from amaranth.back import verilog
+from amaranth.hdl import _nir
+
+_amaranth_version = version("amaranth")
 
 __all__ = ["module_name", "unit_verilog", "memory_init", "for_simulation"]
 
@@ -12,6 +17,32 @@ PREFIX = "trio_"
 def module_name(unit_name):
     """Verilog module name of a registry unit, e.g. ``trio_requantizer``."""
     return PREFIX + unit_name
+
+
+def _emit_memory_init(self, cell_idx, cell):
+    """Amaranth 0.5's ``ModuleEmitter.emit_memory`` with the init data written as one RTLIL
+    constant (the text ``sigspec`` makes of all-constant nets), instead of through one ``Net``
+    object per bit: a 16-core accelerator's buffers hold 23 Mbit, which took a minute that way. The
+    RTLIL is the same text (``tests/test_gen.py`` compares both)."""
+    memory_info = self.memories[cell_idx]
+    mask = (1 << cell.width) - 1
+    bits = "".join(format(row & mask, f"0{cell.width}b") for row in reversed(cell.init))
+    self.builder.cell("$meminit_v2", ports={
+        "ADDR": self.sigspec(),
+        "DATA": f"{len(bits)}'{bits}" if bits else self.sigspec(),
+        "EN": self.sigspec(_nir.Value.ones(cell.width)),
+    }, parameters={
+        "MEMID": memory_info.memid,
+        "ABITS": 0,
+        "WIDTH": cell.width,
+        "WORDS": cell.depth,
+        "PRIORITY": 0,
+    }, src_loc=cell.src_loc)
+
+
+_AMARANTH_EMIT_MEMORY = _rtlil.ModuleEmitter.emit_memory
+if _amaranth_version.startswith("0.5."):  # the method this replaces is Amaranth 0.5's
+    _rtlil.ModuleEmitter.emit_memory = _emit_memory_init
 
 
 def unit_verilog(component, name, stamp):
