@@ -266,7 +266,7 @@ PRESETS = {
     "tiny": AcceleratorConfig(n=2, m=2, t=2, s=2, cores=1, buffer_b_kib=64, buffer_c_kib=16, output_kib=4,
                               buffer_a_kib=16, aux_kib=1, divisor_kib=1, block_min=2, block_max=4,
                               axi_ports=1, axi_bits=64),
-    # the same cores, two of them in lockstep (buffer B: 64 KiB per core's pixel group)
+    # the same cores, two of them in lockstep (buffer B: 64 KiB per core's pixel group), two AXI ports
     "tiny2": AcceleratorConfig(n=2, m=2, t=2, s=2, cores=2, buffer_b_kib=128, buffer_c_kib=16, output_kib=4,
                                buffer_a_kib=16, aux_kib=1, divisor_kib=1, block_min=2, block_max=4,
                                axi_ports=2, axi_bits=64),
