@@ -12,7 +12,7 @@ from hw.command import command_layout
 from hw.control_registers import trace_layout
 from hw.dma_reader import load_layout
 from hw.dma_writer import store_layout
-from hw.isa import HEADER, INSTRUCTION_BITS, TOKEN_BITS, Opcode, Queue, Token, body_layouts
+from hw.isa import HEADER, INSTRUCTION_BITS, TOKEN_BITS, Buffer, Opcode, Queue, Token, body_layouts, dma_port
 from hw.params import check_int
 from hw.registers import REGIONS, ErrorCode
 
@@ -220,7 +220,9 @@ class Controller(wiring.Component):
             port = Signal(range(n), name=f"{name}_port")  # the head's engine
             m.d.comb += port.eq(xfer.port)
             bad_port = Signal(name=f"{name}_bad_port")  # not its buffer's engine (hw.isa.dma_port)
-            owner = (Mux(xfer.buffer == 0, xfer.core, xfer.buffer - 1) % n) if n > 1 else 0
+            owner_of_core = Array(Const(dma_port(Buffer.B, c, n), pb) for c in range(1 << len(xfer.core)))
+            owner_of_buffer = Array(Const(dma_port(b, 0, n), pb) for b in Buffer)
+            owner = Mux(xfer.buffer == Buffer.B, owner_of_core[xfer.core], owner_of_buffer[xfer.buffer])
             m.d.comb += bad_port.eq((xfer.port != owner) | (xfer.port >= n))
             free = Array(s_ == 0 for s_ in state)[port]
             head_port = Signal(range(n), name=f"{name}_retiring")
