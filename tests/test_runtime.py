@@ -25,23 +25,27 @@ def program(proxy_quantized, tmp_path_factory):
 class FakeBackend:
     """Registers in a dict; a START ends at once with the given STATUS; memory in a bytearray."""
 
-    def __init__(self, config_hash, status=Status.DONE, size=1 << 24):
+    def __init__(self, config_hash, status=Status.DONE, size=1 << 24, base=0):
         self.regs = {BY_NAME["VERSION"].offset: VERSION,
                      BY_NAME["CONFIG_HASH_LO"].offset: config_hash & 0xFFFF_FFFF,
                      BY_NAME["CONFIG_HASH_HI"].offset: config_hash >> 32}
         self.mem = bytearray(size)
-        self.dram_base, self.dram_size = 0, size
+        self.dram_base, self.dram_size = base, size
         self.status, self.log = status, []
 
     async def write_mem(self, addr, data):
-        self.mem[addr:addr + len(data)] = data
+        self.mem[addr - self.dram_base:addr - self.dram_base + len(data)] = data
         self.log.append(("mem", addr, len(data)))
 
     async def read_mem(self, addr, n):
-        return bytes(self.mem[addr:addr + n])
+        return bytes(self.mem[addr - self.dram_base:addr - self.dram_base + n])
 
     async def write_reg(self, off, value):
         self.log.append(("reg", off, value))
+        self.play(off, value)
+
+    def play(self, off, value):
+        """The register write's effect: a START ends at once with ``status``."""
         self.regs[off] = value
         if off == BY_NAME["CONTROL"].offset and value & Control.START:
             self.regs[BY_NAME["STATUS"].offset] = self.status
@@ -113,9 +117,7 @@ class FakeRegisters:
 
     def write(self, off, value):
         self.log.append(("reg", off, value))
-        self.fake.regs[off] = value
-        if off == BY_NAME["CONTROL"].offset and value & Control.START:
-            self.fake.regs[BY_NAME["STATUS"].offset] = self.fake.status
+        self.fake.play(off, value)
 
 
 class FakeBuffer(np.ndarray):
@@ -142,11 +144,7 @@ def test_board_backend_issues_what_the_simulation_backend_does(program):
     prog = Program(program)
     h = int(prog.config_hash, 16)
     image = np.random.default_rng(0).normal(size=prog.layout["input_shape"])
-    ref = FakeBackend(h, size=1 << 24)
-    ref.dram_base = 0x6000_0000
-    ref.mem = bytearray(1 << 24)
-    ref.write_mem = lambda addr, data, m=ref: FakeBackend.write_mem(m, addr - ref.dram_base, data)
-    ref.read_mem = lambda addr, n, m=ref: FakeBackend.read_mem(m, addr - ref.dram_base, n)
+    ref = FakeBackend(h, size=1 << 24, base=0x6000_0000)
     want = asyncio.run(_load_and_infer(Runtime(ref, prog), image))
     regs, buf = FakeRegisters(h), FakeBuffer(1 << 24, 0x6000_0000)
     board = BoardBackend(regs, buf, timeout_s=1)
