@@ -69,11 +69,12 @@ def _segment(instrs, compute, cfg, latency, depth):
     fifos = {q: _Fifo(depth) for q in Queue}
     counts = {t: 0 for t in Token}
     ex = {Queue.COMPUTE: dict(state="IDLE", idx=None)}
-    # LOAD and STORE: per DMA engine FREE / RUN / DONE and when its transfer ends; the transfers in
-    # flight in program order (engine, index)
-    eng = {q: [dict(state="FREE", end=0) for _ in range(ports)] for q in (Queue.LOAD, Queue.STORE)}
+    # LOAD and STORE: per DMA engine FREE / RUN / DONE, and the cycle its reader (LOAD) or writer
+    # (STORE) is free (a running transfer's end); the transfers in flight in program order
+    # (engine, index)
+    eng = {q: ["FREE"] * ports for q in (Queue.LOAD, Queue.STORE)}
     order = {q: deque() for q in eng}
-    unit_free = {q: [0] * ports for q in eng}  # the engines' readers (LOAD) and writers (STORE)
+    unit_free = {q: [0] * ports for q in eng}
     core_free = 0
     disp, pc, fetch_end = "FETCH", 0, 0
     stamps = {}
@@ -105,15 +106,15 @@ def _segment(instrs, compute, cfg, latency, depth):
                     nxt[q] = "IDLE"
                 elif e["state"] == "RUN" and t >= core_free:
                     nxt[q] = "RETIRE"
-            elif order[q] and eng[q][order[q][0][0]]["state"] == "DONE" and not granted:
+            elif order[q] and eng[q][order[q][0][0]] == "DONE" and not granted:
                 granted = True
                 p, idx = order[q][0]
                 signal(q, idx)
                 eng_nxt.append((q, p, "FREE"))
                 retired.append(q)
         for q, engines in eng.items():
-            for p, e in enumerate(engines):
-                if e["state"] == "RUN" and t >= e["end"]:
+            for p, state in enumerate(engines):
+                if state == "RUN" and t >= unit_free[q][p]:
                     eng_nxt.append((q, p, "DONE"))
         waiting = {}
         for q in Queue:
@@ -125,7 +126,7 @@ def _segment(instrs, compute, cfg, latency, depth):
                 if q == Queue.COMPUTE:
                     unit = t >= core_free
                 else:
-                    unit = (eng[q][port]["state"] == "FREE" and t >= unit_free[q][port]
+                    unit = (eng[q][port] == "FREE" and t >= unit_free[q][port]
                             and not (q == Queue.LOAD and port == 0 and in_fetch))
                 if ready and unit:
                     pops[q] = True
@@ -137,15 +138,13 @@ def _segment(instrs, compute, cfg, latency, depth):
                         core_free = t + compute[head]
                         nxt[q] = "RUN" if sig else "RETIRE"
                     else:
-                        end = t + (latency if q == Queue.LOAD else 2 * latency) + size
-                        unit_free[q][port] = end
-                        eng[q][port]["end"] = end
+                        unit_free[q][port] = t + (latency if q == Queue.LOAD else 2 * latency) + size
                         eng_nxt.append((q, port, "RUN"))
                         order[q].append((port, head))
             if q == Queue.COMPUTE:
                 waiting[q] = ex[q]["state"] == "IDLE" and not ready
             else:
-                waiting[q] = not ready and not order[q] and all(e["state"] == "FREE" for e in eng[q])
+                waiting[q] = not ready and not order[q] and all(state == "FREE" for state in eng[q])
         quiet = (t >= core_free and all(t >= x for f in unit_free.values() for x in f)
                  and all(waiting.values()))
         # the dispatcher
@@ -181,7 +180,7 @@ def _segment(instrs, compute, cfg, latency, depth):
         for q in retired:
             order[q].popleft()
         for q, p, state in eng_nxt:
-            eng[q][p]["state"] = state
+            eng[q][p] = state
         changed = changed or bool(nxt) or bool(eng_nxt)
         if changed:
             t += 1
