@@ -206,6 +206,12 @@ class AcceleratorConfig:
                                      shift_bits=self.shift_bits, dividend_bits=self.dividend_bits,
                                      offset_bits=self.offset_bits, lo=self.log2_min, hi=self.log2_max,
                                      out_bits=self.act_bits),
+            # one per engine in the core: the requantizer, Hardswish and attention output in one
+            "post_processor": dict(lanes=self.s, acc_bits=self.acc_bits, mult_bits=self.mult_bits,
+                                   shift_bits=self.shift_bits, out_bits=self.act_bits,
+                                   hswish_bits=arith.HSWISH_BITS, offset_bits=arith.SHIFT_OFFSET_BITS,
+                                   dividend_bits=self.dividend_bits, log2_offset_bits=self.offset_bits,
+                                   lo=self.log2_min, hi=self.log2_max),
             "mat_engine": dict(lanes=self.s, width=self.t, packing=self.dsp_packing,
                                requantize=True, acc_bits=self.acc_bits, mult_bits=self.mult_bits,
                                shift_bits=self.shift_bits, out_bits=self.act_bits),

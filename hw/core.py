@@ -6,17 +6,17 @@ from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from hw.accumulator import Accumulator
-from hw.attention_output import AttentionOutput
 from hw.command import DIM_BITS, Op, Post, command_layout, param_layout
 from hw.config import AcceleratorConfig, ConfigError
-from hw.hardswish import Hardswish
 from hw.mat_engine import MatEngine
 from hw.params import check_int
-from hw.requantizer import Requantizer
+from hw.post_processor import PostMode, PostProcessor
 from hw.residual_adder import ResidualAdder
 from hw.rmac_engine import DOWN_FORWARD, SELF_ACCUMULATION, RMacEngine
 
 __all__ = ["ComputingCore"]
+
+_POST_LAT = PostProcessor.LATENCIES  # cycles through the post-processing path, by mode
 
 
 def _delay(m, value, cycles, name):
@@ -138,6 +138,19 @@ class ComputingCore(wiring.Component):
         ``hw.core_slice.MEMORIES``: B, weights, parameters, int32 outputs."""
         return {"b": self._word, "w": self._chunk, "q": self._param, "o": self._acc}
 
+    def dsps(self):
+        """DSP48E2 slices of the core, by what holds them: both engines, the two post-processing
+        paths, the residual adder (the address generators multiply by shifts and adds only)."""
+        params = self._cfg.unit_params()
+        units = {"mat_engine": (MatEngine, 1), "rmac_engine": (RMacEngine, 1),
+                 "post_processor": (PostProcessor, 2), "residual_adder": (ResidualAdder, 1)}
+        counts = {}
+        for name, (cls, copies) in units.items():
+            unit = cls(**params[name])
+            unit._MustUse__silence = True  # built for its count only
+            counts[name] = copies * unit.dsps
+        return counts
+
     def engine_latency(self):
         """Latency of the engines with int32 outputs (both are the same: S = M, T = N)."""
         mat = MatEngine(**{**self._cfg.unit_params()["mat_engine"], "requantize": False})
@@ -150,13 +163,14 @@ class ComputingCore(wiring.Component):
         if op == Op.ADD:
             return 2 + ResidualAdder.LATENCY + 1
         if op == Op.POOL:
-            return 2 + Accumulator.LATENCY + Requantizer.LATENCY + 1
+            return 2 + Accumulator.LATENCY + _POST_LAT[PostMode.REQUANT] + 1
         if op == Op.ATTN_Q:
-            return 2 + self.engine_latency() + AttentionOutput.LATENCY + 1
+            return 2 + self.engine_latency() + _POST_LAT[PostMode.ATTN] + 1
         if op == Op.ATTN_VK:  # the last block: engine, hold, its M rows, requantizer, chunk write
-            return 2 + self.engine_latency() + 1 + self._cfg.m - 1 + Requantizer.LATENCY + 1
+            return 2 + self.engine_latency() + 1 + self._cfg.m - 1 + _POST_LAT[PostMode.REQUANT] + 1
         # REDUCE and DW (whose serializer's pixels are counted with its beats)
-        post_lat = {Post.REQUANT: Requantizer.LATENCY, Post.HSWISH: Hardswish.LATENCY, Post.INT32: 0}[post]
+        post_lat = {Post.REQUANT: _POST_LAT[PostMode.REQUANT], Post.HSWISH: _POST_LAT[PostMode.HSWISH],
+                    Post.INT32: 0}[post]
         return 2 + self.engine_latency() + post_lat + 1
 
     def _depthwise(self, m, cmd, accept, running):
@@ -402,11 +416,10 @@ class ComputingCore(wiring.Component):
         reuse = {"requantize": False, "block": c.block_max}  # psums of a block's pixels per lane
         mat = m.submodules.mat = MatEngine(**{**params["mat_engine"], **reuse})
         rmac = m.submodules.rmac = RMacEngine(**{**params["rmac_engine"], **reuse})
-        req = [Requantizer(**params["requantizer"]) for _ in range(2)]
-        hsw = [Hardswish(**params["hardswish"]) for _ in range(2)]
+        # one post-processing path per engine: requantizer, Hardswish and attention output in one
+        post_units = [PostProcessor(**params["post_processor"]) for _ in range(2)]
         for e in range(2):
-            m.submodules[f"requantizer{e}"] = req[e]
-            m.submodules[f"hardswish{e}"] = hsw[e]
+            m.submodules[f"post_processor{e}"] = post_units[e]
         adder = m.submodules.residual_adder = ResidualAdder(**params["residual_adder"])
         pool = m.submodules.pool = Accumulator(**params["accumulator"])
 
@@ -693,7 +706,7 @@ class ComputingCore(wiring.Component):
         eng_valid = [mat.o.valid, rmac.o.valid]
         q_data = [self.q_rd0.data.reduce, self.q_rd1.data.reduce]
         writes = []  # write enables of every result port, for the completion count
-        plain = ~is_q & ~is_vk  # the requantizer/Hardswish/int32 paths (attention has its own)
+        plain = ~is_q & ~is_vk  # requantized, Hardswish or int32 results (not the attention's)
         # attention (ATTN_Q): the divisor tile (tile 0, engine A in pair 0) writes its raw int32
         # divisors to the divisor buffer, read back by token for the later numerator tiles
         tile0 = [_delay(m, is_q & (tile[e] == 0), 1 + lat, f"q_tile0_{e}") for e in range(2)]
@@ -707,9 +720,6 @@ class ComputingCore(wiring.Component):
             m.d.comb += [div_r[e].addr.eq(_delay(m, pix[e], lat, f"q_rd_pix{e}")), div_r[e].en.eq(1)]
         m.d.comb += [div_w.en.eq(eng_valid[0] & tile0[0]), div_w.addr.eq(tpix[0]),
                      div_w.data.eq(results[0][0])]
-        att = [AttentionOutput(**params["attention_output"]) for _ in range(2)]
-        for e in range(2):
-            m.submodules[f"attention_output{e}"] = att[e]
         for e in range(2):
             taddr = _delay(m, oaddr1[e], lat, f"tag_addr{e}")
             tparam = q_data[e].as_value()
@@ -731,45 +741,52 @@ class ComputingCore(wiring.Component):
             # the R-MAC engine's results follow the depthwise command while one runs
             post, three = (cmd.post, cmd.three) if e == 0 else (Mux(is_dw, dcmd.post, cmd.post),
                                                                  Mux(is_dw, dcmd.three, cmd.three))
-            rq, hs, at = req[e], hsw[e], att[e]
-            if e == 0:  # the pool's sums (and the attention's sum k) share this requantizer
+            pp = post_units[e]
+            m.d.comb += pp.o.ready.eq(1)
+            # attention output: numerators of this engine, the token's divisor
+            den = Mux(pair0, results[0][0], div_r[e].data)
+            att_valid = post_valid & is_q & ~tile0[e]
+            hs_valid = post_valid & plain & (post == Post.HSWISH)
+            if e == 0:  # the pool's sums (and the attention's sum k) share this path, requantized
                 acc_src = Mux(is_vk, _delay(m, vk["ks_addr"], 1, "ks_addr1"), oaddr1[0])
                 pool_addr = _delay(m, acc_src, Accumulator.LATENCY, "pool_addr")
                 sums = is_pool | is_vk
-                m.d.comb += rq.i.valid.eq(Mux(sums, pool.o.valid,
-                                              post_valid & plain & (post == Post.REQUANT)))
-                for s in range(S):
-                    m.d.comb += [rq.i.payload.acc[s].eq(Mux(sums, pool.o.payload.sum[s], acc_in[s])),
-                                 rq.i.payload.mult[s].eq(Mux(is_pool, cmd.pool_mult,
-                                                             Mux(is_vk, cmd.ks_mult, tp.mult[s]))),
-                                 rq.i.payload.shift[s].eq(Mux(is_pool, cmd.pool_shift,
-                                                              Mux(is_vk, cmd.ks_shift, tp.shift[s])))]
-                rq_addr_in = Mux(sums, pool_addr, taddr)
+                rq_valid = Mux(sums, pool.o.valid, post_valid & plain & (post == Post.REQUANT))
+                acc_pp = [Mux(sums, pool.o.payload.sum[s], acc_in[s]) for s in range(S)]
+                rq_mult = [Mux(is_pool, cmd.pool_mult, Mux(is_vk, cmd.ks_mult, tp.mult[s])) for s in range(S)]
+                rq_shift = [Mux(is_pool, cmd.pool_shift, Mux(is_vk, cmd.ks_shift, tp.shift[s]))
+                            for s in range(S)]
+                addr_in = Mux(sums, pool_addr, taddr)
             else:  # the vk blocks' rows are requantized here
-                m.d.comb += rq.i.valid.eq(post_valid & ((plain & (post == Post.REQUANT)) | is_vk))
-                for s in range(S):
-                    m.d.comb += [rq.i.payload.acc[s].eq(acc_in[s]),
-                                 rq.i.payload.mult[s].eq(Mux(is_vk, cmd.vk_mult, tp.mult[s])),
-                                 rq.i.payload.shift[s].eq(Mux(is_vk, cmd.vk_shift, tp.shift[s]))]
-                rq_addr_in = taddr
-            m.d.comb += [rq.o.ready.eq(1), hs.o.ready.eq(1), at.o.ready.eq(1),
-                         hs.i.valid.eq(post_valid & plain & (post == Post.HSWISH)),
-                         hs.i.payload.three.eq(three)]
+                rq_valid = post_valid & ((plain & (post == Post.REQUANT)) | is_vk)
+                acc_pp = acc_in
+                rq_mult = [Mux(is_vk, cmd.vk_mult, tp.mult[s]) for s in range(S)]
+                rq_shift = [Mux(is_vk, cmd.vk_shift, tp.shift[s]) for s in range(S)]
+                addr_in = taddr
+            # the mode is the command's; it changes only between commands (after their last write)
+            mode = Mux(is_q, PostMode.ATTN, Mux(plain & (post == Post.HSWISH) & ~is_pool, PostMode.HSWISH,
+                                                 PostMode.REQUANT))
+            m.d.comb += [pp.i.valid.eq(rq_valid | hs_valid | att_valid), pp.i.payload.mode.eq(mode),
+                         pp.i.payload.three.eq(three), pp.i.payload.den.eq(den),
+                         pp.i.payload.log2_offset.eq(cmd.log2_offset)]
             for s in range(S):
-                m.d.comb += [hs.i.payload.acc[s].eq(acc_in[s]), hs.i.payload.h_mult[s].eq(tp.h_mult[s]),
-                             hs.i.payload.h_shift[s].eq(tp.h_shift[s]),
-                             hs.i.payload.offset[s].eq(tp.offset[s]),
-                             hs.i.payload.mult[s].eq(tp.mult[s]), hs.i.payload.shift[s].eq(tp.shift[s])]
-            # attention output: numerators of this engine, the token's divisor
-            den = Mux(pair0, results[0][0], div_r[e].data)
-            m.d.comb += [at.i.valid.eq(post_valid & is_q & ~tile0[e]), at.i.payload.den.eq(den),
-                         at.i.payload.mult.eq(cmd.num_mult), at.i.payload.shift.eq(cmd.num_shift),
-                         at.i.payload.offset.eq(cmd.log2_offset)]
-            for s in range(S):
-                m.d.comb += at.i.payload.num[s].eq(acc_in[s])
-            rq_addr = _delay(m, rq_addr_in, Requantizer.LATENCY, f"rq_addr{e}")
-            hs_addr = _delay(m, taddr, Hardswish.LATENCY, f"hs_addr{e}")
-            at_addr = _delay(m, taddr, AttentionOutput.LATENCY, f"at_addr{e}")
+                m.d.comb += [pp.i.payload.acc[s].eq(acc_pp[s]),
+                             # the front requantizer: the plain scale, Hardswish's pre-activation
+                             # scale, or the attention dividend's
+                             pp.i.payload.mult[s].eq(Mux(is_q, cmd.num_mult, Mux(hs_valid, tp.h_mult[s],
+                                                                                 rq_mult[s]))),
+                             pp.i.payload.shift[s].eq(Mux(is_q, cmd.num_shift, Mux(hs_valid, tp.h_shift[s],
+                                                                                   rq_shift[s]))),
+                             pp.i.payload.mult2[s].eq(tp.mult[s]), pp.i.payload.shift2[s].eq(tp.shift[s]),
+                             pp.i.payload.offset[s].eq(tp.offset[s])]
+            # the result's address leaves with it: the tap of its mode's latency
+            taps = [addr_in]
+            for k in range(PostProcessor.LATENCY):
+                taps.append(_delay(m, taps[-1], 1, f"post_addr{e}_{k}"))
+            rq_addr = taps[_POST_LAT[PostMode.REQUANT]]
+            pp_addr = Mux(mode == PostMode.ATTN, taps[_POST_LAT[PostMode.ATTN]],
+                          Mux(mode == PostMode.HSWISH, taps[_POST_LAT[PostMode.HSWISH]], rq_addr))
+            pp_q = pp.o.payload.q.as_value()
             b_wr = (self.b_wr0, self.b_wr1)[e]
             o_wr = (self.o_wr0, self.o_wr1)[e]
             w_wr = (self.w_wr0, self.w_wr1)[e]
@@ -777,36 +794,27 @@ class ComputingCore(wiring.Component):
                          o_wr.addr.eq(taddr)]
             for s in range(S):
                 m.d.comb += o_wr.data[s].eq(acc_in[s])
-            rq_b = rq.o.valid & ~is_vk  # requantized results to B (vk results go to the weights)
+            pp_b = pp.o.valid & ~is_vk  # results to B (the vk rows and sum k go to the weights)
+            pp_w = pp.o.valid & is_vk
             if e == 0:
                 add_addr = _delay(m, oaddr1[0], ResidualAdder.LATENCY, "add_addr")
                 m.d.comb += [
-                    b_wr.en.eq(rq_b | hs.o.valid | adder.o.valid | at.o.valid),
-                    b_wr.addr.eq(Mux(adder.o.valid, add_addr, Mux(hs.o.valid, hs_addr,
-                                                                   Mux(at.o.valid, at_addr, rq_addr)))),
-                    b_wr.data.eq(Mux(adder.o.valid, adder.o.payload.q.as_value(),
-                                     Mux(hs.o.valid, hs.o.payload.q.as_value(),
-                                         Mux(at.o.valid, at.o.payload.q.as_value(),
-                                             rq.o.payload.q.as_value())))),
+                    b_wr.en.eq(pp_b | adder.o.valid),
+                    b_wr.addr.eq(Mux(adder.o.valid, add_addr, pp_addr)),
+                    b_wr.data.eq(Mux(adder.o.valid, adder.o.payload.q.as_value(), pp_q)),
                     # sum k, requantized: lane row 0 of the divisor tile's chunk
-                    w_wr.en.eq(rq.o.valid & is_vk), w_wr.addr.eq(rq_addr),
-                    w_wr.data.eq(rq.o.payload.q.as_value()),
+                    w_wr.en.eq(pp_w), w_wr.addr.eq(rq_addr), w_wr.data.eq(pp_q),
                 ]
             else:
-                m.d.comb += [b_wr.en.eq(rq_b | hs.o.valid | at.o.valid),
-                             b_wr.addr.eq(Mux(hs.o.valid, hs_addr, Mux(at.o.valid, at_addr, rq_addr))),
-                             b_wr.data.eq(Mux(hs.o.valid, hs.o.payload.q.as_value(),
-                                              Mux(at.o.valid, at.o.payload.q.as_value(),
-                                                  rq.o.payload.q.as_value())))]
+                m.d.comb += [b_wr.en.eq(pp_b), b_wr.addr.eq(pp_addr), b_wr.data.eq(pp_q)]
                 # vk rows: collected into a weight chunk (row m = lane m), written with the last row
-                row = _delay(m, ser["idx"], Requantizer.LATENCY, "vk_row")
+                row = _delay(m, ser["idx"], _POST_LAT[PostMode.REQUANT], "vk_row")
                 rows = [Signal(self._word, name=f"vk_row{r}") for r in range(c.m)]
                 for r in range(c.m):
-                    with m.If(rq.o.valid & is_vk & (row == r)):
-                        m.d.sync += rows[r].eq(rq.o.payload.q)
-                chunk = Cat(*[Mux(row == r, rq.o.payload.q.as_value(), rows[r].as_value())
-                              for r in range(c.m)])
-                m.d.comb += [w_wr.en.eq(rq.o.valid & is_vk & (row == c.m - 1)), w_wr.addr.eq(rq_addr),
+                    with m.If(pp_w & (row == r)):
+                        m.d.sync += rows[r].eq(pp_q)
+                chunk = Cat(*[Mux(row == r, pp_q, rows[r].as_value()) for r in range(c.m)])
+                m.d.comb += [w_wr.en.eq(pp_w & (row == c.m - 1)), w_wr.addr.eq(rq_addr),
                              w_wr.data.eq(chunk)]
             if e == 1:
                 dw_write = b_wr.en & is_dw

@@ -7,7 +7,7 @@ from amaranth.lib.wiring import In, Out
 from hw.params import check_bool
 from quant.arith import PACK_SHIFT
 
-__all__ = ["DualMultiplier", "paired_products", "paired_dsps"]
+__all__ = ["DualMultiplier", "paired_products", "paired_dsps", "product_dsps"]
 
 
 class DualMultiplier(wiring.Component):
@@ -70,6 +70,18 @@ def paired_products(m, p, lanes, columns, shared, operand, packing):
             if pair:
                 products[j + 1][k] = p.stage(mul.p1, f"prod_{j + 1}_{k}")
     return products
+
+
+def product_dsps(a_bits, b_bits):
+    """DSP48E2 slices of one product of a signed ``a_bits`` and a signed ``b_bits`` operand (an
+    unsigned operand counts one bit more) as synthesis splits it: one when it fits the 27 x 18
+    multiplier, else one per 26-bit piece of the wider operand against the narrower (up to 18
+    bits; wider pairs split both). Checked against Yosys by ``make resources``."""
+    a, b = max(a_bits, b_bits), min(a_bits, b_bits)
+    pieces = lambda n, first: 1 + max(0, -(-(n - first) // (first - 1)))  # noqa: E731
+    if b <= 18:
+        return pieces(a, 27)
+    return pieces(a, 27) * pieces(b, 18)
 
 
 def paired_dsps(lanes, columns, packing):

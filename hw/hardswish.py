@@ -8,7 +8,7 @@ from hw.params import check_int
 from hw.pipeline import Pipeline, StreamUnit
 from hw.requantizer import Requantizer, requantize_stages
 
-__all__ = ["Hardswish"]
+__all__ = ["Hardswish", "hswish_tail_stages"]
 
 
 class Hardswish(StreamUnit, wiring.Component):
@@ -76,16 +76,26 @@ class Hardswish(StreamUnit, wiring.Component):
         for k in range(self._p["lanes"]):
             h = requantize_stages(p, b.acc[k], b.h_mult[k], b.h_shift[k], self._p["shift_bits"], hb,
                                   f"pre{k}")
-            # clamp(h + T, 0, 2T): h + T is hswish_bits + 1 bits signed.
-            t = h + three
-            g = p.stage(Mux(t < 0, 0, Mux(t > 2 * three, 2 * three, t)), f"gate{k}", unsigned(hb))
-            h1 = p.stage(h, f"h{k}")
-            prod = p.stage(h1 * g, f"prod{k}", signed(2 * hb + 1))
-            offset = p.delay(b.offset[k], rq + 2, f"offset{k}")
-            diff = p.stage(prod - offset, f"diff{k}", signed(max(2 * hb + 1, len(offset)) + 1))
-            mult = p.delay(b.mult[k], rq + 3, f"mult{k}")
-            shift = p.delay(b.shift[k], rq + 3, f"shift{k}")
-            q = requantize_stages(p, diff, mult, shift, self._p["shift_bits"], self._p["out_bits"],
-                                  f"out{k}")
+            q = hswish_tail_stages(p, h, three, p.delay(b.offset[k], rq, f"offset{k}"),
+                                   p.delay(b.mult[k], rq, f"mult{k}"), p.delay(b.shift[k], rq, f"shift{k}"),
+                                   self._p["shift_bits"], self._p["out_bits"], f"tail{k}")
             m.d.comb += self.o.payload.q[k].eq(q)
         return m
+
+
+def hswish_tail_stages(p, h, three, offset, mult, shift, shift_bits, out_bits, name):
+    """The Hardswish after its pre-activation, six stages of pipeline ``p`` for one lane:
+    ``g = clamp(h + T, 0, 2T)`` (T = ``three``), the product ``h * g`` (one DSP48E2), minus the
+    filter-wise shift ``offset``, requantized with ``mult``/``shift`` to signed ``out_bits``.
+    ``h`` is the registered signed pre-activation; ``three``, ``offset``, ``mult`` and ``shift``
+    are given in its stage. Shared by :class:`Hardswish` and the core's post-processing path."""
+    hb = len(h)
+    # clamp(h + T, 0, 2T): h + T is hswish_bits + 1 bits signed.
+    t = h + three
+    g = p.stage(Mux(t < 0, 0, Mux(t > 2 * three, 2 * three, t)), f"{name}_gate", unsigned(hb))
+    h1 = p.stage(h, f"{name}_h")
+    prod = p.stage(h1 * g, f"{name}_prod", signed(2 * hb + 1))
+    offset = p.delay(offset, 2, f"{name}_offset")
+    diff = p.stage(prod - offset, f"{name}_diff", signed(max(2 * hb + 1, len(offset)) + 1))
+    return requantize_stages(p, diff, p.delay(mult, 3, f"{name}_mult"), p.delay(shift, 3, f"{name}_shift"),
+                             shift_bits, out_bits, f"{name}_out")

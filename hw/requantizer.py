@@ -1,12 +1,12 @@
 """Dyadic requantizer (paper eq. 12), per-channel multipliers and shifts."""
 
-from amaranth.hdl import Module, signed, unsigned
+from amaranth.hdl import Module, Mux, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from hw.params import check_int
 from hw.pipeline import Pipeline
-from hw.rounding import pre_shift, round_saturate
+from hw.rounding import pre_shift, round_saturate, saturate
 
 __all__ = ["Requantizer", "requantize_stages", "round_stages"]
 
@@ -71,20 +71,27 @@ class Requantizer(wiring.Component):
         return m
 
 
-def requantize_stages(p, acc, b, c, shift_bits, out_bits, name):
+def requantize_stages(p, acc, b, c, shift_bits, out_bits, name, narrow=()):
     """The requantizer's three stages inside pipeline ``p``: ``clamp(round_half_up(acc*b/2**c))``
     for one lane, returned as the registered signed ``out_bits`` result. Shared by
-    :class:`Requantizer` and the post-processing units that requantize mid-pipeline."""
+    :class:`Requantizer` and the post-processing units that requantize mid-pipeline.
+    ``narrow``: (condition, bits) pairs; where a condition (given in the last stage, two stages
+    after ``acc``) holds, the result saturates to signed ``bits`` instead (bits < out_bits)."""
     # Stage 1: the product (a DSP's multiplier with its M register).
     prod = p.stage(acc * b, f"{name}_prod", signed(len(acc) + len(b) + 1))
-    return round_stages(p, prod, p.stage(c, f"{name}_shift"), shift_bits, out_bits, name)
+    return round_stages(p, prod, p.stage(c, f"{name}_shift"), shift_bits, out_bits, name, narrow)
 
 
-def round_stages(p, value, c, shift_bits, out_bits, name):
+def round_stages(p, value, c, shift_bits, out_bits, name, narrow=()):
     """Two stages of pipeline ``p``: ``clamp(round_half_up(value / 2**c))`` to signed
-    ``out_bits`` (``c`` unsigned ``shift_bits``), registered."""
+    ``out_bits`` (``c`` unsigned ``shift_bits``), registered; ``narrow`` as in
+    :func:`requantize_stages` (its conditions given one stage after ``value``)."""
     # Stage 1: arithmetic shift by c-1; c = 0 passes the value unrounded.
     pre = p.stage(pre_shift(value, c, shift_bits), f"{name}_pre", value.shape())
     rounds = p.stage(c != 0, f"{name}_rounds")
-    # Stage 2: (t + 1) >>> 1 completes round-half-up; then saturate.
-    return p.stage(round_saturate(pre, rounds, out_bits), f"{name}_q", signed(out_bits))
+    # Stage 2: (t + 1) >>> 1 completes round-half-up; then saturate (clamps nest: saturating
+    # the out_bits result again to fewer bits equals saturating to them directly).
+    q = round_saturate(pre, rounds, out_bits)
+    for cond, bits in narrow:
+        q = Mux(cond, saturate(q, bits), q)
+    return p.stage(q, f"{name}_q", signed(out_bits))

@@ -3,6 +3,7 @@
 from amaranth.hdl import Module, signed, unsigned
 from amaranth.lib import data, wiring
 
+from hw.dual_multiplier import product_dsps
 from hw.params import check_int
 from hw.pipeline import Pipeline, StreamUnit
 from hw.requantizer import round_stages
@@ -52,6 +53,11 @@ class ResidualAdder(StreamUnit, wiring.Component):
         params = dict(lanes=lanes, in_bits=in_bits, mult_bits=mult_bits, shift_bits=shift_bits,
                       out_bits=out_bits)
         self._stream_init(params, in_layout, out_layout)
+
+    @property
+    def dsps(self):
+        """DSP48E2 slices: two products per lane (``hw.dual_multiplier.product_dsps``)."""
+        return self._p["lanes"] * 2 * product_dsps(self._p["in_bits"], self._p["mult_bits"] + 1)
 
     def elaborate(self, platform):
         m = Module()

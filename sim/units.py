@@ -18,6 +18,7 @@ from hw.config import AcceleratorConfig
 from hw.hardswish import Hardswish
 from hw.log2_quantizer import Log2Quantizer
 from hw.mat_engine import MatEngine
+from hw.post_processor import PostMode, PostProcessor
 from hw.requantizer import Requantizer
 from hw.residual_adder import ResidualAdder
 from hw.rmac_engine import RMacEngine
@@ -398,10 +399,67 @@ UNITS = {
                                   w, dut.lanes, dut.rmacs, dut.params["requantize"])),
 }
 
+
+# -- the core's post-processing path: each mode on the vectors of the unit it stands for ---------
+_POST_VECTOR = ("acc", "mult", "shift", "mult2", "shift2", "offset")  # per lane; the rest per vector
+_POST_FIELDS = {  # mode: (unit, {post-processor field: that unit's field})
+    PostMode.REQUANT: ("requantizer", {"acc": "acc", "mult": "mult", "shift": "shift"}),
+    PostMode.HSWISH: ("hardswish", {"acc": "acc", "mult": "h_mult", "shift": "h_shift", "mult2": "mult",
+                                    "shift2": "shift", "offset": "offset", "three": "three"}),
+    PostMode.ATTN: ("attention_output", {"acc": "num", "mult": "mult", "shift": "shift", "den": "den",
+                                         "log2_offset": "offset"}),
+}
+
+
+class _AsUnit:
+    """A PostProcessor seen as the unit one of its modes stands for (its parameters named as that
+    unit's), so the unit's stimulus and golden function apply unchanged."""
+
+    def __init__(self, dut, unit):
+        p = dut.params
+        self.lanes = p["lanes"]
+        self.params = {k: p[k] for k in ("lanes", "acc_bits", "mult_bits", "shift_bits", "out_bits")}
+        if unit == "hardswish":
+            self.params |= {"hswish_bits": p["hswish_bits"], "offset_bits": p["offset_bits"]}
+        if unit == "attention_output":
+            self.params |= {"dividend_bits": p["dividend_bits"], "offset_bits": p["log2_offset_bits"],
+                            "lo": p["lo"], "hi": p["hi"]}
+
+
+def _post_spec(mode):
+    unit, fields = _POST_FIELDS[mode]
+    spec = UNITS[unit]
+
+    def to_post(b, dut):
+        n = len(b[next(iter(fields.values()))])
+        out = {"mode": np.full(n, int(mode), np.int64)}
+        for f in ("acc", "mult", "shift", "mult2", "shift2", "offset", "three", "den", "log2_offset"):
+            v = np.asarray(b[fields[f]]) if f in fields else np.zeros(n, np.int64)
+            if f in _POST_VECTOR and v.ndim == 1:  # a per-vector value on every lane
+                v = np.repeat(v[:, None], dut.lanes, axis=1)
+            out[f] = v
+        return out
+
+    def from_post(b):
+        back = {v: b[k] for k, v in fields.items()}
+        if unit == "attention_output":  # per-tensor multiplier and shift: lane 0's
+            back["mult"], back["shift"] = b["mult"][:, 0], b["shift"][:, 0]
+        return back
+
+    return UnitSpec(f"post_processor_{mode.name.lower()}", PostProcessor,
+                    lambda rng, n, dut: to_post(spec.random(rng, n, _AsUnit(dut, unit)), dut),
+                    lambda dut: to_post(spec.corners(_AsUnit(dut, unit)), dut),
+                    lambda b, dut: spec.golden(from_post(b), _AsUnit(dut, unit)))
+
+
+for _mode in PostMode:
+    UNITS[f"post_processor_{_mode.name.lower()}"] = _post_spec(_mode)
+
 # Configurations every testbench run covers: the paper's unit parameters, plus odd sizes that
 # exercise lane counts and widths the paper's configuration does not.
 _paper = AcceleratorConfig().unit_params()
-TEST_CONFIGS = [(name, params) for name, params in _paper.items()] + [
+TEST_CONFIGS = [(name, params) for name, params in _paper.items() if name != "post_processor"] + [
+    (f"post_processor_{mode.name.lower()}", _paper["post_processor"]) for mode in PostMode] + [
     ("log2_quantizer", dict(width=13, offset_bits=4, lo=-3, hi=5)),
     ("requantizer", dict(lanes=3, acc_bits=20, mult_bits=9, shift_bits=5, out_bits=8)),
     ("adder_tree", dict(inputs=5, width=8, signed=True)),
