@@ -69,12 +69,27 @@ def _load_config(args):
     return check_fits(cfg)
 
 
+def design_dsps(cfg):
+    """DSP48E2 slices of the generated design by what holds them: the cores' engines (the int8
+    multipliers), their post-processing paths and residual adders (``ComputingCore.dsps``); the
+    rest of the accelerator has none."""
+    from hw.core import ComputingCore
+
+    core = ComputingCore(cfg)
+    core._MustUse__silence = True  # built for its count only
+    return {name: cfg.cores * n for name, n in core.dsps().items()}
+
+
 def check_fits(cfg):
-    """``cfg`` if its multipliers fit the board's DSP48E2s and its buffers its BRAM36, else a
+    """``cfg`` if the design's DSP48E2 fit the board's and its buffers its BRAM36, else a
     one-line ConfigError."""
-    if cfg.dsps > DEVICE["dsp48e2"]:
-        raise ConfigError(f"{cfg.name} needs {cfg.dsps} DSP48E2 for {cfg.multipliers} multipliers; "
-                          f"the {DEVICE['board']} ({DEVICE['part']}) has {DEVICE['dsp48e2']}")
+    dsps = design_dsps(cfg)
+    total = sum(dsps.values())
+    if total > DEVICE["dsp48e2"]:
+        engines = dsps["mat_engine"] + dsps["rmac_engine"]
+        raise ConfigError(f"{cfg.name} needs {total} DSP48E2 ({engines} for {cfg.multipliers} int8 "
+                          f"multipliers, {total - engines} for post-processing); the {DEVICE['board']} "
+                          f"({DEVICE['part']}) has {DEVICE['dsp48e2']}")
     if cfg.bram36 > DEVICE["bram36"]:
         raise ConfigError(f"{cfg.name} needs {cfg.bram36} BRAM36 for its buffers "
                           f"({', '.join(f'{b.name} {b.bram36}' for b in cfg.buffers())}); the "
@@ -110,7 +125,7 @@ def generate(cfg, out, log=print):
     texts["README.md"] = _readme(cfg, verilog_files)
     manifest = {"generator": "trio-vit", "config_name": cfg.name, "config_hash": cfg.hash,
                 "config": cfg.to_dict(), "target": DEVICE, "multipliers": cfg.multipliers,
-                "dsp48e2": cfg.dsps, "peak_gmacs": cfg.peak_gmacs, "top": TOP_MODULE,
+                "dsp48e2": sum(design_dsps(cfg).values()), "peak_gmacs": cfg.peak_gmacs, "top": TOP_MODULE,
                 "modules": [{"module": TOP_MODULE, "file": f"verilog/{TOP_MODULE}.v",
                              "what": "the top Vivado references: flat ports with interface attributes"},
                             {"module": inner, "file": f"verilog/{inner}.v",
@@ -173,11 +188,13 @@ def _model_csv(report):
 def resource_estimate(cfg):
     """DSP48E2 and BRAM36 from the configuration (the multipliers and the buffers' banks), against
     the part's capacity; ``make resources`` adds yosys's counts of the synthesized design."""
-    return {"source": "configuration (hw.config): multipliers / 2 per DSP48E2 with packing; buffer banks",
-            "note": "the engines' multipliers and the buffers only; the cores' other multipliers and logic "
-                    "are counted by make resources (report/resources_yosys.json)",
+    dsps = design_dsps(cfg)
+    return {"source": "configuration: the units' DSP48E2 (ComputingCore.dsps: packed engines, "
+                      "post-processing products as synthesis splits them) and the buffers' banks",
+            "note": "LUT, FF and the cores' other logic are counted by make resources "
+                    "(report/resources_yosys.json)",
             "config_name": cfg.name, "config_hash": cfg.hash,
-            "dsp48e2": cfg.dsps, "bram36": cfg.bram36,
+            "dsp48e2": sum(dsps.values()), "dsp48e2_by_unit": dsps, "bram36": cfg.bram36,
             "bram36_by_buffer": {b.name: b.bram36 for b in cfg.buffers()},
             "part": DEVICE["part"], "part_dsp48e2": DEVICE["dsp48e2"], "part_bram36": DEVICE["bram36"]}
 
@@ -229,7 +246,8 @@ def main(argv=None):
         sys.stderr.write(f"{PROG}: error: {e}\n")
         return 2
     print(f"trio-vit: configuration {cfg.name} (hash {cfg.hash}): {cfg.multipliers} int8 "
-          f"multipliers on {cfg.dsps} DSP48E2, {cfg.peak_gmacs:g} GMAC/s peak at {cfg.freq_mhz:g} MHz")
+          f"multipliers on {cfg.dsps} DSP48E2 ({sum(design_dsps(cfg).values())} with the post-processing), "
+          f"{cfg.peak_gmacs:g} GMAC/s peak at {cfg.freq_mhz:g} MHz")
     try:
         generate(cfg, args.out)
     except OSError as e:

@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+from gen.cli import design_dsps
 from hw.config import PRESETS
 
 
@@ -32,7 +33,9 @@ def test_emits_the_whole_accelerator_and_its_vivado_project(small_build):
     assert cfg.name in proc.stdout and "elaborated in" in proc.stdout
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["config_hash"] == cfg.hash and manifest["config"] == cfg.to_dict()
-    assert manifest["dsp48e2"] == cfg.dsps and manifest["multipliers"] == cfg.multipliers
+    dsps = design_dsps(cfg)  # the engines' packed multipliers and the post-processing products
+    assert dsps["mat_engine"] + dsps["rmac_engine"] == cfg.dsps
+    assert manifest["dsp48e2"] == sum(dsps.values()) and manifest["multipliers"] == cfg.multipliers
     assert manifest["top"] == "trio_vit"
     modules = [m["module"] for m in manifest["modules"]]
     assert modules == ["trio_vit", "trio_accelerator", "trio_computing_core"]
@@ -54,7 +57,8 @@ def test_emits_the_whole_accelerator_and_its_vivado_project(small_build):
                                                                        ("b2", 256)]
     assert all(r.get("fps", 0) > 0 or r["error"] for r in model["rows"]) and model["config_hash"] == cfg.hash
     res = json.loads((out / "report/resources.json").read_text())
-    assert res["dsp48e2"] == cfg.dsps and res["bram36"] == cfg.bram36 <= res["part_bram36"]
+    assert res["dsp48e2"] == sum(dsps.values()) and res["dsp48e2_by_unit"] == dsps
+    assert res["bram36"] == cfg.bram36 <= res["part_bram36"]
     assert "vivado -mode batch -source vivado/build.tcl" in (out / "README.md").read_text()
 
 
@@ -69,7 +73,8 @@ def test_verilog_compiles_with_iverilog(small_build, tmp_path):
 @pytest.mark.parametrize("args,msg", [
     (["--cores", "0"], "argument --cores: expected a positive integer, got 0"),
     (["--cores", "x"], "argument --cores: expected a positive integer, got 'x'"),
-    (["--cores", "40"], "8x8+8x8x40 needs 2560 DSP48E2 for 5120 multipliers; the ZCU102"),
+    (["--cores", "18"], "8x8+8x8x18 needs 2592 DSP48E2 (1152 for 2304 int8 multipliers, 1440 for "
+                        "post-processing); the ZCU102"),
     (["--config", "huge"], "unknown configuration 'huge'"),
     (["--config", "missing.json"], "cannot read configuration file missing.json"),
     (["--freq", "0"], "freq_mhz must be between 1 and 1000, not 0.0"),
