@@ -44,8 +44,11 @@ endmodule
 """
 
 
-def synthesize(component, name, workdir, boxes=None):
+def synthesize(component, name, workdir, boxes=None, flatten=False):
     """Cell counts of ``component`` after synth_xilinx -family xcup; (counts, seconds).
+    ``flatten``: synthesize the hierarchy flattened, as Vivado does by default (the computing
+    core: Yosys 0.70's ABC9 fails an internal assertion, ``count_id(wire->name) == 0``, when it
+    maps the core's own module with its units left as separate modules).
     ``boxes``: {module name: component} of modules the design instantiates (``Instance``) that
     stay black boxes; with them, the global buffers (memories ``core.mem_*`` and ``core.aux*``)
     become black boxes too, counted as ``buffers``."""
@@ -63,7 +66,7 @@ def synthesize(component, name, workdir, boxes=None):
                    "chtype -set trio_buffer t:$mem_v2 n:*core.mem_* n:*core.aux* %u %i"]
     else:
         script.append(f"read_rtlil {name}.il")
-    script += [f"synth_xilinx -family xcup -noiopad -top {name}",
+    script += [f"synth_xilinx -family xcup -noiopad{' -flatten' if flatten else ''} -top {name}",
                "tee -q -o stat.json stat -json -tech xilinx"]
     (work / "synth.ys").write_text("\n".join(script) + "\n")
     start = time.time()
@@ -154,7 +157,7 @@ def _core(name):
         print(f"error: {e}", file=sys.stderr)
         return 2
     with tempfile.TemporaryDirectory() as tmp:
-        c, secs = synthesize(dut, "trio_core", tmp)
+        c, secs = synthesize(dut, "trio_core", tmp, flatten=True)
     print("| computing core | DSP48E2 | LUT | FF | CARRY | LUTRAM | BRAM36 | BRAM18 | synthesis s |")
     print("|---|---|---|---|---|---|---|---|---|")
     print(f"| {cfg.name} (one core) | {c['DSP48E2']} | {c['LUT']} | {c['FF']} | {c['CARRY']} | "
@@ -200,7 +203,7 @@ def _accelerator(name, out):
     print(f"synthesizing one computing core of {cfg.name} (Yosys synth_xilinx -family xcup) ...", flush=True)
     one = ComputingCore(cfg, acc.addr_bits)
     with tempfile.TemporaryDirectory() as tmp:
-        core, t_core = synthesize(one, CORE_MODULE, tmp)
+        core, t_core = synthesize(one, CORE_MODULE, tmp, flatten=True)
     counted = _compare_dsps(one, core)
     print(f"  {t_core:.0f} s; now the rest, with the {cfg.cores} cores and the buffers as black boxes ...",
           flush=True)
