@@ -4,7 +4,7 @@ from amaranth.hdl import Module, signed, unsigned
 from amaranth.lib import data, wiring
 
 from hw.log2_quantizer import log2_stages
-from hw.params import check_int
+from hw.params import check_clip_range, check_widths
 from hw.pipeline import Pipeline, StreamUnit
 from hw.requantizer import Requantizer, requantize_stages
 from hw.shifter_array import shift_divide_stages
@@ -46,15 +46,9 @@ class AttentionOutput(StreamUnit, wiring.Component):
 
     def __init__(self, lanes=8, acc_bits=32, mult_bits=16, shift_bits=6, dividend_bits=16,
                  offset_bits=6, lo=-8, hi=7, out_bits=8):
-        check_int("Lane count", lanes, 1, 256)
-        check_int("Accumulator width", acc_bits, 2, 48)
-        check_int("Multiplier width", mult_bits, 1, 24)
-        check_int("Shift width", shift_bits, 1, 6)
-        check_int("Dividend width", dividend_bits, 2, 32)
-        check_int("Offset width", offset_bits, 2, 16)
-        check_int("Output width", out_bits, 2, 32)
-        if type(lo) is not int or type(hi) is not int or not lo < hi or max(-lo, hi) > 31:
-            raise ValueError(f"Clip range must be integers with lo < hi within +-31, not ({lo!r}, {hi!r})")
+        check_widths(lanes=lanes, acc_bits=acc_bits, mult_bits=mult_bits, shift_bits=shift_bits,
+                     dividend_bits=dividend_bits, log2_offset_bits=offset_bits, out_bits=out_bits)
+        check_clip_range(lo, hi)
         in_layout = data.StructLayout({
             "num": data.ArrayLayout(signed(acc_bits), lanes), "den": unsigned(acc_bits),
             "mult": unsigned(mult_bits), "shift": unsigned(shift_bits), "offset": signed(offset_bits),

@@ -4,7 +4,7 @@
 from amaranth.hdl import Module, Mux, signed, unsigned
 from amaranth.lib import data, wiring
 
-from hw.params import check_int
+from hw.params import check_widths
 from hw.pipeline import Pipeline, StreamUnit
 from hw.requantizer import Requantizer, requantize_stages
 
@@ -47,13 +47,8 @@ class Hardswish(StreamUnit, wiring.Component):
 
     def __init__(self, lanes=8, acc_bits=32, mult_bits=16, shift_bits=6, out_bits=8, hswish_bits=12,
                  offset_bits=24):
-        check_int("Lane count", lanes, 1, 256)
-        check_int("Accumulator width", acc_bits, 2, 48)
-        check_int("Multiplier width", mult_bits, 1, 24)
-        check_int("Shift width", shift_bits, 1, 6)
-        check_int("Output width", out_bits, 2, 32)
-        check_int("Pre-activation width", hswish_bits, 4, 16)
-        check_int("Shift offset width", offset_bits, 2, 32)
+        check_widths(lanes=lanes, acc_bits=acc_bits, mult_bits=mult_bits, shift_bits=shift_bits,
+                     out_bits=out_bits, hswish_bits=hswish_bits, shift_offset_bits=offset_bits)
         vec = lambda shape: data.ArrayLayout(shape, lanes)  # noqa: E731
         in_layout = data.StructLayout({
             "acc": vec(signed(acc_bits)),

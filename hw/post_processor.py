@@ -9,7 +9,7 @@ from amaranth.lib import data, wiring
 from hw.dual_multiplier import product_dsps
 from hw.hardswish import hswish_tail_stages
 from hw.log2_quantizer import log2_stages
-from hw.params import check_int
+from hw.params import check_clip_range, check_widths
 from hw.pipeline import Pipeline, StreamUnit
 from hw.requantizer import Requantizer, requantize_stages
 from hw.shifter_array import shift_divide_stages
@@ -77,17 +77,10 @@ class PostProcessor(StreamUnit, wiring.Component):
                  hswish_bits=arith.HSWISH_BITS, offset_bits=arith.SHIFT_OFFSET_BITS,
                  dividend_bits=arith.DIVIDEND_BITS, log2_offset_bits=arith.OFFSET_BITS,
                  lo=arith.LOG2_MIN, hi=arith.LOG2_MAX):
-        check_int("Lane count", lanes, 1, 256)
-        check_int("Accumulator width", acc_bits, 2, 48)
-        check_int("Multiplier width", mult_bits, 1, 24)
-        check_int("Shift width", shift_bits, 1, 6)
-        check_int("Output width", out_bits, 2, 32)
-        check_int("Pre-activation width", hswish_bits, 4, 16)
-        check_int("Shift offset width", offset_bits, 2, 32)
-        check_int("Dividend width", dividend_bits, 2, 32)
-        check_int("Offset width", log2_offset_bits, 2, 16)
-        if type(lo) is not int or type(hi) is not int or not lo < hi or max(-lo, hi) > 31:
-            raise ValueError(f"Clip range must be integers with lo < hi within +-31, not ({lo!r}, {hi!r})")
+        check_widths(lanes=lanes, acc_bits=acc_bits, mult_bits=mult_bits, shift_bits=shift_bits,
+                     out_bits=out_bits, hswish_bits=hswish_bits, shift_offset_bits=offset_bits,
+                     dividend_bits=dividend_bits, log2_offset_bits=log2_offset_bits)
+        check_clip_range(lo, hi)
         vec = lambda shape: data.ArrayLayout(shape, lanes)  # noqa: E731
         in_layout = data.StructLayout({
             "mode": unsigned(2), "acc": vec(signed(acc_bits)),

@@ -4,7 +4,7 @@ from amaranth.hdl import Module, Mux, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from hw.params import check_int
+from hw.params import check_widths
 from hw.pipeline import Pipeline
 from hw.rounding import pre_shift, round_saturate, saturate
 
@@ -37,11 +37,8 @@ class Requantizer(wiring.Component):
     """
 
     def __init__(self, lanes=8, acc_bits=32, mult_bits=16, shift_bits=6, out_bits=8):
-        check_int("Lane count", lanes, 1, 256)
-        check_int("Accumulator width", acc_bits, 2, 48)
-        check_int("Multiplier width", mult_bits, 1, 24)
-        check_int("Shift width", shift_bits, 1, 6)
-        check_int("Output width", out_bits, 2, 32)
+        check_widths(lanes=lanes, acc_bits=acc_bits, mult_bits=mult_bits, shift_bits=shift_bits,
+                     out_bits=out_bits)
         self._lanes, self._acc_bits, self._mult_bits = lanes, acc_bits, mult_bits
         self._shift_bits, self._out_bits = shift_bits, out_bits
         in_layout = data.StructLayout({

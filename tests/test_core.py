@@ -293,3 +293,11 @@ def test_attention_cut_by_heads_uses_each_cores_aux_buffer(d):
     np.testing.assert_array_equal(np.concatenate(heads), want)
     assert cycles == sum(core_cycles(cfg, c, ComputingCore(cfg)) for c in plans[0].all_commands())
     assert cwd * 2 * per * (1 + cwd) <= 64  # the vk chunks fit the aux buffer
+
+
+def test_core_dsps_by_unit():
+    """The paper's core: 64 DSP48E2 in the packed engines, 80 in the post-processing (two
+    PostProcessors and the residual adder): 144, so 16 cores take 2,304 of the ZCU102's 2,520."""
+    core = ComputingCore(PRESETS["paper"])
+    core._MustUse__silence = True
+    assert core.dsps() == {"mat_engine": 32, "rmac_engine": 32, "post_processor": 64, "residual_adder": 16}

@@ -10,7 +10,9 @@ from hw.adder_tree import AdderTree
 from hw.attention_output import AttentionOutput
 from hw.hardswish import Hardswish
 from hw.log2_quantizer import Log2Quantizer
+from hw.dual_multiplier import product_dsps
 from hw.mat_engine import MatEngine
+from hw.post_processor import PostMode, PostProcessor
 from hw.requantizer import Requantizer
 from hw.residual_adder import ResidualAdder
 from hw.rmac_engine import RMacEngine
@@ -69,6 +71,16 @@ def test_latency_property_is_measured_latency(cls, kwargs):
     assert _measured_latency(dut) == dut.latency
 
 
+def test_post_processor_latency_by_mode_is_measured_latency():
+    """Each mode leaves from its own stage: 3 (requantize), 9 (Hardswish), 5 (attention)."""
+    for mode in PostMode:
+        dut = PostProcessor(lanes=2)
+        beat = int(mode) << dut.i.payload.shape()["mode"].offset
+        assert _measured_latency(dut, beat) == dut.latency_of(mode) == PostProcessor.LATENCIES[mode]
+    assert [PostProcessor.LATENCIES[md] for md in PostMode] == [Requantizer.LATENCY, Hardswish.LATENCY,
+                                                                 AttentionOutput.LATENCY]
+
+
 @pytest.mark.parametrize("params", [dict(lanes=8, width=8), dict(lanes=3, width=5, requantize=False),
                                     dict(lanes=2, width=1)])
 def test_mat_engine_latency_is_measured_latency(params):
@@ -109,6 +121,15 @@ def test_mat_engine_dsp_count():
     assert RMacEngine(8, 8, packing=True).dsps == 32 and RMacEngine(8, 8, packing=False).dsps == 64
 
 
+def test_post_processing_dsp_counts():
+    """Products as synthesis splits them (checked against Yosys by make resources: a 32 x 16
+    requantizer product takes two DSP48E2, the Hardswish's 12 x 12 and 26 x 16 one each)."""
+    assert [product_dsps(a, b) for a, b in ((32, 17), (12, 13), (26, 17), (8, 17), (27, 18), (18, 27),
+                                            (28, 18), (54, 18), (30, 20))] == [2, 1, 1, 1, 1, 1, 2, 3, 4]
+    assert PostProcessor(lanes=8).dsps == 32 and PostProcessor(lanes=3).dsps == 12
+    assert ResidualAdder(lanes=8).dsps == 16
+
+
 def test_adder_tree_latency_formula():
     assert [AdderTree(inputs=n).latency for n in (1, 2, 3, 4, 5, 8, 9, 16, 17)] == \
         [1, 1, 2, 2, 3, 3, 4, 4, 5]
@@ -142,6 +163,11 @@ def test_bench_catches_a_wrong_golden():
     (Accumulator, dict(signed="no"), TypeError, "signed must be a bool, not 'no'"),
     (AttentionOutput, dict(dividend_bits=40), ValueError, "Dividend width must be an integer from 2 to 32"),
     (AttentionOutput, dict(lo=2, hi=1), ValueError, r"Clip range must be integers with lo < hi"),
+    (PostProcessor, dict(lanes=0), ValueError, "Lane count must be an integer from 1 to 256, not 0"),
+    (PostProcessor, dict(hswish_bits=17), ValueError, "Pre-activation width must be an integer from 4 to 16"),
+    (PostProcessor, dict(offset_bits=1), ValueError, "Shift offset width must be an integer from 2 to 32"),
+    (PostProcessor, dict(log2_offset_bits=17), ValueError, "Offset width must be an integer from 2 to 16"),
+    (PostProcessor, dict(lo=-40, hi=1), ValueError, r"Clip range must be integers with lo < hi within \+-31"),
     (MatEngine, dict(lanes=0), ValueError, "Lane count must be an integer from 1 to 64, not 0"),
     (MatEngine, dict(width=65), ValueError, "Lane width must be an integer from 1 to 64, not 65"),
     (MatEngine, dict(acc_bits=8), ValueError, "Accumulator width must be an integer from 16 to 48"),
