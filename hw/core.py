@@ -228,13 +228,11 @@ class ComputingCore(wiring.Component):
             m.d.comb += [port.addr.eq(g_addr + _times_const(cmd.in_cw, p)), port.en.eq(1)]
             wr_in = _delay(m, inside, 1, f"dw_wr_inside{p}")
             values.append(Mux(wr_in, port.data.as_value(), 0))
-        for j in range(W):  # bank j takes the port p with wr_col + p == j, if any
-            hit = [wr_valid & (wr_col + p == j) for p in range(P)]
-            data_j = values[0]
-            for p in range(1, P):
-                data_j = Mux(hit[p], values[p], data_j)
-            m.d.comb += [bank_w[j].addr.eq(wr_row), bank_w[j].data.eq(data_j),
-                         bank_w[j].en.eq(Cat(*hit).any())]
+        # bank j takes port p when wr_col + p == j; the gather column steps by P from 0, so that
+        # port is always j mod P (no multiplexer) and the bank writes when wr_col == j - j mod P
+        for j in range(W):
+            m.d.comb += [bank_w[j].addr.eq(wr_row), bank_w[j].data.eq(values[j % P]),
+                         bank_w[j].en.eq(wr_valid & (wr_col == j - j % P))]
         # the words of output row g_oy, of the band's first row, of column block g_b (input and
         # output), of channel word g_g's taps
         oy_in, band_in, gb_in, oy_out, band_out, gb_out, gw = (
