@@ -321,10 +321,13 @@ class ComputingCore(wiring.Component):
             m.d.comb += bank.addr.eq((c_base + dky)[:4])
         col = [bank.data for bank in bank_r]  # row dky of each window column
         x1 = Signal(data.ArrayLayout(word, M), name="dw_x")
+        # the entering pixel of a shift beat: column kx + (M-1)*s, kx < 5 (two 5-way selections,
+        # not one over every column)
+        entering = Mux(s == 1, Array(col[M - 1:M + 4])[kx], Array(col[2 * M - 2:2 * M + 3])[kx])
         for mm in range(M):
             load_word = Mux(s == 1, col[mm], Mux(kx[0], col[2 * mm + 1], col[2 * mm]))
             if mm == 0:
-                load_word = Mux(load, load_word, Array(col)[kx + _times_stride(M - 1, s)])
+                load_word = Mux(load, load_word, entering)
             m.d.sync += x1[mm].eq(load_word)
         last_block = beat_last & ~g_more & ~gathered & ~gathering
         count = Signal(range(M + 1), name="dw_count")
