@@ -46,9 +46,11 @@ endmodule
 
 def synthesize(component, name, workdir, boxes=None, flatten=False):
     """Cell counts of ``component`` after synth_xilinx -family xcup; (counts, seconds).
-    ``flatten``: synthesize the hierarchy flattened, as Vivado does by default (the computing
-    core: Yosys 0.70's ABC9 fails an internal assertion, ``count_id(wire->name) == 0``, when it
-    maps the core's own module with its units left as separate modules).
+    ``flatten``: synthesize the hierarchy flattened, as Vivado does by default, but for the
+    engines' packed multipliers (``*.mul_*``, kept as modules: flattened, Yosys widens the packed
+    27-bit operand and splits each product over two DSP48E2). The computing core needs it: Yosys
+    0.70's ABC9 fails an internal assertion (``count_id(wire->name) == 0``) when it maps the core's
+    own module with its units left as separate modules.
     ``boxes``: {module name: component} of modules the design instantiates (``Instance``) that
     stay black boxes; with them, the global buffers (memories ``core.mem_*`` and ``core.aux*``)
     become black boxes too, counted as ``buffers``."""
@@ -66,6 +68,8 @@ def synthesize(component, name, workdir, boxes=None, flatten=False):
                    "chtype -set trio_buffer t:$mem_v2 n:*core.mem_* n:*core.aux* %u %i"]
     else:
         script.append(f"read_rtlil {name}.il")
+    if flatten:
+        script.append("setattr -mod -set keep_hierarchy 1 *.mul_*")
     script += [f"synth_xilinx -family xcup -noiopad{' -flatten' if flatten else ''} -top {name}",
                "tee -q -o stat.json stat -json -tech xilinx"]
     (work / "synth.ys").write_text("\n".join(script) + "\n")
