@@ -8,9 +8,9 @@ from amaranth.sim import Simulator
 from hw.accumulator import Accumulator
 from hw.adder_tree import AdderTree
 from hw.attention_output import AttentionOutput
+from hw.dual_multiplier import product_dsps
 from hw.hardswish import Hardswish
 from hw.log2_quantizer import Log2Quantizer
-from hw.dual_multiplier import product_dsps
 from hw.mat_engine import MatEngine
 from hw.post_processor import PostMode, PostProcessor
 from hw.requantizer import Requantizer
