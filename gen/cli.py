@@ -73,11 +73,9 @@ def design_dsps(cfg):
     """DSP48E2 slices of the generated design by what holds them: the cores' engines (the int8
     multipliers), their post-processing paths and residual adders (``ComputingCore.dsps``); the
     rest of the accelerator has none."""
-    from hw.core import ComputingCore
+    from hw.core import core_dsps
 
-    core = ComputingCore(cfg)
-    core._MustUse__silence = True  # built for its count only
-    return {name: cfg.cores * n for name, n in core.dsps().items()}
+    return {name: cfg.cores * n for name, n in core_dsps(cfg).items()}
 
 
 def check_fits(cfg):

@@ -14,7 +14,7 @@ from hw.post_processor import PostMode, PostProcessor
 from hw.residual_adder import ResidualAdder
 from hw.rmac_engine import DOWN_FORWARD, SELF_ACCUMULATION, RMacEngine
 
-__all__ = ["ComputingCore"]
+__all__ = ["ComputingCore", "core_dsps"]
 
 _POST_LAT = PostProcessor.LATENCIES  # cycles through the post-processing path, by mode
 
@@ -41,6 +41,22 @@ def _times_const(value, n):
 def _times_small(value, n):
     """``value * n`` for a small unsigned signal ``n`` (a few bits), as a sum of shifts."""
     return sum((Mux(n[b], value << b, 0) for b in range(len(n))), Const(0))
+
+
+def core_dsps(config):
+    """DSP48E2 slices of one computing core of ``config``, by what holds them: both engines, the
+    two post-processing paths, the residual adder (the address generators multiply by shifts and
+    adds only). From the units' own counts, without building the core (so also for
+    configurations the core does not support, which the performance model still describes)."""
+    params = config.unit_params()
+    units = {"mat_engine": (MatEngine, 1), "rmac_engine": (RMacEngine, 1),
+             "post_processor": (PostProcessor, 2), "residual_adder": (ResidualAdder, 1)}
+    counts = {}
+    for name, (cls, copies) in units.items():
+        unit = cls(**params[name])
+        unit._MustUse__silence = True  # built for its count only
+        counts[name] = copies * unit.dsps
+    return counts
 
 
 class ComputingCore(wiring.Component):
@@ -139,17 +155,8 @@ class ComputingCore(wiring.Component):
         return {"b": self._word, "w": self._chunk, "q": self._param, "o": self._acc}
 
     def dsps(self):
-        """DSP48E2 slices of the core, by what holds them: both engines, the two post-processing
-        paths, the residual adder (the address generators multiply by shifts and adds only)."""
-        params = self._cfg.unit_params()
-        units = {"mat_engine": (MatEngine, 1), "rmac_engine": (RMacEngine, 1),
-                 "post_processor": (PostProcessor, 2), "residual_adder": (ResidualAdder, 1)}
-        counts = {}
-        for name, (cls, copies) in units.items():
-            unit = cls(**params[name])
-            unit._MustUse__silence = True  # built for its count only
-            counts[name] = copies * unit.dsps
-        return counts
+        """DSP48E2 slices of the core by unit (:func:`core_dsps`)."""
+        return core_dsps(self._cfg)
 
     def engine_latency(self):
         """Latency of the engines with int32 outputs (both are the same: S = M, T = N)."""

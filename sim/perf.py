@@ -44,7 +44,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from gen.cli import DEVICE, check_fits, load_config
+from gen.cli import DEVICE, check_fits, design_dsps, load_config
 from hw.config import AcceleratorConfig, ConfigError
 from sim import dataflow, timeline
 from sim.dataflow import act_bytes, cdiv, mat_latency, rmac_latency, two_stage, weight_bytes
@@ -423,7 +423,7 @@ def run_one(model, resolution, cfg, dram_gbs, out_dir=None, quiet=False, fuse_mb
 
 
 def sweep(model, resolution, base, dram_gbs, fuse_mbconv=False, batch=1, flow="ours"):
-    print(f"{'config':>16} {'mults':>6} {'DSPs':>5} {'BRAM36':>6} {'FPS':>8} {'util':>6} {'GMAC/s':>8}")
+    print(f"{'config':>16} {'mults':>6} {'DSP48E2':>7} {'BRAM36':>6} {'FPS':>8} {'util':>6} {'GMAC/s':>8}")
     out = []
     rows = workload(model, resolution)
     for n, m, t, s in ((4, 4, 4, 4), (8, 8, 8, 8), (16, 8, 16, 8), (8, 16, 8, 16), (16, 16, 16, 16)):
@@ -435,7 +435,8 @@ def sweep(model, resolution, base, dram_gbs, fuse_mbconv=False, batch=1, flow="o
                 print(f"{n}x{m}+{t}x{s}x{cores:<3} refused: {e}")
                 continue
             out.append((cfg, tot))
-            print(f"{cfg.name:>16} {cfg.multipliers:>6} {cfg.dsps:>5} {cfg.bram36:>6} {tot['fps']:8.1f} "
+            dsps = sum(design_dsps(cfg).values())
+            print(f"{cfg.name:>16} {cfg.multipliers:>6} {dsps:>7} {cfg.bram36:>6} {tot['fps']:8.1f} "
                   f"{tot['util'] * 100:5.1f}% {tot['gmacs']:8.1f}")
     return out
 

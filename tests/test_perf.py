@@ -136,13 +136,14 @@ def test_cli(tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--config", "16x16+16x16x32"], "needs 8192 DSP48E2"),
+    (["--config", "16x16+16x16x32"], "needs 13312 DSP48E2 (8192 for 16384 int8 multipliers, 5120 for "
+                                     "post-processing)"),
     (["--config", "8x8+8x8x0"], "cores must be"),
     (["--config", "nonsense"], "unknown configuration"),
     (["--model", "b9"], "unknown model"),
     (["--resolution", "100"], "unsupported resolution"),
     (["--dram-gbs", "0"], "must be positive"),
-    (["--config", "8x8+8x8x32"], "needs 1008 BRAM36"),
+    (["--config", "4x4+4x4x24"], "needs 952 BRAM36"),
     (["--config", "8x8+8x4x16"], "needs S = M and T = N"),
     (["--dataflow", "ours", "--batch", "8"], "belong to --dataflow paper"),
 ])
