@@ -6,8 +6,9 @@ import enum
 from amaranth.hdl import Cat, Module, signed, unsigned
 from amaranth.lib import data, wiring
 
+from hw.attention_output import AttentionOutput
 from hw.dual_multiplier import product_dsps
-from hw.hardswish import hswish_tail_stages
+from hw.hardswish import Hardswish, hswish_tail_stages
 from hw.log2_quantizer import log2_stages
 from hw.params import check_clip_range, check_widths
 from hw.pipeline import Pipeline, StreamUnit
@@ -69,8 +70,9 @@ class PostProcessor(StreamUnit, wiring.Component):
     stages all advance together while ``o`` is empty or taken (``hw.pipeline.Pipeline``).
     """
 
-    LATENCIES = {PostMode.REQUANT: Requantizer.LATENCY, PostMode.HSWISH: Requantizer.LATENCY + 6,
-                 PostMode.ATTN: Requantizer.LATENCY + 2}
+    # each mode leaves at the latency of the unit it stands for (the same stages, built once)
+    LATENCIES = {PostMode.REQUANT: Requantizer.LATENCY, PostMode.HSWISH: Hardswish.LATENCY,
+                 PostMode.ATTN: AttentionOutput.LATENCY}
     LATENCY = max(LATENCIES.values())
 
     def __init__(self, lanes=8, acc_bits=32, mult_bits=16, shift_bits=6, out_bits=8,
