@@ -754,7 +754,8 @@ class ComputingCore(wiring.Component):
             # attention output: numerators of this engine, the token's divisor
             den = Mux(pair0, results[0][0], div_r[e].data)
             att_valid = post_valid & is_q & ~tile0[e]
-            hs_valid = post_valid & plain & (post == Post.HSWISH)
+            hswish = plain & (post == Post.HSWISH) & ~is_pool  # the command's results take the Hardswish
+            hs_valid = post_valid & hswish
             if e == 0:  # the pool's sums (and the attention's sum k) share this path, requantized
                 acc_src = Mux(is_vk, _delay(m, vk["ks_addr"], 1, "ks_addr1"), oaddr1[0])
                 pool_addr = _delay(m, acc_src, Accumulator.LATENCY, "pool_addr")
@@ -772,8 +773,7 @@ class ComputingCore(wiring.Component):
                 rq_shift = [Mux(is_vk, cmd.vk_shift, tp.shift[s]) for s in range(S)]
                 addr_in = taddr
             # the mode is the command's; it changes only between commands (after their last write)
-            mode = Mux(is_q, PostMode.ATTN, Mux(plain & (post == Post.HSWISH) & ~is_pool, PostMode.HSWISH,
-                                                 PostMode.REQUANT))
+            mode = Mux(is_q, PostMode.ATTN, Mux(hswish, PostMode.HSWISH, PostMode.REQUANT))
             m.d.comb += [pp.i.valid.eq(rq_valid | hs_valid | att_valid), pp.i.payload.mode.eq(mode),
                          pp.i.payload.three.eq(three), pp.i.payload.den.eq(den),
                          pp.i.payload.log2_offset.eq(cmd.log2_offset)]
