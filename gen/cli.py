@@ -119,11 +119,12 @@ def generate(cfg, out, log=print):
     report = model_report(cfg, log)
     texts["report/model.json"] = json.dumps(report, indent=2) + "\n"
     texts["report/model.csv"] = _model_csv(report)
-    texts["report/resources.json"] = json.dumps(resource_estimate(cfg), indent=2) + "\n"
+    dsps = design_dsps(cfg)
+    texts["report/resources.json"] = json.dumps(resource_estimate(cfg, dsps), indent=2) + "\n"
     texts["README.md"] = _readme(cfg, verilog_files)
     manifest = {"generator": "trio-vit", "config_name": cfg.name, "config_hash": cfg.hash,
                 "config": cfg.to_dict(), "target": DEVICE, "multipliers": cfg.multipliers,
-                "dsp48e2": sum(design_dsps(cfg).values()), "peak_gmacs": cfg.peak_gmacs, "top": TOP_MODULE,
+                "dsp48e2": sum(dsps.values()), "peak_gmacs": cfg.peak_gmacs, "top": TOP_MODULE,
                 "modules": [{"module": TOP_MODULE, "file": f"verilog/{TOP_MODULE}.v",
                              "what": "the top Vivado references: flat ports with interface attributes"},
                             {"module": inner, "file": f"verilog/{inner}.v",
@@ -183,10 +184,9 @@ def _model_csv(report):
     return "\n".join(lines) + "\n"
 
 
-def resource_estimate(cfg):
-    """DSP48E2 and BRAM36 from the configuration (the multipliers and the buffers' banks), against
-    the part's capacity; ``make resources`` adds yosys's counts of the synthesized design."""
-    dsps = design_dsps(cfg)
+def resource_estimate(cfg, dsps):
+    """DSP48E2 (``dsps``: :func:`design_dsps`) and BRAM36 (the buffers' banks) of the design,
+    against the part's capacity; ``make resources`` adds yosys's counts of the synthesized design."""
     return {"source": "configuration: the units' DSP48E2 (ComputingCore.dsps: packed engines, "
                       "post-processing products as synthesis splits them) and the buffers' banks",
             "note": "LUT, FF and the cores' other logic are counted by make resources "
