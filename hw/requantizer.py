@@ -6,7 +6,7 @@ from amaranth.lib.wiring import In, Out
 
 from hw.params import check_widths
 from hw.pipeline import Pipeline
-from hw.rounding import pre_shift, round_saturate, saturate
+from hw.rounding import finish_round, saturate, shift_window
 
 __all__ = ["Requantizer", "requantize_stages", "round_stages"]
 
@@ -83,12 +83,16 @@ def round_stages(p, value, c, shift_bits, out_bits, name, narrow=()):
     """Two stages of pipeline ``p``: ``clamp(round_half_up(value / 2**c))`` to signed
     ``out_bits`` (``c`` unsigned ``shift_bits``), registered; ``narrow`` as in
     :func:`requantize_stages` (its conditions given one stage after ``value``)."""
-    # Stage 1: arithmetic shift by c-1; c = 0 passes the value unrounded.
-    pre = p.stage(pre_shift(value, c, shift_bits), f"{name}_pre", value.shape())
+    # Stage 1: the out_bits + 1 low bits of the arithmetic shift by c-1 (c = 0 passes the value
+    # unrounded) and whether the shifted value fits them.
+    low, fits = shift_window(value, Mux(c == 0, 0, (c - 1)[:shift_bits]), out_bits + 1)
+    low = p.stage(low, f"{name}_pre")
+    fits = p.stage(fits, f"{name}_fits")
+    sign = p.stage(value[-1], f"{name}_sign")
     rounds = p.stage(c != 0, f"{name}_rounds")
     # Stage 2: (t + 1) >>> 1 completes round-half-up; then saturate (clamps nest: saturating
     # the out_bits result again to fewer bits equals saturating to them directly).
-    q = round_saturate(pre, rounds, out_bits)
+    q = finish_round(low, fits, sign, rounds, out_bits)
     for cond, bits in narrow:
         q = Mux(cond, saturate(q, bits), q)
     return p.stage(q, f"{name}_q", signed(out_bits))

@@ -1,12 +1,12 @@
 """Shifter array: division by log2-quantized divisors as shifts (paper section V-A2, step v)."""
 
-from amaranth.hdl import Module, Mux, signed
+from amaranth.hdl import Cat, Const, Module, Mux, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from hw.params import check_int
 from hw.pipeline import Pipeline
-from hw.rounding import pre_shift, round_saturate
+from hw.rounding import finish_round, shift_window
 
 __all__ = ["ShifterArray", "shift_divide_stages"]
 
@@ -72,11 +72,14 @@ def shift_divide_stages(p, x, e, shift_bits, out_bits, name):
     """The shifter array's two stages for one lane inside pipeline ``p``: ``x / 2**e`` rounded half
     up (``e >= 0``) or ``x << -e`` (exact), saturated; returns the registered signed ``out_bits``
     quotient. Shared by :class:`ShifterArray` and the attention output path."""
-    wide = signed(len(x) + (1 << (shift_bits - 1)))  # x << 2**(shift_bits-1)
-    # Stage 1: left shift by -e (exact), or arithmetic right shift by e-1 (to round next).
-    left = x << (-e).as_unsigned()[:shift_bits]
-    right = pre_shift(x, Mux(e > 0, e, 0).as_unsigned()[:shift_bits], shift_bits)
-    shifted = p.stage(Mux(e < 0, left, right), f"{name}_shifted", wide)
+    left_max = 1 << (shift_bits - 1)  # e >= -left_max
+    # Stage 1: x << left_max (exact), shifted right by left_max + e, less one for e > 0 to round
+    # next: x << -e for e <= 0, x >>> (e-1) for e > 0; its out_bits + 1 low bits and whether it fits.
+    s = (left_max + e - (e > 0)).as_unsigned()[:shift_bits]
+    low, fits = shift_window(Cat(Const(0, left_max), x).as_signed(), s, out_bits + 1)
+    low = p.stage(low, f"{name}_shifted")
+    fits = p.stage(fits, f"{name}_fits")
+    sign = p.stage(x[-1], f"{name}_sign")
     rounds = p.stage(e > 0, f"{name}_rounds")
     # Stage 2: (t + 1) >>> 1 completes round-half-up for e > 0; saturate.
-    return p.stage(round_saturate(shifted, rounds, out_bits), f"{name}_q", signed(out_bits))
+    return p.stage(finish_round(low, fits, sign, rounds, out_bits), f"{name}_q", signed(out_bits))
