@@ -1,6 +1,6 @@
 """Shifter array: division by log2-quantized divisors as shifts (paper section V-A2, step v)."""
 
-from amaranth.hdl import Cat, Const, Module, Mux, signed
+from amaranth.hdl import Cat, Const, Module, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
