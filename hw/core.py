@@ -447,9 +447,12 @@ class ComputingCore(wiring.Component):
         accept = self.cmd.valid & self.cmd.ready
         d_accept = accept & (new.op == Op.DW)
         m_accept = accept & (new.op != Op.DW)
-        is_q, is_vk = cmd.op == Op.ATTN_Q, cmd.op == Op.ATTN_VK
-        is_reduce = (cmd.op == Op.REDUCE) | is_q  # ATTN_Q walks a reduction's loops
-        is_add, is_pool = cmd.op == Op.ADD, cmd.op == Op.POOL
+        # what the main command is, while it runs or finishes: once it is done its register keeps
+        # the old op, which must not select the post-processing of a depthwise command after it
+        main_on = ~main_idle
+        is_q, is_vk = main_on & (cmd.op == Op.ATTN_Q), main_on & (cmd.op == Op.ATTN_VK)
+        is_reduce = main_on & (cmd.op == Op.REDUCE) | is_q  # ATTN_Q walks a reduction's loops
+        is_add, is_pool = main_on & (cmd.op == Op.ADD), main_on & (cmd.op == Op.POOL)
         follow = cmd.follow & (cmd.op == Op.REDUCE)  # all tiles on the MAT engine, gated by the DW
 
         # -- loop counters ----------------------------------------------------------------------
@@ -762,15 +765,17 @@ class ComputingCore(wiring.Component):
                 sums = is_pool | is_vk
                 rq_valid = Mux(sums, pool.o.valid, post_valid & plain & (post == Post.REQUANT))
                 acc_pp = [Mux(sums, pool.o.payload.sum[s], acc_in[s]) for s in range(S)]
-                rq_mult = [Mux(is_pool, cmd.pool_mult, Mux(is_vk, cmd.ks_mult, tp.mult[s])) for s in range(S)]
-                rq_shift = [Mux(is_pool, cmd.pool_shift, Mux(is_vk, cmd.ks_shift, tp.shift[s]))
-                            for s in range(S)]
+                # one scale for every lane: the pool's, sum k's or the attention dividend's
+                uniform = sums | is_q
+                u_mult = Mux(is_q, cmd.num_mult, Mux(is_pool, cmd.pool_mult, cmd.ks_mult))
+                u_shift = Mux(is_q, cmd.num_shift, Mux(is_pool, cmd.pool_shift, cmd.ks_shift))
                 addr_in = Mux(sums, pool_addr, taddr)
             else:  # the vk blocks' rows are requantized here
                 rq_valid = post_valid & ((plain & (post == Post.REQUANT)) | is_vk)
                 acc_pp = acc_in
-                rq_mult = [Mux(is_vk, cmd.vk_mult, tp.mult[s]) for s in range(S)]
-                rq_shift = [Mux(is_vk, cmd.vk_shift, tp.shift[s]) for s in range(S)]
+                uniform = is_vk | is_q  # the vk rows' scale or the attention dividend's
+                u_mult = Mux(is_q, cmd.num_mult, cmd.vk_mult)
+                u_shift = Mux(is_q, cmd.num_shift, cmd.vk_shift)
                 addr_in = taddr
             # the mode is the command's; it changes only between commands (after their last write)
             mode = Mux(is_q, PostMode.ATTN, Mux(hswish, PostMode.HSWISH, PostMode.REQUANT))
@@ -779,12 +784,12 @@ class ComputingCore(wiring.Component):
                          pp.i.payload.log2_offset.eq(cmd.log2_offset)]
             for s in range(S):
                 m.d.comb += [pp.i.payload.acc[s].eq(acc_pp[s]),
-                             # the front requantizer: the plain scale, Hardswish's pre-activation
-                             # scale, or the attention dividend's
-                             pp.i.payload.mult[s].eq(Mux(is_q, cmd.num_mult, Mux(hs_valid, tp.h_mult[s],
-                                                                                 rq_mult[s]))),
-                             pp.i.payload.shift[s].eq(Mux(is_q, cmd.num_shift, Mux(hs_valid, tp.h_shift[s],
-                                                                                   rq_shift[s]))),
+                             # the front requantizer: the command's one scale (selected once, not
+                             # per lane), Hardswish's pre-activation scale or the channel's
+                             pp.i.payload.mult[s].eq(Mux(uniform, u_mult, Mux(hs_valid, tp.h_mult[s],
+                                                                              tp.mult[s]))),
+                             pp.i.payload.shift[s].eq(Mux(uniform, u_shift, Mux(hs_valid, tp.h_shift[s],
+                                                                                tp.shift[s]))),
                              pp.i.payload.mult2[s].eq(tp.mult[s]), pp.i.payload.shift2[s].eq(tp.shift[s]),
                              pp.i.payload.offset[s].eq(tp.offset[s])]
             # the result's address leaves with it: the tap of its mode's latency
@@ -816,12 +821,13 @@ class ComputingCore(wiring.Component):
             else:
                 m.d.comb += [b_wr.en.eq(pp_b), b_wr.addr.eq(pp_addr), b_wr.data.eq(pp_q)]
                 # vk rows: collected into a weight chunk (row m = lane m), written with the last row
+                # (rows 0..M-2 from their registers, row M-1 as it leaves the post-processor)
                 row = _delay(m, ser["idx"], _POST_LAT[PostMode.REQUANT], "vk_row")
-                rows = [Signal(self._word, name=f"vk_row{r}") for r in range(c.m)]
-                for r in range(c.m):
+                rows = [Signal(self._word, name=f"vk_row{r}") for r in range(c.m - 1)]
+                for r in range(c.m - 1):
                     with m.If(pp_w & (row == r)):
                         m.d.sync += rows[r].eq(pp_q)
-                chunk = Cat(*[Mux(row == r, pp_q, rows[r].as_value()) for r in range(c.m)])
+                chunk = Cat(*[r.as_value() for r in rows], pp_q)
                 m.d.comb += [w_wr.en.eq(pp_w & (row == c.m - 1)), w_wr.addr.eq(rq_addr),
                              w_wr.data.eq(chunk)]
             if e == 1:

@@ -99,6 +99,11 @@ def _cases(lanes, rng):
                                                            _ch(add["shift"]))))
     for d in (2 * lanes, lanes + 1):  # word-aligned heads, and heads padded to whole words
         cases.append((f"attention, dim {d}", *_attention_case(rng, d)))
+    # a depthwise conv straight after the attention: the R-MAC engine's results must not take
+    # the finished attention command's post-processing
+    dw = _conv_op(rng, lanes, lanes, 3, 1, 1, lanes, "hswish")
+    x = rng.integers(-128, 128, size=(lanes, 4, 5))
+    cases.append(("depthwise after attention", dw, [x], _golden(dw, x)))
     pool = dict(kind="pool", mult=np.int64(40000), shift=np.int64(20), hw=12)
     x = rng.integers(-128, 128, size=(c, 3, 4))
     cases.append(("pool", pool, [x], arith.requantize(arith.accumulate(x.reshape(c, -1)), 40000, 20)))
