@@ -35,6 +35,8 @@ class Pipeline:
         if drive_output:  # otherwise the unit drives o.valid from a register loaded under en
             m.d.comb += o.valid.eq(self.valids[-1])
 
+    module = property(lambda self: self._m, doc="The module the stage registers belong to.")
+
     def delay(self, value, stages, name):
         """``value`` carried through ``stages`` stage registers (alongside data in flight)."""
         for k in range(stages):

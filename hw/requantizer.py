@@ -1,6 +1,6 @@
 """Dyadic requantizer (paper eq. 12), per-channel multipliers and shifts."""
 
-from amaranth.hdl import Module, Mux, signed, unsigned
+from amaranth.hdl import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -85,14 +85,17 @@ def round_stages(p, value, c, shift_bits, out_bits, name, narrow=()):
     :func:`requantize_stages` (its conditions given one stage after ``value``)."""
     # Stage 1: the out_bits + 1 low bits of the arithmetic shift by c-1 (c = 0 passes the value
     # unrounded) and whether the shifted value fits them.
-    low, fits = shift_window(value, Mux(c == 0, 0, (c - 1)[:shift_bits]), out_bits + 1)
+    low, fits = shift_window(p.module, value, Mux(c == 0, 0, (c - 1)[:shift_bits]), out_bits + 1,
+                             f"{name}_window")
     low = p.stage(low, f"{name}_pre")
     fits = p.stage(fits, f"{name}_fits")
     sign = p.stage(value[-1], f"{name}_sign")
     rounds = p.stage(c != 0, f"{name}_rounds")
     # Stage 2: (t + 1) >>> 1 completes round-half-up; then saturate (clamps nest: saturating
     # the out_bits result again to fewer bits equals saturating to them directly).
-    q = finish_round(low, fits, sign, rounds, out_bits)
+    q = finish_round(p.module, low, fits, sign, rounds, out_bits, name)
     for cond, bits in narrow:
-        q = Mux(cond, saturate(q, bits), q)
+        narrowed = Signal(signed(out_bits), name=f"{name}_narrow{bits}")
+        p.module.d.comb += narrowed.eq(Mux(cond, saturate(q, bits), q))
+        q = narrowed
     return p.stage(q, f"{name}_q", signed(out_bits))

@@ -14,7 +14,7 @@ and after the final halving (the one edge, ``-2**out_bits - 1`` rounding to the 
 on that bound too).
 """
 
-from amaranth.hdl import Cat, Const, Mux
+from amaranth.hdl import Cat, Const, Mux, Signal, signed
 
 __all__ = ["finish_round", "saturate", "shift_window"]
 
@@ -25,25 +25,37 @@ def saturate(value, bits):
     return Mux(value > hi, hi, Mux(value < lo, lo, value))
 
 
-def shift_window(x, s, bits):
+def shift_window(m, x, s, bits, name):
     """``(low, fits)``: bits [0, ``bits``) of ``x >>> s`` as a signed value, and whether ``x >>> s``
-    fits signed ``bits`` (so that ``low`` equals it). ``x`` signed, ``s`` unsigned."""
+    fits signed ``bits`` (so that ``low`` equals it). ``x`` signed, ``s`` unsigned; each level of
+    the shifter is a signal of module ``m`` (``name``: their prefix), so the emitted Verilog holds
+    each level once."""
+    shift = Signal(len(s), name=f"{name}_shift")  # once, not re-emitted at every use
+    m.d.comb += shift.eq(s)
+    s = shift
     total = bits + (1 << len(s)) - 1  # what the widest shift reaches
     v = Cat(x, x[-1].replicate(total - len(x))) if total > len(x) else x
     for k in reversed(range(len(s))):  # once level k is done, less than 2**k remains to shift
         step = 1 << k
         n = bits + step - 1
-        v = Mux(s[k], v[step:step + n], v[:n])
-    sign = x[-1]
-    # bit j of x lies at or above the window's sign bit (j >= s + bits - 1) <=> s <= j - bits + 1
-    spill = [(x[j] ^ sign) & (s <= j - bits + 1) for j in range(bits - 1, len(x) - 1)]
-    fits = ~Cat(*spill).any() if spill else Const(1)
+        level = Signal(n, name=f"{name}_by{step}")
+        m.d.comb += level.eq(Mux(s[k], v[step:step + n], v[:n]))
+        v = level
+    # bit bits-1+i of x lies at or above the window's sign bit (position s + bits - 1) <=> s <= i:
+    # a thermometer mask of s over the bits above the window's low ones
+    above = (x ^ x[-1].replicate(len(x)))[bits - 1:len(x) - 1]
+    mask = Cat(*(s <= i for i in range(len(above))))
+    fits = (above & mask) == 0 if len(above) else Const(1)
     return v[:bits].as_signed(), fits
 
 
-def finish_round(low, fits, sign, rounds, bits):
+def finish_round(m, low, fits, sign, rounds, bits, name):
     """From a registered :func:`shift_window` (``low`` of ``bits + 1`` bits, ``fits``) and the
     value's ``sign``: ``(low + 1) >>> 1`` when ``rounds`` else ``low``, saturated to signed
-    ``bits`` (to the sign's bound when the shifted value did not fit)."""
+    ``bits`` (to the sign's bound when the shifted value did not fit); a signal of module ``m``."""
     lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
-    return Mux(fits, saturate(Mux(rounds, (low + 1) >> 1, low), bits), Mux(sign, lo, hi))
+    rounded = Signal(signed(bits + 1), name=f"{name}_rounded")
+    m.d.comb += rounded.eq(Mux(rounds, (low + 1) >> 1, low))
+    q = Signal(signed(bits), name=f"{name}_saturated")
+    m.d.comb += q.eq(Mux(fits, saturate(rounded, bits), Mux(sign, lo, hi)))
+    return q
