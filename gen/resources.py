@@ -84,7 +84,6 @@ def synthesize(component, name, workdir, boxes=None, flatten=False):
     stat = json.loads((work / "stat.json").read_text())
     cells = stat["design"]["num_cells_by_type"]
     counts = {k: sum(cells.get(c, 0) for c in names) for k, names in CELLS.items()}
-    counts["LUTRAM"] = sum(cells.get(c, 0) for c in LUTRAM_SITES)
     counts["LUT_AS_MEMORY"] = sum(cells.get(c, 0) * n for c, n in LUTRAM_SITES.items())
     unknown = sorted(c for c in cells if c.startswith("RAM") and c not in LUTRAM_SITES
                      and c not in ("RAMB36E2", "RAMB18E2"))

@@ -6,7 +6,7 @@ from amaranth.lib.wiring import In, Out
 
 from hw.params import check_widths
 from hw.pipeline import Pipeline
-from hw.rounding import finish_round, saturate, shift_window
+from hw.rounding import round_window_stages, saturate
 
 __all__ = ["Requantizer", "requantize_stages", "round_stages"]
 
@@ -84,16 +84,10 @@ def round_stages(p, value, c, shift_bits, out_bits, name, narrow=()):
     ``out_bits`` (``c`` unsigned ``shift_bits``), registered; ``narrow`` as in
     :func:`requantize_stages` (its conditions given one stage after ``value``)."""
     # Stage 1: the out_bits + 1 low bits of the arithmetic shift by c-1 (c = 0 passes the value
-    # unrounded) and whether the shifted value fits them.
-    low, fits = shift_window(p.module, value, Mux(c == 0, 0, (c - 1)[:shift_bits]), out_bits + 1,
-                             f"{name}_window")
-    low = p.stage(low, f"{name}_pre")
-    fits = p.stage(fits, f"{name}_fits")
-    sign = p.stage(value[-1], f"{name}_sign")
-    rounds = p.stage(c != 0, f"{name}_rounds")
-    # Stage 2: (t + 1) >>> 1 completes round-half-up; then saturate (clamps nest: saturating
-    # the out_bits result again to fewer bits equals saturating to them directly).
-    q = finish_round(p.module, low, fits, sign, rounds, out_bits, name)
+    # unrounded) and whether the shifted value fits them. Stage 2: (t + 1) >>> 1 completes
+    # round-half-up; then saturate (clamps nest: saturating the out_bits result again to fewer
+    # bits equals saturating to them directly).
+    q = round_window_stages(p, value, Mux(c == 0, 0, (c - 1)[:shift_bits]), c != 0, out_bits, name)
     for cond, bits in narrow:
         narrowed = Signal(signed(out_bits), name=f"{name}_narrow{bits}")
         p.module.d.comb += narrowed.eq(Mux(cond, saturate(q, bits), q))

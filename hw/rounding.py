@@ -16,7 +16,7 @@ on that bound too).
 
 from amaranth.hdl import Cat, Const, Mux, Signal, signed
 
-__all__ = ["finish_round", "saturate", "shift_window"]
+__all__ = ["finish_round", "round_window_stages", "saturate", "shift_window"]
 
 
 def saturate(value, bits):
@@ -59,3 +59,16 @@ def finish_round(m, low, fits, sign, rounds, bits, name):
     q = Signal(signed(bits), name=f"{name}_saturated")
     m.d.comb += q.eq(Mux(fits, saturate(rounded, bits), Mux(sign, lo, hi)))
     return q
+
+
+def round_window_stages(p, x, s, rounds, bits, name):
+    """Stage 1 of pipeline ``p`` (the :func:`shift_window` of ``x`` by ``s`` for ``bits`` outputs,
+    the fit flag, the sign and ``rounds`` registered), then :func:`finish_round` on it: the
+    unregistered ``clamp(round_half_up(...))`` to signed ``bits``, for the caller's stage 2.
+    Shared by the requantizers and the shifter array."""
+    low, fits = shift_window(p.module, x, s, bits + 1, f"{name}_window")
+    low = p.stage(low, f"{name}_pre")
+    fits = p.stage(fits, f"{name}_fits")
+    sign = p.stage(x[-1], f"{name}_sign")
+    rounds = p.stage(rounds, f"{name}_rounds")
+    return finish_round(p.module, low, fits, sign, rounds, bits, name)

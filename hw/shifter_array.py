@@ -6,7 +6,7 @@ from amaranth.lib.wiring import In, Out
 
 from hw.params import check_int
 from hw.pipeline import Pipeline
-from hw.rounding import finish_round, shift_window
+from hw.rounding import round_window_stages
 
 __all__ = ["ShifterArray", "shift_divide_stages"]
 
@@ -75,13 +75,7 @@ def shift_divide_stages(p, x, e, shift_bits, out_bits, name):
     left_max = 1 << (shift_bits - 1)  # e >= -left_max
     # Stage 1: x << left_max (exact), shifted right by left_max + e, less one for e > 0 to round
     # next: x << -e for e <= 0, x >>> (e-1) for e > 0; its out_bits + 1 low bits and whether it fits.
-    s = (left_max + e - (e > 0)).as_unsigned()[:shift_bits]
-    low, fits = shift_window(p.module, Cat(Const(0, left_max), x).as_signed(), s, out_bits + 1,
-                             f"{name}_window")
-    low = p.stage(low, f"{name}_shifted")
-    fits = p.stage(fits, f"{name}_fits")
-    sign = p.stage(x[-1], f"{name}_sign")
-    rounds = p.stage(e > 0, f"{name}_rounds")
     # Stage 2: (t + 1) >>> 1 completes round-half-up for e > 0; saturate.
-    return p.stage(finish_round(p.module, low, fits, sign, rounds, out_bits, name), f"{name}_q",
-                   signed(out_bits))
+    s = (left_max + e - (e > 0)).as_unsigned()[:shift_bits]
+    q = round_window_stages(p, Cat(Const(0, left_max), x).as_signed(), s, e > 0, out_bits, name)
+    return p.stage(q, f"{name}_q", signed(out_bits))
