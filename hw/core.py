@@ -392,21 +392,24 @@ class ComputingCore(wiring.Component):
             "produced": Mux(issue & last_n, 1 + (ib == 0), 0),
         }
 
-    def _serialize(self, m, rmac, dw, q_value, lat, is_dw, out_cw):
+    def _serialize(self, m, rmac, dw, q_index, lat, is_dw, out_cw):
         """The R-MAC engine's M x N psums of a depthwise block -> M output pixels, one per cycle,
-        with the block's parameters (``q_value``, read as the psums leave the engine) and
-        addresses (the tag waits out the engine)."""
+        with the block's addresses (the tag waits out the engine). ``q_index``: the parameter
+        word of the block leaving the engine (its tag, one cycle before the psums); the returned
+        ``q_index`` keeps addressing it while the block's pixels leave, so the parameter port
+        reads it again each cycle instead of a register holding the whole word."""
         c = self._cfg
         M, N = c.m, c.n
         addr0 = _delay(m, dw["addr0"], 1 + lat, "dw_tag_addr")
         count = _delay(m, dw["count"], 1 + lat, "dw_tag_count")
         hold = Signal(rmac.o.payload.acc.shape(), name="dw_hold")
         h_addr, h_count = Signal(self._ab, name="dw_hold_addr"), Signal(range(M + 1), name="dw_hold_count")
-        h_param = Signal(len(q_value), name="dw_hold_param")
+        h_index = Signal.like(q_index, name="dw_hold_q_index")
         busy, idx = Signal(name="dw_ser_busy"), Signal(range(M), name="dw_ser_m")
-        with m.If(rmac.o.valid & is_dw):
+        load = rmac.o.valid & is_dw
+        with m.If(load):
             m.d.sync += [hold.eq(rmac.o.payload.acc), h_addr.eq(addr0), h_count.eq(count),
-                         h_param.eq(q_value), busy.eq(1), idx.eq(0)]
+                         h_index.eq(q_index), busy.eq(1), idx.eq(0)]
         with m.Elif(busy):
             with m.If(idx == M - 1):
                 m.d.sync += busy.eq(0)
@@ -414,7 +417,7 @@ class ComputingCore(wiring.Component):
                 m.d.sync += [idx.eq(idx + 1), h_addr.eq(h_addr + out_cw)]  # the next pixel's word
         rows = Array([hold[j] for j in range(M)])
         return {"valid": busy & (idx < h_count), "addr": h_addr, "idx": idx,
-                "param": h_param, "acc": [rows[idx][n] for n in range(N)]}
+                "q_index": Mux(load, q_index, h_index), "acc": [rows[idx][n] for n in range(N)]}
 
     def elaborate(self, platform):
         m = Module()
@@ -664,7 +667,10 @@ class ComputingCore(wiring.Component):
         lat = mat.latency
         q_tag = [_delay(m, Mux(is_reduce, tile[0], cc), lat, "q_tag0"),
                  _delay(m, Mux(is_dw, dw["q_index"], tile[1]), lat, "q_tag1")]
-        q_addr = [cmd.q_base + Mux(is_add, cc, q_tag[0]), Mux(is_dw, dcmd.q_base, cmd.q_base) + q_tag[1]]
+        # a depthwise block's parameter word is read again for each of its pixels (``_serialize``)
+        dw_q_index = Signal.like(q_tag[1], name="dw_q_index")
+        q_addr = [cmd.q_base + Mux(is_add, cc, q_tag[0]),
+                  Mux(is_dw, dcmd.q_base + dw_q_index, cmd.q_base + q_tag[1])]
         for e, (w_rd, q_rd) in enumerate(((self.w_rd0, self.q_rd0), (self.w_rd1, self.q_rd1))):
             # weight reuse: a reduction reads its chunk on the block's first beat and holds it
             hold = is_reduce & ~(is_dw if e else 0)  # (the depthwise command reads a weight every beat)
@@ -739,11 +745,11 @@ class ComputingCore(wiring.Component):
             bias_on = cmd.op == Op.REDUCE
             if e == 1:  # depthwise and vk blocks leave the R-MAC engine's serializer row by row
                 blk = {"addr0": Mux(is_vk, vk["w_addr"], dw["addr0"]), "count": Mux(is_vk, c.m, dw["count"])}
-                ser = self._serialize(m, rmac, blk, q_data[1].as_value(), lat, is_dw | is_vk,
-                                      Mux(is_dw, dcmd.out_cw, 0))
+                ser = self._serialize(m, rmac, blk, _delay(m, q_tag[1], 1, "dw_q_tag"), lat,
+                                      is_dw | is_vk, Mux(is_dw, dcmd.out_cw, 0))
+                m.d.comb += dw_q_index.eq(ser["q_index"])
                 serial = is_dw | is_vk
                 taddr = Mux(serial, ser["addr"], taddr)
-                tparam = Mux(serial, ser["param"], tparam)
                 post_valid = Mux(serial, ser["valid"], post_valid)
                 acc_in = [Mux(serial, ser["acc"][s], acc_in[s]) for s in range(S)]
                 bias_on = Mux(serial, is_dw, bias_on)

@@ -1,12 +1,12 @@
 """Dyadic requantizer (paper eq. 12), per-channel multipliers and shifts."""
 
-from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Module, Mux, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from hw.params import check_widths
 from hw.pipeline import Pipeline
-from hw.rounding import round_window_stages, saturate
+from hw.rounding import round_window_stages
 
 __all__ = ["Requantizer", "requantize_stages", "round_stages"]
 
@@ -85,11 +85,7 @@ def round_stages(p, value, c, shift_bits, out_bits, name, narrow=()):
     :func:`requantize_stages` (its conditions given one stage after ``value``)."""
     # Stage 1: the out_bits + 1 low bits of the arithmetic shift by c-1 (c = 0 passes the value
     # unrounded) and whether the shifted value fits them. Stage 2: (t + 1) >>> 1 completes
-    # round-half-up; then saturate (clamps nest: saturating the out_bits result again to fewer
-    # bits equals saturating to them directly).
-    q = round_window_stages(p, value, Mux(c == 0, 0, (c - 1)[:shift_bits]), c != 0, out_bits, name)
-    for cond, bits in narrow:
-        narrowed = Signal(signed(out_bits), name=f"{name}_narrow{bits}")
-        p.module.d.comb += narrowed.eq(Mux(cond, saturate(q, bits), q))
-        q = narrowed
+    # round-half-up; then saturate, to a narrower width where a ``narrow`` condition holds.
+    q = round_window_stages(p, value, Mux(c == 0, 0, (c - 1)[:shift_bits]), c != 0, out_bits, name,
+                            narrow)
     return p.stage(q, f"{name}_q", signed(out_bits))

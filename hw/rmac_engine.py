@@ -166,21 +166,22 @@ class RMacEngine(wiring.Component):
         sum_stages = self._depth - 1
         sa = beat.mode == SELF_ACCUMULATION
 
-        # Input shift registers (one per channel n) and the window each beat multiplies.
-        window = [[Signal(signed(8), name=f"win_{n}_{j}") for j in range(M)] for n in range(N)]
+        # Input shift registers (one per channel n) and each beat's operands: x[m][n] itself (a
+        # down-forward or load beat) or the shifted register (a self-accumulation shift beat). A
+        # self-accumulation beat's operands are the window its shift register keeps, so the one
+        # selection feeds both (no second multiplexer for the register).
+        operands = [[Signal(signed(8), name=f"opd_{j}_{n}") for n in range(N)] for j in range(M)]
         for n in range(N):
             sr = [Signal(signed(8), name=f"sr_{n}_{j}") for j in range(M)]
             for j in range(M):
                 shifted = sr[j + 1] if j + 1 < M else beat.x[0][n]
-                m.d.comb += window[n][j].eq(Mux(beat.load, beat.x[j][n], shifted))
+                m.d.comb += operands[j][n].eq(Mux(sa & ~beat.load, shifted, beat.x[j][n]))
                 with m.If(self.i.valid & self.i.ready & sa):
-                    m.d.sync += sr[j].eq(window[n][j])
+                    m.d.sync += sr[j].eq(operands[j][n])
 
         # Stage 1: products y[n] * operand[m][n]; lanes 2j and 2j+1 share y[n].
-        def operand(j, n):
-            return Mux(sa, window[n][j], beat.x[j][n])
-
-        products = paired_products(m, p, M, N, lambda n: beat.y[n], operand, self._packing)
+        products = paired_products(m, p, M, N, lambda n: beat.y[n], lambda j, n: operands[j][n],
+                                   self._packing)
         mode = p.delay(beat.mode, sum_stages, "mode")
         first = p.delay(beat.first, sum_stages, "first")
         last = p.delay(beat.last, sum_stages, "last")

@@ -16,59 +16,78 @@ on that bound too).
 
 from amaranth.hdl import Cat, Const, Mux, Signal, signed
 
-__all__ = ["finish_round", "round_window_stages", "saturate", "shift_window"]
-
-
-def saturate(value, bits):
-    """Clamp ``value`` to the signed ``bits``-wide range."""
-    lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
-    return Mux(value > hi, hi, Mux(value < lo, lo, value))
+__all__ = ["finish_round", "round_window_stages", "shift_window"]
 
 
 def shift_window(m, x, s, bits, name):
     """``(low, fits)``: bits [0, ``bits``) of ``x >>> s`` as a signed value, and whether ``x >>> s``
     fits signed ``bits`` (so that ``low`` equals it). ``x`` signed, ``s`` unsigned; each level of
     the shifter is a signal of module ``m`` (``name``: their prefix), so the emitted Verilog holds
-    each level once."""
+    each level once.
+
+    Level k (a shift by ``2**k`` or none) keeps the ``bits + 2**k - 1`` low bits that later levels
+    can still reach. Without its shift it leaves out the ``2**k`` bits above them, which then lie
+    above the window: ``fits`` holds when no level left out a bit that differs from the sign and
+    the window's own top bit equals the sign (its ``2**k`` bits compared once per level, not a
+    comparison of the shift against every bit position)."""
     shift = Signal(len(s), name=f"{name}_shift")  # once, not re-emitted at every use
     m.d.comb += shift.eq(s)
     s = shift
+    sign = x[-1]
     total = bits + (1 << len(s)) - 1  # what the widest shift reaches
-    v = Cat(x, x[-1].replicate(total - len(x))) if total > len(x) else x
+    v = Cat(x, sign.replicate(total - len(x))) if total > len(x) else x
+    spills = []
     for k in reversed(range(len(s))):  # once level k is done, less than 2**k remains to shift
         step = 1 << k
         n = bits + step - 1
+        above = v[n:n + step]  # left out of the window unless this level shifts
+        if len(above):
+            spill = Signal(name=f"{name}_spill{step}")
+            m.d.comb += spill.eq(~s[k] & (above != sign.replicate(len(above))))
+            spills.append(spill)
         level = Signal(n, name=f"{name}_by{step}")
         m.d.comb += level.eq(Mux(s[k], v[step:step + n], v[:n]))
         v = level
-    # bit bits-1+i of x lies at or above the window's sign bit (position s + bits - 1) <=> s <= i:
-    # a thermometer mask of s over the bits above the window's low ones
-    above = (x ^ x[-1].replicate(len(x)))[bits - 1:len(x) - 1]
-    mask = Cat(*(s <= i for i in range(len(above))))
-    fits = (above & mask) == 0 if len(above) else Const(1)
+    fits = Signal(name=f"{name}_fits")
+    m.d.comb += fits.eq(~Cat(*spills, v[bits - 1] ^ sign).any())
     return v[:bits].as_signed(), fits
 
 
-def finish_round(m, low, fits, sign, rounds, bits, name):
+def finish_round(m, low, fits, sign, rounds, bits, name, narrow=()):
     """From a registered :func:`shift_window` (``low`` of ``bits + 1`` bits, ``fits``) and the
     value's ``sign``: ``(low + 1) >>> 1`` when ``rounds`` else ``low``, saturated to signed
-    ``bits`` (to the sign's bound when the shifted value did not fit); a signal of module ``m``."""
-    lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    ``bits`` (to the sign's bound when the shifted value did not fit); a signal of module ``m``.
+    ``narrow``: (condition, width) pairs, width < ``bits``; where a condition holds (the first
+    that does), the result saturates to signed ``width`` instead — the same in-range test and
+    bound selection, not a second saturation behind the first (clamps nest, so both agree)."""
     rounded = Signal(signed(bits + 1), name=f"{name}_rounded")
     m.d.comb += rounded.eq(Mux(rounds, (low + 1) >> 1, low))
+
+    def in_range(width):  # rounded fits signed width: its bits from width - 1 up are all equal
+        top = rounded[width - 1:]
+        return (top == 0) | (top == (1 << len(top)) - 1)
+
+    ok = in_range(bits)
+    lo, hi = Const(-(1 << (bits - 1)), signed(bits)), Const((1 << (bits - 1)) - 1, signed(bits))
+    for cond, width in reversed(narrow):
+        ok = Mux(cond, in_range(width), ok)
+        lo, hi = Mux(cond, -(1 << (width - 1)), lo), Mux(cond, (1 << (width - 1)) - 1, hi)
+    inside = Signal(name=f"{name}_inside")
+    m.d.comb += inside.eq(fits & ok)
     q = Signal(signed(bits), name=f"{name}_saturated")
-    m.d.comb += q.eq(Mux(fits, saturate(rounded, bits), Mux(sign, lo, hi)))
+    m.d.comb += q.eq(Mux(inside, rounded, Mux(sign, lo, hi)))
     return q
 
 
-def round_window_stages(p, x, s, rounds, bits, name):
+def round_window_stages(p, x, s, rounds, bits, name, narrow=()):
     """Stage 1 of pipeline ``p`` (the :func:`shift_window` of ``x`` by ``s`` for ``bits`` outputs,
-    the fit flag, the sign and ``rounds`` registered), then :func:`finish_round` on it: the
-    unregistered ``clamp(round_half_up(...))`` to signed ``bits``, for the caller's stage 2.
-    Shared by the requantizers and the shifter array."""
+    the fit flag, the sign and ``rounds`` registered), then :func:`finish_round` on it (with
+    ``narrow``, its conditions given in stage 2): the unregistered ``clamp(round_half_up(...))``
+    to signed ``bits``, for the caller's stage 2. Shared by the requantizers and the shifter
+    array."""
     low, fits = shift_window(p.module, x, s, bits + 1, f"{name}_window")
     low = p.stage(low, f"{name}_pre")
     fits = p.stage(fits, f"{name}_fits")
     sign = p.stage(x[-1], f"{name}_sign")
     rounds = p.stage(rounds, f"{name}_rounds")
-    return finish_round(p.module, low, fits, sign, rounds, bits, name)
+    return finish_round(p.module, low, fits, sign, rounds, bits, name, narrow)
