@@ -203,7 +203,10 @@ class RMacEngine(wiring.Component):
             lane_sum = pipelined_sum(p, products[j], 16, True, name=f"lane{j}")
             for n in range(N):
                 own = p.delay(products[j][n], sum_stages - 1, f"own_{j}_{n}")
-                acc = Signal(signed(self._acc_bits), name=f"psum_{j}_{n}")
+                # no domain reset: a psum is read only after its accumulation's first beat, and
+                # with one the down-forward clear below needs a LUT per bit (the flip-flop's own
+                # synchronous reset then serves the domain's): 1.8k LUT in the paper's engine
+                acc = Signal(signed(self._acc_bits), name=f"psum_{j}_{n}", reset_less=True)
                 df_here = n == N - 1  # down-forward result lands in the lane's last R-MAC
                 if df_here:
                     df_new = Signal(signed(self._acc_bits), name=f"psum_{j}_next")
