@@ -12,6 +12,7 @@ from quant import arith
 __all__ = ["AcceleratorConfig", "Buffer", "ConfigError", "PRESETS"]
 
 _NAME = re.compile(r"^(\d+)x(\d+)\+(\d+)x(\d+)x(\d+)$")
+DW_TAPS_MAX = 5 * 5  # the largest depthwise kernel the core runs (hw/core.py: 3x3 and 5x5)
 
 
 @dataclass(frozen=True)
@@ -181,6 +182,23 @@ class AcceleratorConfig:
         return sum(b.bram36 for b in self.buffers())
 
     @property
+    def attention_tokens(self):
+        """Most tokens of an attention head a core runs: one int32 divisor per token in the
+        divisor buffer."""
+        return self.divisor_kib * 1024 // 4
+
+    @property
+    def sa_bits(self):
+        """Width of the R-MAC engine's self-accumulation psums: the largest running sum the
+        core's self-accumulating commands reach, exactly — a depthwise window (5 x 5 taps of
+        int8 x int8, bias added later) or a head's vk (``attention_tokens`` of int8 x ReLU(int8)).
+        The engine's last R-MAC per lane keeps ``acc_bits`` for the down-forward sums."""
+        lo, hi = -(1 << (self.act_bits - 1)), (1 << (self.act_bits - 1)) - 1
+        dw = DW_TAPS_MAX * lo * lo
+        vk = self.attention_tokens * lo * hi
+        return min(self.acc_bits, max(arith.signed_bits(-dw, dw), arith.signed_bits(vk, -vk)))
+
+    @property
     def log2_bits(self):
         """Signed width holding the log2 clip range."""
         return arith.signed_bits(self.log2_min, self.log2_max)
@@ -217,7 +235,7 @@ class AcceleratorConfig:
                                shift_bits=self.shift_bits, out_bits=self.act_bits),
             "rmac_engine": dict(lanes=self.m, rmacs=self.n, packing=self.dsp_packing,
                                 requantize=True, acc_bits=self.acc_bits, mult_bits=self.mult_bits,
-                                shift_bits=self.shift_bits, out_bits=self.act_bits),
+                                shift_bits=self.shift_bits, out_bits=self.act_bits, sa_bits=self.sa_bits),
         }
 
     # -- serialisation ----------------------------------------------------------------------

@@ -729,7 +729,7 @@ class ComputingCore(wiring.Component):
         tile0 = [_delay(m, is_q & (tile[e] == 0), 1 + lat, f"q_tile0_{e}") for e in range(2)]
         pair0 = _delay(m, pair == 0, 1 + lat, "q_pair0")
         tpix = [_delay(m, pix[e], 1 + lat, f"q_pix{e}") for e in range(2)]
-        div = memory.Memory(shape=unsigned(c.acc_bits), depth=c.divisor_kib * 1024 // 4, init=[])
+        div = memory.Memory(shape=unsigned(c.acc_bits), depth=c.attention_tokens, init=[])
         m.submodules.divisor_buffer = div
         div_w = div.write_port()
         div_r = [div.read_port() for _ in range(2)]

@@ -62,6 +62,12 @@ class RMacEngine(wiring.Component):
         Attach the dyadic requantizer (int8 results).
     acc_bits, mult_bits, shift_bits, out_bits : int
         Psum register width and the requantizer's widths.
+    sa_bits : int
+        Width of the psum registers that only self-accumulate (all but each lane's last R-MAC,
+        which also takes the down-forward sums), 16..``acc_bits`` (default ``acc_bits``); their
+        sums are sign-extended to ``acc_bits`` on ``o``. A self-accumulation whose running sum
+        (bias included) leaves it wraps: the configuration sizes it for the core's commands
+        (``hw.config.AcceleratorConfig.sa_bits``).
     block : int
         Down-forward partial sums per lane (pixels of a block sharing one weight chunk), 1..64.
 
@@ -83,15 +89,17 @@ class RMacEngine(wiring.Component):
     """
 
     def __init__(self, lanes=8, rmacs=8, packing=True, requantize=True, acc_bits=32,
-                 mult_bits=16, shift_bits=6, out_bits=8, block=1):
+                 mult_bits=16, shift_bits=6, out_bits=8, block=1, sa_bits=None):
         check_int("Lane count", lanes, 1, 64)
         check_int("R-MACs per lane", rmacs, 1, 64)
         check_int("Accumulator width", acc_bits, 16, 48)
         check_int("Partial sums per lane", block, 1, 64)
+        sa_bits = acc_bits if sa_bits is None else sa_bits
+        check_int("Self-accumulation width", sa_bits, 16, acc_bits)
         check_bool("packing", packing)
         check_bool("requantize", requantize)
         self._lanes, self._rmacs, self._packing, self._acc_bits = lanes, rmacs, packing, acc_bits
-        self._requantize, self._block = requantize, block
+        self._requantize, self._block, self._sa_bits = requantize, block, sa_bits
         width = max(lanes, rmacs)  # bias/requant lanes: channels (self-acc.) or lanes (down-fwd.)
         self._requant_args = (width, acc_bits, mult_bits, shift_bits, out_bits)
         fields = {
@@ -125,7 +133,8 @@ class RMacEngine(wiring.Component):
                                                    else 0))
     params = property(lambda self: dict(lanes=self._lanes, rmacs=self._rmacs,
                                         packing=self._packing, requantize=self._requantize,
-                                        acc_bits=self._acc_bits, block=self._block))
+                                        acc_bits=self._acc_bits, block=self._block,
+                                        sa_bits=self._sa_bits))
 
     def _serialize(self, m, psums):
         """Psum registers -> requantizer: self-accumulation emits M beats (beat m: output pixel m,
@@ -206,8 +215,9 @@ class RMacEngine(wiring.Component):
                 # no domain reset: a psum is read only after its accumulation's first beat, and
                 # with one the down-forward clear below needs a LUT per bit (the flip-flop's own
                 # synchronous reset then serves the domain's): 1.8k LUT in the paper's engine
-                acc = Signal(signed(self._acc_bits), name=f"psum_{j}_{n}", reset_less=True)
                 df_here = n == N - 1  # down-forward result lands in the lane's last R-MAC
+                width = self._acc_bits if df_here else self._sa_bits
+                acc = Signal(signed(width), name=f"psum_{j}_{n}", reset_less=True)
                 if df_here:
                     df_new = Signal(signed(self._acc_bits), name=f"psum_{j}_next")
                     prev = acc if slots is None else slots.data[j]

@@ -415,9 +415,9 @@ def _attention(r, branches, cfg):
     n = h * w
     if n < cfg.m:
         raise UnsupportedOp(f"attention over {n} tokens: the core's vk serializer needs at least M = {cfg.m}")
-    if n > cfg.divisor_kib * 1024 // 4:
+    if n > cfg.attention_tokens:
         raise UnsupportedOp(f"attention over {n} tokens: the divisor buffer ({cfg.divisor_kib} KiB) holds "
-                            f"{cfg.divisor_kib * 1024 // 4} int32 divisors; enlarge divisor_kib")
+                            f"{cfg.attention_tokens} int32 divisors; enlarge divisor_kib")
     total = sum(heads)
     out_cw = total * cwd
     region = (1 + cwd) * cwd  # W words per head: [sum k | vk] chunks

@@ -56,3 +56,15 @@ def test_unit_params_follow_the_configuration():
     assert p["adder_tree"]["inputs"] == 4
     assert p["shifter_array"]["shift_bits"] == 4  # [-8, 7]
     assert p["log2_quantizer"] == dict(width=32, offset_bits=6, lo=-8, hi=7)
+
+
+def test_self_accumulation_width_holds_every_sum_the_core_makes():
+    """The R-MAC engine's self-accumulation psums hold a 5x5 depthwise window and a head's vk over
+    the divisor buffer's tokens at the int8 extremes, and not one bit more."""
+    cfg = PRESETS["paper"]
+    assert cfg.attention_tokens == 1024 and cfg.sa_bits == 25
+    vk = cfg.attention_tokens * -128 * 127  # every token's v at -128, ReLU(k) at 127
+    assert -(1 << (cfg.sa_bits - 1)) <= vk < -(1 << (cfg.sa_bits - 2))
+    assert 25 * 128 * 128 < 1 << (cfg.sa_bits - 1)  # a 5x5 window of -128 x -128
+    assert cfg.replace(divisor_kib=1).sa_bits == 23 and cfg.replace(divisor_kib=64).sa_bits == 29
+    assert cfg.unit_params()["rmac_engine"]["sa_bits"] == cfg.sa_bits
