@@ -207,7 +207,8 @@ def test_bench_catches_a_wrong_golden():
     (RMacEngine, dict(rmacs=0), ValueError, "R-MACs per lane must be an integer from 1 to 64, not 0"),
     (RMacEngine, dict(packing=None), TypeError, "packing must be a bool, not None"),
     (RMacEngine, dict(requantize="yes"), TypeError, "requantize must be a bool, not 'yes'"),
-    (RMacEngine, dict(sa_bits=33), ValueError, "Self-accumulation width must be an integer from 16 to 32, not 33"),
+    (RMacEngine, dict(sa_bits=33), ValueError,
+     "Self-accumulation width must be an integer from 16 to 32, not 33"),
 ])
 def test_parameter_validation(cls, kwargs, exc, msg):
     with pytest.raises(exc, match=msg):
