@@ -192,7 +192,10 @@ class AcceleratorConfig:
         """Width of the R-MAC engine's self-accumulation psums: the largest running sum the
         core's self-accumulating commands reach, exactly — a depthwise window (5 x 5 taps of
         int8 x int8, bias added later) or a head's vk (``attention_tokens`` of int8 x ReLU(int8)).
-        The engine's last R-MAC per lane keeps ``acc_bits`` for the down-forward sums."""
+        The engine's last R-MAC per lane keeps ``acc_bits`` for the down-forward sums. The core
+        passes it to its R-MAC engine (whose self-accumulations start from 0: the bias is added
+        after); the engine on its own (``unit_params``), which takes a bias on the first beat,
+        keeps ``acc_bits``."""
         lo, hi = -(1 << (self.act_bits - 1)), (1 << (self.act_bits - 1)) - 1
         dw = DW_TAPS_MAX * lo * lo
         vk = self.attention_tokens * lo * hi
@@ -235,7 +238,7 @@ class AcceleratorConfig:
                                shift_bits=self.shift_bits, out_bits=self.act_bits),
             "rmac_engine": dict(lanes=self.m, rmacs=self.n, packing=self.dsp_packing,
                                 requantize=True, acc_bits=self.acc_bits, mult_bits=self.mult_bits,
-                                shift_bits=self.shift_bits, out_bits=self.act_bits, sa_bits=self.sa_bits),
+                                shift_bits=self.shift_bits, out_bits=self.act_bits),
         }
 
     # -- serialisation ----------------------------------------------------------------------

@@ -426,7 +426,8 @@ class ComputingCore(wiring.Component):
         params = c.unit_params()
         reuse = {"requantize": False, "block": c.block_max}  # psums of a block's pixels per lane
         mat = m.submodules.mat = MatEngine(**{**params["mat_engine"], **reuse})
-        rmac = m.submodules.rmac = RMacEngine(**{**params["rmac_engine"], **reuse})
+        # the self-accumulation psums as wide as the core's sums (from 0: the bias comes after)
+        rmac = m.submodules.rmac = RMacEngine(**{**params["rmac_engine"], **reuse, "sa_bits": c.sa_bits})
         # one post-processing path per engine: requantizer, Hardswish and attention output in one
         post_units = [PostProcessor(**params["post_processor"]) for _ in range(2)]
         for e in range(2):

@@ -67,4 +67,3 @@ def test_self_accumulation_width_holds_every_sum_the_core_makes():
     assert -(1 << (cfg.sa_bits - 1)) <= vk < -(1 << (cfg.sa_bits - 2))
     assert 25 * 128 * 128 < 1 << (cfg.sa_bits - 1)  # a 5x5 window of -128 x -128
     assert cfg.replace(divisor_kib=1).sa_bits == 23 and cfg.replace(divisor_kib=64).sa_bits == 29
-    assert cfg.unit_params()["rmac_engine"]["sa_bits"] == cfg.sa_bits
