@@ -9,10 +9,11 @@ from dataclasses import dataclass, fields
 
 from quant import arith
 
-__all__ = ["AcceleratorConfig", "Buffer", "ConfigError", "PRESETS"]
+__all__ = ["AcceleratorConfig", "Buffer", "ConfigError", "DW_KERNELS", "PRESETS"]
 
 _NAME = re.compile(r"^(\d+)x(\d+)\+(\d+)x(\d+)x(\d+)$")
-DW_TAPS_MAX = 5 * 5  # the largest depthwise kernel the core runs (hw/core.py: 3x3 and 5x5)
+DW_KERNELS = (3, 5)  # the depthwise kernel sizes the core runs (hw/core.py, sim/core_ops.py)
+DW_TAPS_MAX = max(DW_KERNELS) ** 2  # the most taps one depthwise window sums
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ from amaranth.lib.wiring import In, Out
 
 from hw.accumulator import Accumulator
 from hw.command import DIM_BITS, Op, Post, command_layout, param_layout
-from hw.config import AcceleratorConfig, ConfigError
+from hw.config import DW_KERNELS, AcceleratorConfig, ConfigError
 from hw.mat_engine import MatEngine
 from hw.params import check_int
 from hw.post_processor import PostMode, PostProcessor
@@ -196,7 +196,7 @@ class ComputingCore(wiring.Component):
         last beat is issued."""
         c = self._cfg
         M, P = c.m, self._dw_ports
-        W = (c.m - 1) * 2 + 5  # window columns at k = 5, s = 2
+        W = (c.m - 1) * 2 + max(DW_KERNELS)  # window columns of the largest kernel at s = 2
         d = unsigned(DIM_BITS)
         word = self._word
         banks = [memory.Memory(shape=word, depth=16, init=[]) for _ in range(W)]

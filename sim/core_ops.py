@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from hw.command import Command, CommandError, Op, Post, cdiv, follow_loop, pixel_loop
+from hw.config import DW_KERNELS
 from quant.arith import im2col
 from sim.dataflow import block_limit, host_im2col
 from sim.layout import fields
@@ -328,8 +329,9 @@ def _depthwise(r, x, w, k, stride, pad, post, cfg):
     channels' weights; one parameter word per channel word."""
     lanes = cfg.n
     c, h, wd = x.shape
-    if k not in (3, 5) or stride not in (1, 2) or pad != k // 2:
-        raise UnsupportedOp(f"depthwise {k}x{k} stride {stride} pad {pad}: the core runs 3x3 and 5x5, "
+    if k not in DW_KERNELS or stride not in (1, 2) or pad != k // 2:
+        kernels = " and ".join(f"{n}x{n}" for n in DW_KERNELS)
+        raise UnsupportedOp(f"depthwise {k}x{k} stride {stride} pad {pad}: the core runs {kernels}, "
                             f"stride 1 or 2, padding k // 2")
     cw = cdiv(c, lanes)
     ho, wo = (h + 2 * pad - k) // stride + 1, (wd + 2 * pad - k) // stride + 1
