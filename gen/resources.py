@@ -75,7 +75,10 @@ def synthesize(component, name, workdir, boxes=None, flatten=False):
         script.append(f"read_rtlil {name}.il")
     if flatten:
         script.append("setattr -mod -set keep_hierarchy 1 *.mul_*")
-    script += [f"synth_xilinx -family xcup -noiopad{' -flatten' if flatten else ''} -top {name}",
+    # splitnets before LUT mapping: without it Yosys 0.70's ABC9 can fail an internal assertion
+    # (``count_id(wire->name) == 0``, YosysHQ/yosys#4349) on the computing core; it only renames
+    synth = f"synth_xilinx -family xcup -noiopad{' -flatten' if flatten else ''} -top {name}"
+    script += [f"{synth} -run :map_luts", "splitnets", f"{synth} -run map_luts:",
                "tee -q -o stat.json stat -json -tech xilinx"]
     (work / "synth.ys").write_text("\n".join(script) + "\n")
     start = time.time()
@@ -135,8 +138,9 @@ def main(argv=None):
 
 
 def _units(name):
-    """The post-processing units of one core, one synthesis each (a core has one post-processor
-    per engine, one residual adder and one accumulator), with the DSP48E2 the units count."""
+    """The post-processing units of one core, one synthesis each (a core has one post-processor,
+    every mode leaving after the same cycles, one residual adder and one accumulator), with the
+    DSP48E2 the units count."""
     from hw.accumulator import Accumulator
     from hw.config import AcceleratorConfig, ConfigError
     from hw.post_processor import PostProcessor
@@ -147,12 +151,12 @@ def _units(name):
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    units = [("post_processor", PostProcessor, 2), ("residual_adder", ResidualAdder, 1),
-             ("accumulator", Accumulator, 1)]
+    units = [("post_processor", PostProcessor, 1, {"same_latency": True}),
+             ("residual_adder", ResidualAdder, 1, {}), ("accumulator", Accumulator, 1, {})]
     print("| unit | per core | DSP48E2 | counted by the unit | LUT | FF | CARRY | synthesis s |")
     print("|---|---|---|---|---|---|---|---|")
-    for unit, cls, count in units:
-        dut = cls(**params[unit])
+    for unit, cls, count, extra in units:
+        dut = cls(**params[unit], **extra)
         counted = getattr(dut, "dsps", 0)
         with tempfile.TemporaryDirectory() as tmp:
             c, secs = synthesize(dut, unit, tmp)

@@ -16,7 +16,16 @@ from hw.rmac_engine import DOWN_FORWARD, SELF_ACCUMULATION, RMacEngine
 
 __all__ = ["ComputingCore", "core_dsps"]
 
-_POST_LAT = PostProcessor.LATENCIES  # cycles through the post-processing path, by mode
+
+
+class _Entry:
+    """Codes of a result entry (``ComputingCore``'s result path): how it is scaled (its
+    channel's multiplier, Hardswish's pre-activation one, or one of the command's for every
+    lane) and where it goes (buffer B, the output buffer raw, the weight buffer as sum k's word or
+    as a vk chunk's row)."""
+
+    CHANNEL, HSWISH, NUM, POOL, SUM_K, VK = range(6)  # scale
+    TO_B, TO_O, KS_WORD, ROW = range(4)  # dest
 
 
 def _delay(m, value, cycles, name):
@@ -45,12 +54,12 @@ def _times_small(value, n):
 
 def core_dsps(config):
     """DSP48E2 slices of one computing core of ``config``, by what holds them: both engines, the
-    two post-processing paths, the residual adder (the address generators multiply by shifts and
+    post-processor, the residual adder (the address generators multiply by shifts and
     adds only). From the units' own counts, without building the core (so also for
     configurations the core does not support, which the performance model still describes)."""
     params = config.unit_params()
     units = {"mat_engine": (MatEngine, 1), "rmac_engine": (RMacEngine, 1),
-             "post_processor": (PostProcessor, 2), "residual_adder": (ResidualAdder, 1)}
+             "post_processor": (PostProcessor, 1), "residual_adder": (ResidualAdder, 1)}
     counts = {}
     for name, (cls, copies) in units.items():
         unit = cls(**params[name])
@@ -63,9 +72,10 @@ class ComputingCore(wiring.Component):
     """One computing core executing commands from its buffers.
 
     The core reads activations from buffer B (two read ports: one per engine, or the two addends
-    of a residual add), weight chunks and parameters from buffer C (ports ``w_rd*``, ``q_rd*``:
-    one per engine) and writes int8 results to B (one write port per engine) and int32 results to
-    the output buffer (``o_wr*``). Word formats are those of ``hw/command.py``.
+    of a residual add), weight chunks from buffer C (``w_rd*``: one per engine) and parameters
+    (``q_rd0``) and writes int8 results to B (one write port for the post-processor, one for the
+    residual adder) and int32 results to the output buffer (``o_wr0``). Word formats are those of
+    ``hw/command.py``.
 
     **Reductions** (``Op.REDUCE``: generic conv including the stem, pointwise, grouped pointwise,
     linear): the MAT engine takes the even output tiles and the R-MAC engine (down-forward mode)
@@ -75,10 +85,15 @@ class ComputingCore(wiring.Component):
     cycle, zero input words for padding. **Weight reuse**: a weight chunk is read on a block's
     first beat and held for its pixels; each engine lane keeps a partial sum per pixel of the
     block (``hw.pipeline.BlockAccumulators``); a block shorter than ``min_beats`` is padded to it
-    (the weight port's rate) except after the command's last beat. Each result leaves through
-    the post-processing the command selects: requantizer, integer Hardswish, or raw int32; its
-    parameter word (bias included: the engines accumulate from 0) is read from ``q_rd*`` as the
-    result leaves the engine.
+    (the weight port's rate) except after the command's last beat. A command with one chunk per
+    pixel runs on the MAT engine alone (``solo``). Each result leaves through the post-processing
+    the command selects: requantizer, integer Hardswish, or raw int32.
+    **One post-processor for both engines**: a result leaves its engine as an entry (accumulators,
+    destination, parameter word, scale); the R-MAC engine's side (its results, the depthwise
+    pixels, the vk rows) goes first, the MAT engine's side (its results, the pool's sums, sum k)
+    waits in a queue (LUT RAM, ``queue_depth``) for a cycle the other leaves free. The entry's
+    parameter word (bias included: the engines accumulate from 0) is read from ``q_rd0`` as it
+    enters the :class:`PostProcessor`, whose modes all take ``PostProcessor.LATENCY`` cycles.
     **Depthwise** (``Op.DW``): a second command register; the R-MAC engine in self-accumulation
     mode, windows in per-column LUT-RAM banks filled through ``d_rd*`` (``_depthwise``); with
     ``halo`` the rows above and below the input are read from the buffer (a core's row group
@@ -97,17 +112,19 @@ class ComputingCore(wiring.Component):
         reduction: while the main command register is free).
     busy : Out(1): a command is running (from the cycle after it is accepted to its last write).
     b_rd0, b_rd1 : memory read ports of buffer B (word: T signed 8-bit values), read latency 1.
-    b_wr0, b_wr1 : memory write ports of buffer B.
+    b_wr0, b_wr1 : memory write ports of buffer B (the residual adder's, the post-processor's).
     w_rd0, w_rd1 : read ports of the weight buffer (word: S x T signed 8-bit).
-    q_rd0, q_rd1 : read ports of the parameter buffer (``param_layout(S)``).
+    q_rd0, q_rd1 : read ports of the parameter buffer (``param_layout(S)``; ``q_rd1`` unused).
     d_rd0 .. d_rd{dw_ports-1} : read ports of buffer B for the depthwise window fill.
     w_wr0, w_wr1 : weight-buffer write ports (the attention's sum k and vk chunks).
-    o_wr0, o_wr1 : write ports of the output buffer (word: S signed 32-bit).
+    o_wr0, o_wr1 : write ports of the output buffer (word: S signed 32-bit; ``o_wr1`` unused).
 
     Timing: a reduction takes ``sim.dataflow.reduction_beats`` beats, an add ``pixels * words``, a
     pool ``words * pixels``, a depthwise conv ``depthwise_schedule``, plus ``overhead(op, post)``
-    cycles: command accept, the read latency, the pipeline and the last write
-    (``sim.dataflow.core_cycles`` counts the same; ``fused_core_cycles`` the band pipeline).
+    cycles: command accept, the read latency, the pipeline and the last write, plus for a
+    reduction on both engines the cycles its last results wait for the post-processor
+    (``sim.dataflow.rmac_last_results``); ``sim.dataflow.core_cycles`` counts the same,
+    ``fused_core_cycles`` the band pipeline.
     """
 
     def __init__(self, config, addr_bits=16):
@@ -164,21 +181,30 @@ class ComputingCore(wiring.Component):
         mat._MustUse__silence = True  # built for its latency only
         return mat.latency
 
+    # an entry reaches the post-processor two cycles after its engine gives it: into the queue (or
+    # the R-MAC engine's register), then with its parameter word read
+    ENTRY_LATENCY = 2
+
+    def queue_depth(self):
+        """Entries of the MAT engine's result queue: a block of results (``block_max``) and those
+        still in the engine when the core stops issuing, as a power of two (LUT RAM)."""
+        return 1 << (self._cfg.block_max + self.engine_latency() + 3).bit_length()
+
     def overhead(self, op, post=Post.REQUANT):
         """Cycles of a command beyond its beats: accept (1), read latency (1), the engine or unit
-        pipeline, the post-processing, the last write (1)."""
+        pipeline, the result's entry (``ENTRY_LATENCY``), the post-processing (every mode
+        ``PostProcessor.LATENCY``), the last write (1). A reduction's last results wait for the
+        R-MAC engine's (``sim.dataflow.core_beats`` counts them)."""
         if op == Op.ADD:
             return 2 + ResidualAdder.LATENCY + 1
+        post_lat = 0 if post == Post.INT32 and op == Op.REDUCE else PostProcessor.LATENCY
         if op == Op.POOL:
-            return 2 + Accumulator.LATENCY + _POST_LAT[PostMode.REQUANT] + 1
-        if op == Op.ATTN_Q:
-            return 2 + self.engine_latency() + _POST_LAT[PostMode.ATTN] + 1
-        if op == Op.ATTN_VK:  # the last block: engine, hold, its M rows, requantizer, chunk write
-            return 2 + self.engine_latency() + 1 + self._cfg.m - 1 + _POST_LAT[PostMode.REQUANT] + 1
-        # REDUCE and DW (whose serializer's pixels are counted with its beats)
-        post_lat = {Post.REQUANT: _POST_LAT[PostMode.REQUANT], Post.HSWISH: _POST_LAT[PostMode.HSWISH],
-                    Post.INT32: 0}[post]
-        return 2 + self.engine_latency() + post_lat + 1
+            pipe = Accumulator.LATENCY
+        elif op == Op.ATTN_VK:  # the last block: engine, hold, its M rows
+            pipe = self.engine_latency() + 1 + self._cfg.m - 1
+        else:  # REDUCE, ATTN_Q and DW (whose serializer's pixels are counted with its beats)
+            pipe = self.engine_latency()
+        return 2 + pipe + self.ENTRY_LATENCY + post_lat + 1
 
     def _depthwise(self, m, cmd, accept, running):
         """Depthwise command: blocks (channel word g, column block b, output row oy), oy innermost.
@@ -428,10 +454,10 @@ class ComputingCore(wiring.Component):
         mat = m.submodules.mat = MatEngine(**{**params["mat_engine"], **reuse})
         # the self-accumulation psums as wide as the core's sums (from 0: the bias comes after)
         rmac = m.submodules.rmac = RMacEngine(**{**params["rmac_engine"], **reuse, "sa_bits": c.sa_bits})
-        # one post-processing path per engine: requantizer, Hardswish and attention output in one
-        post_units = [PostProcessor(**params["post_processor"]) for _ in range(2)]
-        for e in range(2):
-            m.submodules[f"post_processor{e}"] = post_units[e]
+        # one post-processor for both engines (requantizer, Hardswish and attention output in one),
+        # every mode leaving after the same cycles: a depthwise command's and a pointwise
+        # command's results of different modes share it
+        pp = m.submodules.post_processor = PostProcessor(**params["post_processor"], same_latency=True)
         adder = m.submodules.residual_adder = ResidualAdder(**params["residual_adder"])
         pool = m.submodules.pool = Accumulator(**params["accumulator"])
 
@@ -458,6 +484,9 @@ class ComputingCore(wiring.Component):
         is_reduce = main_on & (cmd.op == Op.REDUCE) | is_q  # ATTN_Q walks a reduction's loops
         is_add, is_pool = main_on & (cmd.op == Op.ADD), main_on & (cmd.op == Op.POOL)
         follow = cmd.follow & (cmd.op == Op.REDUCE)  # all tiles on the MAT engine, gated by the DW
+        # the MAT engine alone: a follow, or one chunk per pixel (both engines would bring two
+        # results every cycle to the one post-processor)
+        solo = follow | (cmd.chunks == 1)
 
         # -- loop counters ----------------------------------------------------------------------
         d = unsigned(DIM_BITS)
@@ -466,8 +495,8 @@ class ComputingCore(wiring.Component):
         # current pixel of each engine, and the first pixel of its block (revisited every chunk)
         pix, py, px = ([Signal(d, name=f"{n}{e}") for e in range(2)] for n in ("pix", "py", "px"))
         bpix, bpy, bpx = ([Signal(d, name=f"block_{n}{e}") for e in range(2)] for n in ("pix", "py", "px"))
-        pairs = Mux(follow, cmd.tiles, (cmd.tiles + 1) >> 1)  # follow: one tile per "pair", MAT only
-        odd_last = cmd.tiles[0] & (pair == pairs - 1) & is_reduce & ~follow
+        pairs = Mux(solo, cmd.tiles, (cmd.tiles + 1) >> 1)  # solo: one tile per "pair", MAT only
+        odd_last = cmd.tiles[0] & (pair == pairs - 1) & is_reduce & ~solo
         # follow walks its pixels in segments of band_pixels (the depthwise bands), all tiles of a
         # segment before the next; every other reduction is one segment
         seg_start, seg_py = Signal(d, name="segment_pix"), Signal(d, name="segment_y")
@@ -558,12 +587,14 @@ class ComputingCore(wiring.Component):
         # follow: a pixel waits until the depthwise command has written its whole band
         ready_px = Signal(d, name="dw_ready_pixels")
         issue = Signal()  # one beat per cycle while running (the datapath never stalls)
-        m.d.comb += issue.eq(running & ~is_vk & (~follow | dw_idle | (pix[0] < ready_px)))
+        queue_room = Signal()  # the MAT engine's results can wait (see the result queue)
+        m.d.comb += issue.eq(running & ~is_vk & queue_room & (~follow | dw_idle | (pix[0] < ready_px)))
         with m.If(m_accept):
             m.d.sync += [cmd.eq(new), running.eq(1), pair.eq(0), cc.eq(0), kx.eq(0),
                          ky.eq(0), ch.eq(0), sl.eq(0), toff.eq(tap_start(new)), trow.eq(tap_start(new))]
             m.d.sync += set_pixels([(0, 0, 0, 0, 0, 0)] * 2, False, True) + groups_start(new.w_base)
-            m.d.sync += start_pixels((new.tiles == 1) & (new.op == Op.REDUCE) & ~new.follow, new, True)
+            single = (new.tiles == 1) & (new.op == Op.REDUCE) & ~new.follow & (new.chunks != 1)
+            m.d.sync += start_pixels(single, new, True)
         with m.Elif(issue & is_pool):  # word outer, pixel inner
             with m.If(~pix_last):
                 m.d.sync += next_pixel()
@@ -604,12 +635,12 @@ class ComputingCore(wiring.Component):
                                  trow.eq(tap_start(cmd))]
                     with m.If(~pix_last):
                         m.d.sync += next_pixel(True) + [bj.eq(bj + 1)]
-                    with m.Elif(~pair_last):  # next pair: tile + 2 (follow: + 1)
-                        next_odd = cmd.tiles[0] & (pair + 1 == pairs - 1) & ~follow
+                    with m.Elif(~pair_last):  # next pair: tile + 2 (solo: + 1)
+                        next_odd = cmd.tiles[0] & (pair + 1 == pairs - 1) & ~solo
                         m.d.sync += [pair.eq(pair + 1)] + start_pixels(next_odd)
-                        step = Mux(follow, 1, 2)
-                        m.d.sync += [gt.eq(gt + Mux(follow, gcw, gcw << 1)),
-                                     wt.eq(wt + Mux(follow, cmd.chunks, cmd.chunks << 1))]
+                        step = Mux(solo, 1, 2)
+                        m.d.sync += [gt.eq(gt + Mux(solo, gcw, gcw << 1)),
+                                     wt.eq(wt + Mux(solo, cmd.chunks, cmd.chunks << 1))]
                         with m.If(in_a + step >= cmd.group_tiles):
                             m.d.sync += [group_a.eq(group_a + 1), in_a.eq(in_a + step - cmd.group_tiles),
                                          ga.eq(ga + gcw)]
@@ -635,9 +666,9 @@ class ComputingCore(wiring.Component):
 
         # -- addresses of this cycle's beat (engine e) ----------------------------------------
         wide = signed(2 * DIM_BITS + 2)
-        tile = [Mux(follow, pair, pair << 1), Mux(odd_last, pair << 1, (pair << 1) | 1)]
+        tile = [Mux(solo, pair, pair << 1), Mux(odd_last, pair << 1, (pair << 1) | 1)]
         valid = [issue & (slot_real | ~is_reduce),
-                 issue & is_reduce & slot_real & ~follow & (~odd_last | (pix[1] < cmd.pixels))]
+                 issue & is_reduce & slot_real & ~solo & (~odd_last | (pix[1] < cmd.pixels))]
         inb, b_addr, out_addr = [], [], []
         for e in range(2):
             iy = Signal(wide, name=f"iy{e}")
@@ -662,21 +693,10 @@ class ComputingCore(wiring.Component):
         ]
         w_addr = [tile_w[e] + ch for e in range(2)]
         w_addr[1] = Mux(is_dw, dw["w_addr"], w_addr[1])
-        # Parameters are read when a result leaves its engine (the tile's or channel word's index
-        # waits out the engine, not its parameter word); an add reads them with its beat. The
-        # bias is added there too, so the engines accumulate from 0.
-        lat = mat.latency
-        q_tag = [_delay(m, Mux(is_reduce, tile[0], cc), lat, "q_tag0"),
-                 _delay(m, Mux(is_dw, dw["q_index"], tile[1]), lat, "q_tag1")]
-        # a depthwise block's parameter word is read again for each of its pixels (``_serialize``)
-        dw_q_index = Signal.like(q_tag[1], name="dw_q_index")
-        q_addr = [cmd.q_base + Mux(is_add, cc, q_tag[0]),
-                  Mux(is_dw, dcmd.q_base + dw_q_index, cmd.q_base + q_tag[1])]
-        for e, (w_rd, q_rd) in enumerate(((self.w_rd0, self.q_rd0), (self.w_rd1, self.q_rd1))):
+        for e, w_rd in enumerate((self.w_rd0, self.w_rd1)):
             # weight reuse: a reduction reads its chunk on the block's first beat and holds it
             hold = is_reduce & ~(is_dw if e else 0)  # (the depthwise command reads a weight every beat)
-            m.d.comb += [w_rd.addr.eq(w_addr[e]), w_rd.en.eq(~hold | (issue & (sl == 0))),
-                         q_rd.addr.eq(q_addr[e]), q_rd.en.eq(1)]
+            m.d.comb += [w_rd.addr.eq(w_addr[e]), w_rd.en.eq(~hold | (issue & (sl == 0)))]
 
         # -- stage 1: read data arrives; beats to the engines and units ------------------------
         first = Mux(is_pool, pix[0] == 0, ch == 0)
@@ -719,129 +739,150 @@ class ComputingCore(wiring.Component):
                      pool.i.payload.first.eq(Mux(is_vk, vk["first"], first1)),
                      pool.i.payload.last.eq(Mux(is_vk, vk["last"], last1)), pool.o.ready.eq(1)]
 
-        # -- post-processing: the result's tag (address, parameter index) waits out the engine --
-        results = [mat.o.payload.acc, [rmac.o.payload.acc[s][c.n - 1] for s in range(S)]]
-        eng_valid = [mat.o.valid, rmac.o.valid]
-        q_data = [self.q_rd0.data.reduce, self.q_rd1.data.reduce]
-        writes = []  # write enables of every result port, for the completion count
+        # -- results: one post-processor for both engines ---------------------------------------
+        # A result leaves its engine (the pool accumulator, the R-MAC engine's serializer) as an
+        # entry: its accumulators, where it goes, its parameter word, how it is scaled. The R-MAC
+        # engine's side (its reduction results, the depthwise pixels, the vk rows) enters the
+        # post-processor a cycle later; the MAT engine's side (its results, the pool's and sum k's
+        # sums) waits in a queue (LUT RAM) for a cycle the other leaves free. A reduction's engines
+        # finish a block's pixels together, and the next block's first chunk pass leaves the
+        # post-processor to the queue (one chunk per pixel: the MAT engine alone, ``solo``); the
+        # depthwise pixels are never delayed, so the bands are written when the model says.
+        # Parameters are read as an entry enters (one cycle ahead), the bias added there.
+        lat = mat.latency
+        E = _Entry
+        # the MAT engine's side has no vk rows and no depthwise pixels: the queue holds the fields
+        # before ``row`` (a signal with bits that are always 0 would leave them undriven in the
+        # emitted Verilog)
+        common = {"acc": self._acc, "addr": unsigned(self._ab), "q": unsigned(self._ab),
+                  "token": range(c.attention_tokens), "mode": unsigned(2), "scale": unsigned(3),
+                  "dest": unsigned(2), "bias": unsigned(1)}
+        queued = data.StructLayout(common)
+        entry = data.StructLayout({**common, "row": range(c.m), "dw": unsigned(1)})
+        S = c.s
         plain = ~is_q & ~is_vk  # requantized, Hardswish or int32 results (not the attention's)
-        # attention (ATTN_Q): the divisor tile (tile 0, engine A in pair 0) writes its raw int32
-        # divisors to the divisor buffer, read back by token for the later numerator tiles
         tile0 = [_delay(m, is_q & (tile[e] == 0), 1 + lat, f"q_tile0_{e}") for e in range(2)]
-        pair0 = _delay(m, pair == 0, 1 + lat, "q_pair0")
         tpix = [_delay(m, pix[e], 1 + lat, f"q_pix{e}") for e in range(2)]
+        taddr = [_delay(m, oaddr1[e], lat, f"tag_addr{e}") for e in range(2)]
+        qtag = [_delay(m, Mux(is_reduce, tile[0], cc), 1 + lat, "q_tag0"),
+                _delay(m, Mux(is_dw, dw["q_index"], tile[1]), 1 + lat, "q_tag1")]
+        # attention (ATTN_Q): the divisor tile (tile 0, the MAT engine in pair 0) writes its raw
+        # int32 divisors to the divisor buffer, read back by token as a numerator enters
         div = memory.Memory(shape=unsigned(c.acc_bits), depth=c.attention_tokens, init=[])
         m.submodules.divisor_buffer = div
-        div_w = div.write_port()
-        div_r = [div.read_port() for _ in range(2)]
-        for e in range(2):
-            m.d.comb += [div_r[e].addr.eq(_delay(m, pix[e], lat, f"q_rd_pix{e}")), div_r[e].en.eq(1)]
-        m.d.comb += [div_w.en.eq(eng_valid[0] & tile0[0]), div_w.addr.eq(tpix[0]),
-                     div_w.data.eq(results[0][0])]
-        for e in range(2):
-            taddr = _delay(m, oaddr1[e], lat, f"tag_addr{e}")
-            tparam = q_data[e].as_value()
-            post_valid = eng_valid[e]
-            acc_in = results[e]
-            bias_on = cmd.op == Op.REDUCE
-            if e == 1:  # depthwise and vk blocks leave the R-MAC engine's serializer row by row
-                blk = {"addr0": Mux(is_vk, vk["w_addr"], dw["addr0"]), "count": Mux(is_vk, c.m, dw["count"])}
-                ser = self._serialize(m, rmac, blk, _delay(m, q_tag[1], 1, "dw_q_tag"), lat,
-                                      is_dw | is_vk, Mux(is_dw, dcmd.out_cw, 0))
-                m.d.comb += dw_q_index.eq(ser["q_index"])
-                serial = is_dw | is_vk
-                taddr = Mux(serial, ser["addr"], taddr)
-                post_valid = Mux(serial, ser["valid"], post_valid)
-                acc_in = [Mux(serial, ser["acc"][s], acc_in[s]) for s in range(S)]
-                bias_on = Mux(serial, is_dw, bias_on)
-            tp = data.View(q_data[e].shape(), tparam)
-            acc_in = [(acc_in[s] + Mux(bias_on, tp.bias[s], 0))[:c.acc_bits].as_signed() for s in range(S)]
-            # the R-MAC engine's results follow the depthwise command while one runs
-            post, three = (cmd.post, cmd.three) if e == 0 else (Mux(is_dw, dcmd.post, cmd.post),
-                                                                 Mux(is_dw, dcmd.three, cmd.three))
-            pp = post_units[e]
-            m.d.comb += pp.o.ready.eq(1)
-            # attention output: numerators of this engine, the token's divisor
-            den = Mux(pair0, results[0][0], div_r[e].data)
-            att_valid = post_valid & is_q & ~tile0[e]
-            hswish = plain & (post == Post.HSWISH) & ~is_pool  # the command's results take the Hardswish
-            hs_valid = post_valid & hswish
-            if e == 0:  # the pool's sums (and the attention's sum k) share this path, requantized
-                acc_src = Mux(is_vk, _delay(m, vk["ks_addr"], 1, "ks_addr1"), oaddr1[0])
-                pool_addr = _delay(m, acc_src, Accumulator.LATENCY, "pool_addr")
-                sums = is_pool | is_vk
-                rq_valid = Mux(sums, pool.o.valid, post_valid & plain & (post == Post.REQUANT))
-                acc_pp = [Mux(sums, pool.o.payload.sum[s], acc_in[s]) for s in range(S)]
-                # one scale for every lane: the pool's, sum k's or the attention dividend's
-                uniform = sums | is_q
-                u_mult = Mux(is_q, cmd.num_mult, Mux(is_pool, cmd.pool_mult, cmd.ks_mult))
-                u_shift = Mux(is_q, cmd.num_shift, Mux(is_pool, cmd.pool_shift, cmd.ks_shift))
-                addr_in = Mux(sums, pool_addr, taddr)
-            else:  # the vk blocks' rows are requantized here
-                rq_valid = post_valid & ((plain & (post == Post.REQUANT)) | is_vk)
-                acc_pp = acc_in
-                uniform = is_vk | is_q  # the vk rows' scale or the attention dividend's
-                u_mult = Mux(is_q, cmd.num_mult, cmd.vk_mult)
-                u_shift = Mux(is_q, cmd.num_shift, cmd.vk_shift)
-                addr_in = taddr
-            # the mode is the command's; it changes only between commands (after their last write)
-            mode = Mux(is_q, PostMode.ATTN, Mux(hswish, PostMode.HSWISH, PostMode.REQUANT))
-            m.d.comb += [pp.i.valid.eq(rq_valid | hs_valid | att_valid), pp.i.payload.mode.eq(mode),
-                         pp.i.payload.three.eq(three), pp.i.payload.den.eq(den),
-                         pp.i.payload.log2_offset.eq(cmd.log2_offset)]
-            for s in range(S):
-                m.d.comb += [pp.i.payload.acc[s].eq(acc_pp[s]),
-                             # the front requantizer: the command's one scale (selected once, not
-                             # per lane), Hardswish's pre-activation scale or the channel's
-                             pp.i.payload.mult[s].eq(Mux(uniform, u_mult, Mux(hs_valid, tp.h_mult[s],
-                                                                              tp.mult[s]))),
-                             pp.i.payload.shift[s].eq(Mux(uniform, u_shift, Mux(hs_valid, tp.h_shift[s],
-                                                                                tp.shift[s]))),
-                             pp.i.payload.mult2[s].eq(tp.mult[s]), pp.i.payload.shift2[s].eq(tp.shift[s]),
-                             pp.i.payload.offset[s].eq(tp.offset[s])]
-            # the result's address leaves with it: the tap of its mode's latency
-            taps = [addr_in]
-            for k in range(PostProcessor.LATENCY):
-                taps.append(_delay(m, taps[-1], 1, f"post_addr{e}_{k}"))
-            rq_addr = taps[_POST_LAT[PostMode.REQUANT]]
-            pp_addr = Mux(mode == PostMode.ATTN, taps[_POST_LAT[PostMode.ATTN]],
-                          Mux(mode == PostMode.HSWISH, taps[_POST_LAT[PostMode.HSWISH]], rq_addr))
-            pp_q = pp.o.payload.q.as_value()
-            b_wr = (self.b_wr0, self.b_wr1)[e]
-            o_wr = (self.o_wr0, self.o_wr1)[e]
-            w_wr = (self.w_wr0, self.w_wr1)[e]
-            m.d.comb += [o_wr.en.eq(post_valid & plain & (post == Post.INT32) & is_reduce),
-                         o_wr.addr.eq(taddr)]
-            for s in range(S):
-                m.d.comb += o_wr.data[s].eq(acc_in[s])
-            pp_b = pp.o.valid & ~is_vk  # results to B (the vk rows and sum k go to the weights)
-            pp_w = pp.o.valid & is_vk
-            if e == 0:
-                add_addr = _delay(m, oaddr1[0], ResidualAdder.LATENCY, "add_addr")
-                m.d.comb += [
-                    b_wr.en.eq(pp_b | adder.o.valid),
-                    b_wr.addr.eq(Mux(adder.o.valid, add_addr, pp_addr)),
-                    b_wr.data.eq(Mux(adder.o.valid, adder.o.payload.q.as_value(), pp_q)),
-                    # sum k, requantized: lane row 0 of the divisor tile's chunk
-                    w_wr.en.eq(pp_w), w_wr.addr.eq(rq_addr), w_wr.data.eq(pp_q),
-                ]
-            else:
-                m.d.comb += [b_wr.en.eq(pp_b), b_wr.addr.eq(pp_addr), b_wr.data.eq(pp_q)]
-                # vk rows: collected into a weight chunk (row m = lane m), written with the last row
-                # (rows 0..M-2 from their registers, row M-1 as it leaves the post-processor)
-                row = _delay(m, ser["idx"], _POST_LAT[PostMode.REQUANT], "vk_row")
-                rows = [Signal(self._word, name=f"vk_row{r}") for r in range(c.m - 1)]
-                for r in range(c.m - 1):
-                    with m.If(pp_w & (row == r)):
-                        m.d.sync += rows[r].eq(pp_q)
-                chunk = Cat(*[r.as_value() for r in rows], pp_q)
-                m.d.comb += [w_wr.en.eq(pp_w & (row == c.m - 1)), w_wr.addr.eq(rq_addr),
-                             w_wr.data.eq(chunk)]
-            if e == 1:
-                dw_write = b_wr.en & is_dw
-                writes += [b_wr.en & ~is_dw, o_wr.en, w_wr.en]
-            else:
-                writes += [b_wr.en, o_wr.en, w_wr.en]
+        div_w, div_r = div.write_port(), div.read_port()
+        m.d.comb += [div_w.en.eq(mat.o.valid & tile0[0]), div_w.addr.eq(tpix[0]),
+                     div_w.data.eq(mat.o.payload.acc[0])]
+
+        def reduction_entry(ent, e, post, acc):
+            """A reduction's or ATTN_Q's result of engine ``e``: int32 (with bias), requantized,
+            Hardswish or the attention's numerator."""
+            hswish = plain & (post == Post.HSWISH)
+            return [ent.acc.eq(acc), ent.addr.eq(taddr[e]), ent.q.eq(cmd.q_base + qtag[e]),
+                    ent.token.eq(tpix[e]), ent.bias.eq(cmd.op == Op.REDUCE),
+                    ent.mode.eq(Mux(is_q, PostMode.ATTN, Mux(hswish, PostMode.HSWISH, PostMode.REQUANT))),
+                    ent.scale.eq(Mux(is_q, E.NUM, Mux(hswish, E.HSWISH, E.CHANNEL))),
+                    ent.dest.eq(Mux(plain & (post == Post.INT32), E.TO_O, E.TO_B))]
+
+        # the MAT engine's side: its results, or the pool's sums and sum k (requantized, one scale)
+        a, a_valid = Signal(queued, name="mat_entry"), Signal(name="mat_entry_valid")
+        sums = is_pool | is_vk
+        acc_src = Mux(is_vk, _delay(m, vk["ks_addr"], 1, "ks_addr1"), oaddr1[0])
+        pool_addr = _delay(m, acc_src, Accumulator.LATENCY, "pool_addr")
+        m.d.comb += a_valid.eq(Mux(sums, pool.o.valid, mat.o.valid & ~tile0[0]))
+        with m.If(sums):
+            m.d.comb += [a.acc.eq(pool.o.payload.sum), a.addr.eq(pool_addr), a.mode.eq(PostMode.REQUANT),
+                         a.scale.eq(Mux(is_pool, E.POOL, E.SUM_K)),
+                         a.dest.eq(Mux(is_pool, E.TO_B, E.KS_WORD))]
+        with m.Else():
+            m.d.comb += reduction_entry(a, 0, cmd.post, mat.o.payload.acc)
+        # the R-MAC engine's side: its reduction results, or a depthwise pixel or vk row leaving
+        # the serializer (the depthwise command's parameters and post-processing)
+        blk = {"addr0": Mux(is_vk, vk["w_addr"], dw["addr0"]), "count": Mux(is_vk, c.m, dw["count"])}
+        ser = self._serialize(m, rmac, blk, qtag[1], lat, is_dw | is_vk, Mux(is_dw, dcmd.out_cw, 0))
+        b, b_valid = Signal(entry, name="rmac_entry"), Signal(name="rmac_entry_valid")
+        m.d.comb += b_valid.eq(Mux(is_dw | is_vk, ser["valid"], rmac.o.valid & ~tile0[1]))
+        dw_hswish = dcmd.post == Post.HSWISH
+        with m.If(is_dw):
+            m.d.comb += [b.acc.eq(Cat(*ser["acc"])), b.addr.eq(ser["addr"]),
+                         b.q.eq(dcmd.q_base + ser["q_index"]), b.bias.eq(1), b.dw.eq(1), b.dest.eq(E.TO_B),
+                         b.mode.eq(Mux(dw_hswish, PostMode.HSWISH, PostMode.REQUANT)),
+                         b.scale.eq(Mux(dw_hswish, E.HSWISH, E.CHANNEL))]
+        with m.Elif(is_vk):
+            m.d.comb += [b.acc.eq(Cat(*ser["acc"])), b.addr.eq(ser["addr"]), b.row.eq(ser["idx"]),
+                         b.mode.eq(PostMode.REQUANT), b.scale.eq(E.VK), b.dest.eq(E.ROW)]
+        with m.Else():
+            lane_sums = Cat(*[rmac.o.payload.acc[s][c.n - 1] for s in range(S)])  # down-forward
+            m.d.comb += reduction_entry(b, 1, cmd.post, lane_sums)
+
+        # the queue: LUT RAM read asynchronously at its head, an entry readable the cycle after
+        # it is written
+        depth = self.queue_depth()
+        queue = memory.Memory(shape=queued, depth=depth, init=[])
+        m.submodules.result_queue = queue
+        q_w, q_r = queue.write_port(), queue.read_port(domain="comb")
+        head, tail = Signal(range(depth), name="queue_head"), Signal(range(depth), name="queue_tail")
+        level = Signal(range(depth + 1), name="queue_level")
+        b1, b1_valid = Signal(entry, name="rmac_entry1"), Signal(name="rmac_entry1_valid")
+        m.d.sync += [b1.eq(b), b1_valid.eq(b_valid)]
+        pop = (level != 0) & ~b1_valid
+        m.d.comb += [q_w.en.eq(a_valid), q_w.addr.eq(tail), q_w.data.eq(a), q_r.addr.eq(head)]
+        m.d.sync += [tail.eq(tail + a_valid), head.eq(head + pop), level.eq(level + a_valid - pop)]
+        head_entry = Cat(q_r.data.as_value(), Const(0, entry.size - queued.size))  # row 0, not depthwise
+        pick = data.View(entry, Mux(b1_valid, b1.as_value(), head_entry))
+        # the queue holds a block's results; a reduction stops issuing while it may not take the
+        # results still in the engines (never in what the compiler plans: ``queue_depth``)
+        m.d.comb += queue_room.eq(level < depth - (lat + 3))
+        m.d.comb += [self.q_rd0.addr.eq(Mux(is_add, cmd.q_base + cc, pick.q)), self.q_rd0.en.eq(1),
+                     self.q_rd1.en.eq(0), div_r.addr.eq(pick.token), div_r.en.eq(1)]
+        e1 = Signal(entry, name="post_entry")
+        e1_valid = Signal(name="post_entry_valid")
+        m.d.sync += [e1.eq(pick), e1_valid.eq(b1_valid | (level != 0))]
+
+        # the entry with its parameter word: bias, int32 results, the post-processor's input
+        tp = self.q_rd0.data.reduce
+        acc1 = [(e1.acc[s] + Mux(e1.bias, tp.bias[s], 0))[:c.acc_bits].as_signed() for s in range(S)]
+        m.d.comb += [self.o_wr0.en.eq(e1_valid & (e1.dest == E.TO_O)), self.o_wr0.addr.eq(e1.addr),
+                     self.o_wr1.en.eq(0)]
+        for s in range(S):
+            m.d.comb += self.o_wr0.data[s].eq(acc1[s])
+        uniform = e1.scale >= E.NUM  # one scale for every lane: the command's
+        u_mult = Array([cmd.num_mult, cmd.pool_mult, cmd.ks_mult, cmd.vk_mult])[e1.scale - E.NUM]
+        u_shift = Array([cmd.num_shift, cmd.pool_shift, cmd.ks_shift, cmd.vk_shift])[e1.scale - E.NUM]
+        hs = e1.scale == E.HSWISH
+        m.d.comb += [pp.i.valid.eq(e1_valid & (e1.dest != E.TO_O)), pp.i.payload.mode.eq(e1.mode),
+                     pp.i.payload.three.eq(Mux(e1.dw, dcmd.three, cmd.three)),
+                     pp.i.payload.den.eq(div_r.data), pp.i.payload.log2_offset.eq(cmd.log2_offset),
+                     pp.o.ready.eq(1)]
+        for s in range(S):
+            m.d.comb += [pp.i.payload.acc[s].eq(acc1[s]),
+                         pp.i.payload.mult[s].eq(Mux(uniform, u_mult, Mux(hs, tp.h_mult[s], tp.mult[s]))),
+                         pp.i.payload.shift[s].eq(Mux(uniform, u_shift, Mux(hs, tp.h_shift[s], tp.shift[s]))),
+                         pp.i.payload.mult2[s].eq(tp.mult[s]), pp.i.payload.shift2[s].eq(tp.shift[s]),
+                         pp.i.payload.offset[s].eq(tp.offset[s])]
+        # the tags wait out the post-processor (every mode leaves after the same cycles)
+        out = data.View(entry, _delay(m, e1.as_value(), PostProcessor.LATENCY, "post_tag"))
+        pp_q = pp.o.payload.q.as_value()
+        m.d.comb += [self.b_wr1.en.eq(pp.o.valid & (out.dest == E.TO_B)), self.b_wr1.addr.eq(out.addr),
+                     self.b_wr1.data.eq(pp_q),
+                     # sum k, requantized: lane row 0 of the divisor tile's chunk
+                     self.w_wr0.en.eq(pp.o.valid & (out.dest == E.KS_WORD)), self.w_wr0.addr.eq(out.addr),
+                     self.w_wr0.data.eq(pp_q)]
+        # vk rows: collected into a weight chunk (row m = lane m), written with the last row
+        # (rows 0..M-2 from their registers, row M-1 as it leaves the post-processor)
+        is_row = pp.o.valid & (out.dest == E.ROW)
+        rows = [Signal(self._word, name=f"vk_row{r}") for r in range(c.m - 1)]
+        for r in range(c.m - 1):
+            with m.If(is_row & (out.row == r)):
+                m.d.sync += rows[r].eq(pp_q)
+        m.d.comb += [self.w_wr1.en.eq(is_row & (out.row == c.m - 1)), self.w_wr1.addr.eq(out.addr),
+                     self.w_wr1.data.eq(Cat(*[r.as_value() for r in rows], pp_q))]
+        # residual adds: their own unit and write port
+        add_addr = _delay(m, oaddr1[0], ResidualAdder.LATENCY, "add_addr")
+        m.d.comb += [self.b_wr0.en.eq(adder.o.valid), self.b_wr0.addr.eq(add_addr),
+                     self.b_wr0.data.eq(adder.o.payload.q.as_value())]
+        dw_write = self.b_wr1.en & out.dw
+        writes = [self.b_wr0.en, self.b_wr1.en & ~out.dw, self.o_wr0.en, self.w_wr0.en, self.w_wr1.en]
 
         # -- completion: results in flight ------------------------------------------------------
         produced = Signal(8)

@@ -54,6 +54,8 @@ class PostProcessor(StreamUnit, wiring.Component):
         As :class:`hw.hardswish.Hardswish` (pre-activation, filter-wise shift).
     dividend_bits, log2_offset_bits, lo, hi : int
         As :class:`hw.attention_output.AttentionOutput` (``log2_offset_bits`` is its ``offset_bits``).
+    same_latency : bool
+        Every mode leaves after :attr:`LATENCY` cycles (default: each after its own, :attr:`LATENCIES`).
 
     Members
     -------
@@ -66,7 +68,10 @@ class PostProcessor(StreamUnit, wiring.Component):
 
     Latency by mode (:attr:`LATENCIES`): REQUANT 3, HSWISH 9, ATTN 5 cycles — a result leaves from
     the stage where its mode ends, so the mode may change only while the unit is empty (the core
-    changes it between commands, after their last write). Throughput one vector per cycle. The
+    changes it between commands, after their last write). With ``same_latency``, every mode leaves
+    after :attr:`LATENCY` cycles (the faster modes' results carried to the last stage), so results
+    of different modes may follow each other: the computing core's one post-processor serves a
+    depthwise command and the pointwise command beside it. Throughput one vector per cycle. The
     stages all advance together while ``o`` is empty or taken (``hw.pipeline.Pipeline``).
     """
 
@@ -78,7 +83,10 @@ class PostProcessor(StreamUnit, wiring.Component):
     def __init__(self, lanes=8, acc_bits=32, mult_bits=16, shift_bits=6, out_bits=8,
                  hswish_bits=arith.HSWISH_BITS, offset_bits=arith.SHIFT_OFFSET_BITS,
                  dividend_bits=arith.DIVIDEND_BITS, log2_offset_bits=arith.OFFSET_BITS,
-                 lo=arith.LOG2_MIN, hi=arith.LOG2_MAX):
+                 lo=arith.LOG2_MIN, hi=arith.LOG2_MAX, same_latency=False):
+        if not isinstance(same_latency, bool):
+            raise TypeError(f"same_latency must be a bool, not {same_latency!r}")
+        self._same = same_latency
         check_widths(lanes=lanes, acc_bits=acc_bits, mult_bits=mult_bits, shift_bits=shift_bits,
                      out_bits=out_bits, hswish_bits=hswish_bits, shift_offset_bits=offset_bits,
                      dividend_bits=dividend_bits, log2_offset_bits=log2_offset_bits)
@@ -95,7 +103,7 @@ class PostProcessor(StreamUnit, wiring.Component):
         self._stream_init(dict(lanes=lanes, acc_bits=acc_bits, mult_bits=mult_bits, shift_bits=shift_bits,
                                out_bits=out_bits, hswish_bits=hswish_bits, offset_bits=offset_bits,
                                dividend_bits=dividend_bits, log2_offset_bits=log2_offset_bits,
-                               lo=lo, hi=hi), in_layout, out_layout)
+                               lo=lo, hi=hi, same_latency=same_latency), in_layout, out_layout)
 
     @property
     def dsps(self):
@@ -109,7 +117,7 @@ class PostProcessor(StreamUnit, wiring.Component):
 
     def latency_of(self, mode):
         """Cycles from an input transfer to its result in ``mode``."""
-        return self.LATENCIES[PostMode(mode)]
+        return self.LATENCY if self._same else self.LATENCIES[PostMode(mode)]
 
     def elaborate(self, platform):
         m = Module()
@@ -120,8 +128,11 @@ class PostProcessor(StreamUnit, wiring.Component):
         mode = [b.mode]  # the mode in each stage
         for k in range(self.LATENCY):
             mode.append(p.stage(mode[-1], f"mode_s{k + 1}"))
-        # a result leaves from the stage where its mode ends
+        # a result leaves from the stage where its mode ends, or (same_latency) from the last,
+        # its value carried there from the stage where its mode ends
         done = {md: p.valids[lat] & (mode[lat] == md) for md, lat in self.LATENCIES.items()}
+        if self._same:
+            done = {md: p.valids[self.LATENCY] & (mode[self.LATENCY] == md) for md in self.LATENCIES}
         m.d.comb += self.o.valid.eq(Cat(*done.values()).any())
         wide = max(q["out_bits"], q["hswish_bits"], q["dividend_bits"])
         narrow = [(mode[rq - 1] == md, bits) for md, bits in ((PostMode.REQUANT, q["out_bits"]),
@@ -142,6 +153,9 @@ class PostProcessor(StreamUnit, wiring.Component):
             at = shift_divide_stages(p, front[:q["dividend_bits"]].as_signed(), e,
                                      signed_bits(q["lo"], q["hi"]), q["out_bits"], f"div{k}")
             out = {PostMode.REQUANT: front[:q["out_bits"]], PostMode.HSWISH: hs, PostMode.ATTN: at}
+            if self._same:
+                out = {md: p.delay(v, self.LATENCY - self.LATENCIES[md], f"q{k}_{md.name.lower()}")
+                       for md, v in out.items()}
             m.d.comb += self.o.payload.q[k].eq(out[PostMode.REQUANT])
             for md in self.LATENCIES:
                 with m.If(done[md]):

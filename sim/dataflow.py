@@ -136,6 +136,7 @@ def reduction(p, kc, tiles, in_bytes, cfg, engines=2):
     channels, ``kc`` chunks of T inputs per tile, ``in_bytes`` input bytes per pixel (what A
     stages per pixel). Returns a ``Mapping`` (beats of the busiest core's busiest engine)."""
     bufs = buffers(cfg)
+    engines = min(engines, reduction_engines(kc))
     hi = block_limit(cfg, in_bytes)
     if hi < 1:
         raise ConfigError(f"buffer A ({bufs['A'].kib} KiB) cannot stage one pixel of {in_bytes} input bytes")
@@ -204,10 +205,55 @@ def core_beats(cfg, command):
         return c.cwg * c.cwg * c.pixels
     if c.op in (Op.REDUCE, Op.ATTN_Q):
         if c.pixels == 1:  # a linear: the head core's rule (linear_step)
-            return cdiv(c.tiles, 2) * c.chunks
+            return cdiv(c.tiles, reduction_engines(c.chunks)) * c.chunks + rmac_last_results(c)
         one = cfg.replace(cores=1)
-        return reduction(c.pixels, c.chunks, c.tiles, c.chunks * cfg.t, one).beats
+        return reduction(c.pixels, c.chunks, c.tiles, c.chunks * cfg.t, one).beats + rmac_last_results(c)
     return c.pixels * c.in_cw
+
+
+def reduction_engines(kc):
+    """Engines of a reduction with ``kc`` chunks per pixel: both, or the MAT engine alone for one
+    chunk (each engine would bring a result every cycle to the core's one post-processor)."""
+    return 1 if kc == 1 else 2
+
+
+def _blocks(pixels, size, big):
+    """Sizes of the blocks the core cuts ``pixels`` into: ``big`` of ``size``, then ``size - 1``."""
+    small = size - 1
+    rest = pixels - big * size
+    return [size] * big + ([small] * (rest // small) if small else [])
+
+
+def rmac_last_results(c):
+    """Cycles a reduction command (or ``ATTN_Q``) ends later because its engines share one
+    post-processor (``hw.core``'s result path): both finish a block's pixels in its last chunk
+    pass; the R-MAC engine's results go first and the MAT engine's wait in a queue, drained while
+    the next block's earlier passes leave the post-processor free. With two passes per block a
+    block one pixel smaller than the one before cannot drain all of it, and one result stays
+    queued into the next (``backlog``). So the command's last results leave after the R-MAC
+    engine's of its last block and the backlog. None on the MAT engine alone (one chunk,
+    ``follow``); the attention's divisors (the MAT engine in pair 0) go to the divisor buffer,
+    not through the post-processor."""
+    from hw.command import Op
+
+    if c.follow or reduction_engines(c.chunks) == 1:
+        return 0
+    pairs = cdiv(c.tiles, 2)
+    seq = []  # per block: (slots with a pixel, MAT results queued, R-MAC results, beats per pass)
+    for p in range(pairs):
+        odd = c.tiles % 2 == 1 and p == pairs - 1
+        sizes = _blocks(c.split, c.oblock, c.obig) if odd else _blocks(c.pixels, c.pblock, c.pbig)
+        off = 0
+        for n in sizes:
+            n_b = (max(0, min(n, c.pixels - c.split - off)) if c.split < c.pixels else 0) if odd else n
+            seq.append((n, 0 if c.op == Op.ATTN_Q and p == 0 else n, n_b, max(n, c.min_beats)))
+            off += n
+    backlog = 0
+    for (_, n_a, n_b, span), nxt in zip(seq, seq[1:], strict=False):
+        free = span + (c.chunks - 1) * nxt[3] - n_b  # cycles left to the queue before the next block's
+        backlog = max(0, backlog + n_a - free)
+    n, n_a, n_b, _ = seq[-1]
+    return max(0, n_b + (backlog + n_a if backlog + n_a else 0) - n)
 
 
 @functools.lru_cache(maxsize=64)  # the compiler tries every MAT-only row count of a band height
@@ -456,7 +502,8 @@ def linear_step(r, cfg):
     pairs; an odd last tile runs on the MAT engine alone (its single pixel cannot be split, and
     splitting its reduction would need a partial-sum adder the core does not have)."""
     tiles, kc = _tiles(r, cfg)
-    return Step([r["name"]], ["linear"], r["macs"], cdiv(tiles, 2) * kc + mat_latency(cfg) + DISPATCH,
+    beats = cdiv(tiles, reduction_engines(kc)) * kc
+    return Step([r["name"]], ["linear"], r["macs"], beats + mat_latency(cfg) + DISPATCH,
                 "head core, streamed weights", weights=weight_bytes(r), background=True)
 
 

@@ -73,7 +73,9 @@ def test_verilog_compiles_with_iverilog(small_build, tmp_path):
 @pytest.mark.parametrize("args,msg", [
     (["--cores", "0"], "argument --cores: expected a positive integer, got 0"),
     (["--cores", "x"], "argument --cores: expected a positive integer, got 'x'"),
-    (["--cores", "18"], "8x8+8x8x18 needs 2592 DSP48E2 (1152 for 2304 int8 multipliers, 1440 for "
+    (["--cores", "18"], "8x8+8x8x18 needs 934 BRAM36 for its buffers (B 576, C 144, output 16, A 144, "
+                        "aux 36, divisor 18); the ZCU102"),
+    (["--cores", "23"], "8x8+8x8x23 needs 2576 DSP48E2 (1472 for 2944 int8 multipliers, 1104 for "
                         "post-processing); the ZCU102"),
     (["--config", "huge"], "unknown configuration 'huge'"),
     (["--config", "missing.json"], "cannot read configuration file missing.json"),

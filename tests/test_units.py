@@ -111,6 +111,17 @@ def test_post_processor_latency_by_mode_is_measured_latency():
                                                                  AttentionOutput.LATENCY]
 
 
+def test_post_processor_with_same_latency_takes_every_mode_through_every_stage():
+    """The core's one post-processor: every mode leaves after LATENCY cycles, so a depthwise
+    pixel in Hardswish mode and a pointwise result requantized just after it cannot meet."""
+    for mode in PostMode:
+        dut = PostProcessor(lanes=2, same_latency=True)
+        beat = int(mode) << dut.i.payload.shape()["mode"].offset
+        assert _measured_latency(dut, beat) == dut.latency_of(mode) == PostProcessor.LATENCY
+    with pytest.raises(TypeError, match="same_latency must be a bool"):
+        PostProcessor(same_latency=1)
+
+
 @pytest.mark.parametrize("params", [dict(lanes=8, width=8), dict(lanes=3, width=5, requantize=False),
                                     dict(lanes=2, width=1)])
 def test_mat_engine_latency_is_measured_latency(params):
