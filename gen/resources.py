@@ -75,11 +75,15 @@ def synthesize(component, name, workdir, boxes=None, flatten=False):
         script.append(f"read_rtlil {name}.il")
     if flatten:
         script.append("setattr -mod -set keep_hierarchy 1 *.mul_*")
-    # splitnets before LUT mapping: without it Yosys 0.70's ABC9 can fail an internal assertion
-    # (``count_id(wire->name) == 0``, YosysHQ/yosys#4349) on the computing core; it only renames
     synth = f"synth_xilinx -family xcup -noiopad{' -flatten' if flatten else ''} -top {name}"
-    script += [f"{synth} -run :map_luts", "splitnets", f"{synth} -run map_luts:",
-               "tee -q -o stat.json stat -json -tech xilinx"]
+    if flatten:  # splitnets before LUT mapping: without it Yosys 0.70's ABC9 fails an internal
+        # assertion (``count_id(wire->name) == 0``, YosysHQ/yosys#4349) on the computing core;
+        # it only splits wires into bits (the same counts on the core before the shared
+        # post-processor, checked), but slows the larger rest of the accelerator
+        script += [f"{synth} -run :map_luts", "splitnets", f"{synth} -run map_luts:"]
+    else:
+        script.append(synth)
+    script.append("tee -q -o stat.json stat -json -tech xilinx")
     (work / "synth.ys").write_text("\n".join(script) + "\n")
     start = time.time()
     subprocess.run([yosys, "-q", "-l", "synth.log", "synth.ys"], cwd=work, check=True,
