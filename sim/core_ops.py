@@ -205,13 +205,15 @@ def fused_plan(dw_r, dw_x, pw_r, pw_x, cfg, addr_bits=None):
     the MAT-only part the model finds fastest (``sim.dataflow.fused_core_cycles``); None when
     running them one after the other is no slower (or they cannot be fused)."""
     from hw.core import ComputingCore
-    from sim.dataflow import core_cycles, fused_core_cycles
+    from sim.dataflow import band_post_load, core_cycles, fused_core_cycles
 
     if not fusable(dw_r, dw_x, pw_r, cfg.s):
         return None
     dwp, pwp = plan(dw_r, [dw_x], cfg, addr_bits), plan(pw_r, [pw_x], cfg, addr_bits)
     d, c = dwp.command, pwp.command
     if c.pixels != d.pixels or c.in_cw != d.out_cw:
+        return None
+    if band_post_load(cfg, d.k, d.stride, c.chunks) > 1:  # more than the one post-processor takes
         return None
     core = ComputingCore(cfg)
     core._MustUse__silence = True  # read for its overheads

@@ -285,6 +285,18 @@ def depthwise_schedule(cfg, c):
     return done, tuple(ends)
 
 
+def band_post_load(cfg, k, stride, chunks):
+    """Results per cycle the band pipeline brings to the core's one post-processor: the depthwise
+    pixels (M per block of at least max(k^2, one new input row's fetch) beats, as
+    ``depthwise_schedule`` walks a column strip) and the ``follow`` reduction's (one per pixel and
+    tile every ``chunks`` beats, on the MAT engine alone). The post-processor takes the depthwise
+    pixels first and the reduction's in the cycles between (``hw.core``): above one per cycle its
+    queue fills and the core holds the MAT engine back, cycles the model does not count, so such a
+    pair is not fused."""
+    per_row = cdiv((cfg.m - 1) * stride + k, cfg.dw_ports)
+    return cfg.m / max(k * k, stride * per_row + 2) + 1 / chunks
+
+
 def depthwise_core_beats(cfg, c):
     """Cycles of a depthwise command on one core beyond ``ComputingCore.overhead``
     (:func:`depthwise_schedule`)."""
@@ -521,6 +533,8 @@ def dw_pw_step(dw, pw, cfg):
     tiles, kc = _tiles(pw, cfg)
     per, passes = weight_passes(weight_bytes(pw), tiles, cfg)
     fused, label = fused_dw_pw(dw, pw, cfg, tiles=per)
+    if band_post_load(cfg, dw["kernel"], dw["stride"], kc) > 1:  # more than the post-processor takes
+        fused = math.inf
     later = pass_tiles(tiles, per, passes)[1:]
     fused += passes_cycles(pw["h_out"] * pw["w_out"], kc, later, pw["cin"], cfg)[0]
     if passes > 1:

@@ -190,7 +190,9 @@ def test_fused_band():
     is done at 72, so the last two bands (16 pixels) run as one command on both engines: 32
     beats + 16 dispatch = 82 + 48 = 130; plus 4 band tokens x 4, R-MAC and MAT latencies 9 + 8,
     the command overhead 16: 179. Sequential would take DW 72 + 9 + 16 = 97 and PW 64 + 8 + 16 =
-    88: 185."""
+    88: 185. The step runs them one after the other all the same: the depthwise pixels (8 per
+    block of 9 beats) and the pointwise results (one per 2 chunk beats) would bring the core's one
+    post-processor 8/9 + 1/2 results per cycle."""
     dw = row("dw", 16, 16, 3, 1, 16, 4, 8, 4, 8, 16 * 9 * 32)
     pw = row("pw", 16, 16, 1, 1, 1, 4, 8, 4, 8, 16 * 16 * 32, index=1)
     assert dataflow.two_stage(4, 18, 32, 16) == 114
@@ -198,8 +200,10 @@ def test_fused_band():
     assert dataflow.fused_dw_pw(dw, pw, ONE_CORE) == (179, "fused DW->PW, bands of 1 rows, DW 1x1 grid")
     assert dataflow.depthwise_step(dw, ONE_CORE).compute == 97
     assert dataflow.reduction_step(pw, ONE_CORE).compute == 88
+    assert dataflow.band_post_load(ONE_CORE, 3, 1, 2) == 8 / 9 + 1 / 2
     step = dataflow.dw_pw_step(dw, pw, ONE_CORE)
-    assert step.compute == 179 and step.macs == dw["macs"] + pw["macs"]
+    assert step.compute == 185 and step.macs == dw["macs"] + pw["macs"]
+    assert step.mapping.startswith("sequential")
 
 
 def test_filler_runs_in_the_waits():
