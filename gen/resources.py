@@ -216,7 +216,6 @@ def _accelerator(name, out):
     from gen.cli import load_config
     from hw.accelerator import CORE_MODULE, Accelerator
     from hw.config import ConfigError
-    from hw.core import ComputingCore
 
     try:
         cfg = load_config(name)
@@ -225,7 +224,7 @@ def _accelerator(name, out):
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(f"synthesizing one computing core of {cfg.name} (Yosys synth_xilinx -family xcup) ...", flush=True)
-    one = ComputingCore(cfg, acc.addr_bits)
+    one = acc.core_module()
     with tempfile.TemporaryDirectory() as tmp:
         core, t_core = synthesize(one, CORE_MODULE, tmp, flatten=True)
     counted = _compare_dsps(one, core)
@@ -233,7 +232,7 @@ def _accelerator(name, out):
           flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         rest, t_rest = synthesize(acc, "trio_accelerator", tmp,
-                                  boxes={CORE_MODULE: ComputingCore(cfg, acc.addr_bits)})
+                                  boxes={CORE_MODULE: acc.core_module()})
     if rest[CORE_MODULE] != cfg.cores:
         print(f"error: the synthesized top has {rest[CORE_MODULE]} cores, not {cfg.cores}", file=sys.stderr)
         return 1

@@ -118,6 +118,11 @@ class Accelerator(wiring.Component):
     core = property(lambda self: self._slice.core)
     aux_base = property(lambda self: self._slice.aux_base)  # W word address of each core's aux buffer
     aux_depth = property(lambda self: self._slice.aux_depth)  # its words (0: none)
+    aux_bit = property(lambda self: self._slice.aux_bit)  # the W address bit that selects it
+
+    def core_module(self):
+        """A :class:`ComputingCore` as the cores' Verilog module (``CORE_MODULE``) is built."""
+        return ComputingCore(self._cfg, self.addr_bits, aux_bit=self.aux_bit)
 
     def elaborate(self, platform):
         m = Module()
@@ -203,7 +208,7 @@ def _module_verilog(config, which, top, stamp, addr_width):
     if which == "top":
         return unit_verilog(acc, top, list(stamp))
     silenced(acc)
-    return unit_verilog(ComputingCore(config, acc.addr_bits), CORE_MODULE, list(stamp))
+    return unit_verilog(acc.core_module(), CORE_MODULE, list(stamp))
 
 
 def accelerator_verilog(config, top="trio_accelerator", stamp=(), addr_width=40):

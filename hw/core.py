@@ -114,10 +114,16 @@ class ComputingCore(wiring.Component):
     b_rd0, b_rd1 : memory read ports of buffer B (word: T signed 8-bit values), read latency 1.
     b_wr0, b_wr1 : memory write ports of buffer B (the residual adder's, the post-processor's).
     w_rd0, w_rd1 : read ports of the weight buffer (word: S x T signed 8-bit).
-    q_rd0, q_rd1 : read ports of the parameter buffer (``param_layout(S)``; ``q_rd1`` unused).
+    w_aux0, w_aux1 : In(chunk), with ``aux_bit``: the word the core's **aux buffer** (its own
+        vk chunks, at W addresses with bit ``aux_bit`` set) gives for the address ``w_rd0``,
+        ``w_rd1`` presented; the core takes it instead of ``w_rd*.data`` when that address had
+        the bit set. The choice sits in the core, merged into the selects its engines' weight
+        operands already have (outside, it would cost a multiplexer per bit and core).
+    q_rd0 : read port of the parameter buffer (``param_layout(S)``).
     d_rd0 .. d_rd{dw_ports-1} : read ports of buffer B for the depthwise window fill.
     w_wr0, w_wr1 : weight-buffer write ports (the attention's sum k and vk chunks).
-    o_wr0, o_wr1 : write ports of the output buffer (word: S signed 32-bit; ``o_wr1`` unused).
+    o_wr0 : write port of the output buffer (word: S signed 32-bit).
+    (``memory_ports`` lists them by buffer.)
 
     Timing: a reduction takes ``sim.dataflow.reduction_beats`` beats, an add ``pixels * words``, a
     pool ``words * pixels``, a depthwise conv ``depthwise_schedule``, plus ``overhead(op, post)``
@@ -127,14 +133,16 @@ class ComputingCore(wiring.Component):
     ``fused_core_cycles`` the band pipeline.
     """
 
-    def __init__(self, config, addr_bits=16):
+    def __init__(self, config, addr_bits=16, aux_bit=None):
         if not isinstance(config, AcceleratorConfig):
             raise TypeError(f"config must be an AcceleratorConfig, not {config!r}")
         if not config.s == config.t == config.m == config.n:
             raise ConfigError(f"the computing core needs S = T = M = N (one buffer word per output tile "
                               f"and engine), not {config.name}")
         check_int("Address width", addr_bits, 4, 24)
-        self._cfg, self._ab = config, addr_bits
+        if aux_bit is not None:
+            check_int("Aux address bit", aux_bit, 1, addr_bits - 1)
+        self._cfg, self._ab, self._aux_bit = config, addr_bits, aux_bit
         self._dw_ports = config.dw_ports  # depthwise window fill, words per cycle
         if config.m > 9:
             raise ConfigError(f"the depthwise serializer needs M <= 9 (a 3x3 block takes 9 beats), "
@@ -152,15 +160,17 @@ class ComputingCore(wiring.Component):
             "b_rd0": rd(self._word), "b_rd1": rd(self._word),
             "b_wr0": wr(self._word), "b_wr1": wr(self._word),
             "w_rd0": rd(self._chunk), "w_rd1": rd(self._chunk),
-            "q_rd0": rd(self._param), "q_rd1": rd(self._param),
-            "o_wr0": wr(self._acc), "o_wr1": wr(self._acc),
+            "q_rd0": rd(self._param),
+            "o_wr0": wr(self._acc),
             "w_wr0": wr(self._chunk), "w_wr1": wr(self._chunk),  # attention: sum k and vk chunks
             **{f"d_rd{j}": rd(self._word) for j in range(self._dw_ports)},
+            **({f"w_aux{p}": In(self._chunk) for p in range(2)} if aux_bit is not None else {}),
         })
 
     config = property(lambda self: self._cfg)
     dw_ports = property(lambda self: self._dw_ports)
     addr_bits = property(lambda self: self._ab)
+    aux_bit = property(lambda self: self._aux_bit)
     word_layout = property(lambda self: self._word)
     chunk_layout = property(lambda self: self._chunk)
     acc_layout = property(lambda self: self._acc)
@@ -170,6 +180,12 @@ class ComputingCore(wiring.Component):
         """Word layout of each buffer the core reads or writes, by the names of
         ``hw.core_slice.MEMORIES``: B, weights, parameters, int32 outputs."""
         return {"b": self._word, "w": self._chunk, "q": self._param, "o": self._acc}
+
+    def memory_ports(self):
+        """{buffer (``hw.core_slice.MEMORIES``): (its read ports' names, its write ports' names)}:
+        what a memory standing for that buffer connects to the core."""
+        return {"b": (["b_rd0", "b_rd1"] + [f"d_rd{j}" for j in range(self._dw_ports)], ["b_wr0", "b_wr1"]),
+                "w": (["w_rd0", "w_rd1"], ["w_wr0", "w_wr1"]), "q": (["q_rd0"], []), "o": ([], ["o_wr0"])}
 
     def dsps(self):
         """DSP48E2 slices of the core by unit (:func:`core_dsps`)."""
@@ -709,21 +725,35 @@ class ComputingCore(wiring.Component):
         a_in = [Mux(in1[e], Mux(is_q, relu[e], rd.data.as_value()), 0)
                 for e, rd in enumerate((self.b_rd0, self.b_rd1))]
 
+        # the weight words: buffer C's, or the aux buffer's where the address had ``aux_bit``
+        w_in = [rd.data.as_value() for rd in (self.w_rd0, self.w_rd1)]
+        from_aux = [Const(0), Const(0)]
+        if self._aux_bit is not None:
+            for e, rd in enumerate((self.w_rd0, self.w_rd1)):
+                from_aux[e] = Signal(name=f"w_from_aux{e}")
+                with m.If(rd.en):  # the data follow the address a cycle later (or are held)
+                    m.d.sync += from_aux[e].eq(rd.addr[self._aux_bit])
+            w_in[0] = Mux(from_aux[0], self.w_aux0.as_value(), w_in[0])
         if c.block_max > 1:
             slot1 = _delay(m, sl, 1, "slot")
             m.d.comb += [mat.i.payload.slot.eq(slot1), rmac.i.payload.slot.eq(slot1)]
         m.d.comb += [mat.i.valid.eq(v1[0] & is_reduce), mat.i.payload.a.eq(a_in[0]),
-                     mat.i.payload.w.eq(self.w_rd0.data), mat.i.payload.first.eq(first1),
+                     mat.i.payload.w.eq(w_in[0]), mat.i.payload.first.eq(first1),
                      mat.i.payload.last.eq(last1), mat.o.ready.eq(1)]
         # vk outer products: x[m][n] = v[m] (every n), y[n] = ReLU(k)[n], a load every beat
         v_bcast = Cat(*[self.b_rd1.data[mm] for mm in range(c.m) for _ in range(c.n)])
+        # x: the depthwise window, the broadcast v, the aux word or buffer C's, on two selects
+        # decoded once (one 4:1 multiplexer per bit: six inputs, one LUT)
+        x_hi, x_lo = Signal(name="x_sel_hi"), Signal(name="x_sel_lo")
+        m.d.comb += [x_hi.eq(is_dw | is_vk), x_lo.eq(Mux(x_hi, is_dw, from_aux[1]))]
+        aux1 = self.w_aux1.as_value() if self._aux_bit is not None else w_in[1]
+        x_in = Mux(x_hi, Mux(x_lo, dw["x"], v_bcast), Mux(x_lo, aux1, w_in[1]))
         m.d.comb += [rmac.i.valid.eq(Mux(is_dw, dw["valid"], Mux(is_vk, vk["valid"], v1[1]))),
                      rmac.i.payload.mode.eq(Mux(is_dw | is_vk, SELF_ACCUMULATION, DOWN_FORWARD)),
                      rmac.i.payload.load.eq((is_dw & dw["load"]) | is_vk),
                      rmac.i.payload.y.eq(Mux(is_dw, self.w_rd1.data[0].as_value(),
                                              Mux(is_vk, relu[0], a_in[1]))),
-                     rmac.i.payload.x.eq(Mux(is_dw, dw["x"],
-                                             Mux(is_vk, v_bcast, self.w_rd1.data.as_value()))),
+                     rmac.i.payload.x.eq(x_in),
                      rmac.i.payload.first.eq(Mux(is_dw, dw["first"], Mux(is_vk, vk["first"], first1))),
                      rmac.i.payload.last.eq(Mux(is_dw, dw["last"], Mux(is_vk, vk["last"], last1))),
                      rmac.o.ready.eq(1)]
@@ -834,7 +864,7 @@ class ComputingCore(wiring.Component):
         # results still in the engines (never in what the compiler plans: ``queue_depth``)
         m.d.comb += queue_room.eq(level < depth - (lat + 3))
         m.d.comb += [self.q_rd0.addr.eq(Mux(is_add, cmd.q_base + cc, pick.q)), self.q_rd0.en.eq(1),
-                     self.q_rd1.en.eq(0), div_r.addr.eq(pick.token), div_r.en.eq(1)]
+                     div_r.addr.eq(pick.token), div_r.en.eq(1)]
         e1 = Signal(entry, name="post_entry")
         e1_valid = Signal(name="post_entry_valid")
         m.d.sync += [e1.eq(pick), e1_valid.eq(b1_valid | (level != 0))]
@@ -842,8 +872,7 @@ class ComputingCore(wiring.Component):
         # the entry with its parameter word: bias, int32 results, the post-processor's input
         tp = self.q_rd0.data.reduce
         acc1 = [(e1.acc[s] + Mux(e1.bias, tp.bias[s], 0))[:c.acc_bits].as_signed() for s in range(S)]
-        m.d.comb += [self.o_wr0.en.eq(e1_valid & (e1.dest == E.TO_O)), self.o_wr0.addr.eq(e1.addr),
-                     self.o_wr1.en.eq(0)]
+        m.d.comb += [self.o_wr0.en.eq(e1_valid & (e1.dest == E.TO_O)), self.o_wr0.addr.eq(e1.addr)]
         for s in range(S):
             m.d.comb += self.o_wr0.data[s].eq(acc1[s])
         uniform = e1.scale >= E.NUM  # one scale for every lane: the command's

@@ -19,12 +19,12 @@ class CoreSlice(wiring.Component):
     """``cores`` :class:`ComputingCore` s in lockstep with memories standing for the global
     buffers (docs/architecture.md §3, §5): per core its **pixel group of buffer B** (activations,
     2 read + 2 write ports + the depthwise fill ports of its core); shared by all cores, the
-    weight and parameter words of buffer C (2 read ports each, **multicast**: the leader's
+    weight and parameter words of buffer C (2 read ports for W, one for Q, **multicast**: the leader's
     addresses, core 0's, read them for every core) and the output buffer (int32). Only core 0
     writes the shared W and the output buffer. With ``aux_depth``, each core has its own **aux
     buffer** of that many chunk words at W addresses from ``aux_base`` = ``2**mem_bits["w"]`` on:
     an attention's vk chunks, which each core of a head-parallel group writes and reads for its
-    own heads. Each memory has
+    own heads (the core picks its aux word or the shared one: ``ComputingCore(aux_bit=)``). Each memory has
     ``2**mem_bits[name]`` words (at most ``2**addr_bits``), sized by the replay so that every
     command's operands fit, or ``depths[name]`` words (the accelerator's capacities; B: per core).
 
@@ -59,25 +59,26 @@ class CoreSlice(wiring.Component):
         self._n = check_int("Cores", cores, 1, 64)
         self._hp = check_int("Host ports", host_ports, 1, 4)
         self._module = core_module  # instantiate the cores as this Verilog module (one definition)
-        self._cores = [ComputingCore(config, addr_bits) for _ in range(1 if core_module else cores)]
-        self._core = self._cores[0]
-        if core_module:
-            self._core._MustUse__silence = True  # its signature and geometry only
         self._ab = addr_bits
         self._mem_bits = {name: addr_bits for name in MEMORIES}
         for name, bits in (mem_bits or {}).items():
             if name not in MEMORIES:
                 raise ValueError(f"unknown memory {name!r}: expected one of {', '.join(MEMORIES)}")
             self._mem_bits[name] = check_int(f"Address width of memory {name}", bits, 1, addr_bits)
+        self._aux = check_int("Aux depth", aux_depth, 0, 1 << 16)
+        if aux_depth and self._mem_bits["w"] >= addr_bits:
+            raise ValueError(f"the aux buffer sits above W's {self._mem_bits['w']} address bits: "
+                             f"needs addr_bits > {self._mem_bits['w']}, not {addr_bits}")
+        self._cores = [ComputingCore(config, addr_bits, aux_bit=self.aux_bit)
+                       for _ in range(1 if core_module else cores)]
+        self._core = self._cores[0]
+        if core_module:
+            self._core._MustUse__silence = True  # its signature and geometry only
         self._depths = {name: 1 << bits for name, bits in self._mem_bits.items()}
         for name, depth in (depths or {}).items():  # fewer words than the address width reaches
             self._depths[name] = check_int(f"Depth of memory {name}", depth, 1, 1 << self._mem_bits[name])
         c = self._core
         self._shapes = c.buffer_layouts()
-        self._aux = check_int("Aux depth", aux_depth, 0, 1 << 16)
-        if aux_depth and self._mem_bits["w"] >= addr_bits:
-            raise ValueError(f"the aux buffer sits above W's {self._mem_bits['w']} address bits: "
-                             f"needs addr_bits > {self._mem_bits['w']}, not {addr_bits}")
         width = max(s.size for s in self._shapes.values())
         self._width = width
         members = {
@@ -103,14 +104,14 @@ class CoreSlice(wiring.Component):
         return getattr(self, f"host{port or ''}_{name}")
     cores = property(lambda self: self._n)
     aux_base = property(lambda self: 1 << self._mem_bits["w"] if self._aux else None)
+    aux_bit = property(lambda self: self._mem_bits["w"] if self._aux else None)  # the cores' ``aux_bit``
     aux_depth = property(lambda self: self._aux)
     shapes = property(lambda self: dict(self._shapes))
     mem_bits = property(lambda self: dict(self._mem_bits))
 
     def _aux_buffers(self, m, cores):
-        """Each core's aux buffer, written and read by that core's W ports at addresses from
-        ``aux_base`` on; returns {(core index, W read port name): the aux buffer's read data}."""
-        out = {}
+        """Each core's aux buffer, written and read by that core's W ports at addresses with bit
+        ``aux_bit`` set; its read data go to the core's ``w_aux*``, which picks them."""
         bw, ab = self._mem_bits["w"], (self._aux - 1).bit_length() or 1
         for j, core in enumerate(cores):
             aux = memory.Memory(shape=self._shapes["w"], depth=self._aux, init=[])
@@ -120,19 +121,8 @@ class CoreSlice(wiring.Component):
                 m.d.comb += [port.addr.eq(mine.addr[:ab]), port.en.eq(mine.en & mine.addr[bw]),
                              port.data.eq(mine.data)]
                 port, mine = aux.read_port(), getattr(core, f"w_rd{p}")
-                m.d.comb += [port.addr.eq(mine.addr[:ab]), port.en.eq(mine.en)]
-                out[(j, f"w_rd{p}")] = port.data
-        return out
-
-    @staticmethod
-    def _aux_read(m, j, core, port_name, shared_data, aux_data, bits):
-        """Core ``j``'s W read port ``port_name``: the shared word, or its aux buffer's when the
-        address it presented was at ``aux_base`` or above (the data follow one cycle later)."""
-        mine = getattr(core, port_name)
-        from_aux = Signal(name=f"{port_name}_aux{j}")
-        with m.If(mine.en):
-            m.d.sync += from_aux.eq(mine.addr[bits])
-        m.d.comb += mine.data.eq(Mux(from_aux, aux_data, shared_data.as_value()))
+                m.d.comb += [port.addr.eq(mine.addr[:ab]), port.en.eq(mine.en),
+                             getattr(core, f"w_aux{p}").eq(port.data)]
 
     def elaborate(self, platform):
         m = Module()
@@ -153,7 +143,8 @@ class CoreSlice(wiring.Component):
         for j, core in enumerate(cores):
             m.d.comb += [core.cmd.payload.eq(self.cmd.payload),
                          core.cmd.valid.eq(self.cmd.valid & self.cmd.ready & self.cmd_cores[j])]
-        aux_data = self._aux_buffers(m, cores) if self._aux else {}
+        if self._aux:
+            self._aux_buffers(m, cores)
         rdata = [{} for _ in range(self._hp)]  # per host port: {memory index: its read data}
         for k, name in enumerate(MEMORIES):
             bits = self._mem_bits[name]
@@ -171,23 +162,17 @@ class CoreSlice(wiring.Component):
                 host_r = mem.read_port()
                 m.d.comb += host_r.addr.eq(self.host(hp, "raddr")[:bits])
                 data_out[hp].append((j, host_r.data))
-                readers = [f"{name}_rd{p}" for p in range(2)] if name in ("b", "w", "q") else []
-                if name == "b":  # and the depthwise window fill
-                    readers += [f"d_rd{p}" for p in range(self._core.dw_ports)]
+                readers, writers = self._core.memory_ports()[name]
                 for r in readers:  # the core's ports: addresses cut to this memory's depth
                     port, mine = mem.read_port(), getattr(core, r)
                     m.d.comb += [port.addr.eq(mine.addr[:bits]), port.en.eq(mine.en)]
-                    for i, c in enumerate(cores if name != "b" else [core]):  # W, Q: multicast to every core
-                        if name == "w" and self._aux:
-                            self._aux_read(m, i, c, r, port.data, aux_data[(i, r)], bits)
-                        else:
-                            m.d.comb += getattr(c, r).data.eq(port.data)
-                for p in range(2):
-                    if name in ("b", "o", "w"):
-                        port, mine = mem.write_port(), getattr(core, f"{name}_wr{p}")
-                        shared = ~mine.addr[bits] if name == "w" and self._aux else 1
-                        m.d.comb += [port.addr.eq(mine.addr[:bits]), port.en.eq(mine.en & shared),
-                                     port.data.eq(mine.data)]
+                    for c in cores if name != "b" else [core]:  # W, Q: multicast to every core
+                        m.d.comb += getattr(c, r).data.eq(port.data)
+                for wname in writers:
+                    port, mine = mem.write_port(), getattr(core, wname)
+                    shared = ~mine.addr[bits] if name == "w" and self._aux else 1
+                    m.d.comb += [port.addr.eq(mine.addr[:bits]), port.en.eq(mine.en & shared),
+                                 port.data.eq(mine.data)]
             for hp, owned in enumerate(data_out):
                 if len(owned) > 1:  # B of several cores: the one addressed a cycle ago
                     rcore = Signal.like(self.host(hp, "rcore"), name=f"host{hp}_rcore_{name}")

@@ -63,17 +63,13 @@ def core_top_verilog(core, mem_bits, hex_files, shapes):
         body = [f"    {mem}__host <= {mem}[host_raddr[{bits - 1}:0]];",
                 f"    if (host_we && host_sel == 2'd{k}) {mem}[host_addr[{bits - 1}:0]] <= "
                 f"host_wdata[{width - 1}:0];"]
-        readers = [f"{name}_rd{j}" for j in range(2)] if name in ("b", "w", "q") else []
-        if name == "b":  # and the depthwise window fill
-            readers += [f"d_rd{j}" for j in range(core.dw_ports)]
+        readers, writers = core.memory_ports()[name]
         for p in readers:
             lines.append(f"  reg [{width - 1}:0] {p}__q;")
             lines.append(f"  assign {p}__data = {p}__q;")
             body.append(f"    if ({p}__en) {p}__q <= {mem}[{p}__addr[{bits - 1}:0]];")
-        for j in range(2):
-            if name in ("b", "o", "w"):
-                p = f"{name}_wr{j}"
-                body.append(f"    if ({p}__en) {mem}[{p}__addr[{bits - 1}:0]] <= {p}__data;")
+        for p in writers:
+            body.append(f"    if ({p}__en) {mem}[{p}__addr[{bits - 1}:0]] <= {p}__data;")
         lines += ["  always @(posedge clk) begin"] + body + ["  end"]
     lines.append("  reg [1:0] host_sel_q;")
     lines.append("  always @(posedge clk) host_sel_q <= host_rsel;")

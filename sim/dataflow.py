@@ -257,17 +257,21 @@ def rmac_last_results(c):
 
 
 @functools.lru_cache(maxsize=64)  # the compiler tries every MAT-only row count of a band height
+def window_fetch(cfg, k, stride, rows):
+    """Cycles to fetch ``rows`` rows of a depthwise block's input window into the window banks:
+    ``dw_ports`` words per cycle of each row's (M-1)*s + k words, plus 2 (read latency,
+    hand-over)."""
+    return rows * cdiv((cfg.m - 1) * stride + k, cfg.dw_ports) + 2
+
+
 def depthwise_schedule(cfg, c):
     """A depthwise command on one core, block by block as the RTL walks it: bands of ``c.band``
     output rows (all of them when 0), in each band (channel word, column block, output row); a
     block is M output pixels x N channels and takes k^2 beats once its window is in. The window
-    of the next block is fetched while this one computes, ``dw_ports`` words per cycle per window
-    row ((M-1)*s + k words), plus 2 cycles (read latency, hand-over): k rows at the top of a
-    column strip of a band, s new rows below it. The first block waits for its window; the last
+    of the next block is fetched while this one computes (:func:`window_fetch`): k rows at the
+    top of a column strip of a band, s new rows below it. The first block waits for its window; the last
     block's results leave one pixel per cycle. Returns (beats beyond ``ComputingCore.overhead``,
     (per band: the beat count by which its last pixel has left))."""
-    wwin = (cfg.m - 1) * c.stride + c.k
-    per_row = cdiv(wwin, cfg.dw_ports)
     k2 = c.k * c.k
     band = c.band or c.out_h
     last_count = c.out_w - (c.blocks - 1) * cfg.m
@@ -278,7 +282,7 @@ def depthwise_schedule(cfg, c):
             for b in range(c.blocks):
                 count = cfg.m if b < c.blocks - 1 else last_count
                 for oy in rows:
-                    fetch = (c.k if oy == b0 else c.stride) * per_row + 2
+                    fetch = window_fetch(cfg, c.k, c.stride, c.k if oy == b0 else c.stride)
                     t = fetch if t is None else t + max(k2, fetch)  # this block's first beat
                     done = t + k2 + count
         ends.append(done)
@@ -293,8 +297,7 @@ def band_post_load(cfg, k, stride, chunks):
     pixels first and the reduction's in the cycles between (``hw.core``): above one per cycle its
     queue fills and the core holds the MAT engine back, cycles the model does not count, so such a
     pair is not fused."""
-    per_row = cdiv((cfg.m - 1) * stride + k, cfg.dw_ports)
-    return cfg.m / max(k * k, stride * per_row + 2) + 1 / chunks
+    return cfg.m / max(k * k, window_fetch(cfg, k, stride, stride)) + 1 / chunks
 
 
 def depthwise_core_beats(cfg, c):
