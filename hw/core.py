@@ -24,7 +24,7 @@ class _Entry:
     lane) and where it goes (buffer B, the output buffer raw, the weight buffer as sum k's word or
     as a vk chunk's row)."""
 
-    CHANNEL, HSWISH, NUM, POOL, SUM_K, VK = range(6)  # scale
+    CHANNEL, HSWISH, ADD, NUM, POOL, SUM_K, VK = range(7)  # scale (ADD: mult 1, the add's shifts)
     TO_B, TO_O, KS_WORD, ROW = range(4)  # dest
 
 
@@ -73,8 +73,8 @@ class ComputingCore(wiring.Component):
 
     The core reads activations from buffer B (two read ports: one per engine, or the two addends
     of a residual add), weight chunks from buffer C (``w_rd*``: one per engine) and parameters
-    (``q_rd0``) and writes int8 results to B (one write port for the post-processor, one for the
-    residual adder) and int32 results to the output buffer (``o_wr0``). Word formats are those of
+    (``q_rd0``) and writes int8 results to B (``b_wr0``, the post-processor's) and int32 results
+    to the output buffer (``o_wr0``). Word formats are those of
     ``hw/command.py``.
 
     **Reductions** (``Op.REDUCE``: generic conv including the stem, pointwise, grouped pointwise,
@@ -103,8 +103,10 @@ class ComputingCore(wiring.Component):
     all of its band (the DW -> PW band pipeline). Every other command waits until the core is
     idle.
     **Residual add** (``Op.ADD``): pixel, channel word; both addends, one beat per cycle, through
-    the :class:`ResidualAdder`. **Pool** (``Op.POOL``): channel word, pixel; the
-    :class:`Accumulator` sums each channel over the pixels, the MAT engine's requantizer scales.
+    the :class:`ResidualAdder`'s exact sums, which the post-processor rounds by their shifts
+    (``requantize(sum, 1, c)``, ``quant.arith.add_requantize``). **Pool** (``Op.POOL``): channel
+    word, pixel; the :class:`Accumulator` sums each channel over the pixels, the post-processor
+    scales.
 
     Members
     -------
@@ -112,7 +114,7 @@ class ComputingCore(wiring.Component):
         reduction: while the main command register is free).
     busy : Out(1): a command is running (from the cycle after it is accepted to its last write).
     b_rd0, b_rd1 : memory read ports of buffer B (word: T signed 8-bit values), read latency 1.
-    b_wr0, b_wr1 : memory write ports of buffer B (the residual adder's, the post-processor's).
+    b_wr0 : memory write port of buffer B (the post-processor's: every int8 result).
     w_rd0, w_rd1 : read ports of the weight buffer (word: S x T signed 8-bit).
     w_aux0, w_aux1 : In(chunk), with ``aux_bit``: the word the core's **aux buffer** (its own
         vk chunks, at W addresses with bit ``aux_bit`` set) gives for the address ``w_rd0``,
@@ -158,7 +160,7 @@ class ComputingCore(wiring.Component):
             "cmd": In(stream.Signature(command_layout(addr_bits))),
             "busy": Out(1),
             "b_rd0": rd(self._word), "b_rd1": rd(self._word),
-            "b_wr0": wr(self._word), "b_wr1": wr(self._word),
+            "b_wr0": wr(self._word),
             "w_rd0": rd(self._chunk), "w_rd1": rd(self._chunk),
             "q_rd0": rd(self._param),
             "o_wr0": wr(self._acc),
@@ -184,7 +186,7 @@ class ComputingCore(wiring.Component):
     def memory_ports(self):
         """{buffer (``hw.core_slice.MEMORIES``): (its read ports' names, its write ports' names)}:
         what a memory standing for that buffer connects to the core."""
-        return {"b": (["b_rd0", "b_rd1"] + [f"d_rd{j}" for j in range(self._dw_ports)], ["b_wr0", "b_wr1"]),
+        return {"b": (["b_rd0", "b_rd1"] + [f"d_rd{j}" for j in range(self._dw_ports)], ["b_wr0"]),
                 "w": (["w_rd0", "w_rd1"], ["w_wr0", "w_wr1"]), "q": (["q_rd0"], []), "o": ([], ["o_wr0"])}
 
     def dsps(self):
@@ -211,11 +213,11 @@ class ComputingCore(wiring.Component):
         pipeline, the result's entry (``ENTRY_LATENCY``), the post-processing (every mode
         ``PostProcessor.LATENCY``), the last write (1). A reduction's last results wait for the
         R-MAC engine's (``sim.dataflow.core_beats`` counts them)."""
-        if op == Op.ADD:
-            return 2 + ResidualAdder.LATENCY + 1
         post_lat = 0 if post == Post.INT32 and op == Op.REDUCE else PostProcessor.LATENCY
         if op == Op.POOL:
             pipe = Accumulator.LATENCY
+        elif op == Op.ADD:  # the residual adder's sums
+            pipe = ResidualAdder.SUM_LATENCY
         elif op == Op.ATTN_VK:  # the last block: engine, hold, its M rows
             pipe = self.engine_latency() + 1 + self._cfg.m - 1
         else:  # REDUCE, ATTN_Q and DW (whose serializer's pixels are counted with its beats)
@@ -474,7 +476,9 @@ class ComputingCore(wiring.Component):
         # every mode leaving after the same cycles: a depthwise command's and a pointwise
         # command's results of different modes share it
         pp = m.submodules.post_processor = PostProcessor(**params["post_processor"], same_latency=True)
-        adder = m.submodules.residual_adder = ResidualAdder(**params["residual_adder"])
+        # the residual adder's exact sums, rounded by the post-processor (requantize(sum, 1, c))
+        adder = ResidualAdder(**{**params["residual_adder"], "requantize": False})
+        m.submodules.residual_adder = adder
         pool = m.submodules.pool = Accumulator(**params["accumulator"])
 
         # -- command register and state ---------------------------------------------------------
@@ -788,7 +792,8 @@ class ComputingCore(wiring.Component):
                   "token": range(c.attention_tokens), "mode": unsigned(2), "scale": unsigned(3),
                   "dest": unsigned(2), "bias": unsigned(1)}
         queued = data.StructLayout(common)
-        entry = data.StructLayout({**common, "row": range(c.m), "dw": unsigned(1)})
+        entry = data.StructLayout({**common, "row": range(c.m), "dw": unsigned(1),
+                                   "shift": data.ArrayLayout(unsigned(c.shift_bits), c.s)})  # an add's
         S = c.s
         plain = ~is_q & ~is_vk  # requantized, Hardswish or int32 results (not the attention's)
         tile0 = [_delay(m, is_q & (tile[e] == 0), 1 + lat, f"q_tile0_{e}") for e in range(2)]
@@ -831,7 +836,8 @@ class ComputingCore(wiring.Component):
         blk = {"addr0": Mux(is_vk, vk["w_addr"], dw["addr0"]), "count": Mux(is_vk, c.m, dw["count"])}
         ser = self._serialize(m, rmac, blk, qtag[1], lat, is_dw | is_vk, Mux(is_dw, dcmd.out_cw, 0))
         b, b_valid = Signal(entry, name="rmac_entry"), Signal(name="rmac_entry_valid")
-        m.d.comb += b_valid.eq(Mux(is_dw | is_vk, ser["valid"], rmac.o.valid & ~tile0[1]))
+        m.d.comb += b_valid.eq(Mux(is_dw | is_vk, ser["valid"],
+                                   Mux(is_add, adder.o.valid, rmac.o.valid & ~tile0[1])))
         dw_hswish = dcmd.post == Post.HSWISH
         with m.If(is_dw):
             m.d.comb += [b.acc.eq(Cat(*ser["acc"])), b.addr.eq(ser["addr"]),
@@ -841,6 +847,12 @@ class ComputingCore(wiring.Component):
         with m.Elif(is_vk):
             m.d.comb += [b.acc.eq(Cat(*ser["acc"])), b.addr.eq(ser["addr"]), b.row.eq(ser["idx"]),
                          b.mode.eq(PostMode.REQUANT), b.scale.eq(E.VK), b.dest.eq(E.ROW)]
+        with m.Elif(is_add):  # a residual add's sums: the post-processor rounds them by their shifts
+            m.d.comb += [b.addr.eq(_delay(m, oaddr1[0], ResidualAdder.SUM_LATENCY, "add_addr")),
+                         b.mode.eq(PostMode.REQUANT), b.scale.eq(E.ADD), b.dest.eq(E.TO_B),
+                         b.shift.eq(adder.o.payload.shift)]
+            for s in range(S):
+                m.d.comb += b.acc[s].eq(adder.o.payload.sum[s])
         with m.Else():
             lane_sums = Cat(*[rmac.o.payload.acc[s][c.n - 1] for s in range(S)])  # down-forward
             m.d.comb += reduction_entry(b, 1, cmd.post, lane_sums)
@@ -858,7 +870,7 @@ class ComputingCore(wiring.Component):
         pop = (level != 0) & ~b1_valid
         m.d.comb += [q_w.en.eq(a_valid), q_w.addr.eq(tail), q_w.data.eq(a), q_r.addr.eq(head)]
         m.d.sync += [tail.eq(tail + a_valid), head.eq(head + pop), level.eq(level + a_valid - pop)]
-        head_entry = Cat(q_r.data.as_value(), Const(0, entry.size - queued.size))  # row 0, not depthwise
+        head_entry = Cat(q_r.data.as_value(), Const(0, entry.size - queued.size))  # not depthwise, not an add
         pick = data.View(entry, Mux(b1_valid, b1.as_value(), head_entry))
         # the queue holds a block's results; a reduction stops issuing while it may not take the
         # results still in the engines (never in what the compiler plans: ``queue_depth``)
@@ -878,22 +890,24 @@ class ComputingCore(wiring.Component):
         uniform = e1.scale >= E.NUM  # one scale for every lane: the command's
         u_mult = Array([cmd.num_mult, cmd.pool_mult, cmd.ks_mult, cmd.vk_mult])[e1.scale - E.NUM]
         u_shift = Array([cmd.num_shift, cmd.pool_shift, cmd.ks_shift, cmd.vk_shift])[e1.scale - E.NUM]
-        hs = e1.scale == E.HSWISH
+        hs, add = e1.scale == E.HSWISH, e1.scale == E.ADD
         m.d.comb += [pp.i.valid.eq(e1_valid & (e1.dest != E.TO_O)), pp.i.payload.mode.eq(e1.mode),
                      pp.i.payload.three.eq(Mux(e1.dw, dcmd.three, cmd.three)),
                      pp.i.payload.den.eq(div_r.data), pp.i.payload.log2_offset.eq(cmd.log2_offset),
                      pp.o.ready.eq(1)]
         for s in range(S):
+            # the channel's scale, or an add's: multiplier 1, its shift
+            lane_mult, lane_shift = Mux(add, 1, tp.mult[s]), Mux(add, e1.shift[s], tp.shift[s])
             m.d.comb += [pp.i.payload.acc[s].eq(acc1[s]),
-                         pp.i.payload.mult[s].eq(Mux(uniform, u_mult, Mux(hs, tp.h_mult[s], tp.mult[s]))),
-                         pp.i.payload.shift[s].eq(Mux(uniform, u_shift, Mux(hs, tp.h_shift[s], tp.shift[s]))),
+                         pp.i.payload.mult[s].eq(Mux(uniform, u_mult, Mux(hs, tp.h_mult[s], lane_mult))),
+                         pp.i.payload.shift[s].eq(Mux(uniform, u_shift, Mux(hs, tp.h_shift[s], lane_shift))),
                          pp.i.payload.mult2[s].eq(tp.mult[s]), pp.i.payload.shift2[s].eq(tp.shift[s]),
                          pp.i.payload.offset[s].eq(tp.offset[s])]
         # the tags wait out the post-processor (every mode leaves after the same cycles)
         out = data.View(entry, _delay(m, e1.as_value(), PostProcessor.LATENCY, "post_tag"))
         pp_q = pp.o.payload.q.as_value()
-        m.d.comb += [self.b_wr1.en.eq(pp.o.valid & (out.dest == E.TO_B)), self.b_wr1.addr.eq(out.addr),
-                     self.b_wr1.data.eq(pp_q),
+        m.d.comb += [self.b_wr0.en.eq(pp.o.valid & (out.dest == E.TO_B)), self.b_wr0.addr.eq(out.addr),
+                     self.b_wr0.data.eq(pp_q),
                      # sum k, requantized: lane row 0 of the divisor tile's chunk
                      self.w_wr0.en.eq(pp.o.valid & (out.dest == E.KS_WORD)), self.w_wr0.addr.eq(out.addr),
                      self.w_wr0.data.eq(pp_q)]
@@ -906,12 +920,8 @@ class ComputingCore(wiring.Component):
                 m.d.sync += rows[r].eq(pp_q)
         m.d.comb += [self.w_wr1.en.eq(is_row & (out.row == c.m - 1)), self.w_wr1.addr.eq(out.addr),
                      self.w_wr1.data.eq(Cat(*[r.as_value() for r in rows], pp_q))]
-        # residual adds: their own unit and write port
-        add_addr = _delay(m, oaddr1[0], ResidualAdder.LATENCY, "add_addr")
-        m.d.comb += [self.b_wr0.en.eq(adder.o.valid), self.b_wr0.addr.eq(add_addr),
-                     self.b_wr0.data.eq(adder.o.payload.q.as_value())]
-        dw_write = self.b_wr1.en & out.dw
-        writes = [self.b_wr0.en, self.b_wr1.en & ~out.dw, self.o_wr0.en, self.w_wr0.en, self.w_wr1.en]
+        dw_write = self.b_wr0.en & out.dw
+        writes = [self.b_wr0.en & ~out.dw, self.o_wr0.en, self.w_wr0.en, self.w_wr1.en]
 
         # -- completion: results in flight ------------------------------------------------------
         produced = Signal(8)

@@ -18,7 +18,7 @@ MEMORIES = ("b", "w", "q", "o")  # host port ``sel`` values 0..3: buffer B, weig
 class CoreSlice(wiring.Component):
     """``cores`` :class:`ComputingCore` s in lockstep with memories standing for the global
     buffers (docs/architecture.md §3, §5): per core its **pixel group of buffer B** (activations,
-    2 read + 2 write ports + the depthwise fill ports of its core); shared by all cores, the
+    2 read + 1 write port + the depthwise fill ports of its core); shared by all cores, the
     weight and parameter words of buffer C (2 read ports for W, one for Q, **multicast**: the leader's
     addresses, core 0's, read them for every core) and the output buffer (int32). Only core 0
     writes the shared W and the output buffer. With ``aux_depth``, each core has its own **aux

@@ -322,16 +322,25 @@ def attention_output(num, den, mult, shift, offset, lo=LOG2_MIN, hi=LOG2_MAX, ou
     return shift_divide(x16, e, out_bits, dividend_bits, signed_bits(lo, hi))
 
 
-def add_requantize(a, b, mult_a, mult_b, shift, out_bits=ACT_BITS, in_bits=ACT_BITS, mult_bits=MULT_BITS,
-                   shift_bits=SHIFT_BITS):
-    """Residual add of two int8 tensors with their own (per-channel) scales:
-    ``clamp(round_half_up((a * ma + b * mb) / 2**c))``; ma, mb unsigned 16-bit, one shift c."""
+def residual_sum(a, b, mult_a, mult_b, in_bits=ACT_BITS, mult_bits=MULT_BITS):
+    """The residual add's exact sum of scaled addends, ``a * ma + b * mb`` (signed
+    ``in_bits + mult_bits + 2`` bits): the computing core's residual adder makes it, its one
+    post-processor rounds it as ``requantize(sum, 1, c)`` (equal to :func:`add_requantize`)."""
     a = check_range(a, in_bits, name="addend")
     b = check_range(b, in_bits, name="addend")
     ma = check_range(mult_a, mult_bits, signed=False, name="multiplier")
     mb = check_range(mult_b, mult_bits, signed=False, name="multiplier")
+    return a * ma + b * mb
+
+
+def add_requantize(a, b, mult_a, mult_b, shift, out_bits=ACT_BITS, in_bits=ACT_BITS, mult_bits=MULT_BITS,
+                   shift_bits=SHIFT_BITS):
+    """Residual add of two int8 tensors with their own (per-channel) scales:
+    ``clamp(round_half_up((a * ma + b * mb) / 2**c))``; ma, mb unsigned 16-bit, one shift c.
+    The same as ``requantize(residual_sum(a, b, ma, mb), 1, c)``."""
+    total = residual_sum(a, b, mult_a, mult_b, in_bits, mult_bits)
     c = check_range(shift, shift_bits, signed=False, name="shift")
-    return saturate(round_shift(a * ma + b * mb, c), out_bits)
+    return saturate(round_shift(total, c), out_bits)
 
 
 def dyadic_pair(scale_a, scale_b):

@@ -103,6 +103,24 @@ def test_requantize_saturates_and_wider_outputs():
     assert arith.requantize([40000, -40000], 1, 0, out_bits=16).tolist() == [32767, -32768]
 
 
+def test_add_requantize_is_the_requantized_residual_sum():
+    """The computing core's residual add: the adder's exact sum, rounded by the post-processor as
+    ``requantize(sum, 1, c)`` — equal to add_requantize, against exact rationals too."""
+    rng = np.random.default_rng(2)
+    a, b = rng.integers(-128, 128, size=(2, 5000))
+    ma, mb = rng.integers(0, 2**16, size=(2, 5000))
+    c = rng.integers(0, 64, size=5000)
+    corners = np.array([[-128, -128, 2**16 - 1, 2**16 - 1, 0], [127, 127, 2**16 - 1, 2**16 - 1, 0],
+                        [-128, 127, 2**16 - 1, 0, 63], [1, 0, 1, 0, 1], [-1, 0, 1, 0, 1]]).T
+    a, b, ma, mb, c = (np.concatenate([x, k]) for x, k in zip((a, b, ma, mb, c), corners, strict=True))
+    total = arith.residual_sum(a, b, ma, mb)
+    assert total.tolist() == (a * ma + b * mb).tolist()
+    got = arith.add_requantize(a, b, ma, mb, c)
+    assert got.tolist() == arith.requantize(total, 1, c).tolist()
+    for x, s, g in zip(total.tolist(), c.tolist(), got.tolist(), strict=True):
+        assert g == min(127, max(-128, ref_round_half_up(x, 2**s)))
+
+
 @pytest.mark.parametrize("scale", [1.0, 0.5, 3e-3, 1.7e-6, 123.456, 2.0**-40])
 def test_dyadic_is_closest_and_normalized(scale):
     b, c = arith.dyadic(scale)

@@ -94,6 +94,7 @@ def _measured_latency(dut, payload=0):
                                         (AdderTree, dict(inputs=2)), (AdderTree, dict(inputs=8)),
                                         (AdderTree, dict(inputs=9)), (AdderTree, dict(inputs=64)),
                                         (Hardswish, dict(lanes=2)), (ResidualAdder, dict(lanes=2)),
+                                        (ResidualAdder, dict(lanes=2, requantize=False)),
                                         (AttentionOutput, dict(lanes=2))],
                          ids=lambda v: v.__name__ if isinstance(v, type) else str(v))
 def test_latency_property_is_measured_latency(cls, kwargs):
