@@ -143,10 +143,8 @@ def main(argv=None):
 
 def _units(name):
     """The post-processing units of one core, one synthesis each (a core has one post-processor,
-    every mode leaving after the same cycles, one residual adder giving its exact sums and one
-    accumulator), with the
-    DSP48E2 the units count."""
-    from hw.accumulator import Accumulator
+    every mode leaving after the same cycles, and one residual adder giving its exact sums), with
+    the DSP48E2 the units count."""
     from hw.config import AcceleratorConfig, ConfigError
     from hw.post_processor import PostProcessor
     from hw.residual_adder import ResidualAdder
@@ -157,7 +155,7 @@ def _units(name):
         print(f"error: {e}", file=sys.stderr)
         return 2
     units = [("post_processor", PostProcessor, 1, {"same_latency": True}),
-             ("residual_adder", ResidualAdder, 1, {"requantize": False}), ("accumulator", Accumulator, 1, {})]
+             ("residual_adder", ResidualAdder, 1, {"requantize": False})]
     print("| unit | per core | DSP48E2 | counted by the unit | LUT | FF | CARRY | synthesis s |")
     print("|---|---|---|---|---|---|---|---|")
     for unit, cls, count, extra in units:

@@ -5,7 +5,6 @@ from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigne
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from hw.accumulator import Accumulator
 from hw.command import DIM_BITS, Op, Post, command_layout, param_layout
 from hw.config import DW_KERNELS, AcceleratorConfig, ConfigError
 from hw.mat_engine import MatEngine
@@ -105,8 +104,8 @@ class ComputingCore(wiring.Component):
     **Residual add** (``Op.ADD``): pixel, channel word; both addends, one beat per cycle, through
     the :class:`ResidualAdder`'s exact sums, which the post-processor rounds by their shifts
     (``requantize(sum, 1, c)``, ``quant.arith.add_requantize``). **Pool** (``Op.POOL``): channel
-    word, pixel; the :class:`Accumulator` sums each channel over the pixels, the post-processor
-    scales.
+    word, pixel; the MAT engine sums each channel over the pixels (identity weights: lane s takes
+    channel s), the post-processor scales.
 
     Members
     -------
@@ -214,13 +213,11 @@ class ComputingCore(wiring.Component):
         ``PostProcessor.LATENCY``), the last write (1). A reduction's last results wait for the
         R-MAC engine's (``sim.dataflow.core_beats`` counts them)."""
         post_lat = 0 if post == Post.INT32 and op == Op.REDUCE else PostProcessor.LATENCY
-        if op == Op.POOL:
-            pipe = Accumulator.LATENCY
-        elif op == Op.ADD:  # the residual adder's sums
+        if op == Op.ADD:  # the residual adder's sums
             pipe = ResidualAdder.SUM_LATENCY
         elif op == Op.ATTN_VK:  # the last block: engine, hold, its M rows
             pipe = self.engine_latency() + 1 + self._cfg.m - 1
-        else:  # REDUCE, ATTN_Q and DW (whose serializer's pixels are counted with its beats)
+        else:  # REDUCE, ATTN_Q, POOL and DW (whose serializer's pixels are counted with its beats)
             pipe = self.engine_latency()
         return 2 + pipe + self.ENTRY_LATENCY + post_lat + 1
 
@@ -406,7 +403,7 @@ class ComputingCore(wiring.Component):
         """ATTN_VK for one head: blocks (i word ib, j word jb) of vk = v . ReLU(k)^T, each a sum over
         the tokens of outer products v[i0..i0+M) x ReLU(k)[j0..j0+N) on the R-MAC engine in
         self-accumulation mode (a load every beat: one token per beat). While the first row of
-        blocks (ib = 0) streams k, the accumulator sums ReLU(k) over the tokens. The head's q, k
+        blocks (ib = 0) streams k, the MAT engine sums ReLU(k) over the tokens. The head's q, k
         and v are words 0, cwg and 2*cwg of its group in every pixel."""
         d = unsigned(DIM_BITS)
         ib, jb, n = (Signal(d, name=f"vk_{x}") for x in ("ib", "jb", "n"))
@@ -479,7 +476,6 @@ class ComputingCore(wiring.Component):
         # the residual adder's exact sums, rounded by the post-processor (requantize(sum, 1, c))
         adder = ResidualAdder(**{**params["residual_adder"], "requantize": False})
         m.submodules.residual_adder = adder
-        pool = m.submodules.pool = Accumulator(**params["accumulator"])
 
         # -- command register and state ---------------------------------------------------------
         # Two command registers: ``dcmd`` for a depthwise command (the R-MAC engine's), ``cmd`` for
@@ -726,7 +722,7 @@ class ComputingCore(wiring.Component):
         first1, last1 = _delay(m, first, 1, "first"), _delay(m, last, 1, "last")
         oaddr1 = [_delay(m, out_addr[e], 1, f"oaddr{e}") for e in range(2)]
         relu = [self._relu(m, rd.data, f"relu{e}") for e, rd in enumerate((self.b_rd0, self.b_rd1))]
-        a_in = [Mux(in1[e], Mux(is_q, relu[e], rd.data.as_value()), 0)
+        a_in = [Mux(in1[e], Mux(is_q | is_vk, relu[e], rd.data.as_value()), 0)
                 for e, rd in enumerate((self.b_rd0, self.b_rd1))]
 
         # the weight words: buffer C's, or the aux buffer's where the address had ``aux_bit``
@@ -738,12 +734,18 @@ class ComputingCore(wiring.Component):
                 with m.If(rd.en):  # the data follow the address a cycle later (or are held)
                     m.d.sync += from_aux[e].eq(rd.addr[self._aux_bit])
             w_in[0] = Mux(from_aux[0], self.w_aux0.as_value(), w_in[0])
+        # sums over pixels (the pool) or tokens (sum k beside the vk outer products) on the MAT
+        # engine: identity weights, lane s takes channel s (with the aux choice, one LUT per bit)
+        sums = is_pool | is_vk
+        identity = Const(sum(1 << (8 * (s * c.t + s)) for s in range(S)), S * c.t * 8)
+        w_in[0] = Mux(sums, identity, w_in[0])
         if c.block_max > 1:
             slot1 = _delay(m, sl, 1, "slot")
             m.d.comb += [mat.i.payload.slot.eq(slot1), rmac.i.payload.slot.eq(slot1)]
-        m.d.comb += [mat.i.valid.eq(v1[0] & is_reduce), mat.i.payload.a.eq(a_in[0]),
-                     mat.i.payload.w.eq(w_in[0]), mat.i.payload.first.eq(first1),
-                     mat.i.payload.last.eq(last1), mat.o.ready.eq(1)]
+        m.d.comb += [mat.i.valid.eq((v1[0] & (is_reduce | is_pool)) | (vk["valid"] & vk["sum_k"])),
+                     mat.i.payload.a.eq(a_in[0]), mat.i.payload.w.eq(w_in[0]),
+                     mat.i.payload.first.eq(Mux(is_vk, vk["first"], first1)),
+                     mat.i.payload.last.eq(Mux(is_vk, vk["last"], last1)), mat.o.ready.eq(1)]
         # vk outer products: x[m][n] = v[m] (every n), y[n] = ReLU(k)[n], a load every beat
         v_bcast = Cat(*[self.b_rd1.data[mm] for mm in range(c.m) for _ in range(c.n)])
         # x: the depthwise window, the broadcast v, the aux word or buffer C's, on two selects
@@ -762,19 +764,15 @@ class ComputingCore(wiring.Component):
                      rmac.i.payload.last.eq(Mux(is_dw, dw["last"], Mux(is_vk, vk["last"], last1))),
                      rmac.o.ready.eq(1)]
 
-        # residual add and pool inputs
+        # residual add inputs
         m.d.comb += [adder.i.valid.eq(v1[0] & is_add), adder.i.payload.a.eq(self.b_rd0.data),
                      adder.i.payload.b.eq(self.b_rd1.data),
                      adder.i.payload.mult_a.eq(self.q_rd0.data.add.mult_a),
                      adder.i.payload.mult_b.eq(self.q_rd0.data.add.mult_b),
-                     adder.i.payload.shift.eq(self.q_rd0.data.add.shift), adder.o.ready.eq(1),
-                     pool.i.valid.eq((v1[0] & is_pool) | (vk["valid"] & vk["sum_k"])),
-                     pool.i.payload.x.eq(Mux(is_vk, relu[0], self.b_rd0.data.as_value())),
-                     pool.i.payload.first.eq(Mux(is_vk, vk["first"], first1)),
-                     pool.i.payload.last.eq(Mux(is_vk, vk["last"], last1)), pool.o.ready.eq(1)]
+                     adder.i.payload.shift.eq(self.q_rd0.data.add.shift), adder.o.ready.eq(1)]
 
         # -- results: one post-processor for both engines ---------------------------------------
-        # A result leaves its engine (the pool accumulator, the R-MAC engine's serializer) as an
+        # A result leaves its engine (or the R-MAC engine's serializer, or the residual adder) as an
         # entry: its accumulators, where it goes, its parameter word, how it is scaled. The R-MAC
         # engine's side (its reduction results, the depthwise pixels, the vk rows) enters the
         # post-processor a cycle later; the MAT engine's side (its results, the pool's and sum k's
@@ -821,12 +819,11 @@ class ComputingCore(wiring.Component):
 
         # the MAT engine's side: its results, or the pool's sums and sum k (requantized, one scale)
         a, a_valid = Signal(queued, name="mat_entry"), Signal(name="mat_entry_valid")
-        sums = is_pool | is_vk
         acc_src = Mux(is_vk, _delay(m, vk["ks_addr"], 1, "ks_addr1"), oaddr1[0])
-        pool_addr = _delay(m, acc_src, Accumulator.LATENCY, "pool_addr")
-        m.d.comb += a_valid.eq(Mux(sums, pool.o.valid, mat.o.valid & ~tile0[0]))
+        pool_addr = _delay(m, acc_src, lat, "pool_addr")
+        m.d.comb += [a_valid.eq(mat.o.valid & ~tile0[0]), a.acc.eq(mat.o.payload.acc)]
         with m.If(sums):
-            m.d.comb += [a.acc.eq(pool.o.payload.sum), a.addr.eq(pool_addr), a.mode.eq(PostMode.REQUANT),
+            m.d.comb += [a.addr.eq(pool_addr), a.mode.eq(PostMode.REQUANT),
                          a.scale.eq(Mux(is_pool, E.POOL, E.SUM_K)),
                          a.dest.eq(Mux(is_pool, E.TO_B, E.KS_WORD))]
         with m.Else():
