@@ -71,7 +71,8 @@ class Accelerator(wiring.Component):
 
     A run: the host writes the region bases and PROGRAM_LENGTH, sets START; the controller
     fetches and executes the program (``hw.controller``); DMA beats reach the buffers through a
-    width adapter (a buffer word spans ``word_beats`` beats, low bits first); an access past a
+    width adapter (a buffer word spans ``word_beats`` beats, low bits first, and is written the
+    cycle after its last); an access past a
     buffer's depth is dropped and ends the run with ADDRESS_RANGE.
     """
 
@@ -178,7 +179,9 @@ class Accelerator(wiring.Component):
         writing = wr.en & ~fetching
         with m.If(writing):
             m.d.sync += gathered[w_sub].eq(wr.data)
-        word = Cat(*(Mux(w_sub == k, wr.data, gathered[k]) for k in range(max_beats)))
+        # the word is written the cycle after its last beat, from the beat registers alone (no
+        # select between the arriving beat and the registers: a LUT per bit and port)
+        word = Cat(*gathered)
         cores = self._cfg.cores  # a core past the array's, for buffer B, is out of range too
         w_core, r_core = (load_buffer == 0) & (ctrl.load_core[p] >= cores), \
             (store_buffer == 0) & (ctrl.store_core[p] >= cores)
@@ -186,11 +189,11 @@ class Accelerator(wiring.Component):
         r_out = (r_word >= depths[store_buffer]) | r_core
         host = lambda name: core.host(p, name)  # noqa: E731
         host_w = len(host("wdata"))
+        m.d.sync += [host("sel").eq(load_buffer), host("addr").eq(w_word), host("core").eq(ctrl.load_core[p]),
+                     host("we").eq(writing & (w_sub == w_mask) & ~w_out)]
         m.d.comb += [
-            host("sel").eq(load_buffer), host("addr").eq(w_word), host("core").eq(ctrl.load_core[p]),
             host("rcore").eq(ctrl.store_core[p]),
             host("wdata").eq(word[:host_w]),
-            host("we").eq(writing & (w_sub == w_mask) & ~w_out),
             host("rsel").eq(store_buffer), host("raddr").eq(r_word),
             ctrl.load_out_of_range[p].eq(writing & w_out), ctrl.store_out_of_range[p].eq(rd.en & r_out),
         ]
