@@ -240,7 +240,9 @@ class ComputingCore(wiring.Component):
         W = (c.m - 1) * 2 + max(DW_KERNELS)  # window columns of the largest kernel at s = 2
         d = unsigned(DIM_BITS)
         word = self._word
-        banks = [memory.Memory(shape=word, depth=16, init=[]) for _ in range(W)]
+        # each bank row: a pixel's word and whether it is inside the input (outside: a zero pixel,
+        # made by the window register's reset as the pixel is taken, not by a select on the fill)
+        banks = [memory.Memory(shape=unsigned(word.size + 1), depth=16, init=[]) for _ in range(W)]
         for j, bank in enumerate(banks):
             m.submodules[f"dw_window_bank{j}"] = bank
         bank_w = [bank.write_port() for bank in banks]
@@ -275,7 +277,7 @@ class ComputingCore(wiring.Component):
             port = getattr(self, f"d_rd{p}")
             m.d.comb += [port.addr.eq(g_addr + _times_const(cmd.in_cw, p)), port.en.eq(1)]
             wr_in = _delay(m, inside, 1, f"dw_wr_inside{p}")
-            values.append(Mux(wr_in, port.data.as_value(), 0))
+            values.append(Cat(port.data.as_value(), wr_in))
         # bank j takes port p when wr_col + p == j; the gather column steps by P from 0, so that
         # port is always j mod P (no multiplexer) and the bank writes when wr_col == j - j mod P
         for j in range(W):
@@ -367,16 +369,24 @@ class ComputingCore(wiring.Component):
         # columns m*s + kx; a shift beat only the one entering pixel (x[0]) at kx + (M-1)*s.
         for bank in bank_r:
             m.d.comb += bank.addr.eq((c_base + dky)[:4])
-        col = [bank.data for bank in bank_r]  # row dky of each window column
+        col = [data.View(word, bank.data[:word.size]) for bank in bank_r]  # row dky of each window column
+        inside = [bank.data[word.size] for bank in bank_r]
         x1 = Signal(data.ArrayLayout(word, M), name="dw_x")
         # the entering pixel of a shift beat: column kx + (M-1)*s, kx < 5 (two 5-way selections,
         # not one over every column)
-        entering = Mux(s == 1, Array(col[M - 1:M + 4])[kx], Array(col[2 * M - 2:2 * M + 3])[kx])
-        for mm in range(M):
-            load_word = Mux(s == 1, col[mm], Mux(kx[0], col[2 * mm + 1], col[2 * mm]))
-            if mm == 0:
-                load_word = Mux(load, load_word, entering)
-            m.d.sync += x1[mm].eq(load_word)
+        def pick(cols):
+            entering = Mux(s == 1, Array(cols[M - 1:M + 4])[kx], Array(cols[2 * M - 2:2 * M + 3])[kx])
+            out = []
+            for mm in range(M):
+                load_word = Mux(s == 1, cols[mm], Mux(kx[0], cols[2 * mm + 1], cols[2 * mm]))
+                out.append(Mux(load, load_word, entering) if mm == 0 else load_word)
+            return out
+
+        for mm, (word_in, pixel_in) in enumerate(zip(pick(col), pick(inside), strict=True)):
+            with m.If(pixel_in):
+                m.d.sync += x1[mm].eq(word_in)
+            with m.Else():
+                m.d.sync += x1[mm].eq(0)
         last_block = beat_last & ~g_more & ~gathered & ~gathering
         count = Signal(range(M + 1), name="dw_count")
         left = cmd.out_w - c_b * M
