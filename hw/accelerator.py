@@ -201,7 +201,20 @@ class Accelerator(wiring.Component):
         beats = Array(padded[k * axi_bits:(k + 1) * axi_bits] for k in range(max_beats))
         r_out_d = Signal(name=f"r_out{p}")  # a read past the buffer: zeros go out (and ADDRESS_RANGE)
         m.d.sync += r_out_d.eq(r_out)
-        m.d.comb += rd.data.eq(Mux(r_out_d, 0, beats[r_sub]))
+        # a beat's bits past the word (the read data there are another memory's): zeros go out
+        shapes = self.shapes
+        past = {}  # per beat bit: the (buffer, beat) where it lies past the word, within host_w
+        for i in range(axi_bits):
+            past[i] = tuple((k, r) for k, n in enumerate(MEMORIES) for r in range(self._beats[n])
+                            if shapes[n].size <= r * axi_bits + i < host_w)
+        conds = {}
+        for key in sorted(set(past.values())):
+            cond = Signal(name=f"r_past{p}_{len(conds)}")
+            m.d.comb += cond.eq(r_out_d | Cat(*((store_buffer == k) & (r_sub == r) for k, r in key)).any()
+                                if key else r_out_d)
+            conds[key] = cond
+        beat = beats[r_sub]
+        m.d.comb += rd.data.eq(Cat(*(Mux(conds[past[i]], 0, beat[i]) for i in range(axi_bits))))
 
 
 def _module_verilog(config, which, top, stamp, addr_width):

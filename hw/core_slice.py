@@ -50,7 +50,9 @@ class CoreSlice(wiring.Component):
     host_rsel : In(2), host_rcore : In(range(cores)), host_raddr : In(addr_bits), host_rdata :
         Out(width): the word at ``host_raddr`` of memory ``MEMORIES[host_rsel]`` (of core
         ``host_rcore`` for B), one cycle after it is presented (a read port of its own: the DMA
-        loads and stores at once).
+        loads and stores at once); above a memory's word, the bits are another memory's (the
+        reader drops them: ``hw.accelerator``'s width adapter sends zeros there); a memory
+        the port does not own reads as another.
     """
 
     def __init__(self, config, addr_bits=12, mem_bits=None, depths=None, cores=1, aux_depth=0,
@@ -186,8 +188,15 @@ class CoreSlice(wiring.Component):
         for hp in range(self._hp):  # each port reads the memories it owns (others: zeros)
             sel = Signal(2, name=f"host{hp}_rsel_q")
             m.d.sync += sel.eq(self.host(hp, "rsel"))
-            out = Const(0, self._width)
-            for k, d in sorted(rdata[hp].items()):
-                out = Mux(sel == k, d, out)
+            if not rdata[hp]:
+                continue
+            # above a narrower word, the widest owned memory's bits (no select, no zeroing)
+            words = {k: Value.cast(d) for k, d in rdata[hp].items()}
+            wide = max(words, key=lambda k: len(words[k]))
+            base = Cat(words[wide], Const(0, self._width - len(words[wide])))
+            out = base
+            for k, d in sorted(words.items()):
+                if k != wide:
+                    out = Mux(sel == k, Cat(d, base[len(d):]), out)
             m.d.comb += self.host(hp, "rdata").eq(out)
         return m
