@@ -553,9 +553,9 @@ def dw_pw_step(dw, pw, cfg):
 def vk_cycles(heads, d, n, cfg):
     """vk = v . ReLU(k)^T of ``heads`` heads as the core computes it (ATTN_VK): outer products on
     the R-MAC engine in self-accumulation, one token per beat, an M x N block of vk per pass over
-    the tokens (Sigma k on the accumulator alongside); the blocks of all heads spread over the
-    cores. The pixel-major activations give no T tokens of one channel in a word, so the MAT
-    engine's reduction cannot take part. (cycles, Mapping)."""
+    the tokens (Sigma k on the MAT engine alongside, identity weights); the blocks of all heads
+    spread over the cores. The pixel-major activations give no T tokens of one channel in a
+    word, so the MAT engine cannot take part in vk's reduction. (cycles, Mapping)."""
     blocks = heads * cdiv(d, cfg.m) * cdiv(d, cfg.n)
     beats = cdiv(blocks, cfg.cores) * n
     return beats + rmac_latency(cfg) + DISPATCH, Mapping(beats, min(blocks, cfg.cores), 1, 1)
