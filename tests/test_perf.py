@@ -218,7 +218,7 @@ def test_filler_runs_in_the_waits():
 def test_attention_head_as_the_integer_model():
     """One B1 head (d = 16, n = 196 tokens) on one core, as quant/integer.py computes it and the
     core runs it. vk = v ReLU(K)^T: 2 x 2 blocks of 8 x 8 outer products on the R-MAC engine, one
-    token per beat: 4 x 196 = 784 beats (Sigma k on the accumulator alongside). q: 196 tokens x
+    token per beat: 4 x 196 = 784 beats (Sigma k on the MAT engine alongside). q: 196 tokens x
     (1 divisor tile + 2 numerator tiles) = 3 tiles, reduction over d = 2 chunks: 3 x 196
     tile-pixels halved = 294 x 2 = 588 beats. Each command + its engine latency + 16."""
     cyc, vk, q = dataflow.attention_cycles(1, 16, 196, ONE_CORE)
