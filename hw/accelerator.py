@@ -72,8 +72,8 @@ class Accelerator(wiring.Component):
     A run: the host writes the region bases and PROGRAM_LENGTH, sets START; the controller
     fetches and executes the program (``hw.controller``); DMA beats reach the buffers through a
     width adapter (a buffer word spans ``word_beats`` beats, low bits first, and is written the
-    cycle after its last); an access past a
-    buffer's depth is dropped and ends the run with ADDRESS_RANGE.
+    cycle after its last); an access past a buffer's depth is dropped and ends the run with
+    ADDRESS_RANGE.
     """
 
     def __init__(self, config, addr_width=40, core_module=None):

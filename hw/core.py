@@ -829,11 +829,12 @@ class ComputingCore(wiring.Component):
 
         # the MAT engine's side: its results, or the pool's sums and sum k (requantized, one scale)
         a, a_valid = Signal(queued, name="mat_entry"), Signal(name="mat_entry_valid")
-        acc_src = Mux(is_vk, _delay(m, vk["ks_addr"], 1, "ks_addr1"), oaddr1[0])
-        pool_addr = _delay(m, acc_src, lat, "pool_addr")
+        # the pool's sums leave at its output word's tag (taddr, as the reductions'), sum k's at its
+        # chunk word, delayed as the engine delays them
+        ks_addr = _delay(m, vk["ks_addr"], 1 + lat, "ks_addr")
         m.d.comb += [a_valid.eq(mat.o.valid & ~tile0[0]), a.acc.eq(mat.o.payload.acc)]
         with m.If(sums):
-            m.d.comb += [a.addr.eq(pool_addr), a.mode.eq(PostMode.REQUANT),
+            m.d.comb += [a.addr.eq(Mux(is_vk, ks_addr, taddr[0])), a.mode.eq(PostMode.REQUANT),
                          a.scale.eq(Mux(is_pool, E.POOL, E.SUM_K)),
                          a.dest.eq(Mux(is_pool, E.TO_B, E.KS_WORD))]
         with m.Else():

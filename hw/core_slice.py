@@ -185,7 +185,7 @@ class CoreSlice(wiring.Component):
                     rdata[hp][k] = data
                 elif owned:
                     rdata[hp][k] = owned[0][1]
-        for hp in range(self._hp):  # each port reads the memories it owns (others: zeros)
+        for hp in range(self._hp):  # each port reads the memories it owns (others read as one of them)
             sel = Signal(2, name=f"host{hp}_rsel_q")
             m.d.sync += sel.eq(self.host(hp, "rsel"))
             if not rdata[hp]:

@@ -84,7 +84,7 @@ class ResidualAdder(StreamUnit, wiring.Component):
             pa = p.stage(b.a[k] * b.mult_a[k], f"pa{k}", signed(prod_bits))
             pb = p.stage(b.b[k] * b.mult_b[k], f"pb{k}", signed(prod_bits))
             total = p.stage(pa + pb, f"sum{k}", signed(prod_bits + 1))
-            shift = p.delay(b.shift[k], 2, f"shift{k}")
+            shift = p.delay(b.shift[k], self.SUM_LATENCY, f"shift{k}")  # beside the products and sum
             if not self._p["requantize"]:
                 m.d.comb += [self.o.payload.sum[k].eq(total), self.o.payload.shift[k].eq(shift)]
                 continue
