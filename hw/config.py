@@ -128,8 +128,11 @@ class AcceleratorConfig:
 
     @property
     def dsps(self):
-        """DSP48E2 slices for the multipliers: two packed products per DSP when packing is on."""
-        return -(-self.multipliers // 2) if self.dsp_packing else self.multipliers
+        """DSP48E2 slices for the multipliers: the MAT engine's two packed products per DSP when
+        packing is on, the R-MAC engine's one per R-MAC (a multiply-accumulate slice that keeps
+        the self-accumulation's running sum, ``hw.dsp_mac.DspMac``)."""
+        mat = self.t * (-(-self.s // 2) if self.dsp_packing else self.s)
+        return self.cores * (mat + self.n * self.m)
 
     @property
     def peak_gmacs(self):
@@ -237,7 +240,7 @@ class AcceleratorConfig:
             "mat_engine": dict(lanes=self.s, width=self.t, packing=self.dsp_packing,
                                requantize=True, acc_bits=self.acc_bits, mult_bits=self.mult_bits,
                                shift_bits=self.shift_bits, out_bits=self.act_bits),
-            "rmac_engine": dict(lanes=self.m, rmacs=self.n, packing=self.dsp_packing,
+            "rmac_engine": dict(lanes=self.m, rmacs=self.n, packing=self.dsp_packing, dsp_macs=True,
                                 requantize=True, acc_bits=self.acc_bits, mult_bits=self.mult_bits,
                                 shift_bits=self.shift_bits, out_bits=self.act_bits),
         }

@@ -6,6 +6,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from hw.adder_tree import pipelined_sum, tree_levels
+from hw.dsp_mac import Addend, DspMac
 from hw.dual_multiplier import paired_dsps, paired_products
 from hw.params import check_bool, check_int
 from hw.pipeline import BlockAccumulators, Pipeline
@@ -89,7 +90,7 @@ class RMacEngine(wiring.Component):
     """
 
     def __init__(self, lanes=8, rmacs=8, packing=True, requantize=True, acc_bits=32,
-                 mult_bits=16, shift_bits=6, out_bits=8, block=1, sa_bits=None):
+                 mult_bits=16, shift_bits=6, out_bits=8, block=1, sa_bits=None, dsp_macs=False):
         check_int("Lane count", lanes, 1, 64)
         check_int("R-MACs per lane", rmacs, 1, 64)
         check_int("Accumulator width", acc_bits, 16, 48)
@@ -98,6 +99,8 @@ class RMacEngine(wiring.Component):
         check_int("Self-accumulation width", sa_bits, 16, acc_bits)
         check_bool("packing", packing)
         check_bool("requantize", requantize)
+        check_bool("dsp_macs", dsp_macs)
+        self._dsp_macs = dsp_macs
         self._lanes, self._rmacs, self._packing, self._acc_bits = lanes, rmacs, packing, acc_bits
         self._requantize, self._block, self._sa_bits = requantize, block, sa_bits
         width = max(lanes, rmacs)  # bias/requant lanes: channels (self-acc.) or lanes (down-fwd.)
@@ -127,14 +130,15 @@ class RMacEngine(wiring.Component):
     rmacs = property(lambda self: self._rmacs)
     block = property(lambda self: self._block)
     multipliers = property(lambda self: self._lanes * self._rmacs)
-    dsps = property(lambda self: paired_dsps(self._lanes, self._rmacs, self._packing))
+    dsps = property(lambda self: self._lanes * self._rmacs if self._dsp_macs
+                    else paired_dsps(self._lanes, self._rmacs, self._packing))
     _depth = property(lambda self: 1 + tree_levels(self._rmacs) + 1)
     latency = property(lambda self: self._depth + (1 + Requantizer.LATENCY if self._requantize
                                                    else 0))
     params = property(lambda self: dict(lanes=self._lanes, rmacs=self._rmacs,
                                         packing=self._packing, requantize=self._requantize,
                                         acc_bits=self._acc_bits, block=self._block,
-                                        sa_bits=self._sa_bits))
+                                        sa_bits=self._sa_bits, dsp_macs=self._dsp_macs))
 
     def _serialize(self, m, psums):
         """Psum registers -> requantizer: self-accumulation emits M beats (beat m: output pixel m,
@@ -162,6 +166,27 @@ class RMacEngine(wiring.Component):
             with m.Else():
                 m.d.sync += row.eq(row + 1)
 
+    def _dsp_stage(self, m, p, operands):
+        """Stage 1 on one :class:`DspMac` per R-MAC: its P register holds the product (a
+        down-forward beat: addend 0) or the self-accumulation's running sum (from ``bias[n]`` on
+        ``first``). Returns (products, running sums), both read from P: ``[lane][n]``."""
+        M, N = self._lanes, self._rmacs
+        beat = self.i.payload
+        addend = Signal(3, name="sa_addend")
+        m.d.comb += addend.eq(Mux(beat.mode == SELF_ACCUMULATION,
+                                  Mux(beat.first, Addend.C, Addend.P), Addend.ZERO))
+        products = [[None] * N for _ in range(M)]
+        sums = [[None] * N for _ in range(M)]
+        for j in range(M):
+            for n in range(N):
+                mac = m.submodules[f"mac_{j}_{n}"] = DspMac(8, 8, self._acc_bits)
+                m.d.comb += [mac.a.eq(operands[j][n]), mac.b.eq(beat.y[n]), mac.c.eq(beat.bias[n]),
+                             mac.addend.eq(addend), mac.ce.eq(p.en & self.i.valid)]
+                products[j][n] = mac.p[:16].as_signed()
+                width = self._acc_bits if n == N - 1 else self._sa_bits
+                sums[j][n] = mac.p[:width].as_signed()
+        return products, sums
+
     def elaborate(self, platform):
         m = Module()
         M, N = self._lanes, self._rmacs
@@ -188,9 +213,11 @@ class RMacEngine(wiring.Component):
                 with m.If(self.i.valid & self.i.ready & sa):
                     m.d.sync += sr[j].eq(operands[j][n])
 
-        # Stage 1: products y[n] * operand[m][n]; lanes 2j and 2j+1 share y[n].
-        products = paired_products(m, p, M, N, lambda n: beat.y[n], lambda j, n: operands[j][n],
-                                   self._packing)
+        if self._dsp_macs:
+            products, sa_sums = self._dsp_stage(m, p, operands)
+        else:  # stage 1: products y[n] * operand[m][n]; lanes 2j and 2j+1 share y[n]
+            products = paired_products(m, p, M, N, lambda n: beat.y[n], lambda j, n: operands[j][n],
+                                       self._packing)
         mode = p.delay(beat.mode, sum_stages, "mode")
         first = p.delay(beat.first, sum_stages, "first")
         last = p.delay(beat.last, sum_stages, "last")
@@ -211,7 +238,10 @@ class RMacEngine(wiring.Component):
         for j in range(M):
             lane_sum = pipelined_sum(p, products[j], 16, True, name=f"lane{j}")
             for n in range(N):
-                own = p.delay(products[j][n], sum_stages - 1, f"own_{j}_{n}")
+                if self._dsp_macs:  # the slice's running sum, carried to the psum stage
+                    sa_next = p.delay(sa_sums[j][n], sum_stages - 1, f"sa_{j}_{n}")
+                else:
+                    own = p.delay(products[j][n], sum_stages - 1, f"own_{j}_{n}")
                 # no domain reset: a psum is read only after its accumulation's first beat, and
                 # with one the down-forward clear below needs a LUT per bit (the flip-flop's own
                 # synchronous reset then serves the domain's): 1.8k LUT in the paper's engine
@@ -226,7 +256,7 @@ class RMacEngine(wiring.Component):
                         m.d.comb += slots.data_in[j].eq(df_new)
                 with m.If(step):
                     with m.If(mode == SELF_ACCUMULATION):
-                        m.d.sync += acc.eq(Mux(first, bias[n], acc) + own)
+                        m.d.sync += acc.eq(sa_next if self._dsp_macs else Mux(first, bias[n], acc) + own)
                     with m.Else():
                         m.d.sync += acc.eq(df_new if df_here else 0)
                 m.d.comb += psums.payload.acc[j][n].eq(acc)

@@ -9,7 +9,7 @@ def test_paper_preset():
     cfg = PRESETS["paper"]
     assert cfg.name == "8x8+8x8x16"
     assert cfg.multipliers == 2048
-    assert cfg.dsps == 1024
+    assert cfg.dsps == 1536  # MAT engines packed (512), one multiply-accumulate slice per R-MAC (1,024)
     assert cfg.peak_gmacs == pytest.approx(409.6)
     assert cfg.replace(dsp_packing=False).dsps == 2048
     assert AcceleratorConfig.parse("8x8+8x8x16") == cfg

@@ -304,8 +304,9 @@ def test_attention_cut_by_heads_uses_each_cores_aux_buffer(d):
 
 
 def test_core_dsps_by_unit():
-    """The paper's core: 64 DSP48E2 in the packed engines, 48 in the post-processing (the one
-    PostProcessor and the residual adder): 112, so 16 cores take 1,792 of the ZCU102's 2,520."""
+    """The paper's core: 32 DSP48E2 in the packed MAT engine, 64 in the R-MAC engine (one
+    multiply-accumulate slice per R-MAC), 48 in the post-processing (the one PostProcessor and
+    the residual adder): 144, so 16 cores take 2,304 of the ZCU102's 2,520."""
     core = ComputingCore(PRESETS["paper"])
     core._MustUse__silence = True
-    assert core.dsps() == {"mat_engine": 32, "rmac_engine": 32, "post_processor": 32, "residual_adder": 16}
+    assert core.dsps() == {"mat_engine": 32, "rmac_engine": 64, "post_processor": 32, "residual_adder": 16}

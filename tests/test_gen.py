@@ -10,6 +10,7 @@ import pytest
 
 from gen.cli import design_dsps
 from hw.config import PRESETS
+from hw.dsp_mac import primitive_declaration
 
 
 def run_gen(*args, cwd=None):
@@ -65,6 +66,8 @@ def test_emits_the_whole_accelerator_and_its_vivado_project(small_build):
 def test_verilog_compiles_with_iverilog(small_build, tmp_path):
     out, _ = small_build
     files = sorted(str(p) for p in (out / "verilog").glob("*.v"))
+    (tmp_path / "primitives.v").write_text(primitive_declaration())  # Vivado's library has it
+    files.append(str(tmp_path / "primitives.v"))
     proc = subprocess.run(["iverilog", "-g2012", "-Wall", "-o", str(tmp_path / "a.out"), *files],
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
@@ -73,10 +76,10 @@ def test_verilog_compiles_with_iverilog(small_build, tmp_path):
 @pytest.mark.parametrize("args,msg", [
     (["--cores", "0"], "argument --cores: expected a positive integer, got 0"),
     (["--cores", "x"], "argument --cores: expected a positive integer, got 'x'"),
-    (["--cores", "18"], "8x8+8x8x18 needs 934 BRAM36 for its buffers (B 576, C 144, output 16, A 144, "
-                        "aux 36, divisor 18); the ZCU102"),
-    (["--cores", "23"], "8x8+8x8x23 needs 2576 DSP48E2 (1472 for 2944 int8 multipliers, 1104 for "
+    (["--cores", "18"], "8x8+8x8x18 needs 2592 DSP48E2 (1728 for 2304 int8 multipliers, 864 for "
                         "post-processing); the ZCU102"),
+    (["--config", "4x4+4x4x32"], "4x4+4x4x32 needs 1024 BRAM36 for its buffers (B 528, C 128, output 16, "
+                                 "A 256, aux 64, divisor 32); the ZCU102"),
     (["--config", "huge"], "unknown configuration 'huge'"),
     (["--config", "missing.json"], "cannot read configuration file missing.json"),
     (["--freq", "0"], "freq_mhz must be between 1 and 1000, not 0.0"),

@@ -135,7 +135,7 @@ def test_mat_engine_latency_is_measured_latency(params):
 
 
 @pytest.mark.parametrize("params", [dict(lanes=8, rmacs=8), dict(lanes=3, rmacs=5, requantize=False),
-                                    dict(lanes=1, rmacs=1)])
+                                    dict(lanes=1, rmacs=1), dict(lanes=2, rmacs=3, dsp_macs=True)])
 def test_rmac_engine_latency_is_measured_latency(params):
     dut = RMacEngine(**params)
     layout = dut.i.payload.shape()
@@ -161,6 +161,7 @@ def test_mat_engine_dsp_count():
     assert MatEngine(8, 8, packing=False).dsps == 64
     assert MatEngine(3, 5, packing=True).dsps == 10  # lane 2 unpaired
     assert RMacEngine(8, 8, packing=True).dsps == 32 and RMacEngine(8, 8, packing=False).dsps == 64
+    assert RMacEngine(8, 8, packing=True, dsp_macs=True).dsps == 64  # one slice per R-MAC
 
 
 def test_post_processing_dsp_counts():
