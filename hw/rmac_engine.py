@@ -49,7 +49,12 @@ class RMacEngine(wiring.Component):
 
     Lanes 2j and 2j+1 share
     ``y[n]`` in both modes, so with ``packing`` one :class:`DualMultiplier` (one DSP48E2) serves
-    R-MACs (2j, n) and (2j+1, n).
+    R-MACs (2j, n) and (2j+1, n). With ``dsp_macs`` each R-MAC is instead one multiply-accumulate
+    DSP48E2 (:class:`hw.dsp_mac.DspMac`, the paper's "high-bit adder and psum register" of an
+    R-MAC in the slice): its P register holds the beat's product (down-forward) or the running
+    self-accumulation (from ``bias[n]``, its C input, on ``first``), so the self-accumulation takes
+    no fabric adder; the running sum rides to the psum stage in registers. Packed products cannot
+    accumulate there (a 5 x 5 window overflows the packed field), so ``packing`` does not apply.
 
     Parameters
     ----------
@@ -71,6 +76,9 @@ class RMacEngine(wiring.Component):
         (``hw.config.AcceleratorConfig.sa_bits``).
     block : int
         Down-forward partial sums per lane (pixels of a block sharing one weight chunk), 1..64.
+    dsp_macs : bool
+        One multiply-accumulate DSP48E2 per R-MAC (``M x N`` slices) instead of packed products
+        and fabric accumulators (the computing core's engine).
 
     Members
     -------
