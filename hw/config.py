@@ -240,7 +240,7 @@ class AcceleratorConfig:
             "mat_engine": dict(lanes=self.s, width=self.t, packing=self.dsp_packing,
                                requantize=True, acc_bits=self.acc_bits, mult_bits=self.mult_bits,
                                shift_bits=self.shift_bits, out_bits=self.act_bits),
-            "rmac_engine": dict(lanes=self.m, rmacs=self.n, packing=self.dsp_packing, dsp_macs=True,
+            "rmac_engine": dict(lanes=self.m, rmacs=self.n, packing=self.dsp_packing,
                                 requantize=True, acc_bits=self.acc_bits, mult_bits=self.mult_bits,
                                 shift_bits=self.shift_bits, out_bits=self.act_bits),
         }

@@ -56,7 +56,7 @@ def core_dsps(config):
     post-processor, the residual adder (the address generators multiply by shifts and
     adds only). From the units' own counts, without building the core (so also for
     configurations the core does not support, which the performance model still describes)."""
-    params = config.unit_params()
+    params = {**config.unit_params(), **ComputingCore.engine_params(config)}
     units = {"mat_engine": (MatEngine, 1), "rmac_engine": (RMacEngine, 1),
              "post_processor": (PostProcessor, 1), "residual_adder": (ResidualAdder, 1)}
     counts = {}
@@ -470,15 +470,27 @@ class ComputingCore(wiring.Component):
         return {"valid": busy & (idx < h_count), "addr": h_addr, "idx": idx,
                 "q_index": Mux(load, q_index, h_index), "acc": [rows[idx][n] for n in range(N)]}
 
+    @staticmethod
+    def engine_params(config):
+        """{"mat_engine", "rmac_engine": constructor arguments} of the core's engines: the
+        stand-alone ones' (``unit_params``) with raw psums (one post-processor after both) and
+        ``block_max`` psums per lane (weight reuse); the R-MAC engine on multiply-accumulate
+        DSP48E2 slices (its self-accumulations from 0, the bias added after, in psums as wide as
+        the core's sums: ``sa_bits``)."""
+        params = config.unit_params()
+        reuse = {"requantize": False, "block": config.block_max}  # psums of a block's pixels per lane
+        return {"mat_engine": {**params["mat_engine"], **reuse},
+                "rmac_engine": {**params["rmac_engine"], **reuse, "sa_bits": config.sa_bits,
+                                "dsp_macs": True}}
+
     def elaborate(self, platform):
         m = Module()
         c = self._cfg
         S = c.s
         params = c.unit_params()
-        reuse = {"requantize": False, "block": c.block_max}  # psums of a block's pixels per lane
-        mat = m.submodules.mat = MatEngine(**{**params["mat_engine"], **reuse})
-        # the self-accumulation psums as wide as the core's sums (from 0: the bias comes after)
-        rmac = m.submodules.rmac = RMacEngine(**{**params["rmac_engine"], **reuse, "sa_bits": c.sa_bits})
+        engines = self.engine_params(c)
+        mat = m.submodules.mat = MatEngine(**engines["mat_engine"])
+        rmac = m.submodules.rmac = RMacEngine(**engines["rmac_engine"])
         # one post-processor for both engines (requantizer, Hardswish and attention output in one),
         # every mode leaving after the same cycles: a depthwise command's and a pointwise
         # command's results of different modes share it

@@ -1,4 +1,4 @@
-"""One multiply-accumulate on one DSP48E2: ``p <= a * b + (0 | p | c)``.
+"""One multiply-accumulate on one DSP48E2: ``p <= a * b + (0 | pcin | p | c) + (0 | c)``.
 
 Behavioural for simulation; a ``DSP48E2`` primitive when elaborated for the FPGA (platform
 :data:`XILINX`). Yosys's ``synth_xilinx`` maps a product to a DSP48E2 but leaves an accumulator
@@ -22,6 +22,7 @@ class Addend(enum.IntEnum):
     table 2-8)."""
 
     ZERO = 0b000  # p <= a * b
+    PCIN = 0b001  # p <= a * b + pcin (the P of the slice below, on the cascade)
     P = 0b010  # p <= a * b + p (accumulate)
     C = 0b011  # p <= a * b + c (load: a sum's first term and its start value)
 
@@ -52,21 +53,22 @@ PRIMITIVE_PARAMS = {
 
 # outputs left unread (connected, so that a lint sees no missing pin)
 _UNUSED_OUTPUTS = {"ACOUT": 30, "BCOUT": 18, "CARRYCASCOUT": 1, "CARRYOUT": 4, "MULTSIGNOUT": 1,
-                   "OVERFLOW": 1, "PATTERNBDETECT": 1, "PATTERNDETECT": 1, "PCOUT": 48,
-                   "UNDERFLOW": 1, "XOROUT": 8}
+                   "OVERFLOW": 1, "PATTERNBDETECT": 1, "PATTERNDETECT": 1, "UNDERFLOW": 1,
+                   "XOROUT": 8}
 
 # OPMODE fields (UG579 tables 2-7 to 2-9): X and Y take the multiplier's two partial products,
-# W adds nothing, Z the addend
-_X_M, _Y_M, _W_ZERO = 0b01, 0b01, 0b00
+# Z the addend, W zero or C
+_X_M, _Y_M, _W_ZERO, _W_C = 0b01, 0b01, 0b00, 0b11
 
 
-def opmode(addend):
-    """The 9-bit OPMODE of ``p <= a * b + addend`` (W, Z, Y, X from the top)."""
-    return (_W_ZERO << 7) | (int(Addend(addend)) << 4) | (_Y_M << 2) | _X_M
+def opmode(addend, add_c=False):
+    """The 9-bit OPMODE of ``p <= a * b + addend (+ c)`` (W, Z, Y, X from the top)."""
+    return ((_W_C if add_c else _W_ZERO) << 7) | (int(Addend(addend)) << 4) | (_Y_M << 2) | _X_M
 
 
 class DspMac(wiring.Component):
-    """``p <= a * b + addend`` on ``ce``, ``addend`` per cycle: 0, ``p`` (accumulate) or ``c``.
+    """``p <= a * b + addend + (c if add_c)`` on ``ce``; ``addend`` per cycle: 0, ``pcin``, ``p``
+    (accumulate) or ``c``.
 
     Parameters
     ----------
@@ -82,9 +84,13 @@ class DspMac(wiring.Component):
     a : In(signed(a_bits))
     b : In(signed(b_bits))
     c : In(signed(c_bits))
+    pcin : In(signed(48)): the ``pcout`` of another slice (the dedicated cascade: nothing between
+        them, and the two slices adjacent in a DSP column) or 0.
     addend : In(3): an :class:`Addend` (the Z multiplexer's code; other codes are not used).
+    add_c : In(1): add ``c`` too (the W multiplexer: C or 0).
     ce : In(1): load the P register.
-    p : Out(signed(48)): the P register; a sum leaving 48 bits wraps, as the slice's ALU.
+    p, pcout : Out(signed(48)): the P register (``pcout`` for a slice's ``pcin``); a sum leaving
+        48 bits wraps, as the slice's ALU.
 
     Latency 1 (the P register); one multiply-accumulate per cycle. One DSP48E2.
     """
@@ -95,8 +101,9 @@ class DspMac(wiring.Component):
         check_int("C width", c_bits, 2, 48)
         self._widths = (a_bits, b_bits, c_bits)
         super().__init__({"a": In(signed(a_bits)), "b": In(signed(b_bits)),
-                          "c": In(signed(c_bits)), "addend": In(unsigned(3)),
-                          "ce": In(1), "p": Out(signed(48))})
+                          "c": In(signed(c_bits)), "pcin": In(signed(48)),
+                          "addend": In(unsigned(3)), "add_c": In(1), "ce": In(1),
+                          "p": Out(signed(48)), "pcout": Out(signed(48))})
 
     dsps = 1
 
@@ -108,23 +115,26 @@ class DspMac(wiring.Component):
                 PRIMITIVE, **{f"p_{k}": v for k, v in PRIMITIVE_PARAMS.items()},
                 i_CLK=ClockSignal(), i_A=_extend(self.a, 30),
                 i_B=_extend(self.b, 18), i_C=_extend(self.c, 48), i_D=zero(27),
-                i_OPMODE=Cat(C(_X_M, 2), C(_Y_M, 2), self.addend, C(_W_ZERO, 2)), i_ALUMODE=zero(4),
+                i_OPMODE=Cat(C(_X_M, 2), C(_Y_M, 2), self.addend, self.add_c.replicate(2)),
+                i_ALUMODE=zero(4),
                 i_INMODE=zero(5), i_CARRYIN=zero(1), i_CARRYINSEL=zero(3),
-                i_ACIN=zero(30), i_BCIN=zero(18), i_PCIN=zero(48), i_CARRYCASCIN=zero(1),
+                i_ACIN=zero(30), i_BCIN=zero(18), i_PCIN=self.pcin, i_CARRYCASCIN=zero(1),
                 i_MULTSIGNIN=zero(1),
                 i_CEP=self.ce, **{f"i_CE{r}": zero(1) for r in (
                     "A1", "A2", "B1", "B2", "C", "D", "AD", "M", "CTRL", "CARRYIN", "ALUMODE",
                     "INMODE")},
                 **{f"i_RST{r}": zero(1) for r in (
                     "A", "B", "C", "D", "M", "P", "CTRL", "ALLCARRYIN", "ALUMODE", "INMODE")},
-                o_P=self.p, **{f"o_{name}": Signal(width, name=f"unused_{name.lower()}")
-                               for name, width in _UNUSED_OUTPUTS.items()})
+                o_P=self.p, o_PCOUT=self.pcout,
+                **{f"o_{name}": Signal(width, name=f"unused_{name.lower()}")
+                   for name, width in _UNUSED_OUTPUTS.items()})
         else:  # the slice's P register has no reset here (RSTP low): nor has the model's
             p = Signal(signed(48), reset_less=True)
-            add = Mux(self.addend == Addend.P, p, Mux(self.addend == Addend.C, self.c, 0))
+            z = Mux(self.addend == Addend.PCIN, self.pcin,
+                    Mux(self.addend == Addend.P, p, Mux(self.addend == Addend.C, self.c, 0)))
             with m.If(self.ce):
-                m.d.sync += p.eq(self.a * self.b + add)
-            m.d.comb += self.p.eq(p)
+                m.d.sync += p.eq(self.a * self.b + z + Mux(self.add_c, self.c, 0))
+            m.d.comb += [self.p.eq(p), self.pcout.eq(p)]
         return m
 
 

@@ -5,7 +5,7 @@ from amaranth.hdl import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from hw.adder_tree import pipelined_sum, tree_levels
+from hw.adder_tree import pipelined_sum, tree_levels, tree_output_bits
 from hw.dsp_mac import Addend, DspMac
 from hw.dual_multiplier import paired_dsps, paired_products
 from hw.params import check_bool, check_int
@@ -15,6 +15,31 @@ from hw.requantizer import Requantizer
 __all__ = ["RMacEngine"]
 
 DOWN_FORWARD, SELF_ACCUMULATION = 0, 1
+
+
+def slice_tree(n, levels):
+    """A lane's N slices as a tree summing their products (``RMacEngine(dsp_macs=True)``):
+    ``[(level, cascade child, C child)]`` by R-MAC, children ``None`` where absent. A slice at
+    level d adds the P of up to two slices at level d - 1 (one on the cascade, one through C); one
+    root at ``levels``. Fewest slices high up (each level waits one cycle more): level d holds
+    the fewest slices that leave room below for the rest."""
+    counts, rest = [1], n - 1
+    for d in reversed(range(levels)):
+        need = -(-rest // ((2 << d) - 1)) if rest else 0
+        counts.insert(0, min(need, 2 * counts[0], rest))
+        rest -= counts[0]
+    if rest:
+        raise ValueError(f"{n} slices do not fit a tree of {levels} levels")
+    nodes, index = [], {}
+    for d, count in enumerate(counts):
+        for k in range(count):
+            index[d, k] = len(nodes)
+            nodes.append([d, None, None])
+    for (d, k), i in index.items():
+        if d:
+            nodes[i][1] = index.get((d - 1, 2 * k))
+            nodes[i][2] = index.get((d - 1, 2 * k + 1))
+    return [tuple(node) for node in nodes]
 
 
 class RMacEngine(wiring.Component):
@@ -50,11 +75,16 @@ class RMacEngine(wiring.Component):
     Lanes 2j and 2j+1 share
     ``y[n]`` in both modes, so with ``packing`` one :class:`DualMultiplier` (one DSP48E2) serves
     R-MACs (2j, n) and (2j+1, n). With ``dsp_macs`` each R-MAC is instead one multiply-accumulate
-    DSP48E2 (:class:`hw.dsp_mac.DspMac`, the paper's "high-bit adder and psum register" of an
-    R-MAC in the slice): its P register holds the beat's product (down-forward) or the running
-    self-accumulation (from ``bias[n]``, its C input, on ``first``), so the self-accumulation takes
-    no fabric adder; the running sum rides to the psum stage in registers. Packed products cannot
-    accumulate there (a 5 x 5 window overflows the packed field), so ``packing`` does not apply.
+    DSP48E2 (:class:`hw.dsp_mac.DspMac`; the paper's "high-bit adder and psum register" of an
+    R-MAC in the slice), and no adder is left in the fabric but the lanes' psum registers': in
+    self-accumulation a slice's P register keeps its running sum, **from 0** (``bias`` applies
+    to down-forward sums only: the computing core adds a depthwise bias after); in down-forward
+    mode a lane's slices form a tree (:func:`slice_tree`), each adding its product to the P of
+    up to two slices below it (one on the DSP cascade, one through its C port), so the lane's
+    root slice holds the lane sum where the adder tree's last level would — the same latency;
+    a slice d levels up takes its operands d cycles late, and the running sums ride to the psum
+    stage in registers. Packed products cannot accumulate (a 5 x 5 window overflows the packed
+    field), so ``packing`` does not apply.
 
     Parameters
     ----------
@@ -77,8 +107,9 @@ class RMacEngine(wiring.Component):
     block : int
         Down-forward partial sums per lane (pixels of a block sharing one weight chunk), 1..64.
     dsp_macs : bool
-        One multiply-accumulate DSP48E2 per R-MAC (``M x N`` slices) instead of packed products
-        and fabric accumulators (the computing core's engine).
+        One multiply-accumulate DSP48E2 per R-MAC (``M x N`` slices) instead of packed products,
+        adder trees and fabric accumulators; self-accumulations start from 0 (the computing
+        core's engine).
 
     Members
     -------
@@ -174,26 +205,44 @@ class RMacEngine(wiring.Component):
             with m.Else():
                 m.d.sync += row.eq(row + 1)
 
-    def _dsp_stage(self, m, p, operands):
-        """Stage 1 on one :class:`DspMac` per R-MAC: its P register holds the product (a
-        down-forward beat: addend 0) or the self-accumulation's running sum (from ``bias[n]`` on
-        ``first``). Returns (products, running sums), both read from P: ``[lane][n]``."""
+    def _dsp_stage(self, m, p, operands, levels):
+        """Stages 1..``levels + 1`` on one :class:`DspMac` per R-MAC (:func:`slice_tree`).
+        Self-accumulation: each slice's P keeps its running sum (from 0 on ``first``).
+        Down-forward: each slice adds its product to its children's P — one on the cascade
+        (``pcin``), one through C — so a lane's root slice holds the lane sum ``levels`` stages
+        after the products, where an adder tree would (no fabric adder). A slice ``d`` levels
+        above the leaves takes its operands ``d`` cycles late. Returns (the lane sums, the
+        running sums at stage ``levels + 1``: ``[lane][n]``)."""
         M, N = self._lanes, self._rmacs
         beat = self.i.payload
-        addend = Signal(3, name="sa_addend")
-        m.d.comb += addend.eq(Mux(beat.mode == SELF_ACCUMULATION,
-                                  Mux(beat.first, Addend.C, Addend.P), Addend.ZERO))
-        products = [[None] * N for _ in range(M)]
+        sa = beat.mode == SELF_ACCUMULATION
+        tree = slice_tree(N, levels)
+        macs = {}
         sums = [[None] * N for _ in range(M)]
-        for j in range(M):
-            for n in range(N):
-                mac = m.submodules[f"mac_{j}_{n}"] = DspMac(8, 8, self._acc_bits)
-                m.d.comb += [mac.a.eq(operands[j][n]), mac.b.eq(beat.y[n]), mac.c.eq(beat.bias[n]),
-                             mac.addend.eq(addend), mac.ce.eq(p.en & self.i.valid)]
-                products[j][n] = mac.p[:16].as_signed()
+        for n, (level, cascade, through_c) in enumerate(tree):
+            y = p.delay(beat.y[n], level, f"y{n}")
+            mode_sa = p.delay(sa, level, f"sa{n}")
+            first = p.delay(beat.first, level, f"first{n}")
+            addend = Signal(3, name=f"addend{n}")
+            df_addend = Addend.PCIN if cascade is not None else Addend.ZERO
+            m.d.comb += addend.eq(Mux(mode_sa, Mux(first, Addend.ZERO, Addend.P), df_addend))
+            for j in range(M):
+                mac = macs[j, n] = m.submodules[f"mac_{j}_{n}"] = DspMac(8, 8, 48)
+                m.d.comb += [mac.a.eq(p.delay(operands[j][n], level, f"opd_{j}_{n}")), mac.b.eq(y),
+                             mac.addend.eq(addend), mac.ce.eq(p.en & p.valids[level]),
+                             mac.add_c.eq(~mode_sa if through_c is not None else 0)]
                 width = self._acc_bits if n == N - 1 else self._sa_bits
-                sums[j][n] = mac.p[:width].as_signed()
-        return products, sums
+                sums[j][n] = p.delay(mac.p[:width].as_signed(), levels - level, f"sa_{j}_{n}")
+        lane_sums = []
+        for j in range(M):
+            for n, (_, cascade, through_c) in enumerate(tree):
+                if cascade is not None:
+                    m.d.comb += macs[j, n].pcin.eq(macs[j, cascade].pcout)
+                if through_c is not None:
+                    m.d.comb += macs[j, n].c.eq(macs[j, through_c].p)
+            root = next(n for n, (level, _, _) in enumerate(tree) if level == levels)
+            lane_sums.append(macs[j, root].p[:tree_output_bits(N, 16)].as_signed())
+        return lane_sums, sums
 
     def elaborate(self, platform):
         m = Module()
@@ -222,7 +271,7 @@ class RMacEngine(wiring.Component):
                     m.d.sync += sr[j].eq(operands[j][n])
 
         if self._dsp_macs:
-            products, sa_sums = self._dsp_stage(m, p, operands)
+            lane_sums, sa_sums = self._dsp_stage(m, p, operands, sum_stages - 1)
         else:  # stage 1: products y[n] * operand[m][n]; lanes 2j and 2j+1 share y[n]
             products = paired_products(m, p, M, N, lambda n: beat.y[n], lambda j, n: operands[j][n],
                                        self._packing)
@@ -244,10 +293,11 @@ class RMacEngine(wiring.Component):
                                    p.delay(beat.slot, sum_stages, "slot"), step & (mode == DOWN_FORWARD))
                  if self._block > 1 else None)
         for j in range(M):
-            lane_sum = pipelined_sum(p, products[j], 16, True, name=f"lane{j}")
+            lane_sum = (lane_sums[j] if self._dsp_macs
+                        else pipelined_sum(p, products[j], 16, True, name=f"lane{j}"))
             for n in range(N):
                 if self._dsp_macs:  # the slice's running sum, carried to the psum stage
-                    sa_next = p.delay(sa_sums[j][n], sum_stages - 1, f"sa_{j}_{n}")
+                    sa_next = sa_sums[j][n]
                 else:
                     own = p.delay(products[j][n], sum_stages - 1, f"own_{j}_{n}")
                 # no domain reset: a psum is read only after its accumulation's first beat, and

@@ -484,5 +484,4 @@ TEST_CONFIGS = [(name, params) for name, params in _paper.items()
     ("mat_engine", dict(lanes=4, width=8, packing=False, requantize=True)),
     ("rmac_engine", dict(lanes=3, rmacs=5, packing=True, requantize=False)),
     ("rmac_engine", dict(lanes=4, rmacs=2, packing=False, requantize=True)),
-    ("rmac_engine", dict(lanes=3, rmacs=5, requantize=True, dsp_macs=True)),  # the core's slices
 ]

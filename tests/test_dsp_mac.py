@@ -30,14 +30,17 @@ def test_behaviour_is_the_multiply_accumulate(widths):
             a = rng.choice([*lim(a_bits), rng.randint(*lim(a_bits))])
             b = rng.choice([*lim(b_bits), rng.randint(*lim(b_bits))])
             c = rng.choice([*lim(c_bits), rng.randint(*lim(c_bits))])
+            pcin = rng.choice([*lim(48), rng.randint(*lim(48))])
             addend = Addend.C if k == 0 else rng.choice(list(Addend))
-            ce = k == 0 or rng.random() < 0.8
-            for port, v in ((dut.a, a), (dut.b, b), (dut.c, c), (dut.addend, addend), (dut.ce, ce)):
+            add_c, ce = rng.random() < 0.5, k == 0 or rng.random() < 0.8
+            for port, v in ((dut.a, a), (dut.b, b), (dut.c, c), (dut.pcin, pcin), (dut.addend, addend),
+                            (dut.add_c, add_c), (dut.ce, ce)):
                 ctx.set(port, v)
             await ctx.tick()
             if ce:
-                p = _wrap(a * b + {Addend.ZERO: 0, Addend.P: p, Addend.C: c}[addend])
-            assert ctx.get(dut.p) == p
+                z = {Addend.ZERO: 0, Addend.PCIN: pcin, Addend.P: p, Addend.C: c}[addend]
+                p = _wrap(a * b + z + (c if add_c else 0))
+            assert ctx.get(dut.p) == p == ctx.get(dut.pcout)
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
@@ -46,9 +49,10 @@ def test_behaviour_is_the_multiply_accumulate(widths):
 
 
 def test_opmode_codes():
-    """X = M, Y = M, W = 0; Z = 0, P or C (UG579 tables 2-7 to 2-9)."""
-    assert [opmode(a) for a in (Addend.ZERO, Addend.P, Addend.C)] == [0b000000101, 0b000100101,
-                                                                       0b000110101]
+    """X = M, Y = M; Z = 0, PCIN, P or C; W = 0 or C (UG579 tables 2-7 to 2-9)."""
+    assert [opmode(a) for a in (Addend.ZERO, Addend.PCIN, Addend.P, Addend.C)] == [
+        0b000000101, 0b000010101, 0b000100101, 0b000110101]
+    assert opmode(Addend.PCIN, add_c=True) == 0b110010101
 
 
 # The DSP48E2 datapath after UG579 (chapter 2): A x B (27 x 18, AMULTSEL = A, BMULTSEL = B), the
@@ -68,6 +72,7 @@ module DSP48E2 #(parameter integer AREG = 1, ACASCREG = 1, BREG = 1, BCASCREG = 
     output [29:0] ACOUT, output [17:0] BCOUT, output CARRYCASCOUT, output [3:0] CARRYOUT,
     output MULTSIGNOUT, OVERFLOW, PATTERNBDETECT, PATTERNDETECT, UNDERFLOW,
     output [47:0] PCOUT, output [7:0] XOROUT, output reg [47:0] P);
+  assign PCOUT = P;
   initial begin
     P = 0;
     if (AREG != 0 || BREG != 0 || CREG != 0 || MREG != 0 || PREG != 1 || OPMODEREG != 0 ||
@@ -97,21 +102,24 @@ endmodule
 _BENCH = """
 module bench;
   reg clk = 0, ce = 0;
-  reg [7:0] a, b; reg [31:0] c; reg [2:0] addend;
-  wire [47:0] p_slice, p_model;
-  slice s(.clk(clk), .rst(1'b0), .a(a), .b(b), .c(c), .addend(addend), .ce(ce), .p(p_slice));
-  model m(.clk(clk), .rst(1'b0), .a(a), .b(b), .c(c), .addend(addend), .ce(ce), .p(p_model));
+  reg [7:0] a, b; reg [31:0] c; reg [2:0] addend; reg add_c; reg [47:0] pcin;
+  wire [47:0] p_slice, p_model, pc_slice, pc_model;
+  slice s(.clk(clk), .rst(1'b0), .a(a), .b(b), .c(c), .pcin(pcin), .addend(addend), .add_c(add_c),
+          .ce(ce), .p(p_slice), .pcout(pc_slice));
+  model m(.clk(clk), .rst(1'b0), .a(a), .b(b), .c(c), .pcin(pcin), .addend(addend), .add_c(add_c),
+          .ce(ce), .p(p_model), .pcout(pc_model));
   integer k, errors = 0, seed = 7;
   always #5 clk = ~clk;
   initial begin
     for (k = 0; k < 20000; k = k + 1) begin
       a = (k % 97 == 0) ? 8'h80 : $random(seed); b = (k % 89 == 0) ? 8'h80 : $random(seed);
       c = (k % 83 == 0) ? 32'h80000000 : $random(seed);
-      case (k == 0 ? 2 : $unsigned($random(seed)) % 3) 0: addend = 3'b000; 1: addend = 3'b010;
-        default: addend = 3'b011; endcase
+      pcin = {$random(seed), $random(seed)}; add_c = $random(seed);
+      case (k == 0 ? 3 : $unsigned($random(seed)) % 4) 0: addend = 3'b000; 1: addend = 3'b001;
+        2: addend = 3'b010; default: addend = 3'b011; endcase
       ce = k == 0 || ($unsigned($random(seed)) % 5 != 0);
       @(posedge clk); #1;
-      if (p_slice !== p_model) begin errors = errors + 1;
+      if (p_slice !== p_model || pc_slice !== pc_model) begin errors = errors + 1;
         if (errors < 5) $display("cycle %0d: slice %h, behaviour %h", k, p_slice, p_model); end
     end
     $display("ERRORS %0d", errors);
@@ -122,9 +130,9 @@ endmodule
 
 
 def test_primitive_equals_behaviour_in_icarus(tmp_path):
-    """The generator's DSP48E2 instance (parameters, OPMODE, sign extension, clock enable) on a
-    model of the slice against the behaviour Amaranth simulates: 20,000 random and extreme
-    cycles, P compared every cycle."""
+    """The generator's DSP48E2 instance (parameters, OPMODE, sign extension, clock enable, the
+    cascade) on a model of the slice against the behaviour Amaranth simulates: 20,000 random
+    and extreme cycles, P and PCOUT compared every cycle."""
     if shutil.which("iverilog") is None:
         pytest.fail("iverilog is not installed (scripts/ensure-iverilog installs it)")
     slice_v = verilog.convert(DspMac(), name="slice", platform=XILINX, emit_src=False)

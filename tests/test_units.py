@@ -19,7 +19,7 @@ from hw.mat_engine import MatEngine
 from hw.post_processor import PostMode, PostProcessor
 from hw.requantizer import Requantizer
 from hw.residual_adder import ResidualAdder
-from hw.rmac_engine import RMacEngine
+from hw.rmac_engine import DOWN_FORWARD, RMacEngine, slice_tree
 from hw.shifter_array import ShifterArray
 from sim.bench import Mismatch, run_amaranth
 from sim.units import TEST_CONFIGS, UNITS
@@ -242,3 +242,71 @@ def test_accumulator_latency_and_sums_over_beats():
     layout = dut.i.payload.shape()
     one = (1 << layout["first"].offset) | (1 << layout["last"].offset) | 5
     assert _measured_latency(dut, one) == dut.latency == 1
+
+
+@pytest.mark.parametrize("lanes,rmacs,block", [(8, 8, 4), (3, 5, 1), (2, 1, 2)])
+def test_rmac_engine_on_dsp_slices_equals_the_fabric_engine(lanes, rmacs, block):
+    """``dsp_macs`` (the computing core's engine: a multiply-accumulate slice per R-MAC, a slice
+    tree per lane) against the packed, adder-tree engine the golden tests check: the same psums
+    in the same cycles, on random and extreme beats of both modes (self-accumulations from 0,
+    each from a valid first beat),
+    loads, shifts, pixel-block slots and gaps between beats."""
+    kw = dict(lanes=lanes, rmacs=rmacs, requantize=False, block=block, sa_bits=25)
+    ref, dut = RMacEngine(**kw), RMacEngine(**kw, dsp_macs=True)
+    rng = np.random.default_rng(lanes * 100 + rmacs)
+    beats, mode = [], 0
+    while len(beats) < 400:
+        mode = int(rng.integers(0, 2)) if rng.random() < 0.3 else mode
+        run = int(rng.integers(1, 12))
+        for k in range(run):
+            extreme = rng.random() < 0.2
+            x = np.full((lanes, rmacs), -128) if extreme else rng.integers(-128, 128, (lanes, rmacs))
+            y = np.full(rmacs, -128) if extreme else rng.integers(-128, 128, rmacs)
+            bias = rng.integers(-2**20, 2**20, max(lanes, rmacs)) if mode == DOWN_FORWARD else \
+                np.zeros(max(lanes, rmacs), dtype=np.int64)
+            beats.append(dict(mode=mode, load=int(k == 0 or rng.random() < 0.2), x=x, y=y, bias=bias,
+                              slot=int(rng.integers(0, block)), first=int(k == 0),
+                              last=int(k == run - 1), valid=int(k == 0 or rng.random() < 0.85)))
+
+    def run_engine(engine):
+        out = []
+
+        async def bench(ctx):
+            ctx.set(engine.o.ready, 1)
+            for cycle, b in enumerate(beats + [dict(valid=0)] * 12):
+                if b["valid"]:
+                    fields = {k: v for k, v in b.items() if k != "valid" and (k != "slot" or block > 1)}
+                    fields["x"] = [[int(v) for v in row] for row in fields["x"]]
+                    fields["y"] = [int(v) for v in fields["y"]]
+                    fields["bias"] = [int(v) for v in fields["bias"]]
+                    ctx.set(engine.i.payload, fields)
+                ctx.set(engine.i.valid, b["valid"])
+                await ctx.tick()
+                if ctx.get(engine.o.valid):
+                    out.append((cycle, ctx.get(engine.o.payload.mode),
+                                [[int(ctx.get(engine.o.payload.acc[j][n])) for n in range(rmacs)]
+                                 for j in range(lanes)]))
+
+        sim = Simulator(engine)
+        sim.add_clock(1e-8)
+        sim.add_testbench(bench)
+        sim.run()
+        return out
+
+    want, got = run_engine(ref), run_engine(dut)
+    assert len(want) > 20 and got == want
+
+
+def test_slice_tree_sums_every_slice_once_at_the_adder_tree_depth():
+    """Each slice's children sit one level below it, one on the cascade and one through C; every
+    slice but the root is one child; the root at the adder tree's level."""
+    for n in range(1, 65):
+        levels = max(1, (n - 1).bit_length())
+        tree = slice_tree(n, levels)
+        children = [c for _, cas, thr in tree for c in (cas, thr) if c is not None]
+        assert sorted(children) == sorted(set(children)) and len(children) == n - 1
+        assert [lv for lv, _, _ in tree].count(levels) == 1
+        assert all(tree[c][0] == lv - 1 for lv, cas, thr in tree for c in (cas, thr) if c is not None)
+    assert [lv for lv, _, _ in slice_tree(8, 3)] == [0, 0, 0, 0, 1, 1, 2, 3]  # 7 cycles of delay
+    with pytest.raises(ValueError, match="do not fit"):
+        slice_tree(9, 2)
