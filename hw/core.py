@@ -474,12 +474,12 @@ class ComputingCore(wiring.Component):
     def engine_params(config):
         """{"mat_engine", "rmac_engine": constructor arguments} of the core's engines: the
         stand-alone ones' (``unit_params``) with raw psums (one post-processor after both) and
-        ``block_max`` psums per lane (weight reuse); the R-MAC engine on multiply-accumulate
-        DSP48E2 slices (its self-accumulations from 0, the bias added after, in psums as wide as
-        the core's sums: ``sa_bits``)."""
+        ``block_max`` psums per lane (weight reuse); both on multiply-accumulate DSP48E2 slices
+        (``dsp_macs``: no fabric adder trees; the R-MAC engine's self-accumulations from 0, the
+        bias added after, in psums as wide as the core's sums: ``sa_bits``)."""
         params = config.unit_params()
         reuse = {"requantize": False, "block": config.block_max}  # psums of a block's pixels per lane
-        return {"mat_engine": {**params["mat_engine"], **reuse},
+        return {"mat_engine": {**params["mat_engine"], **reuse, "dsp_macs": True},
                 "rmac_engine": {**params["rmac_engine"], **reuse, "sa_bits": config.sa_bits,
                                 "dsp_macs": True}}
 

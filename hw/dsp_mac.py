@@ -1,4 +1,4 @@
-"""One multiply-accumulate on one DSP48E2: ``p <= a * b + (0 | pcin | p | c) + (0 | c)``.
+"""One multiply-accumulate on one DSP48E2: ``p <= (a [+ d]) * b + (0 | pcin | p | c) + (0 | c)``.
 
 Behavioural for simulation; a ``DSP48E2`` primitive when elaborated for the FPGA (platform
 :data:`XILINX`). Yosys's ``synth_xilinx`` maps a product to a DSP48E2 but leaves an accumulator
@@ -14,7 +14,8 @@ from amaranth.lib.wiring import In, Out
 
 from hw.params import check_int
 
-__all__ = ["DspMac", "Addend", "XILINX", "PRIMITIVE", "PRIMITIVE_PARAMS", "opmode", "primitive_declaration"]
+__all__ = ["DspMac", "Addend", "XILINX", "PRIMITIVE", "PRIMITIVE_PARAMS", "PREADD_PARAMS", "opmode",
+           "primitive_declaration"]
 
 
 class Addend(enum.IntEnum):
@@ -51,6 +52,10 @@ PRIMITIVE_PARAMS = {
     "USE_PATTERN_DETECT": "NO_PATDET", "USE_WIDEXOR": "FALSE",
 }
 
+# with ``d_bits``: the multiplier takes the pre-adder's A + D (INMODE: D in, A2, add)
+PREADD_PARAMS = {"AMULTSEL": "AD"}
+_INMODE_A_PLUS_D = 0b00100
+
 # outputs left unread (connected, so that a lint sees no missing pin)
 _UNUSED_OUTPUTS = {"ACOUT": 30, "BCOUT": 18, "CARRYCASCOUT": 1, "CARRYOUT": 4, "MULTSIGNOUT": 1,
                    "OVERFLOW": 1, "PATTERNBDETECT": 1, "PATTERNDETECT": 1, "UNDERFLOW": 1,
@@ -70,6 +75,9 @@ class DspMac(wiring.Component):
     """``p <= a * b + addend + (c if add_c)`` on ``ce``; ``addend`` per cycle: 0, ``pcin``, ``p``
     (accumulate) or ``c``.
 
+    With ``d_bits`` the multiplier takes ``a + d`` (the slice's pre-adder: two int8 weights
+    packed as ``(w1 << 18) + w0``, WP486, with no fabric adder).
+
     Parameters
     ----------
     a_bits : int
@@ -78,10 +86,14 @@ class DspMac(wiring.Component):
         Signed width of ``b`` (B port), 2..18.
     c_bits : int
         Signed width of ``c`` (C port), 2..48.
+    d_bits : int or None
+        Signed width of ``d`` (D port: the pre-adder's second operand), 2..27; None: no pre-adder.
+        ``a + d`` must fit 27 bits.
 
     Members
     -------
     a : In(signed(a_bits))
+    d : In(signed(d_bits)), with ``d_bits``
     b : In(signed(b_bits))
     c : In(signed(c_bits))
     pcin : In(signed(48)): the ``pcout`` of another slice (the dedicated cascade: nothing between
@@ -95,12 +107,15 @@ class DspMac(wiring.Component):
     Latency 1 (the P register); one multiply-accumulate per cycle. One DSP48E2.
     """
 
-    def __init__(self, a_bits=8, b_bits=8, c_bits=32):
+    def __init__(self, a_bits=8, b_bits=8, c_bits=32, d_bits=None):
         check_int("A width", a_bits, 2, 27)
         check_int("B width", b_bits, 2, 18)
         check_int("C width", c_bits, 2, 48)
-        self._widths = (a_bits, b_bits, c_bits)
-        super().__init__({"a": In(signed(a_bits)), "b": In(signed(b_bits)),
+        if d_bits is not None:
+            check_int("D width", d_bits, 2, 27)
+        self._widths = (a_bits, b_bits, c_bits, d_bits)
+        pre = {"d": In(signed(d_bits))} if d_bits is not None else {}
+        super().__init__({**pre, "a": In(signed(a_bits)), "b": In(signed(b_bits)),
                           "c": In(signed(c_bits)), "pcin": In(signed(48)),
                           "addend": In(unsigned(3)), "add_c": In(1), "ce": In(1),
                           "p": Out(signed(48)), "pcout": Out(signed(48))})
@@ -111,13 +126,16 @@ class DspMac(wiring.Component):
         m = Module()
         if getattr(platform, "primitives", None) == "xilinx":
             zero = lambda n: C(0, n)  # noqa: E731
+            pre = self._widths[3] is not None
+            params = {**PRIMITIVE_PARAMS, **(PREADD_PARAMS if pre else {})}
             m.submodules.dsp = Instance(
-                PRIMITIVE, **{f"p_{k}": v for k, v in PRIMITIVE_PARAMS.items()},
+                PRIMITIVE, **{f"p_{k}": v for k, v in params.items()},
                 i_CLK=ClockSignal(), i_A=_extend(self.a, 30),
-                i_B=_extend(self.b, 18), i_C=_extend(self.c, 48), i_D=zero(27),
+                i_B=_extend(self.b, 18), i_C=_extend(self.c, 48),
+                i_D=_extend(self.d, 27) if pre else zero(27),
                 i_OPMODE=Cat(C(_X_M, 2), C(_Y_M, 2), self.addend, self.add_c.replicate(2)),
                 i_ALUMODE=zero(4),
-                i_INMODE=zero(5), i_CARRYIN=zero(1), i_CARRYINSEL=zero(3),
+                i_INMODE=C(_INMODE_A_PLUS_D if pre else 0, 5), i_CARRYIN=zero(1), i_CARRYINSEL=zero(3),
                 i_ACIN=zero(30), i_BCIN=zero(18), i_PCIN=self.pcin, i_CARRYCASCIN=zero(1),
                 i_MULTSIGNIN=zero(1),
                 i_CEP=self.ce, **{f"i_CE{r}": zero(1) for r in (
@@ -132,8 +150,9 @@ class DspMac(wiring.Component):
             p = Signal(signed(48), reset_less=True)
             z = Mux(self.addend == Addend.PCIN, self.pcin,
                     Mux(self.addend == Addend.P, p, Mux(self.addend == Addend.C, self.c, 0)))
+            factor = self.a + self.d if self._widths[3] is not None else self.a
             with m.If(self.ce):
-                m.d.sync += p.eq(self.a * self.b + z + Mux(self.add_c, self.c, 0))
+                m.d.sync += p.eq(factor * self.b + z + Mux(self.add_c, self.c, 0))
             m.d.comb += [self.p.eq(p), self.pcout.eq(p)]
         return m
 

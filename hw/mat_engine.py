@@ -4,13 +4,19 @@ from amaranth.hdl import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from hw.adder_tree import pipelined_sum, tree_levels
+from hw.adder_tree import pipelined_sum, tree_levels, tree_output_bits
+from hw.dsp_mac import Addend, DspMac
 from hw.dual_multiplier import paired_dsps, paired_products
 from hw.params import check_bool, check_int
 from hw.pipeline import BlockAccumulators, Pipeline
 from hw.requantizer import Requantizer
+from quant.arith import PACK_SHIFT
 
-__all__ = ["MatEngine"]
+__all__ = ["MatEngine", "PACKED_SUM_MAX"]
+
+# packed products one P register may sum (each field then holds the exact sum: 8 products of
+# -128 x -128 overflow the low field's 18 bits; reference-facts, tests/test_dual_multiplier.py)
+PACKED_SUM_MAX = 7
 
 
 class MatEngine(wiring.Component):
@@ -27,6 +33,15 @@ class MatEngine(wiring.Component):
 
     Lanes are paired on DSPs: lanes 2j and 2j+1 share ``a[t]``, so with ``packing`` one
     :class:`DualMultiplier` (one DSP48E2) makes both products.
+
+    With ``dsp_macs`` the products and the lane sums are made on multiply-accumulate DSP48E2
+    slices (:class:`hw.dsp_mac.DspMac`) with no fabric adder tree: a lane pair's T slices (their
+    pre-adders pack the two weights, ``(w[2j+1] << 18) + w[2j]``) form trees
+    (:func:`hw.rmac_engine.slice_tree`) of at most :data:`PACKED_SUM_MAX` slices, each slice
+    adding its packed product to the P of up to two slices below it (one on the cascade, one
+    through C), so each tree's root holds both lanes' partial sums in its two fields; the fields
+    are split and the trees' parts added in the stage of the adder tree's last level — the same
+    latency. A slice d levels up takes its operands d cycles late.
 
     With ``requantize`` the accumulators go through a :class:`Requantizer` (``mult``/``shift``
     per lane, taken from the ``last`` beat) and the output is int8 ``q``; otherwise the output is
@@ -53,6 +68,9 @@ class MatEngine(wiring.Component):
         Widths of the accumulator and of the requantizer.
     block : int
         Accumulators per lane (pixels of a block sharing one weight chunk), 1..64.
+    dsp_macs : bool
+        Products and lane sums on DSP48E2 slice trees (the computing core's engine); T up to
+        3 trees' worth (``3 * min(7, 2**ceil(log2 T) - 1)`` multipliers: T <= 21).
 
     Members
     -------
@@ -69,9 +87,14 @@ class MatEngine(wiring.Component):
     """
 
     def __init__(self, lanes=8, width=8, packing=True, requantize=True, acc_bits=32,
-                 mult_bits=16, shift_bits=6, out_bits=8, block=1):
+                 mult_bits=16, shift_bits=6, out_bits=8, block=1, dsp_macs=False):
         check_int("Lane count", lanes, 1, 64)
         check_int("Lane width", width, 1, 64)
+        check_bool("dsp_macs", dsp_macs)
+        self._dsp_macs = dsp_macs
+        if dsp_macs and len(self._groups(width, packing)) > 3:
+            raise ValueError(f"Lane width {width} needs more than 3 slice trees per lane; "
+                             f"dsp_macs supports up to 21")
         check_int("Accumulator width", acc_bits, 16, 48)
         check_int("Accumulators per lane", block, 1, 64)
         check_bool("packing", packing)
@@ -105,7 +128,64 @@ class MatEngine(wiring.Component):
     latency = property(lambda self: self._depth + (Requantizer.LATENCY if self._requantize else 0))
     params = property(lambda self: dict(lanes=self._lanes, width=self._width,
                                         packing=self._packing, requantize=self._requantize,
-                                        acc_bits=self._acc_bits, block=self._block))
+                                        acc_bits=self._acc_bits, block=self._block,
+                                        dsp_macs=self._dsp_macs))
+
+    @staticmethod
+    def _groups(width, packing):
+        """The lane's columns by slice tree: each tree within the adder tree's levels but one
+        (its root's P then leaves where the adder tree's last level starts) and, packed, within
+        :data:`PACKED_SUM_MAX`."""
+        cap = (1 << tree_levels(width)) - 1
+        cap = min(cap, PACKED_SUM_MAX) if packing else cap
+        return [list(range(k, min(k + cap, width))) for k in range(0, width, cap)]
+
+    def _dsp_lane_sums(self, m, p):
+        """The lanes' sums at stage ``1 + tree_levels(T)`` from slice trees (``dsp_macs``)."""
+        from hw.rmac_engine import slice_tree
+
+        S, T, packed = self._lanes, self._width, self._packing
+        beat = self.i.payload
+        levels = tree_levels(T) - 1
+        groups = self._groups(T, packed)
+        bits = tree_output_bits(T, 16)
+        acts = {}  # a[t] delayed to its slices' level (the same in every lane pair)
+        sums = []
+        for j in range(0, S, 2 if packed else 1):
+            lanes = [j, j + 1] if packed and j + 1 < S else [j]
+            roots = []
+            for cols in groups:
+                tree = slice_tree(len(cols), levels)
+                macs = []
+                for (level, cascade, through_c), t in zip(tree, cols, strict=True):
+                    w = [p.delay(beat.w[s][t], level, f"w_{s}_{t}") for s in lanes]
+                    mac = m.submodules[f"mac_{j}_{t}"] = (DspMac(26, 8, 48, d_bits=8) if packed
+                                                          else DspMac(8, 8, 48))
+                    if packed:  # (w1 << 18) + w0 in the pre-adder
+                        m.d.comb += [mac.a.eq((w[1] if len(w) > 1 else 0) << PACK_SHIFT), mac.d.eq(w[0])]
+                    else:
+                        m.d.comb += mac.a.eq(w[0])
+                    if t not in acts:
+                        acts[t] = p.delay(beat.a[t], level, f"a{t}")
+                    m.d.comb += [mac.b.eq(acts[t]),
+                                 mac.addend.eq(Addend.PCIN if cascade is not None else Addend.ZERO),
+                                 mac.add_c.eq(through_c is not None), mac.ce.eq(p.en & p.valids[level])]
+                    macs.append(mac)
+                for mac, (_, cascade, through_c) in zip(macs, tree, strict=True):
+                    if cascade is not None:
+                        m.d.comb += mac.pcin.eq(macs[cascade].pcout)
+                    if through_c is not None:
+                        m.d.comb += mac.c.eq(macs[through_c].p)
+                roots.append(next(mac.p for mac, (lv, _, _) in zip(macs, tree, strict=True)
+                                  if lv == levels))
+            if packed:  # each root: low field lane 2j, high field (borrowing its sign) lane 2j+1
+                parts = [[r[:PACK_SHIFT].as_signed() for r in roots],
+                         [r[PACK_SHIFT:2 * PACK_SHIFT].as_signed() + r[PACK_SHIFT - 1] for r in roots]]
+            else:
+                parts = [[r[:bits].as_signed() for r in roots]]
+            for s, part in zip(lanes, parts, strict=False):  # an odd last lane: the low field
+                sums.append(p.stage(sum(part[1:], part[0]), f"lane{s}_sum", signed(bits)))
+        return sums
 
     def elaborate(self, platform):
         m = Module()
@@ -121,9 +201,11 @@ class MatEngine(wiring.Component):
         p = Pipeline(m, self.i, out, self._depth, drive_output=False)
         sum_stages = self._depth - 1  # multiply + tree levels
 
-        # Stage 1: products; lanes 2j and 2j+1 share a[t] on one DualMultiplier.
-        products = paired_products(m, p, self._lanes, self._width, lambda t: beat.a[t],
-                                   lambda s, t: beat.w[s][t], self._packing)
+        if self._dsp_macs:
+            lane_sums = self._dsp_lane_sums(m, p)
+        else:  # stage 1: products; lanes 2j and 2j+1 share a[t] on one DualMultiplier
+            products = paired_products(m, p, self._lanes, self._width, lambda t: beat.a[t],
+                                       lambda s, t: beat.w[s][t], self._packing)
         first = p.delay(beat.first, sum_stages, "first")
         last = p.delay(beat.last, sum_stages, "last")
 
@@ -137,7 +219,8 @@ class MatEngine(wiring.Component):
                                     p.delay(beat.slot, sum_stages, "slot"), step)
                  if self._block > 1 else None)
         for s in range(self._lanes):
-            total = pipelined_sum(p, products[s], 16, True, name=f"lane{s}")
+            total = (lane_sums[s] if self._dsp_macs
+                     else pipelined_sum(p, products[s], 16, True, name=f"lane{s}"))
             bias = p.delay(beat.bias[s], sum_stages, f"bias{s}")
             acc = Signal(signed(self._acc_bits), name=f"acc{s}")
             new = Signal(signed(self._acc_bits), name=f"acc{s}_next")

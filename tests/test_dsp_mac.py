@@ -17,11 +17,12 @@ def _wrap(v, bits=48):
     return v - (1 << bits) if v >> (bits - 1) else v
 
 
-@pytest.mark.parametrize("widths", [(8, 8, 32), (27, 18, 48), (2, 2, 2)])
+@pytest.mark.parametrize("widths", [(8, 8, 32, None), (27, 18, 48, None), (2, 2, 2, None),
+                                    (26, 8, 48, 8)])
 def test_behaviour_is_the_multiply_accumulate(widths):
-    a_bits, b_bits, c_bits = widths
-    dut = DspMac(*widths)
-    rng = random.Random(sum(widths))
+    a_bits, b_bits, c_bits, d_bits = widths
+    dut = DspMac(*widths[:3], d_bits=d_bits)
+    rng = random.Random(a_bits * b_bits + c_bits)
     lim = lambda n: (-(1 << (n - 1)), (1 << (n - 1)) - 1)  # noqa: E731
 
     async def bench(ctx):
@@ -31,6 +32,10 @@ def test_behaviour_is_the_multiply_accumulate(widths):
             b = rng.choice([*lim(b_bits), rng.randint(*lim(b_bits))])
             c = rng.choice([*lim(c_bits), rng.randint(*lim(c_bits))])
             pcin = rng.choice([*lim(48), rng.randint(*lim(48))])
+            d = rng.choice([*lim(d_bits), rng.randint(*lim(d_bits))]) if d_bits else 0
+            if d_bits:
+                a = a >> 18 << 18  # the packed weights' high operand: (w1 << 18) + w0
+                ctx.set(dut.d, d)
             addend = Addend.C if k == 0 else rng.choice(list(Addend))
             add_c, ce = rng.random() < 0.5, k == 0 or rng.random() < 0.8
             for port, v in ((dut.a, a), (dut.b, b), (dut.c, c), (dut.pcin, pcin), (dut.addend, addend),
@@ -39,7 +44,7 @@ def test_behaviour_is_the_multiply_accumulate(widths):
             await ctx.tick()
             if ce:
                 z = {Addend.ZERO: 0, Addend.PCIN: pcin, Addend.P: p, Addend.C: c}[addend]
-                p = _wrap(a * b + z + (c if add_c else 0))
+                p = _wrap((a + d) * b + z + (c if add_c else 0))
             assert ctx.get(dut.p) == p == ctx.get(dut.pcout)
 
     sim = Simulator(dut)
@@ -77,10 +82,13 @@ module DSP48E2 #(parameter integer AREG = 1, ACASCREG = 1, BREG = 1, BCASCREG = 
     P = 0;
     if (AREG != 0 || BREG != 0 || CREG != 0 || MREG != 0 || PREG != 1 || OPMODEREG != 0 ||
         ALUMODEREG != 0 || INMODEREG != 0 || CARRYINREG != 0 || CARRYINSELREG != 0 ||
-        AMULTSEL != "A" || BMULTSEL != "B" || USE_MULT != "MULTIPLY" || USE_SIMD != "ONE48")
+        DREG != 0 || ADREG != 0 || (AMULTSEL != "A" && AMULTSEL != "AD") || BMULTSEL != "B" ||
+        PREADDINSEL != "A" || USE_MULT != "MULTIPLY" || USE_SIMD != "ONE48")
       $fatal(1, "DSP48E2 model: unsupported parameters");
   end
-  wire signed [44:0] m = $signed(A[26:0]) * $signed(B);  // INMODE = 0: A2, B2 (= A, B here)
+  // INMODE[2]: D into the pre-adder, [3]: subtract, [1]: A zeroed, [0]/[4]: A1/B1 (registers)
+  wire [26:0] ad = (INMODE[1] ? 27'd0 : A[26:0]) + (INMODE[3] ? -1 : 1) * (INMODE[2] ? D : 27'd0);
+  wire signed [44:0] m = $signed(AMULTSEL == "AD" ? ad : A[26:0]) * $signed(B);
   wire [47:0] mx = {{3{m[44]}}, m};
   reg [47:0] x, y, z, w;
   always @* begin
@@ -92,7 +100,7 @@ module DSP48E2 #(parameter integer AREG = 1, ACASCREG = 1, BREG = 1, BCASCREG = 
     if (OPMODE[1:0] == 2'b01 && OPMODE[3:2] != 2'b01) x = 48'bx;  // M takes both X and Y
   end
   always @(posedge CLK) begin
-    if (ALUMODE != 4'b0000 || INMODE != 5'b00000 || CARRYIN || CARRYINSEL != 0) P <= 48'bx;
+    if (ALUMODE != 4'b0000 || INMODE[4] || INMODE[0] || CARRYIN || CARRYINSEL != 0) P <= 48'bx;
     else if (RSTP) P <= 0;
     else if (CEP) P <= z + w + x + y;
   end
@@ -102,17 +110,19 @@ endmodule
 _BENCH = """
 module bench;
   reg clk = 0, ce = 0;
-  reg [7:0] a, b; reg [31:0] c; reg [2:0] addend; reg add_c; reg [47:0] pcin;
+  reg [25:0] a; reg [7:0] b, d; reg [31:0] c; reg [2:0] addend; reg add_c; reg [47:0] pcin;
   wire [47:0] p_slice, p_model, pc_slice, pc_model;
-  slice s(.clk(clk), .rst(1'b0), .a(a), .b(b), .c(c), .pcin(pcin), .addend(addend), .add_c(add_c),
-          .ce(ce), .p(p_slice), .pcout(pc_slice));
-  model m(.clk(clk), .rst(1'b0), .a(a), .b(b), .c(c), .pcin(pcin), .addend(addend), .add_c(add_c),
-          .ce(ce), .p(p_model), .pcout(pc_model));
+  slice s(.clk(clk), .rst(1'b0), .a(a[A_BITS-1:0]), .b(b), .c(c), .pcin(pcin), .addend(addend),
+          .add_c(add_c), .ce(ce), .p(p_slice), .pcout(pc_slice) PRE_S);
+  model m(.clk(clk), .rst(1'b0), .a(a[A_BITS-1:0]), .b(b), .c(c), .pcin(pcin), .addend(addend),
+          .add_c(add_c), .ce(ce), .p(p_model), .pcout(pc_model) PRE_M);
   integer k, errors = 0, seed = 7;
   always #5 clk = ~clk;
   initial begin
     for (k = 0; k < 20000; k = k + 1) begin
-      a = (k % 97 == 0) ? 8'h80 : $random(seed); b = (k % 89 == 0) ? 8'h80 : $random(seed);
+      a = (k % 97 == 0) ? (A_BITS > 8 ? 26'h2000000 : 26'h80) : $random(seed);
+      b = (k % 89 == 0) ? 8'h80 : $random(seed);
+      d = (k % 79 == 0) ? 8'h80 : $random(seed); if (A_BITS > 8) a[17:0] = 0;
       c = (k % 83 == 0) ? 32'h80000000 : $random(seed);
       pcin = {$random(seed), $random(seed)}; add_c = $random(seed);
       case (k == 0 ? 3 : $unsigned($random(seed)) % 4) 0: addend = 3'b000; 1: addend = 3'b001;
@@ -129,18 +139,23 @@ endmodule
 """
 
 
-def test_primitive_equals_behaviour_in_icarus(tmp_path):
+@pytest.mark.parametrize("pre", [False, True], ids=["plain", "pre-adder"])
+def test_primitive_equals_behaviour_in_icarus(tmp_path, pre):
     """The generator's DSP48E2 instance (parameters, OPMODE, sign extension, clock enable, the
     cascade) on a model of the slice against the behaviour Amaranth simulates: 20,000 random
     and extreme cycles, P and PCOUT compared every cycle."""
     if shutil.which("iverilog") is None:
         pytest.fail("iverilog is not installed (scripts/ensure-iverilog installs it)")
-    slice_v = verilog.convert(DspMac(), name="slice", platform=XILINX, emit_src=False)
-    model_v = verilog.convert(DspMac(), name="model", emit_src=False)
+    make = (lambda: DspMac(26, 8, 48, d_bits=8)) if pre else DspMac  # the MAT engine's: (w1 << 18) + w0
+    slice_v = verilog.convert(make(), name="slice", platform=XILINX, emit_src=False)
+    model_v = verilog.convert(make(), name="model", emit_src=False)
     assert "DSP48E2" in slice_v and "DSP48E2" not in model_v
     for name in PRIMITIVE_PARAMS:
         assert f".{name}(" in slice_v, name
-    (tmp_path / "all.v").write_text("`timescale 1ns/1ps\n" + _SLICE_MODEL + slice_v + model_v + _BENCH)
+    assert ('.AMULTSEL("AD")' in slice_v) == pre
+    bench = (_BENCH.replace("A_BITS", "26" if pre else "8").replace("PRE_S", ", .d(d)" if pre else "")
+             .replace("PRE_M", ", .d(d)" if pre else ""))
+    (tmp_path / "all.v").write_text("`timescale 1ns/1ps\n" + _SLICE_MODEL + slice_v + model_v + bench)
     subprocess.run(["iverilog", "-g2012", "-o", str(tmp_path / "sim"), str(tmp_path / "all.v")],
                    check=True, capture_output=True, text=True)
     out = subprocess.run(["vvp", "-n", str(tmp_path / "sim")], check=True, capture_output=True,

@@ -310,3 +310,51 @@ def test_slice_tree_sums_every_slice_once_at_the_adder_tree_depth():
     assert [lv for lv, _, _ in slice_tree(8, 3)] == [0, 0, 0, 0, 1, 1, 2, 3]  # 7 cycles of delay
     with pytest.raises(ValueError, match="do not fit"):
         slice_tree(9, 2)
+
+
+@pytest.mark.parametrize("lanes,width,packing,block", [(8, 8, True, 4), (3, 5, True, 1), (4, 16, True, 2),
+                                                       (2, 3, False, 1), (1, 1, True, 1)])
+def test_mat_engine_on_dsp_slices_equals_the_fabric_engine(lanes, width, packing, block):
+    """``dsp_macs`` (the computing core's MAT engine: packed slice trees of at most 7 products,
+    their fields split after) against the adder-tree engine the golden tests check: the same
+    accumulators in the same cycles, on random beats and runs of -128 x -128 (the packed fields'
+    worst case), pixel-block slots and gaps between beats."""
+    kw = dict(lanes=lanes, width=width, packing=packing, requantize=False, block=block)
+    ref, dut = MatEngine(**kw), MatEngine(**kw, dsp_macs=True)
+    rng = np.random.default_rng(lanes * 100 + width)
+    beats = []
+    while len(beats) < 300:
+        run = int(rng.integers(1, 10))
+        extreme = rng.random() < 0.3
+        for k in range(run):
+            a = np.full(width, -128) if extreme else rng.integers(-128, 128, width)
+            w = np.full((lanes, width), -128) if extreme else rng.integers(-128, 128, (lanes, width))
+            beats.append(dict(a=[int(v) for v in a], w=[[int(v) for v in row] for row in w],
+                              bias=[int(v) for v in rng.integers(-2**20, 2**20, lanes)],
+                              first=int(k == 0), last=int(k == run - 1),
+                              valid=int(k == 0 or rng.random() < 0.85),
+                              **({"slot": int(rng.integers(0, block))} if block > 1 else {})))
+
+    def run_engine(engine):
+        out = []
+
+        async def bench(ctx):
+            ctx.set(engine.o.ready, 1)
+            for cycle, b in enumerate(beats + [dict(valid=0)] * 12):
+                if b["valid"]:
+                    ctx.set(engine.i.payload, {k: v for k, v in b.items() if k != "valid"})
+                ctx.set(engine.i.valid, b["valid"])
+                await ctx.tick()
+                if ctx.get(engine.o.valid):
+                    out.append((cycle, [int(ctx.get(engine.o.payload.acc[s])) for s in range(lanes)]))
+
+        sim = Simulator(engine)
+        sim.add_clock(1e-8)
+        sim.add_testbench(bench)
+        sim.run()
+        return out
+
+    want, got = run_engine(ref), run_engine(dut)
+    assert len(want) > 20 and got == want
+    with pytest.raises(ValueError, match="more than 3 slice trees"):
+        MatEngine(8, 32, dsp_macs=True)
