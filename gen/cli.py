@@ -66,7 +66,11 @@ def _load_config(args):
     if args.no_dsp_packing:
         changes["dsp_packing"] = False
     cfg = cfg.replace(**changes) if changes else cfg
-    return check_fits(cfg)
+    check_fits(cfg)
+    from hw.core import ComputingCore  # the RTL's own limits (the model describes more shapes)
+
+    ComputingCore(cfg)._MustUse__silence = True
+    return cfg
 
 
 def design_dsps(cfg):

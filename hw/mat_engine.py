@@ -69,8 +69,8 @@ class MatEngine(wiring.Component):
     block : int
         Accumulators per lane (pixels of a block sharing one weight chunk), 1..64.
     dsp_macs : bool
-        Products and lane sums on DSP48E2 slice trees (the computing core's engine); T up to
-        3 trees' worth (``3 * min(7, 2**ceil(log2 T) - 1)`` multipliers: T <= 21).
+        Products and lane sums on DSP48E2 slice trees (the computing core's engine). The trees'
+        parts are added in one stage: two for T = 8, three for T = 16 (``ceil(T / 7)``).
 
     Members
     -------
@@ -92,9 +92,6 @@ class MatEngine(wiring.Component):
         check_int("Lane width", width, 1, 64)
         check_bool("dsp_macs", dsp_macs)
         self._dsp_macs = dsp_macs
-        if dsp_macs and len(self._groups(width, packing)) > 3:
-            raise ValueError(f"Lane width {width} needs more than 3 slice trees per lane; "
-                             f"dsp_macs supports up to 21")
         check_int("Accumulator width", acc_bits, 16, 48)
         check_int("Accumulators per lane", block, 1, 64)
         check_bool("packing", packing)

@@ -80,6 +80,7 @@ def test_verilog_compiles_with_iverilog(small_build, tmp_path):
                         "post-processing); the ZCU102"),
     (["--config", "4x4+4x4x32"], "4x4+4x4x32 needs 1024 BRAM36 for its buffers (B 528, C 128, output 16, "
                                  "A 256, aux 64, divisor 32); the ZCU102"),
+    (["--config", "32x8+32x8x2"], "the computing core needs S = T = M = N"),
     (["--config", "huge"], "unknown configuration 'huge'"),
     (["--config", "missing.json"], "cannot read configuration file missing.json"),
     (["--freq", "0"], "freq_mhz must be between 1 and 1000, not 0.0"),
