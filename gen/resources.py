@@ -127,16 +127,18 @@ def main(argv=None):
         return _units(args.units)
     print("| engine | packing | DSP48E2 | LUT | FF | CARRY | multipliers | synthesis s |")
     print("|---|---|---|---|---|---|---|---|")
-    engines = [("MAT", "mat_engine", lambda pk: MatEngine(args.lanes, args.width, packing=pk,
-                                                          requantize=False)),
-               ("R-MAC", "rmac_engine", lambda pk: RMacEngine(args.lanes, args.width, packing=pk,
-                                                              requantize=False))]
+    engines = [("MAT", "mat_engine", lambda pk, sl: MatEngine(args.lanes, args.width, packing=pk,
+                                                              requantize=False, dsp_macs=sl)),
+               ("R-MAC", "rmac_engine", lambda pk, sl: RMacEngine(args.lanes, args.width, packing=pk,
+                                                                  requantize=False, dsp_macs=sl))]
+    # packed products, plain products, or the core's multiply-accumulate slices (hw.dsp_mac)
+    variants = (("on", True, False), ("off", False, False), ("DSP slices (the core's)", True, True))
     for label, name, make in engines:
-        for packing in (True, False):
-            dut = make(packing)
+        for text, packing, slices in variants:
+            dut = make(packing, slices)
             with tempfile.TemporaryDirectory() as tmp:
                 c, secs = synthesize(dut, name, tmp)
-            print(f"| {label} {args.lanes}x{args.width}, no requantizer | {'on' if packing else 'off'} | "
+            print(f"| {label} {args.lanes}x{args.width}, no requantizer | {text} | "
                   f"{c['DSP48E2']} | {c['LUT']} | {c['FF']} | {c['CARRY']} | {dut.multipliers} | "
                   f"{secs:.0f} |", flush=True)
     return 0
