@@ -136,7 +136,7 @@ def test_cli(tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--config", "16x16+16x16x32"], "needs 11264 DSP48E2 (8192 for 16384 int8 multipliers, 3072 for "
+    (["--config", "16x16+16x16x32"], "needs 15360 DSP48E2 (12288 for 16384 int8 multipliers, 3072 for "
                                      "post-processing)"),
     (["--config", "8x8+8x8x0"], "cores must be"),
     (["--config", "nonsense"], "unknown configuration"),
