@@ -264,37 +264,37 @@ def test_rmac_engine_on_dsp_slices_equals_the_fabric_engine(lanes, rmacs, block)
             y = np.full(rmacs, -128) if extreme else rng.integers(-128, 128, rmacs)
             bias = rng.integers(-2**20, 2**20, max(lanes, rmacs)) if mode == DOWN_FORWARD else \
                 np.zeros(max(lanes, rmacs), dtype=np.int64)
-            beats.append(dict(mode=mode, load=int(k == 0 or rng.random() < 0.2), x=x, y=y, bias=bias,
-                              slot=int(rng.integers(0, block)), first=int(k == 0),
-                              last=int(k == run - 1), valid=int(k == 0 or rng.random() < 0.85)))
-
-    def run_engine(engine):
-        out = []
-
-        async def bench(ctx):
-            ctx.set(engine.o.ready, 1)
-            for cycle, b in enumerate(beats + [dict(valid=0)] * 12):
-                if b["valid"]:
-                    fields = {k: v for k, v in b.items() if k != "valid" and (k != "slot" or block > 1)}
-                    fields["x"] = [[int(v) for v in row] for row in fields["x"]]
-                    fields["y"] = [int(v) for v in fields["y"]]
-                    fields["bias"] = [int(v) for v in fields["bias"]]
-                    ctx.set(engine.i.payload, fields)
-                ctx.set(engine.i.valid, b["valid"])
-                await ctx.tick()
-                if ctx.get(engine.o.valid):
-                    out.append((cycle, ctx.get(engine.o.payload.mode),
-                                [[int(ctx.get(engine.o.payload.acc[j][n])) for n in range(rmacs)]
-                                 for j in range(lanes)]))
-
-        sim = Simulator(engine)
-        sim.add_clock(1e-8)
-        sim.add_testbench(bench)
-        sim.run()
-        return out
-
-    want, got = run_engine(ref), run_engine(dut)
+            beats.append(dict(mode=mode, load=int(k == 0 or rng.random() < 0.2),
+                              x=[[int(v) for v in row] for row in x], y=[int(v) for v in y],
+                              bias=[int(v) for v in bias], first=int(k == 0), last=int(k == run - 1),
+                              valid=int(k == 0 or rng.random() < 0.85),
+                              **({"slot": int(rng.integers(0, block))} if block > 1 else {})))
+    read = lambda ctx, e: (ctx.get(e.o.payload.mode), [[int(ctx.get(e.o.payload.acc[j][n]))  # noqa: E731
+                                                        for n in range(rmacs)] for j in range(lanes)])
+    want, got = _run_stream(ref, beats, read), _run_stream(dut, beats, read)
     assert len(want) > 20 and got == want
+
+
+def _run_stream(engine, beats, read):
+    """``engine`` in the Amaranth simulator on ``beats`` (a payload and ``valid`` per cycle, then
+    12 idle cycles), its output always ready: [(cycle, ``read(ctx, engine)``)] of each output."""
+    out = []
+
+    async def bench(ctx):
+        ctx.set(engine.o.ready, 1)
+        for cycle, b in enumerate(beats + [dict(valid=0)] * 12):
+            if b["valid"]:
+                ctx.set(engine.i.payload, {k: v for k, v in b.items() if k != "valid"})
+            ctx.set(engine.i.valid, b["valid"])
+            await ctx.tick()
+            if ctx.get(engine.o.valid):
+                out.append((cycle, read(ctx, engine)))
+
+    sim = Simulator(engine)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    return out
 
 
 def test_slice_tree_sums_every_slice_once_at_the_adder_tree_depth():
@@ -335,24 +335,6 @@ def test_mat_engine_on_dsp_slices_equals_the_fabric_engine(lanes, width, packing
                               valid=int(k == 0 or rng.random() < 0.85),
                               **({"slot": int(rng.integers(0, block))} if block > 1 else {})))
 
-    def run_engine(engine):
-        out = []
-
-        async def bench(ctx):
-            ctx.set(engine.o.ready, 1)
-            for cycle, b in enumerate(beats + [dict(valid=0)] * 12):
-                if b["valid"]:
-                    ctx.set(engine.i.payload, {k: v for k, v in b.items() if k != "valid"})
-                ctx.set(engine.i.valid, b["valid"])
-                await ctx.tick()
-                if ctx.get(engine.o.valid):
-                    out.append((cycle, [int(ctx.get(engine.o.payload.acc[s])) for s in range(lanes)]))
-
-        sim = Simulator(engine)
-        sim.add_clock(1e-8)
-        sim.add_testbench(bench)
-        sim.run()
-        return out
-
-    want, got = run_engine(ref), run_engine(dut)
+    read = lambda ctx, e: [int(ctx.get(e.o.payload.acc[s])) for s in range(lanes)]  # noqa: E731
+    want, got = _run_stream(ref, beats, read), _run_stream(dut, beats, read)
     assert len(want) > 20 and got == want
