@@ -125,7 +125,8 @@ def generate(cfg, out, log=print):
     texts["report/model.json"] = json.dumps(report, indent=2) + "\n"
     texts["report/model.csv"] = _model_csv(report)
     dsps = design_dsps(cfg)
-    texts["report/resources.json"] = json.dumps(resource_estimate(cfg, dsps), indent=2) + "\n"
+    texts["report/resources.json"] = json.dumps(resource_estimate(cfg, dsps, buffer_ports(cfg)),
+                                                indent=2) + "\n"
     texts["README.md"] = _readme(cfg, verilog_files)
     manifest = {"generator": "trio-vit", "config_name": cfg.name, "config_hash": cfg.hash,
                 "config": cfg.to_dict(), "target": DEVICE, "multipliers": cfg.multipliers,
@@ -189,7 +190,34 @@ def _model_csv(report):
     return "\n".join(lines) + "\n"
 
 
-def resource_estimate(cfg, dsps):
+BUFFER_NAMES = {"b": "B", "w": "C (weights)", "q": "C (parameters)", "o": "output", "aux": "aux"}
+
+
+def buffer_ports(cfg):
+    """{memory: (write ports, read ports, copies)} of the design's buffers as the RTL builds them
+    (``hw.accelerator.Accelerator.buffer_ports``)."""
+    from gen.board_top import ADDR_WIDTH
+    from hw.accelerator import Accelerator, silenced
+
+    acc = Accelerator(cfg, addr_width=ADDR_WIDTH, core_module="probe")
+    silenced(acc)
+    return acc.buffer_ports
+
+
+def block_ram_mappable(writes, reads):
+    """Whether Vivado infers block RAM for a memory with these ports (UG901, "Memory Inference
+    Capabilities"): two ports in all (simple or true dual port), or one write port and any number
+    of read ports (the RAM replicated per read port)."""
+    return writes + reads <= 2 or writes == 1
+
+
+def unmappable_buffers(ports):
+    """The buffers of ``ports`` (:func:`buffer_ports`) Vivado would not map to block RAM, as text."""
+    return [f"{BUFFER_NAMES[name]} ({w} write, {r} read ports)" for name, (w, r, _) in ports.items()
+            if not block_ram_mappable(w, r)]
+
+
+def resource_estimate(cfg, dsps, ports=None):
     """DSP48E2 (``dsps``: :func:`design_dsps`) and BRAM36 (the buffers' banks) of the design,
     against the part's capacity; ``make resources`` adds yosys's counts of the synthesized design."""
     return {"source": "configuration: the units' DSP48E2 (ComputingCore.dsps: the engines' "
@@ -200,7 +228,13 @@ def resource_estimate(cfg, dsps):
             "config_name": cfg.name, "config_hash": cfg.hash,
             "dsp48e2": sum(dsps.values()), "dsp48e2_by_unit": dsps, "bram36": cfg.bram36,
             "bram36_by_buffer": {b.name: b.bram36 for b in cfg.buffers()},
-            "part": DEVICE["part"], "part_dsp48e2": DEVICE["dsp48e2"], "part_bram36": DEVICE["bram36"]}
+            "part": DEVICE["part"], "part_dsp48e2": DEVICE["dsp48e2"], "part_bram36": DEVICE["bram36"],
+            "buffer_ports": {BUFFER_NAMES[name]: {"write_ports": w, "read_ports": r, "copies": n,
+                                                  "vivado_block_ram": block_ram_mappable(w, r)}
+                             for name, (w, r, n) in (ports or {}).items()},
+            "buffer_ports_note": "bram36 is the buffers' bank model (docs/architecture.md); the RTL "
+                                 "builds each buffer as one memory with these ports, and Vivado maps "
+                                 "to block RAM only those with vivado_block_ram"}
 
 
 def _readme(cfg, verilog_files):
@@ -271,4 +305,9 @@ def main(argv=None):
         sys.stderr.write(f"{PROG}: error: cannot write to {args.out}: {e.strerror}\n")
         return 1
     print(f"trio-vit: done; manifest in {Path(args.out) / 'manifest.json'}")
+    unmappable = unmappable_buffers(buffer_ports(cfg))
+    if unmappable:
+        sys.stderr.write(f"{PROG}: warning: the buffers {', '.join(unmappable)} have more ports than "
+                         f"Vivado maps to block RAM: a Vivado run is not expected to complete until "
+                         f"they are banked (report/resources.json, README)\n")
     return 0

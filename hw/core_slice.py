@@ -111,18 +111,34 @@ class CoreSlice(wiring.Component):
     shapes = property(lambda self: dict(self._shapes))
     mem_bits = property(lambda self: dict(self._mem_bits))
 
+    def buffer_ports(self):
+        """{memory: (write ports, read ports, copies)} of the memories this slice builds, from the
+        same definitions ``elaborate`` uses: each global buffer's core ports
+        (``ComputingCore.memory_ports``) plus one host write and one host read port; B and the
+        aux buffers (the core's W ports, no host's) once per core."""
+        out = {}
+        for name in MEMORIES:
+            readers, writers = self._core.memory_ports()[name]
+            out[name] = (len(writers) + 1, len(readers) + 1, self._n if name == "b" else 1)
+        if self._aux:
+            readers, writers = self._core.memory_ports()["w"]
+            out["aux"] = (len(writers), len(readers), self._n)
+        return out
+
     def _aux_buffers(self, m, cores):
         """Each core's aux buffer, written and read by that core's W ports at addresses with bit
         ``aux_bit`` set; its read data go to the core's ``w_aux*``, which picks them."""
         bw, ab = self._mem_bits["w"], (self._aux - 1).bit_length() or 1
+        readers, writers = self._core.memory_ports()["w"]
         for j, core in enumerate(cores):
             aux = memory.Memory(shape=self._shapes["w"], depth=self._aux, init=[])
             m.submodules[f"aux{j}"] = aux
-            for p in range(2):
-                port, mine = aux.write_port(), getattr(core, f"w_wr{p}")
+            for wname in writers:
+                port, mine = aux.write_port(), getattr(core, wname)
                 m.d.comb += [port.addr.eq(mine.addr[:ab]), port.en.eq(mine.en & mine.addr[bw]),
                              port.data.eq(mine.data)]
-                port, mine = aux.read_port(), getattr(core, f"w_rd{p}")
+            for p, rname in enumerate(readers):
+                port, mine = aux.read_port(), getattr(core, rname)
                 m.d.comb += [port.addr.eq(mine.addr[:ab]), port.en.eq(mine.en),
                              getattr(core, f"w_aux{p}").eq(port.data)]
 

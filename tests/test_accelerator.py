@@ -28,6 +28,25 @@ def test_faults_and_width_adapter(tmp_path):
     assert (tests, failed) == (1, 0), f"see {tmp_path}/sim.log"
 
 
+def test_buffer_ports_are_the_elaborated_memories_ports():
+    """``CoreSlice.buffer_ports`` (what the generator reports and warns about) counts the ports
+    the memories really get."""
+    from hw.core_slice import CoreSlice
+
+    sl = CoreSlice(PRESETS["tiny"], addr_bits=8, mem_bits={"w": 6}, cores=2, aux_depth=4)
+    m = sl.elaborate(None)
+    names = {"b": ["mem_b", "mem_b1"], "w": ["mem_w"], "q": ["mem_q"], "o": ["mem_o"],
+             "aux": ["aux0", "aux1"]}
+    ports = sl.buffer_ports()
+    assert set(ports) == set(names)
+    for name, subs in names.items():
+        writes, reads, copies = ports[name]
+        assert copies == len(subs)
+        for sub in subs:
+            mem = m.submodules[sub]
+            assert (len(mem.write_ports), len(mem.read_ports)) == (writes, reads), sub
+
+
 def test_array_limits():
     with pytest.raises(ConfigError, match="at most 64 cores"):
         Accelerator(PRESETS["tiny"].replace(cores=65))

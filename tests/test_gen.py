@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from gen.cli import design_dsps
+from gen.cli import block_ram_mappable, design_dsps
 from hw.config import PRESETS
 from hw.dsp_mac import primitive_declaration
 
@@ -60,7 +60,21 @@ def test_emits_the_whole_accelerator_and_its_vivado_project(small_build):
     res = json.loads((out / "report/resources.json").read_text())
     assert res["dsp48e2"] == sum(dsps.values()) and res["dsp48e2_by_unit"] == dsps
     assert res["bram36"] == cfg.bram36 <= res["part_bram36"]
+    # the buffers as the RTL builds them: B per core 2 write ports (core, host) and 7 read ports
+    assert res["buffer_ports"]["B"] == {"write_ports": 2, "read_ports": 7, "copies": 2,
+                                        "vivado_block_ram": False}
+    assert res["buffer_ports"]["C (parameters)"]["vivado_block_ram"]  # one write port: replicated
+    warning = [line for line in proc.stderr.splitlines() if "warning" in line]
+    assert len(warning) == 1 and "B (2 write, 7 read ports)" in warning[0] and "output" in warning[0]
     assert "vivado -mode batch -source vivado/build.tcl" in (out / "README.md").read_text()
+
+
+@pytest.mark.parametrize("ports,ok", [((1, 1), True), ((2, 0), True), ((1, 7), True), ((2, 1), False),
+                                      ((2, 7), False), ((3, 3), False)])
+def test_block_ram_mapping_rule(ports, ok):
+    """Vivado's block RAM inference (UG901): two ports in all, or one write port replicated per
+    read port."""
+    assert block_ram_mappable(*ports) == ok
 
 
 def test_verilog_compiles_with_iverilog(small_build, tmp_path):
