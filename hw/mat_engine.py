@@ -10,6 +10,7 @@ from hw.dual_multiplier import paired_dsps, paired_products
 from hw.params import check_bool, check_int
 from hw.pipeline import BlockAccumulators, Pipeline
 from hw.requantizer import Requantizer
+from hw.rmac_engine import slice_tree
 from quant.arith import PACK_SHIFT
 
 __all__ = ["MatEngine", "PACKED_SUM_MAX"]
@@ -139,8 +140,6 @@ class MatEngine(wiring.Component):
 
     def _dsp_lane_sums(self, m, p):
         """The lanes' sums at stage ``1 + tree_levels(T)`` from slice trees (``dsp_macs``)."""
-        from hw.rmac_engine import slice_tree
-
         S, T, packed = self._lanes, self._width, self._packing
         beat = self.i.payload
         levels = tree_levels(T) - 1
