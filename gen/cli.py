@@ -99,8 +99,13 @@ def check_fits(cfg):
     return cfg
 
 
-def generate(cfg, out, log=print):
-    """Emit the accelerator of ``cfg`` and its Vivado hand-off into ``out``; return the manifest."""
+def _warn(text):
+    sys.stderr.write(f"{PROG}: warning: {text}\n")
+
+
+def generate(cfg, out, log=print, warn=_warn):
+    """Emit the accelerator of ``cfg`` and its Vivado hand-off into ``out``; return the manifest.
+    ``warn``: takes the one-line warning about buffers Vivado cannot map to block RAM."""
     import time
 
     from gen.board_top import ADDR_WIDTH, TOP_MODULE, board_top_verilog, ports
@@ -125,8 +130,8 @@ def generate(cfg, out, log=print):
     texts["report/model.json"] = json.dumps(report, indent=2) + "\n"
     texts["report/model.csv"] = _model_csv(report)
     dsps = design_dsps(cfg)
-    texts["report/resources.json"] = json.dumps(resource_estimate(cfg, dsps, buffer_ports(cfg)),
-                                                indent=2) + "\n"
+    mem_ports = buffer_ports(cfg)
+    texts["report/resources.json"] = json.dumps(resource_estimate(cfg, dsps, mem_ports), indent=2) + "\n"
     texts["README.md"] = _readme(cfg, verilog_files)
     manifest = {"generator": "trio-vit", "config_name": cfg.name, "config_hash": cfg.hash,
                 "config": cfg.to_dict(), "target": DEVICE, "multipliers": cfg.multipliers,
@@ -153,6 +158,10 @@ def generate(cfg, out, log=print):
     (out / "config.json").write_text(cfg.to_json())
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     log(f"  wrote {out / 'config.json'}, {out / 'manifest.json'}")
+    unmappable = unmappable_buffers(mem_ports)
+    if unmappable:
+        warn(f"the buffers {', '.join(unmappable)} have more ports than Vivado maps to block RAM: a "
+             f"Vivado run is not expected to complete until they are banked (report/resources.json, README)")
     return manifest
 
 
@@ -305,9 +314,4 @@ def main(argv=None):
         sys.stderr.write(f"{PROG}: error: cannot write to {args.out}: {e.strerror}\n")
         return 1
     print(f"trio-vit: done; manifest in {Path(args.out) / 'manifest.json'}")
-    unmappable = unmappable_buffers(buffer_ports(cfg))
-    if unmappable:
-        sys.stderr.write(f"{PROG}: warning: the buffers {', '.join(unmappable)} have more ports than "
-                         f"Vivado maps to block RAM: a Vivado run is not expected to complete until "
-                         f"they are banked (report/resources.json, README)\n")
     return 0

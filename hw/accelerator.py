@@ -232,8 +232,8 @@ def _module_verilog(config, which, top, stamp, addr_width, platform):
 def accelerator_verilog(config, top="trio_accelerator", stamp=(), addr_width=40, platform=None):
     """{module name: Verilog text} of the accelerator of ``config``: the top (``top``), whose
     cores are instances of ``CORE_MODULE``, and that module, emitted once. The two are elaborated
-    in two processes at once. ``platform``: ``hw.dsp_mac.XILINX`` for Vivado (the R-MACs as
-    DSP48E2 primitives), None for simulation (their behaviour)."""
+    in two processes at once. ``platform``: ``hw.dsp_mac.XILINX`` for Vivado (the engines'
+    multiply-accumulates as DSP48E2 primitives), None for simulation (their behaviour)."""
     from concurrent.futures import ProcessPoolExecutor
 
     with ProcessPoolExecutor(max_workers=2) as pool:

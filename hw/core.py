@@ -194,7 +194,7 @@ class ComputingCore(wiring.Component):
 
     def engine_latency(self):
         """Latency of the engines with int32 outputs (both are the same: S = M, T = N)."""
-        mat = MatEngine(**{**self._cfg.unit_params()["mat_engine"], "requantize": False})
+        mat = MatEngine(**self.engine_params(self._cfg)["mat_engine"])
         mat._MustUse__silence = True  # built for its latency only
         return mat.latency
 

@@ -10,7 +10,7 @@ from hw.dual_multiplier import paired_dsps, paired_products
 from hw.params import check_bool, check_int
 from hw.pipeline import BlockAccumulators, Pipeline
 from hw.requantizer import Requantizer
-from hw.rmac_engine import slice_tree
+from hw.rmac_engine import slice_tree, wire_slice_tree
 from quant.arith import PACK_SHIFT
 
 __all__ = ["MatEngine", "PACKED_SUM_MAX"]
@@ -167,13 +167,7 @@ class MatEngine(wiring.Component):
                                  mac.addend.eq(Addend.PCIN if cascade is not None else Addend.ZERO),
                                  mac.add_c.eq(through_c is not None), mac.ce.eq(p.en & p.valids[level])]
                     macs.append(mac)
-                for mac, (_, cascade, through_c) in zip(macs, tree, strict=True):
-                    if cascade is not None:
-                        m.d.comb += mac.pcin.eq(macs[cascade].pcout)
-                    if through_c is not None:
-                        m.d.comb += mac.c.eq(macs[through_c].p)
-                roots.append(next(mac.p for mac, (lv, _, _) in zip(macs, tree, strict=True)
-                                  if lv == levels))
+                roots.append(wire_slice_tree(m, macs, tree))
             if packed:  # each root: low field lane 2j, high field (borrowing its sign) lane 2j+1
                 parts = [[r[:PACK_SHIFT].as_signed() for r in roots],
                          [r[PACK_SHIFT:2 * PACK_SHIFT].as_signed() + r[PACK_SHIFT - 1] for r in roots]]

@@ -12,7 +12,7 @@ from hw.params import check_bool, check_int
 from hw.pipeline import BlockAccumulators, Pipeline
 from hw.requantizer import Requantizer
 
-__all__ = ["RMacEngine"]
+__all__ = ["RMacEngine", "slice_tree", "wire_slice_tree"]
 
 DOWN_FORWARD, SELF_ACCUMULATION = 0, 1
 
@@ -40,6 +40,19 @@ def slice_tree(n, levels):
             nodes[i][1] = index.get((d - 1, 2 * k))
             nodes[i][2] = index.get((d - 1, 2 * k + 1))
     return [tuple(node) for node in nodes]
+
+
+def wire_slice_tree(m, macs, tree):
+    """Connect the :class:`hw.dsp_mac.DspMac` s ``macs`` (one per node of ``tree``, a
+    :func:`slice_tree`) in module ``m``: each node's cascade child on its ``pcin``, its C child on
+    its ``c``. Returns the root's ``p`` (both engines' lane sums)."""
+    for mac, (_, cascade, through_c) in zip(macs, tree, strict=True):
+        if cascade is not None:
+            m.d.comb += mac.pcin.eq(macs[cascade].pcout)
+        if through_c is not None:
+            m.d.comb += mac.c.eq(macs[through_c].p)
+    top = max(level for level, _, _ in tree)
+    return next(mac.p for mac, (level, _, _) in zip(macs, tree, strict=True) if level == top)
 
 
 class RMacEngine(wiring.Component):
@@ -233,15 +246,8 @@ class RMacEngine(wiring.Component):
                              mac.add_c.eq(~mode_sa if through_c is not None else 0)]
                 width = self._acc_bits if n == N - 1 else self._sa_bits
                 sums[j][n] = p.delay(mac.p[:width].as_signed(), levels - level, f"sa_{j}_{n}")
-        lane_sums = []
-        for j in range(M):
-            for n, (_, cascade, through_c) in enumerate(tree):
-                if cascade is not None:
-                    m.d.comb += macs[j, n].pcin.eq(macs[j, cascade].pcout)
-                if through_c is not None:
-                    m.d.comb += macs[j, n].c.eq(macs[j, through_c].p)
-            root = next(n for n, (level, _, _) in enumerate(tree) if level == levels)
-            lane_sums.append(macs[j, root].p[:tree_output_bits(N, 16)].as_signed())
+        lane_sums = [wire_slice_tree(m, [macs[j, n] for n in range(N)], tree)[:tree_output_bits(N, 16)]
+                     .as_signed() for j in range(M)]
         return lane_sums, sums
 
     def elaborate(self, platform):
