@@ -220,10 +220,33 @@ def block_ram_mappable(writes, reads):
     return writes + reads <= 2 or writes == 1
 
 
+# Block RAM aspect ratios (UG573, "Block RAM Summary"): (words, bits) of one RAMB18E2 and one
+# RAMB36E2 port in true dual port mode, and the wider simple dual port (one write, one read) mode.
+RAMB18_TDP = ((16384, 1), (8192, 2), (4096, 4), (2048, 9), (1024, 18))
+RAMB18_SDP = ((512, 36),)
+RAMB36_TDP = ((32768, 1), (16384, 2), (8192, 4), (4096, 9), (2048, 18), (1024, 36))
+RAMB36_SDP = ((512, 72),)
+
+
+def block_rams(width, depth, writes, reads):
+    """BRAM36 (RAMB18E2 count as halves) of a ``width``-bit, ``depth``-word memory with these ports
+    as Vivado builds it in block RAM (:func:`block_ram_mappable`; None if it does not): one RAM
+    with two ports in all, else one per read port, each tiled from the aspect ratio that takes
+    the fewest blocks (the wide simple dual port mode for one write and one read port)."""
+    if not block_ram_mappable(writes, reads):
+        return None
+    copies = 1 if writes + reads <= 2 else reads
+    sdp = writes == 1  # each copy: one write and one read port
+    shapes = [(1, s) for s in RAMB18_TDP + (RAMB18_SDP if sdp else ())]
+    shapes += [(2, s) for s in RAMB36_TDP + (RAMB36_SDP if sdp else ())]
+    halves = min(size * -(-depth // words) * -(-width // bits) for size, (words, bits) in shapes)
+    return copies * halves / 2
+
+
 def unmappable_buffers(ports):
     """The buffers of ``ports`` (:func:`buffer_ports`) Vivado would not map to block RAM, as text."""
-    return [f"{BUFFER_NAMES[name]} ({w} write, {r} read ports)" for name, (w, r, _) in ports.items()
-            if not block_ram_mappable(w, r)]
+    return [f"{BUFFER_NAMES[name]} ({p.writes} write, {p.reads} read ports)" for name, p in ports.items()
+            if not block_ram_mappable(p.writes, p.reads)]
 
 
 def resource_estimate(cfg, dsps, ports=None):
@@ -238,12 +261,19 @@ def resource_estimate(cfg, dsps, ports=None):
             "dsp48e2": sum(dsps.values()), "dsp48e2_by_unit": dsps, "bram36": cfg.bram36,
             "bram36_by_buffer": {b.name: b.bram36 for b in cfg.buffers()},
             "part": DEVICE["part"], "part_dsp48e2": DEVICE["dsp48e2"], "part_bram36": DEVICE["bram36"],
-            "buffer_ports": {BUFFER_NAMES[name]: {"write_ports": w, "read_ports": r, "copies": n,
-                                                  "vivado_block_ram": block_ram_mappable(w, r)}
-                             for name, (w, r, n) in (ports or {}).items()},
+            "buffer_ports": {BUFFER_NAMES[name]: _buffer_entry(p) for name, p in (ports or {}).items()},
             "buffer_ports_note": "bram36 is the buffers' bank model (docs/architecture.md); the RTL "
-                                 "builds each buffer as one memory with these ports, and Vivado maps "
-                                 "to block RAM only those with vivado_block_ram"}
+                                 "builds each buffer as one memory with these ports (copies: one per "
+                                 "core for B and aux), Vivado maps to block RAM only those with "
+                                 "vivado_block_ram, and bram36_as_built is what that takes in all "
+                                 "copies (gen.cli.block_rams; null where it does not map)"}
+
+
+def _buffer_entry(p):
+    rams = block_rams(p.width, p.depth, p.writes, p.reads)
+    return {"write_ports": p.writes, "read_ports": p.reads, "copies": p.copies, "width_bits": p.width,
+            "depth": p.depth, "vivado_block_ram": rams is not None,
+            "bram36_as_built": None if rams is None else rams * p.copies}
 
 
 def _readme(cfg, verilog_files):

@@ -97,6 +97,39 @@ def _trace_ops(frozen, image):
     return seen
 
 
+def _head_rounds(r, ins, whole, cfg, aux_depth):
+    """(cores, heads per core, rounds, plan) of an attention whose sum k and vk chunks go to the
+    cores' aux buffers of ``aux_depth`` words: cut into groups of as many heads as fit one aux
+    buffer (at most a share of ``cfg.cores``: ``head_groups``), which run on the cores at once, in
+    rounds when there are more groups than cores (``split_heads``: every core runs the same
+    commands on its own heads); (1, None, 1, ``whole``) for branches of unequal heads, which run
+    whole on one core."""
+    d = int(np.asarray(r["dim"]))
+    counts = {np.asarray(x).shape[0] // (3 * d) for x in ins}
+    if len(counts) == 1:
+        nh, = counts
+        for heads in range(head_groups(r, ins, cfg.cores)[1] or nh, 0, -1):
+            p = split_heads(r, ins, heads, 0, cfg)
+            if len(p.writes["w"][1]) <= aux_depth:
+                groups = -(-nh // heads)
+                cores = min(groups, cfg.cores)
+                return cores, heads, -(-groups // cores), p
+        what = f"{len(split_heads(r, ins, 1, 0, cfg).writes['w'][1])} for one head"
+    else:
+        if len(whole.writes["w"][1]) <= aux_depth:
+            return 1, None, 1, whole
+        what = f"{len(whole.writes['w'][1])} for its heads"
+    raise CommandError(f"its sum k and vk chunks ({what}) exceed the aux buffer's {aux_depth} words; "
+                       f"use a configuration with a larger aux_kib")
+
+
+def _check_direction(op, mem):
+    """A transfer the buffer takes (``hw.isa.DIRECTIONS``): the compiler never emits another."""
+    if op not in Buffer.of(mem).directions:
+        raise AssertionError(f"{Opcode(op).name} on buffer {mem.upper()}, which takes "
+                             f"{' and '.join(o.name for o in Buffer.of(mem).directions)} only")
+
+
 class _Emitter:
     def __init__(self, acc):
         self.acc = acc
@@ -132,6 +165,7 @@ class _Emitter:
     def transfer(self, op, mem, region, offset, buf_addr, words, core=0):
         """LOAD or STORE of ``words`` consecutive words (of core ``core``'s pixel group, for
         buffer B), in rows of at most MAX_ROW_WORDS."""
+        _check_direction(op, mem)
         done = 0
         while done < words:
             n = min(MAX_ROW_WORDS, words - done)
@@ -148,6 +182,7 @@ class _Emitter:
                     core=0):
         """LOAD or STORE of ``rows`` rows of ``row_words`` words, ``stride_words`` apart in DRAM and
         ``buf_stride`` apart in the buffer (of core ``core``'s pixel group, for B)."""
+        _check_direction(op, mem)
         wb = self.word_bytes(mem)
         if row_words > MAX_ROW_WORDS or rows >= 1 << 16:
             raise CompileError(f"a 2-D transfer of {rows} rows of {row_words} words does not fit the DMA's "
@@ -317,15 +352,10 @@ def compile_network(frozen, image_shape, config, seed=0, progress=None, model=No
             n_cores, per = _groups(whole, cfg.cores, resident.get(r["srcs"][0], (None, None))[1])
             # the lockstep group: cores 0 .. n_cores - 1
             p = whole if per is None else split(whole, per, cfg)
-            heads = None
-            if kind == "attn":  # cut by heads when each core's vk chunks fit its aux buffer
-                n_cores, heads = head_groups(r, ins, cfg.cores)
-                if heads is not None:
-                    p = split_heads(r, ins, heads, 0, cfg)
-                    if len(p.writes["w"][1]) <= acc.aux_depth:
-                        p, fixed = p.relocate({"w": acc.aux_base}), {"w"}
-                    else:
-                        n_cores, heads, p = 1, None, whole
+            heads, rounds = None, 1
+            if kind == "attn" and acc.aux_depth:  # its sum k and vk chunks in the aux buffers
+                n_cores, heads, rounds, p = _head_rounds(r, ins, whole, cfg, acc.aux_depth)
+                p, fixed = p.relocate({"w": acc.aux_base}), {"w"}
             for c in p.all_commands():
                 c.check(acc.addr_bits)
         except (UnsupportedOp, CommandError) as e:
@@ -336,7 +366,8 @@ def compile_network(frozen, image_shape, config, seed=0, progress=None, model=No
         # their LOADs overlap its COMPUTE
         need = p.words_needed()
         off, by = resident.get(r["srcs"][0], (None, None))
-        off = off if by == grouping and (per is None or not by_rows(whole)) else None  # by rows: halos
+        keep = by == grouping and (per is None or not by_rows(whole)) and heads is None  # by rows: halos
+        off = off if keep else None
         if off is not None and off + need.get("b", 0) <= depth["b"]:
             shift = {"b": off}
         elif off is not None and _out_fits_before(p, off):
@@ -368,6 +399,7 @@ def compile_network(frozen, image_shape, config, seed=0, progress=None, model=No
         pixels = whole.command.pixels
         wb = em.word_bytes("b")
         at = 0  # words of the plan's inputs placed so far
+        head_inputs = []  # (branch, tensor) of an attention cut by heads
         for i, (src, x) in enumerate(zip(r["srcs"], ins, strict=True)):
             x = np.asarray(x, np.int64)
             x = x.reshape(-1, 1, 1) if x.ndim == 1 else x  # a vector: one pixel
@@ -387,14 +419,8 @@ def compile_network(frozen, image_shape, config, seed=0, progress=None, model=No
             if off is None or at:  # all but a first input the op before left in place
                 if per is None and heads is None:
                     em.transfer(Opcode.LOAD, "b", "activations", t["offset"], b_base + at, t["words"])
-                elif heads is not None:  # this core's heads of the branch: 3 * dim channels each
-                    d3 = 3 * -(-int(np.asarray(r["dim"])) // lanes)
-                    nh = t["words"] // pixels // d3
-                    for j in range(n_cores):
-                        mine = min(nh, (j + 1) * heads) - j * heads
-                        em.transfer_2d(Opcode.LOAD, "b", "activations", t["offset"] + j * heads * d3 * wb,
-                                       b_base + i * pixels * heads * d3, mine * d3, pixels, nh * d3,
-                                       heads * d3, core=j)
+                elif heads is not None:  # loaded round by round, below
+                    head_inputs.append((i, t))
                 elif by_rows(whole):
                     _load_rows(em, whole, t, b_base, per, n_cores)
                 else:
@@ -408,29 +434,39 @@ def compile_network(frozen, image_shape, config, seed=0, progress=None, model=No
             raise CompileError(f"op {r['name']} ({kind}): its inputs take {len(b_words)} words, not {at}")
         core_model = []
         accesses = _accesses(p, n_cores)
-        for command, loads in passes:
-            for mem, (base, items) in loads.items():
-                em.transfer(Opcode.LOAD, mem, "weights", em.weights_words(mem, items), base, len(items))
-            mine = [a for a in accesses if a.mem not in loads]  # this pass's weights and parameters
-            mine += [Access(mem, base, base + len(items), False) for mem, (base, items) in loads.items()]
-            for c in command:
-                em.emit(Opcode.COMPUTE, mine, cores=(1 << n_cores) - 1, command=c.value(acc.addr_bits))
-                core_model.append(core_cycles(cfg, c, acc.core))
         (mem, obase, owords, _), = p.outputs()
         owords = whole.out_words
         dst = r["dst"]
         tensors[dst] = dict(offset=em.activation(owords, mem), words=owords, mem=mem,
                             shape=list(whole.out_shape), kind=p.kind, groups=p.groups, op=r["name"],
                             cores=n_cores)
-        if heads is not None:  # each core's heads of each branch into their place in every pixel
-            dw = -(-int(np.asarray(r["dim"])) // lanes)
-            nh = whole.groups // 2
-            for j in range(n_cores):
+        nh = whole.groups // 2 if heads is not None else 0  # an attention's heads per branch
+        for k in range(rounds):  # an attention cut by heads: round k runs head groups k * n_cores + j
+            active = n_cores if heads is None else min(n_cores, -(-nh // heads) - k * n_cores)
+            groups = [(j, (k * n_cores + j) * heads) for j in range(active)] if heads is not None else []
+            for i, t in head_inputs:  # each core's heads of the branch: 3 * dim channels each
+                d3 = 3 * -(-int(np.asarray(r["dim"])) // lanes)
+                for j, h0 in groups:
+                    em.transfer_2d(Opcode.LOAD, "b", "activations", t["offset"] + h0 * d3 * wb,
+                                   b_base + i * pixels * heads * d3, (min(nh, h0 + heads) - h0) * d3, pixels,
+                                   nh * d3, heads * d3, core=j)
+            for command, loads in passes:
+                for m_w, (base, items) in loads.items() if k == 0 else ():  # loaded once
+                    em.transfer(Opcode.LOAD, m_w, "weights", em.weights_words(m_w, items), base, len(items))
+                mine = [a for a in accesses if a.mem not in loads]  # this pass's weights and parameters
+                mine += [Access(m_w, base, base + len(items), False) for m_w, (base, items) in loads.items()]
+                for c in command:
+                    em.emit(Opcode.COMPUTE, mine, cores=(1 << active) - 1, command=c.value(acc.addr_bits))
+                    core_model.append(core_cycles(cfg, c, acc.core))
+            for j, h0 in groups:  # each core's heads of each branch into their place in every pixel
+                dw = -(-int(np.asarray(r["dim"])) // lanes)
                 for b in range(2):
-                    mine = min(nh, (j + 1) * heads) - j * heads
-                    at_j = tensors[dst]["offset"] + (b * nh + j * heads) * dw * wb
-                    em.transfer_2d(Opcode.STORE, "b", "activations", at_j, obase + b * heads * dw, mine * dw,
-                                   pixels, 2 * nh * dw, 2 * heads * dw, core=j)
+                    at_j = tensors[dst]["offset"] + (b * nh + h0) * dw * wb
+                    em.transfer_2d(Opcode.STORE, "b", "activations", at_j, obase + b * heads * dw,
+                                   (min(nh, h0 + heads) - h0) * dw, pixels, 2 * nh * dw, 2 * heads * dw,
+                                   core=j)
+        if heads is not None:
+            pass  # stored round by round, above
         elif per is None:
             em.transfer(Opcode.STORE, mem, "activations", tensors[dst]["offset"], obase, owords)
         else:
@@ -439,7 +475,7 @@ def compile_network(frozen, image_shape, config, seed=0, progress=None, model=No
                 n = min(per, pixels - j * per)
                 at_j = tensors[dst]["offset"] + j * per * ocw * em.word_bytes(mem)
                 em.transfer(Opcode.STORE, mem, "activations", at_j, obase, n * ocw, core=j)
-        resident = {dst: (obase, grouping)} if mem == "b" else {}
+        resident = {dst: (obase, grouping)} if mem == "b" and rounds == 1 else {}
         if mem == "b":  # the next op reads it as plain words: check the producer writes them
             y = np.asarray(out, np.int64)
             if y.ndim == 3 and owords != len(tensor_words(y, lanes)):

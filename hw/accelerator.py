@@ -117,7 +117,7 @@ class Accelerator(wiring.Component):
     word_beats = property(lambda self: dict(self._beats))
     shapes = property(lambda self: self._slice.shapes)
     buffer_ports = property(lambda self: self._slice.buffer_ports(),
-                            doc="{memory: (write ports, read ports, copies)} (``CoreSlice.buffer_ports``)")
+                            doc="{memory: hw.core_slice.BufferPorts} (``CoreSlice.buffer_ports``)")
     core = property(lambda self: self._slice.core)
     aux_base = property(lambda self: self._slice.aux_base)  # W word address of each core's aux buffer
     aux_depth = property(lambda self: self._slice.aux_depth)  # its words (0: none)

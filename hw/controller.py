@@ -224,6 +224,10 @@ class Controller(wiring.Component):
             owner_of_buffer = Array(Const(dma_port(b, 0, n), pb) for b in Buffer)
             owner = Mux(xfer.buffer == Buffer.B, owner_of_core[xfer.core], owner_of_buffer[xfer.buffer])
             m.d.comb += bad_port.eq((xfer.port != owner) | (xfer.port >= n))
+            opcode = Opcode.LOAD if q == Queue.LOAD else Opcode.STORE
+            takes = Array(Const(opcode in b.directions) for b in Buffer)  # hw.isa.DIRECTIONS
+            bad_dir = Signal(name=f"{name}_bad_direction")
+            m.d.comb += bad_dir.eq(~takes[xfer.buffer])
             free = Array(s_ == 0 for s_ in state)[port]
             head_port = Signal(range(n), name=f"{name}_retiring")
             m.d.comb += [head_port.eq(order.r_data[:pb]),
@@ -232,10 +236,12 @@ class Controller(wiring.Component):
             running = Cat(*(s_ == 1 for s_ in state)).any()
             with m.If(u["ready"] & bad_port):
                 error(ErrorCode.PORT)
+            with m.Elif(u["ready"] & bad_dir):
+                error(ErrorCode.DIRECTION)
             # waiting: nothing to start or retire (after an error, transfers that stopped leave
             # their entries in ``order`` until the flush)
             m.d.comb += [u["waiting"].eq(~u["ready"] & ~running & (~order.r_rdy | halt)),
-                         u["issue"].eq(u["ready"] & ~bad_port & free
+                         u["issue"].eq(u["ready"] & ~bad_port & ~bad_dir & free
                                        & ((port != 0) | ~in_fetch if q == Queue.LOAD else 1))]
             for p in range(n):
                 s_ = state[p]

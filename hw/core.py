@@ -122,7 +122,8 @@ class ComputingCore(wiring.Component):
         operands already have (outside, it would cost a multiplexer per bit and core).
     q_rd0 : read port of the parameter buffer (``param_layout(S)``).
     d_rd0 .. d_rd{dw_ports-1} : read ports of buffer B for the depthwise window fill.
-    w_wr0, w_wr1 : weight-buffer write ports (the attention's sum k and vk chunks).
+    w_wr0 : weight-buffer write port (the attention's sum k words and vk chunks: one result
+        leaves the post-processor per cycle, so one port takes both).
     o_wr0 : write port of the output buffer (word: S signed 32-bit).
     (``memory_ports`` lists them by buffer.)
 
@@ -163,7 +164,7 @@ class ComputingCore(wiring.Component):
             "w_rd0": rd(self._chunk), "w_rd1": rd(self._chunk),
             "q_rd0": rd(self._param),
             "o_wr0": wr(self._acc),
-            "w_wr0": wr(self._chunk), "w_wr1": wr(self._chunk),  # attention: sum k and vk chunks
+            "w_wr0": wr(self._chunk),  # attention: sum k and vk chunks
             **{f"d_rd{j}": rd(self._word) for j in range(self._dw_ports)},
             **({f"w_aux{p}": In(self._chunk) for p in range(2)} if aux_bit is not None else {}),
         })
@@ -186,7 +187,7 @@ class ComputingCore(wiring.Component):
         """{buffer (``hw.core_slice.MEMORIES``): (its read ports' names, its write ports' names)}:
         what a memory standing for that buffer connects to the core."""
         return {"b": (["b_rd0", "b_rd1"] + [f"d_rd{j}" for j in range(self._dw_ports)], ["b_wr0"]),
-                "w": (["w_rd0", "w_rd1"], ["w_wr0", "w_wr1"]), "q": (["q_rd0"], []), "o": ([], ["o_wr0"])}
+                "w": (["w_rd0", "w_rd1"], ["w_wr0"]), "q": (["q_rd0"], []), "o": ([], ["o_wr0"])}
 
     def dsps(self):
         """DSP48E2 slices of the core by unit (:func:`core_dsps`)."""
@@ -927,21 +928,20 @@ class ComputingCore(wiring.Component):
         out = data.View(entry, _delay(m, e1.as_value(), PostProcessor.LATENCY, "post_tag"))
         pp_q = pp.o.payload.q.as_value()
         m.d.comb += [self.b_wr0.en.eq(pp.o.valid & (out.dest == E.TO_B)), self.b_wr0.addr.eq(out.addr),
-                     self.b_wr0.data.eq(pp_q),
-                     # sum k, requantized: lane row 0 of the divisor tile's chunk
-                     self.w_wr0.en.eq(pp.o.valid & (out.dest == E.KS_WORD)), self.w_wr0.addr.eq(out.addr),
-                     self.w_wr0.data.eq(pp_q)]
-        # vk rows: collected into a weight chunk (row m = lane m), written with the last row
-        # (rows 0..M-2 from their registers, row M-1 as it leaves the post-processor)
+                     self.b_wr0.data.eq(pp_q)]
+        # the weight buffer's writes: sum k, requantized (lane row 0 of the divisor tile's chunk),
+        # or a vk chunk: its rows collected (row m = lane m), written with the last row (rows
+        # 0..M-2 from their registers, row M-1 as it leaves the post-processor)
+        is_ks = pp.o.valid & (out.dest == E.KS_WORD)
         is_row = pp.o.valid & (out.dest == E.ROW)
         rows = [Signal(self._word, name=f"vk_row{r}") for r in range(c.m - 1)]
         for r in range(c.m - 1):
             with m.If(is_row & (out.row == r)):
                 m.d.sync += rows[r].eq(pp_q)
-        m.d.comb += [self.w_wr1.en.eq(is_row & (out.row == c.m - 1)), self.w_wr1.addr.eq(out.addr),
-                     self.w_wr1.data.eq(Cat(*[r.as_value() for r in rows], pp_q))]
+        m.d.comb += [self.w_wr0.en.eq(is_ks | (is_row & (out.row == c.m - 1))), self.w_wr0.addr.eq(out.addr),
+                     self.w_wr0.data.eq(Mux(is_ks, pp_q, Cat(*[r.as_value() for r in rows], pp_q)))]
         dw_write = self.b_wr0.en & out.dw
-        writes = [self.b_wr0.en & ~out.dw, self.o_wr0.en, self.w_wr0.en, self.w_wr1.en]
+        writes = [self.b_wr0.en & ~out.dw, self.o_wr0.en, self.w_wr0.en]
 
         # -- completion: results in flight ------------------------------------------------------
         produced = Signal(8)

@@ -1,18 +1,30 @@
 """The computing cores attached to the global buffers, with a host port: the accelerator's array
 (``hw.accelerator``) and, with one core, what the replay (``python -m sim.replay``) drives."""
 
+from typing import NamedTuple
+
 from amaranth.hdl import Cat, ClockSignal, Const, Instance, Module, Mux, ResetSignal, Signal, Value
 from amaranth.lib import memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from hw.command import command_layout
 from hw.core import ComputingCore
-from hw.isa import Buffer, dma_port
+from hw.isa import Buffer, Opcode, dma_port
 from hw.params import check_int
 
-__all__ = ["CoreSlice", "MEMORIES"]
+__all__ = ["CoreSlice", "BufferPorts", "MEMORIES"]
 
 MEMORIES = ("b", "w", "q", "o")  # host port ``sel`` values 0..3: buffer B, weights, parameters, int32 outputs
+
+
+class BufferPorts(NamedTuple):
+    """One buffer memory as a :class:`CoreSlice` builds it: its write and read ports, how many
+    there are (one per core for B and the aux buffers), its word width in bits and its depth."""
+    writes: int
+    reads: int
+    copies: int
+    width: int
+    depth: int
 
 
 class CoreSlice(wiring.Component):
@@ -21,10 +33,13 @@ class CoreSlice(wiring.Component):
     2 read + 1 write port + the depthwise fill ports of its core); shared by all cores, the
     weight and parameter words of buffer C (2 read ports for W, one for Q, **multicast**: the leader's
     addresses, core 0's, read them for every core) and the output buffer (int32). Only core 0
-    writes the shared W and the output buffer. With ``aux_depth``, each core has its own **aux
-    buffer** of that many chunk words at W addresses from ``aux_base`` = ``2**mem_bits["w"]`` on:
-    an attention's vk chunks, which each core of a head-parallel group writes and reads for its
-    own heads (the core picks its aux word or the shared one: ``ComputingCore(aux_bit=)``). Each memory has
+    writes the output buffer, and the shared W where there are no aux buffers. With
+    ``aux_depth``, each core has its own **aux buffer** of that many chunk words at W addresses
+    from ``aux_base`` = ``2**mem_bits["w"]`` on: an attention's sum k and vk chunks, which each
+    core of a head-parallel group writes and reads for its own heads (the core picks its aux word
+    or the shared one: ``ComputingCore(aux_bit=)``); the cores then write W chunks there only
+    (``gen.compile`` places every attention's there), so the shared W has the host's write
+    port alone. Each memory has
     ``2**mem_bits[name]`` words (at most ``2**addr_bits``), sized by the replay so that every
     command's operands fit, or ``depths[name]`` words (the accelerator's capacities; B: per core).
 
@@ -40,9 +55,11 @@ class CoreSlice(wiring.Component):
     cmd : In(stream.Signature(command_layout(addr_bits))); cmd_cores : In(cores), all ones by
         default: the cores that take the command; busy : Out(1): any core busy.
     Host port 0 (the members below); with ``host_ports`` P > 1, also ports 1..P-1 with the same
-    members named ``host<p>_sel`` and so on (``host(p, name)``). Each memory has one host write
-    and one host read port, driven by the host port ``hw.isa.dma_port`` names for it (the DMA
-    engine that moves it): P engines load and store different memories at once.
+    members named ``host<p>_sel`` and so on (``host(p, name)``). Each memory has a host write port
+    if the DMA loads it and a host read port if it stores it (``hw.isa.DIRECTIONS``: B both, the
+    weights and parameters a write port, the output buffer a read port), driven by the host port
+    ``hw.isa.dma_port`` names for it (the DMA engine that moves it): P engines load and store
+    different memories at once.
 
     host_sel : In(2), host_core : In(range(cores)), host_addr : In(addr_bits), host_wdata :
         In(width), host_we : In(1): write one word of memory ``MEMORIES[host_sel]`` (of core
@@ -52,7 +69,7 @@ class CoreSlice(wiring.Component):
         ``host_rcore`` for B), one cycle after it is presented (a read port of its own: the DMA
         loads and stores at once); above a memory's word, the bits are another memory's (the
         reader drops them: ``hw.accelerator``'s width adapter sends zeros there); a memory
-        the port does not own reads as another.
+        the port does not own, or does not store, reads as another.
     """
 
     def __init__(self, config, addr_bits=12, mem_bits=None, depths=None, cores=1, aux_depth=0,
@@ -111,18 +128,30 @@ class CoreSlice(wiring.Component):
     shapes = property(lambda self: dict(self._shapes))
     mem_bits = property(lambda self: dict(self._mem_bits))
 
+    def _ports(self, name):
+        """(core read ports' names, core write ports' names, host write port, host read port) of
+        memory ``name``: the core's ports for its buffer (``ComputingCore.memory_ports``; with aux
+        buffers, the core writes W chunks only there), a host write port where the DMA loads the
+        buffer and a host read port where it stores it (``hw.isa.DIRECTIONS``)."""
+        readers, writers = self._core.memory_ports()[name]
+        if name == "w" and self._aux:
+            writers = []
+        dirs = Buffer.of(name).directions
+        return readers, writers, Opcode.LOAD in dirs, Opcode.STORE in dirs
+
     def buffer_ports(self):
-        """{memory: (write ports, read ports, copies)} of the memories this slice builds, from the
-        same definitions ``elaborate`` uses: each global buffer's core ports
-        (``ComputingCore.memory_ports``) plus one host write and one host read port; B and the
-        aux buffers (the core's W ports, no host's) once per core."""
+        """{memory: :class:`BufferPorts`} of the memories this slice builds, from the same
+        definitions ``elaborate`` uses (``_ports``); B and the aux buffers (the core's W ports, no
+        host's) once per core."""
         out = {}
         for name in MEMORIES:
-            readers, writers = self._core.memory_ports()[name]
-            out[name] = (len(writers) + 1, len(readers) + 1, self._n if name == "b" else 1)
+            readers, writers, host_w, host_r = self._ports(name)
+            copies = self._n if name == "b" else 1
+            out[name] = BufferPorts(len(writers) + host_w, len(readers) + host_r, copies,
+                                    self._shapes[name].size, self._depths[name])
         if self._aux:
             readers, writers = self._core.memory_ports()["w"]
-            out["aux"] = (len(writers), len(readers), self._n)
+            out["aux"] = BufferPorts(len(writers), len(readers), self._n, self._shapes["w"].size, self._aux)
         return out
 
     def _aux_buffers(self, m, cores):
@@ -172,15 +201,17 @@ class CoreSlice(wiring.Component):
                 mem = memory.Memory(shape=self._shapes[name], depth=self._depths[name], init=[])
                 m.submodules[f"mem_{name}{j}" if j else f"mem_{name}"] = mem
                 hp = dma_port(Buffer.of(name), j, self._hp)  # the host port that owns this memory
-                mine_w = self.host(hp, "core") == j if name == "b" else 1
-                host_w = mem.write_port()
-                m.d.comb += [host_w.addr.eq(self.host(hp, "addr")[:bits]),
-                             host_w.data.eq(self.host(hp, "wdata")),
-                             host_w.en.eq(self.host(hp, "we") & (self.host(hp, "sel") == k) & mine_w)]
-                host_r = mem.read_port()
-                m.d.comb += host_r.addr.eq(self.host(hp, "raddr")[:bits])
-                data_out[hp].append((j, host_r.data))
-                readers, writers = self._core.memory_ports()[name]
+                readers, writers, loaded, stored = self._ports(name)
+                if loaded:
+                    mine_w = self.host(hp, "core") == j if name == "b" else 1
+                    host_w = mem.write_port()
+                    m.d.comb += [host_w.addr.eq(self.host(hp, "addr")[:bits]),
+                                 host_w.data.eq(self.host(hp, "wdata")),
+                                 host_w.en.eq(self.host(hp, "we") & (self.host(hp, "sel") == k) & mine_w)]
+                if stored:
+                    host_r = mem.read_port()
+                    m.d.comb += host_r.addr.eq(self.host(hp, "raddr")[:bits])
+                    data_out[hp].append((j, host_r.data))
                 for r in readers:  # the core's ports: addresses cut to this memory's depth
                     port, mine = mem.read_port(), getattr(core, r)
                     m.d.comb += [port.addr.eq(mine.addr[:bits]), port.en.eq(mine.en)]
@@ -188,9 +219,7 @@ class CoreSlice(wiring.Component):
                         m.d.comb += getattr(c, r).data.eq(port.data)
                 for wname in writers:
                     port, mine = mem.write_port(), getattr(core, wname)
-                    shared = ~mine.addr[bits] if name == "w" and self._aux else 1
-                    m.d.comb += [port.addr.eq(mine.addr[:bits]), port.en.eq(mine.en & shared),
-                                 port.data.eq(mine.data)]
+                    m.d.comb += [port.addr.eq(mine.addr[:bits]), port.en.eq(mine.en), port.data.eq(mine.data)]
             for hp, owned in enumerate(data_out):
                 if len(owned) > 1:  # B of several cores: the one addressed a cycle ago
                     rcore = Signal.like(self.host(hp, "rcore"), name=f"host{hp}_rcore_{name}")

@@ -23,6 +23,8 @@ STATUS.DONE and the interrupt.
 and every buffer memory belongs to one of them (``dma_port``: the weights to engine 0, the
 parameters to 1, the output buffer to 2, the pixel group of B of core k to k mod ports). A LOAD or
 STORE names its buffer's engine in ``port``; another engine ends the run with ``ErrorCode.PORT``.
+The weights and parameters are only loaded and the int32 outputs only stored (``DIRECTIONS``); a
+transfer the other way ends the run with ``ErrorCode.DIRECTION``.
 Transfers start in program order, each when its engine is free, so up to one per engine run at
 once, and retire in program order: a transfer's signal still means that every transfer before it
 in its queue is done.
@@ -35,8 +37,8 @@ from amaranth.lib import data
 
 from hw.command import command_layout
 
-__all__ = ["Opcode", "Queue", "Token", "TOKEN_BITS", "Buffer", "INSTRUCTION_BITS", "HEADER", "body_layouts",
-           "dma_port", "encode", "decode", "markdown"]
+__all__ = ["Opcode", "Queue", "Token", "TOKEN_BITS", "Buffer", "DIRECTIONS", "INSTRUCTION_BITS", "HEADER",
+           "body_layouts", "dma_port", "encode", "decode", "markdown"]
 
 INSTRUCTION_BITS = 1024
 DRAM_OFFSET_BITS = 40  # byte offset into a region (1 TiB)
@@ -105,6 +107,20 @@ class Buffer(enum.IntEnum):
     def of(cls, memory):
         """The buffer of a ``hw.core_slice.MEMORIES`` name."""
         return cls(("b", "w", "q", "o").index(memory))
+
+    @property
+    def directions(self):
+        """The transfers the DMA makes on this buffer (``DIRECTIONS``)."""
+        return DIRECTIONS[self]
+
+
+# What the DMA may do to each buffer: B is loaded (inputs, spills read back) and stored (results);
+# the weights and parameters are only loaded, the int32 outputs only stored. The buffers have a
+# host write port only where they are loaded and a host read port only where they are stored
+# (``hw.core_slice``), so that each keeps to the two ports of a block RAM where it can; a LOAD or
+# STORE against its buffer's direction ends the run with ``ErrorCode.DIRECTION``.
+DIRECTIONS = {Buffer.B: (Opcode.LOAD, Opcode.STORE), Buffer.W: (Opcode.LOAD,), Buffer.Q: (Opcode.LOAD,),
+              Buffer.OUT: (Opcode.STORE,)}
 
 
 def dma_port(buffer, core, ports):
@@ -223,8 +239,9 @@ def markdown(addr_bits=16):
     out += [f"| {t.value.bit_length() - 1} | `{t.name}` |" for t in Token]
     out += ["", f"Each token is a {TOKEN_BITS}-bit counter: a signal past {(1 << TOKEN_BITS) - 1} ends the "
             f"run with TOKEN_OVERFLOW."]
-    out += ["", "### Buffers (`buffer` of LOAD/STORE)", "", "| value | buffer |", "|---|---|"]
-    out += [f"| {b.value} | `{b.name}` |" for b in Buffer]
+    out += ["", "### Buffers (`buffer` of LOAD/STORE)", "", "| value | buffer | transfers |", "|---|---|---|"]
+    out += [f"| {b.value} | `{b.name}` | {', '.join(op.name for op in b.directions)} |" for b in Buffer]
+    out += ["", "A transfer a buffer does not take ends the run with DIRECTION."]
     for op, layout in body_layouts(addr_bits).items():
         if layout.size:
             out += ["", f"### {op.name} body", "", *table(layout, HEADER.size)]

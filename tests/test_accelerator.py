@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import pytest
+from amaranth.hdl import Shape
 
 from hw.accelerator import Accelerator
 from hw.config import PRESETS, ConfigError
@@ -40,11 +41,11 @@ def test_buffer_ports_are_the_elaborated_memories_ports():
     ports = sl.buffer_ports()
     assert set(ports) == set(names)
     for name, subs in names.items():
-        writes, reads, copies = ports[name]
-        assert copies == len(subs)
+        assert ports[name].copies == len(subs)
         for sub in subs:
             mem = m.submodules[sub]
-            assert (len(mem.write_ports), len(mem.read_ports)) == (writes, reads), sub
+            assert (len(mem.write_ports), len(mem.read_ports)) == (ports[name].writes, ports[name].reads), sub
+            assert (Shape.cast(mem.shape).width, mem.depth) == (ports[name].width, ports[name].depth), sub
 
 
 def test_array_limits():

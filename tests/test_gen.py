@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from gen.cli import block_ram_mappable, design_dsps
+from gen.cli import block_ram_mappable, block_rams, design_dsps
 from hw.config import PRESETS
 from hw.dsp_mac import primitive_declaration
 
@@ -60,12 +60,17 @@ def test_emits_the_whole_accelerator_and_its_vivado_project(small_build):
     res = json.loads((out / "report/resources.json").read_text())
     assert res["dsp48e2"] == sum(dsps.values()) and res["dsp48e2_by_unit"] == dsps
     assert res["bram36"] == cfg.bram36 <= res["part_bram36"]
-    # the buffers as the RTL builds them: B per core 2 write ports (core, host) and 7 read ports
-    assert res["buffer_ports"]["B"] == {"write_ports": 2, "read_ports": 7, "copies": 2,
-                                        "vivado_block_ram": False}
-    assert res["buffer_ports"]["C (parameters)"]["vivado_block_ram"]  # one write port: replicated
+    # the buffers as the RTL builds them: B per core 2 write ports (core, host) and 7 read ports;
+    # the others one write port each (the host's, or the core's for the output and aux buffers)
+    ports = res["buffer_ports"]
+    assert ports["B"] == {"write_ports": 2, "read_ports": 7, "copies": 2, "width_bits": 16, "depth": 32768,
+                          "vivado_block_ram": False, "bram36_as_built": None}
+    assert {name: (p["write_ports"], p["read_ports"]) for name, p in ports.items()} == {
+        "B": (2, 7), "C (weights)": (1, 2), "C (parameters)": (1, 1), "output": (1, 1), "aux": (1, 2)}
+    assert ports["C (weights)"]["bram36_as_built"] == 2 * block_rams(32, 3072, 1, 1)  # one per read port
     warning = [line for line in proc.stderr.splitlines() if "warning" in line]
-    assert len(warning) == 1 and "B (2 write, 7 read ports)" in warning[0] and "output" in warning[0]
+    assert len(warning) == 1 and "the buffers B (2 write, 7 read ports)" in warning[0]
+    assert "output" not in warning[0] and "aux" not in warning[0]
     assert "vivado -mode batch -source vivado/build.tcl" in (out / "README.md").read_text()
 
 
@@ -75,6 +80,20 @@ def test_block_ram_mapping_rule(ports, ok):
     """Vivado's block RAM inference (UG901): two ports in all, or one write port replicated per
     read port."""
     assert block_ram_mappable(*ports) == ok
+
+
+@pytest.mark.parametrize("shape,rams", [
+    ((64, 512, 1, 1), 1),  # one RAMB36E2 as 512 x 72 simple dual port
+    ((32, 256, 1, 1), 0.5),  # one RAMB18E2 (512 x 36)
+    ((64, 16384, 1, 1), 32),  # B of one paper core: 32 x (512 x 72)
+    ((512, 128, 1, 2), 2 * 7.5),  # an aux buffer: 15 RAMB18E2 of 36 bits, once per read port
+    ((16, 4096, 2, 0), 2),  # two write ports: true dual port, 2K x 18 per RAMB36E2
+    ((1, 32768, 1, 1), 1),  # 32K x 1
+    ((64, 512, 2, 1), None),  # not block RAM
+])
+def test_block_rams_as_built(shape, rams):
+    """Block RAM of one memory as Vivado tiles it (UG573's aspect ratios)."""
+    assert block_rams(*shape) == rams
 
 
 def test_verilog_compiles_with_iverilog(small_build, tmp_path):
