@@ -213,11 +213,12 @@ def buffer_ports(cfg):
     return acc.buffer_ports
 
 
-def block_ram_mappable(writes, reads):
+def block_ram_mappable(writes, reads, shared=0):
     """Whether Vivado infers block RAM for a memory with these ports (UG901, "Memory Inference
-    Capabilities"): two ports in all (simple or true dual port), or one write port and any number
-    of read ports (the RAM replicated per read port)."""
-    return writes + reads <= 2 or writes == 1
+    Capabilities"): two addresses in all (simple or true dual port; ``shared`` read ports on a
+    write port's address make a read/write port with it), or one write port and any number of
+    read ports (the RAM replicated per read port)."""
+    return writes + reads - shared <= 2 or writes == 1
 
 
 # Block RAM aspect ratios (UG573, "Block RAM Summary"): (words, bits) of one RAMB18E2 and one
@@ -228,15 +229,16 @@ RAMB36_TDP = ((32768, 1), (16384, 2), (8192, 4), (4096, 9), (2048, 18), (1024, 3
 RAMB36_SDP = ((512, 72),)
 
 
-def block_rams(width, depth, writes, reads):
+def block_rams(width, depth, writes, reads, shared=0):
     """BRAM36 (RAMB18E2 count as halves) of a ``width``-bit, ``depth``-word memory with these ports
     as Vivado builds it in block RAM (:func:`block_ram_mappable`; None if it does not): one RAM
-    with two ports in all, else one per read port, each tiled from the aspect ratio that takes
-    the fewest blocks (the wide simple dual port mode for one write and one read port)."""
-    if not block_ram_mappable(writes, reads):
+    with two addresses in all, else one per read port, each tiled from the aspect ratio that
+    takes the fewest blocks (the wide simple dual port mode for one write and one read port,
+    not for a read/write port)."""
+    if not block_ram_mappable(writes, reads, shared):
         return None
-    copies = 1 if writes + reads <= 2 else reads
-    sdp = writes == 1  # each copy: one write and one read port
+    copies = 1 if writes + reads - shared <= 2 else reads
+    sdp = writes == 1 and not shared  # each copy: one write and one read port
     shapes = [(1, s) for s in RAMB18_TDP + (RAMB18_SDP if sdp else ())]
     shapes += [(2, s) for s in RAMB36_TDP + (RAMB36_SDP if sdp else ())]
     halves = min(size * -(-depth // words) * -(-width // bits) for size, (words, bits) in shapes)
@@ -246,7 +248,7 @@ def block_rams(width, depth, writes, reads):
 def unmappable_buffers(ports):
     """The buffers of ``ports`` (:func:`buffer_ports`) Vivado would not map to block RAM, as text."""
     return [f"{BUFFER_NAMES[name]} ({p.writes} write, {p.reads} read ports)" for name, p in ports.items()
-            if not block_ram_mappable(p.writes, p.reads)]
+            if not block_ram_mappable(p.writes, p.reads, p.shared)]
 
 
 def resource_estimate(cfg, dsps, ports=None):
@@ -270,9 +272,9 @@ def resource_estimate(cfg, dsps, ports=None):
 
 
 def _buffer_entry(p):
-    rams = block_rams(p.width, p.depth, p.writes, p.reads)
-    return {"write_ports": p.writes, "read_ports": p.reads, "copies": p.copies, "width_bits": p.width,
-            "depth": p.depth, "vivado_block_ram": rams is not None,
+    rams = block_rams(p.width, p.depth, p.writes, p.reads, p.shared)
+    return {"write_ports": p.writes, "read_ports": p.reads, "shared_address": p.shared, "copies": p.copies,
+            "width_bits": p.width, "depth": p.depth, "vivado_block_ram": rams is not None,
             "bram36_as_built": None if rams is None else rams * p.copies}
 
 

@@ -94,9 +94,13 @@ class Accelerator(wiring.Component):
         self._cfg, self._aw = config, addr_width
         # each core's aux buffer (an attention's vk chunks) at W addresses above W's
         aux = config.aux_kib * 8192 // shapes["w"].size if self._bits["w"] < addr_bits else 0
-        self._slice = CoreSlice(config, addr_bits, self._bits, self._depths, cores=config.cores,
-                                aux_depth=aux, core_module=core_module, host_ports=config.axi_ports)
         self._beats = word_beats(config, shapes)
+        # the weight buffer as one true dual port RAM (host writes wait a cycle for w_rd0's reads)
+        # where a weight word takes two DMA beats or more and a block two beats or more
+        self._shared_w = bool(aux) and self._beats["w"] >= 2 and config.block_min >= 2
+        self._slice = CoreSlice(config, addr_bits, self._bits, self._depths, cores=config.cores,
+                                aux_depth=aux, core_module=core_module, host_ports=config.axi_ports,
+                                shared_w=self._shared_w)
         shifts = tuple(self._beats[n].bit_length() - 1 for n in MEMORIES)
         self._shifts = shifts
         self._dab = BUF_ADDR_BITS + max(shifts)
@@ -122,6 +126,7 @@ class Accelerator(wiring.Component):
     aux_base = property(lambda self: self._slice.aux_base)  # W word address of each core's aux buffer
     aux_depth = property(lambda self: self._slice.aux_depth)  # its words (0: none)
     aux_bit = property(lambda self: self._slice.aux_bit)  # the W address bit that selects it
+    shared_w = property(lambda self: self._shared_w)  # the weight buffer's host writes share w_rd0's port
 
     def core_module(self):
         """A :class:`ComputingCore` as the cores' Verilog module (``CORE_MODULE``) is built."""

@@ -732,10 +732,12 @@ class ComputingCore(wiring.Component):
         ]
         w_addr = [tile_w[e] + ch for e in range(2)]
         w_addr[1] = Mux(is_dw, dw["w_addr"], w_addr[1])
-        for e, w_rd in enumerate((self.w_rd0, self.w_rd1)):
-            # weight reuse: a reduction reads its chunk on the block's first beat and holds it
-            hold = is_reduce & ~(is_dw if e else 0)  # (the depthwise command reads a weight every beat)
-            m.d.comb += [w_rd.addr.eq(w_addr[e]), w_rd.en.eq(~hold | (issue & (sl == 0)))]
+        # weight reuse: a reduction reads its chunk on the block's first beat and holds it; w_rd0
+        # reads on no other cycle (the weight buffer's host writes take its port then:
+        # ``CoreSlice(shared_w=)``), w_rd1 also on every beat of a depthwise command
+        first_beat = issue & (sl == 0)
+        m.d.comb += [self.w_rd0.addr.eq(w_addr[0]), self.w_rd0.en.eq(is_reduce & first_beat),
+                     self.w_rd1.addr.eq(w_addr[1]), self.w_rd1.en.eq(~is_reduce | is_dw | first_beat)]
 
         # -- stage 1: read data arrives; beats to the engines and units ------------------------
         first = Mux(is_pool, pix[0] == 0, ch == 0)

@@ -25,6 +25,7 @@ class BufferPorts(NamedTuple):
     copies: int
     width: int
     depth: int
+    shared: int = 0  # read ports on a write port's address (a read/write port of the RAM)
 
 
 class CoreSlice(wiring.Component):
@@ -73,7 +74,7 @@ class CoreSlice(wiring.Component):
     """
 
     def __init__(self, config, addr_bits=12, mem_bits=None, depths=None, cores=1, aux_depth=0,
-                 core_module=None, host_ports=1):
+                 core_module=None, host_ports=1, shared_w=False):
         check_int("Address width", addr_bits, 4, 20)
         self._n = check_int("Cores", cores, 1, 64)
         self._hp = check_int("Host ports", host_ports, 1, 4)
@@ -85,6 +86,10 @@ class CoreSlice(wiring.Component):
                 raise ValueError(f"unknown memory {name!r}: expected one of {', '.join(MEMORIES)}")
             self._mem_bits[name] = check_int(f"Address width of memory {name}", bits, 1, addr_bits)
         self._aux = check_int("Aux depth", aux_depth, 0, 1 << 16)
+        self._shared_w = bool(shared_w)
+        if shared_w and not aux_depth:
+            raise ValueError("the weight buffer's shared port needs the aux buffers (the cores write no "
+                             "chunks to W then)")
         if aux_depth and self._mem_bits["w"] >= addr_bits:
             raise ValueError(f"the aux buffer sits above W's {self._mem_bits['w']} address bits: "
                              f"needs addr_bits > {self._mem_bits['w']}, not {addr_bits}")
@@ -147,8 +152,9 @@ class CoreSlice(wiring.Component):
         for name in MEMORIES:
             readers, writers, host_w, host_r = self._ports(name)
             copies = self._n if name == "b" else 1
+            shared = int(name == "w" and self._shared_w)
             out[name] = BufferPorts(len(writers) + host_w, len(readers) + host_r, copies,
-                                    self._shapes[name].size, self._depths[name])
+                                    self._shapes[name].size, self._depths[name], shared)
         if self._aux:
             readers, writers = self._core.memory_ports()["w"]
             out["aux"] = BufferPorts(len(writers), len(readers), self._n, self._shapes["w"].size, self._aux)
@@ -170,6 +176,42 @@ class CoreSlice(wiring.Component):
                 port, mine = aux.read_port(), getattr(core, rname)
                 m.d.comb += [port.addr.eq(mine.addr[:ab]), port.en.eq(mine.en),
                              getattr(core, f"w_aux{p}").eq(port.data)]
+
+    def _shared_w_port(self, m, mem, core, cores, hp, k, bits):
+        """The weight buffer as a true dual port RAM: port A takes the host's writes and the
+        core's ``w_rd0`` reads on one address, port B ``w_rd1``'s reads. ``w_rd0`` reads a chunk
+        on a block's first beat and holds it for the block (its enable is high on that cycle
+        alone), so a host write waits while it reads: in a register, written the next cycle. That
+        cycle is free of both: a block takes at least ``block_min`` >= 2 beats, and a weight word
+        at least two DMA beats (the accelerator builds this port only then:
+        ``Accelerator.shared_w``). The chunk ``w_rd0`` read is kept in a register of its own (a
+        write on port A changes the RAM's output)."""
+        readers, _ = self._core.memory_ports()["w"]
+        r0, r1 = (getattr(core, r) for r in readers)
+        req = self.host(hp, "we") & (self.host(hp, "sel") == k)
+        pend = Signal(name="w_pending")
+        pend_addr = Signal(bits, name="w_pending_addr")
+        pend_data = Signal(self._shapes["w"].size, name="w_pending_data")
+        pend_go = pend & ~r0.en  # a waiting write goes on the first cycle w_rd0 does not read
+        go_req = req & ~r0.en & ~pend
+        with m.If(req & ~go_req):  # the port reads for w_rd0, or a write waits already
+            m.d.sync += [pend_addr.eq(self.host(hp, "addr")[:bits]), pend_data.eq(self.host(hp, "wdata"))]
+        m.d.sync += pend.eq((req & ~go_req) | (pend & ~pend_go))
+        a_addr = Signal(bits, name="w_port_a_addr")
+        host_addr = self.host(hp, "addr")[:bits]
+        m.d.comb += a_addr.eq(Mux(pend_go, pend_addr, Mux(go_req, host_addr, r0.addr[:bits])))
+        port_w, port_a, port_b = mem.write_port(), mem.read_port(), mem.read_port()
+        m.d.comb += [port_w.addr.eq(a_addr), port_w.en.eq(pend_go | go_req),
+                     port_w.data.eq(Mux(pend_go, pend_data, self.host(hp, "wdata"))),
+                     port_a.addr.eq(a_addr), port_a.en.eq(1),
+                     port_b.addr.eq(r1.addr[:bits]), port_b.en.eq(r1.en)]
+        read0 = Signal(name="w_rd0_read")
+        m.d.sync += read0.eq(r0.en)
+        held = Signal(self._shapes["w"].size, name="w_rd0_held")
+        data0 = Mux(read0, port_a.data.as_value(), held)
+        m.d.sync += held.eq(data0)
+        for c in cores:  # multicast to every core
+            m.d.comb += [getattr(c, readers[0]).data.eq(data0), getattr(c, readers[1]).data.eq(port_b.data)]
 
     def elaborate(self, platform):
         m = Module()
@@ -202,6 +244,9 @@ class CoreSlice(wiring.Component):
                 m.submodules[f"mem_{name}{j}" if j else f"mem_{name}"] = mem
                 hp = dma_port(Buffer.of(name), j, self._hp)  # the host port that owns this memory
                 readers, writers, loaded, stored = self._ports(name)
+                if name == "w" and self._shared_w:
+                    self._shared_w_port(m, mem, core, cores, hp, k, bits)
+                    continue
                 if loaded:
                     mine_w = self.host(hp, "core") == j if name == "b" else 1
                     host_w = mem.write_port()

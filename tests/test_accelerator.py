@@ -10,7 +10,7 @@ import sys
 import pytest
 from amaranth.hdl import Shape
 
-from hw.accelerator import Accelerator
+from hw.accelerator import Accelerator, silenced
 from hw.config import PRESETS, ConfigError
 from sim.runner import run_testbench
 
@@ -66,6 +66,21 @@ def test_proxy_whole_network_bit_exact_on_the_model(proxy_quantized, tmp_path):
     lay = json.loads((tmp_path / "program" / "layout.json").read_text())
     assert lay["config_hash"] == PRESETS["tiny2"].hash
     assert {t.get("cores") for t in lay["tensors"].values() if "op" in t} == {1, 2}  # cut over both cores
+
+
+def test_proxy_whole_network_with_the_shared_weight_port(proxy_quantized, tmp_path):
+    """4x4 engines on a 64-bit AXI port: a weight word takes two DMA beats, so the weight buffer is
+    one true dual port RAM whose host writes wait for engine 0's chunk reads
+    (``CoreSlice(shared_w=)``); the attentions run in head rounds (a 128-chunk aux buffer)."""
+    cfg = PRESETS["tiny2"].replace(s=4, t=4, m=4, n=4, buffer_c_kib=64, aux_kib=2)
+    acc = silenced(Accelerator(cfg))
+    assert acc.shared_w and acc.buffer_ports["w"].shared == 1
+    (tmp_path / "c.json").write_text(cfg.to_json())
+    rc, out, err = run("sim.net", "--quantized", str(proxy_quantized), "--data", "digits", "--images", "1",
+                       "--config", str(tmp_path / "c.json"), "--sim", "verilator", "--build", str(tmp_path))
+    assert rc == 0, out[-3000:] + err[-3000:]
+    assert "40 of 40 layer outputs bit-exact; logits exact on 1 of 1 image(s)" in out
+    assert "RTL vs model: +0.0 %" in out
 
 
 def test_net_errors(proxy_quantized, tmp_path):
