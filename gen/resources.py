@@ -236,7 +236,7 @@ def _accelerator(name, out):
     with tempfile.TemporaryDirectory() as tmp:
         core, t_core = synthesize(one, CORE_MODULE, tmp, flatten=True)
     counted = _compare_dsps(one, core)
-    print(f"  {t_core:.0f} s; now the rest, with the {cfg.cores} cores and the buffers as black boxes ...",
+    print(f"  {t_core:.0f} s; now the rest, with the {cfg.cores} cores and buffer B as black boxes ...",
           flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         rest, t_rest = synthesize(acc, "trio_accelerator", tmp,

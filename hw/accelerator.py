@@ -165,6 +165,7 @@ class Accelerator(wiring.Component):
                      ctrl.fetch_wr.en.eq(wr0.en & ctrl.fetching)]
         for p, dma in enumerate(dmas):
             self._adapter(m, p, dma, ctrl, core, fetching=ctrl.fetching if p == 0 else Const(0))
+            m.d.comb += dma.wr_ready.eq(core.host(p, "wready"))
         return m
 
     def _adapter(self, m, p, dma, ctrl, core, fetching):

@@ -65,6 +65,9 @@ class CoreSlice(wiring.Component):
     host_sel : In(2), host_core : In(range(cores)), host_addr : In(addr_bits), host_wdata :
         In(width), host_we : In(1): write one word of memory ``MEMORIES[host_sel]`` (of core
         ``host_core`` for B) per cycle (``width``: the widest word);
+    host_wready : Out(1): the port takes a write this cycle; low only for the port of the weight
+        buffer's shared RAM (``shared_w``) while a write waits there (a word takes two DMA beats
+        or more, so the beat before it falls cannot complete another);
     host_rsel : In(2), host_rcore : In(range(cores)), host_raddr : In(addr_bits), host_rdata :
         Out(width): the word at ``host_raddr`` of memory ``MEMORIES[host_rsel]`` (of core
         ``host_rcore`` for B), one cycle after it is presented (a read port of its own: the DMA
@@ -116,7 +119,7 @@ class CoreSlice(wiring.Component):
                 f"{h}sel": In(2), f"{h}core": In(range(cores)), f"{h}addr": In(addr_bits),
                 f"{h}wdata": In(width), f"{h}we": In(1),
                 f"{h}rsel": In(2), f"{h}rcore": In(range(cores)), f"{h}raddr": In(addr_bits),
-                f"{h}rdata": Out(width),
+                f"{h}rdata": Out(width), f"{h}wready": Out(1),
             })
         super().__init__(members)
 
@@ -181,11 +184,13 @@ class CoreSlice(wiring.Component):
         """The weight buffer as a true dual port RAM: port A takes the host's writes and the
         core's ``w_rd0`` reads on one address, port B ``w_rd1``'s reads. ``w_rd0`` reads a chunk
         on a block's first beat and holds it for the block (its enable is high on that cycle
-        alone), so a host write waits while it reads: in a register, written the next cycle. That
-        cycle is free of both: a block takes at least ``block_min`` >= 2 beats, and a weight word
-        at least two DMA beats (the accelerator builds this port only then:
-        ``Accelerator.shared_w``). The chunk ``w_rd0`` read is kept in a register of its own (a
-        write on port A changes the RAM's output)."""
+        alone), so a host write that meets a read waits in a register and goes on the next cycle
+        without one: a block takes at least ``block_min`` >= 2 beats, and a weight word at least
+        two DMA beats (the accelerator builds this port only then: ``Accelerator.shared_w``), so
+        the next word is not there yet. Only a one-pixel command (a head linear: one beat per
+        chunk) reads on every cycle; while a write waits, ``host_wready`` holds the DMA. The
+        chunk ``w_rd0`` read is kept in a register of its own (a write on port A changes the
+        RAM's output)."""
         readers, _ = self._core.memory_ports()["w"]
         r0, r1 = (getattr(core, r) for r in readers)
         req = self.host(hp, "we") & (self.host(hp, "sel") == k)
@@ -197,6 +202,7 @@ class CoreSlice(wiring.Component):
         with m.If(req & ~go_req):  # the port reads for w_rd0, or a write waits already
             m.d.sync += [pend_addr.eq(self.host(hp, "addr")[:bits]), pend_data.eq(self.host(hp, "wdata"))]
         m.d.sync += pend.eq((req & ~go_req) | (pend & ~pend_go))
+        m.d.comb += self.host(hp, "wready").eq(~pend)  # a one-beat-per-chunk command reads every cycle
         a_addr = Signal(bits, name="w_port_a_addr")
         host_addr = self.host(hp, "addr")[:bits]
         m.d.comb += a_addr.eq(Mux(pend_go, pend_addr, Mux(go_req, host_addr, r0.addr[:bits])))
@@ -235,6 +241,9 @@ class CoreSlice(wiring.Component):
         if self._aux:
             self._aux_buffers(m, cores)
         rdata = [{} for _ in range(self._hp)]  # per host port: {memory index: its read data}
+        for hp in range(self._hp):  # every port takes its writes, but the shared weight port's
+            if not (self._shared_w and hp == dma_port(Buffer.W, 0, self._hp)):
+                m.d.comb += self.host(hp, "wready").eq(1)
         for k, name in enumerate(MEMORIES):
             bits = self._mem_bits[name]
             owners = cores if name == "b" else cores[:1]  # one B per core; W, Q, O shared

@@ -25,6 +25,7 @@ class Dma(wiring.Component):
     load : In(stream.Signature(load_layout(...))), store : In(stream.Signature(store_layout(...)))
     axi : Out(hw.axi.axi4(addr_width, data_width))
     wr : the reader's buffer write port; rd : the writer's buffer read port (latency 1).
+    wr_ready : In(1), high by default: the reader's ``wr_ready`` (the buffer takes a write).
     load_busy, store_busy : Out(1); load_error, store_error : Out(2) (``hw.axi.Resp``).
 
     Latency and throughput: those of the reader and the writer, one beat per cycle each way.
@@ -40,6 +41,7 @@ class Dma(wiring.Component):
             "store": In(stream.Signature(store_layout(addr_width, dim_bits, buf_addr_width))),
             "axi": Out(axi4(addr_width, data_width)),
             "wr": In(memory.WritePort.Signature(addr_width=buf_addr_width, shape=data_width)),
+            "wr_ready": In(1, init=1),
             "rd": In(memory.ReadPort.Signature(addr_width=buf_addr_width, shape=data_width)),
             "load_busy": Out(1), "store_busy": Out(1), "load_error": Out(2), "store_error": Out(2),
         })
@@ -52,6 +54,7 @@ class Dma(wiring.Component):
         wiring.connect(m, wiring.flipped(self.load), reader.cmd)
         wiring.connect(m, wiring.flipped(self.store), writer.cmd)
         wiring.connect(m, reader.wr, wiring.flipped(self.wr))
+        m.d.comb += reader.wr_ready.eq(self.wr_ready)
         wiring.connect(m, writer.rd, wiring.flipped(self.rd))
         for half, port in zip(self._halves, (reader.axi, writer.axi), strict=True):
             for name, member in half.members.items():

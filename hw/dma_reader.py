@@ -17,7 +17,7 @@ class DmaDirection(wiring.Component):
     and ``error``."""
 
     def __init__(self, addr_width, data_width, buf_addr_width, max_beats, outstanding, dim_bits, cmd_layout,
-                 axi_half, port, port_signature):
+                 axi_half, port, port_signature, extra=None):
         check_int("Buffer address width", buf_addr_width, 4, 32)
         check_int("Outstanding bursts", outstanding, 1, 64)
         self._seq = BurstSequencer(addr_width, data_width // 8, max_beats, dim_bits)
@@ -29,6 +29,7 @@ class DmaDirection(wiring.Component):
             port: In(port_signature),
             "busy": Out(1),
             "error": Out(2),
+            **(extra or {}),
         })
 
 
@@ -72,8 +73,8 @@ def load_layout(addr_width, dim_bits, buf_addr_width):
 class DmaReader(DmaDirection):
     """Reads ``rows`` x ``row_beats`` beats from DRAM and writes them, one buffer word per beat, to
     a buffer write port. Bursts come from a :class:`BurstSequencer`; up to ``outstanding``
-    bursts are in flight, so DRAM latency hides behind the requests; read data is always
-    accepted (``rready`` high), one beat per cycle.
+    bursts are in flight, so DRAM latency hides behind the requests; read data is accepted
+    (``rready``) one beat per cycle while ``wr_ready`` is high.
 
     Parameters
     ----------
@@ -93,6 +94,8 @@ class DmaReader(DmaDirection):
     cmd : In(stream.Signature(load_layout(...))): accepted while idle.
     axi : Out(hw.axi.axi4_read(addr_width, data_width)): ID 0, INCR, full-width beats.
     wr : In(memory.WritePort.Signature(addr_width=buf_addr_width, shape=data_width)).
+    wr_ready : In(1), high by default: the buffer takes a write this cycle (low: ``rready`` falls
+        and the beat waits on the AXI channel).
     busy : Out(1): from the cycle after the command to the cycle after its last write.
     error : Out(2): the first non-OKAY ``rresp`` of the current command (``hw.axi.Resp``), held
         until the next command; the data of such a beat is written as it came.
@@ -104,7 +107,8 @@ class DmaReader(DmaDirection):
                  dim_bits=16):
         super().__init__(addr_width, data_width, buf_addr_width, max_beats, outstanding, dim_bits,
                          load_layout(addr_width, dim_bits, buf_addr_width), axi4_read, "wr",
-                         memory.WritePort.Signature(addr_width=buf_addr_width, shape=data_width))
+                         memory.WritePort.Signature(addr_width=buf_addr_width, shape=data_width),
+                         {"wr_ready": In(1, init=1)})
 
     def elaborate(self, platform):
         m = Module()
@@ -123,21 +127,22 @@ class DmaReader(DmaDirection):
             seq.burst.ready.eq(axi.arready & (in_flight < self._out)),
         ]
         sent = axi.arvalid & axi.arready
-        done_burst = axi.rvalid & axi.rready & axi.rlast
+        beat = axi.rvalid & self.wr_ready  # a beat accepted
+        done_burst = beat & axi.rlast
         m.d.sync += in_flight.eq(in_flight + sent - done_burst)
 
         # Receive side: every beat to the next buffer word of the row structure.
         walk = BufferWalk(m, "dst", self._bw, self._db, self.cmd.valid & self.cmd.ready, c.dst,
-                          c.dst_stride, c.row_beats, c.rows, step=axi.rvalid)
+                          c.dst_stride, c.row_beats, c.rows, step=beat)
         m.d.comb += [
-            axi.rready.eq(1),
-            self.wr.addr.eq(walk.addr), self.wr.data.eq(axi.rdata), self.wr.en.eq(axi.rvalid & walk.active),
+            axi.rready.eq(self.wr_ready),
+            self.wr.addr.eq(walk.addr), self.wr.data.eq(axi.rdata), self.wr.en.eq(beat & walk.active),
             self.busy.eq(walk.active),
             self.cmd.ready.eq(~walk.active & ~seq.busy),
             seq.cmd.valid.eq(self.cmd.valid & self.cmd.ready),
         ]
         with m.If(self.cmd.valid & self.cmd.ready):
             m.d.sync += self.error.eq(Resp.OKAY)
-        with m.Elif(axi.rvalid & walk.active & (axi.rresp != Resp.OKAY) & (self.error == Resp.OKAY)):
+        with m.Elif(beat & walk.active & (axi.rresp != Resp.OKAY) & (self.error == Resp.OKAY)):
             m.d.sync += self.error.eq(axi.rresp)
         return m

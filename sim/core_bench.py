@@ -94,29 +94,34 @@ class AmaranthDriver:
 
 def run_amaranth(config, plans, addr_bits, weight_reads=False, groups=None, mem_bits=None, aux_depth=0):
     """Run ``plans`` one after the other on a fresh CoreSlice in amaranth.sim: [(result, cycles)],
-    with ``weight_reads`` [(result, cycles, reads)]: the weight-port reads (both engines) while
-    the core was busy. ``groups`` (per plan, per core its B words: ``run_plan``): that many
-    cores in lockstep; ``mem_bits``, ``aux_depth``: the CoreSlice's."""
+    with ``weight_reads`` [(result, cycles, reads, back_to_back)]: the weight-port reads (both
+    engines) while the core was busy, and the cycles on which ``w_rd0`` read right after a read
+    (on the weight buffer's shared port a host write then waits: ``CoreSlice(shared_w=)``).
+    ``groups`` (per plan, per core its B words: ``run_plan``): that many cores in lockstep;
+    ``mem_bits``, ``aux_depth``: the CoreSlice's."""
     from amaranth.sim import Simulator
 
     from hw.core_slice import CoreSlice
 
     cores = max((len(g) for g in groups or [] if g), default=1)
     dut = CoreSlice(config, addr_bits, mem_bits, cores=cores, aux_depth=aux_depth)
-    out, reads = [], [0]
+    out, reads = [], [0, 0]
 
     async def tb(ctx):
         drv = AmaranthDriver(dut, ctx)
         for k, p in enumerate(plans):
-            reads[0] = 0
+            reads[:] = [0, 0]
             result = await run_plan(drv, dut.shapes, addr_bits, p, groups[k] if groups else None)
-            out.append(result + (reads[0],) if weight_reads else result)
+            out.append(result + tuple(reads) if weight_reads else result)
 
     async def count(ctx):
         core = dut.core
+        last = 0
         async for _, _, busy, en0, en1 in ctx.tick().sample(core.busy, core.w_rd0.en, core.w_rd1.en):
             if busy:
                 reads[0] += en0 + en1
+                reads[1] += en0 & last
+            last = en0
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)

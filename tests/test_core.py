@@ -167,7 +167,7 @@ def test_weight_reuse_reads_each_chunk_once_per_pixel_block():
     rng = np.random.default_rng(5)
     plans = [p for p in (plan(r, ins, cfg, 10) for name, r, ins, _ in _cases(cfg.s, rng)
                          if name.startswith(("pw", "conv", "stem")))]
-    for p, (_, _, reads) in zip(plans, run_amaranth(cfg, plans, 10, weight_reads=True), strict=True):
+    for p, (_, _, reads, _) in zip(plans, run_amaranth(cfg, plans, 10, weight_reads=True), strict=True):
         c = p.command
         if reduction_engines(c.chunks) == 1:  # one chunk: the MAT engine alone, one tile at a time
             counts = [c.pixels] * c.tiles
@@ -176,6 +176,21 @@ def test_weight_reuse_reads_each_chunk_once_per_pixel_block():
             counts = [c.split if c.tiles % 2 and k == pairs - 1 else c.pixels for k in range(pairs)]
         blocks = sum(pixel_blocks(n, cfg.block_max)[2] for n in counts)
         assert reads == 2 * c.chunks * blocks < 2 * c.chunks * sum(counts), c
+
+
+@pytest.mark.parametrize("cfg", [THREE, BLOCKS], ids=["3x3 blocks 2-4", "tiny blocks 3-5"])
+def test_engine_0_reads_weights_on_two_cycles_in_a_row_only_for_one_pixel(cfg):
+    """The weight buffer's shared port (``CoreSlice(shared_w=)``) delays a host write by one cycle
+    when it meets a ``w_rd0`` read and writes it on the next cycle without one: with blocks of two
+    beats or more, every command kind and the depthwise-pointwise band pipeline leave one,
+    except a one-pixel command (a linear: one beat per chunk), during which the DMA waits."""
+    rng = np.random.default_rng(7)
+    cases = [(name, plan(r, ins, cfg, 10)) for name, r, ins, _ in _cases(cfg.s, rng)]
+    cases += [(name, fused_plan(dw, x, pw, y, cfg, 10)) for name, dw, x, pw, y, _ in _fused_cases(cfg.s, rng)]
+    runs = run_amaranth(cfg, [p for _, p in cases], 10, weight_reads=True)
+    assert all(reads for _, _, reads, _ in runs)
+    back = {name: b for (name, _), (_, _, _, b) in zip(cases, runs, strict=True) if b}
+    assert list(back) == ["linear int32"], back
 
 
 def test_extreme_operands_saturate_like_the_golden():
