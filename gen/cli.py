@@ -158,6 +158,10 @@ def generate(cfg, out, log=print, warn=_warn):
     (out / "config.json").write_text(cfg.to_json())
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     log(f"  wrote {out / 'config.json'}, {out / 'manifest.json'}")
+    built = sum(buffers_as_built(cfg, mem_ports).values())
+    if built > DEVICE["bram36"]:
+        warn(f"the global buffers as built take {built:g} BRAM36 (B's from its bank model), more than the "
+             f"{DEVICE['board']}'s {DEVICE['bram36']} (report/resources.json)")
     unmappable = unmappable_buffers(mem_ports)
     if unmappable:
         many = len(unmappable) > 1
@@ -266,11 +270,23 @@ def resource_estimate(cfg, dsps, ports=None):
             "bram36_by_buffer": {b.name: b.bram36 for b in cfg.buffers()},
             "part": DEVICE["part"], "part_dsp48e2": DEVICE["dsp48e2"], "part_bram36": DEVICE["bram36"],
             "buffer_ports": {BUFFER_NAMES[name]: _buffer_entry(p) for name, p in (ports or {}).items()},
+            "buffers_bram36_as_built": buffers_as_built(cfg, ports) if ports else None,
             "buffer_ports_note": "bram36 is the buffers' bank model (docs/architecture.md); the RTL "
                                  "builds each buffer as one memory with these ports (copies: one per "
                                  "core for B and aux), Vivado maps to block RAM only those with "
                                  "vivado_block_ram, and bram36_as_built is what that takes in all "
                                  "copies (gen.cli.block_rams; null where it does not map)"}
+
+
+def buffers_as_built(cfg, ports):
+    """BRAM36 of the global buffers as this version builds them: each mappable memory's block RAM
+    (:func:`block_rams`, all copies), and for one that does not map (B) its bank model's."""
+    banks = {b.name: b.bram36 for b in cfg.buffers()}
+    out = {}
+    for name, p in ports.items():
+        rams = _buffer_entry(p)["bram36_as_built"]
+        out[BUFFER_NAMES[name]] = rams if rams is not None else banks[BUFFER_NAMES[name]]
+    return out
 
 
 def _buffer_entry(p):

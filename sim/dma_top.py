@@ -11,7 +11,7 @@ from pathlib import Path
 
 from amaranth.hdl import Module
 from amaranth.lib import memory, wiring
-from amaranth.lib.wiring import Out
+from amaranth.lib.wiring import In, Out
 
 from hw.dma import Dma
 
@@ -49,6 +49,8 @@ class DmaTop(wiring.Component):
             ours, theirs = getattr(self, name), getattr(dma, name)
             if member.is_signature:
                 wiring.connect(m, wiring.flipped(ours), theirs)
+            elif member.flow == In:  # wr_ready: the buffer's hold on the loads
+                m.d.comb += theirs.eq(ours)
             else:
                 m.d.comb += ours.eq(theirs)  # the status outputs
         return m

@@ -1,6 +1,7 @@
 """cocotb testbench of the DMA engine (``sim.dma_top.DmaTop``) against cocotbext-axi's ``AxiRam``.
 
-Every channel of the RAM pauses at random (reproducible from TRIO_SEED). Random 2-D loads
+Every channel of the RAM pauses at random (reproducible from TRIO_SEED), and the buffer holds the
+loads at random (``wr_ready``). Random 2-D loads
 (DRAM -> buffer) and stores (buffer -> DRAM), many of them across 4 KiB boundaries, round-trip
 data that is compared byte for byte; the bursts seen on ar and aw are compared with
 ``hw.axi.bursts`` (the RAM model itself asserts that no burst crosses 4 KiB); loads and stores
@@ -59,6 +60,13 @@ class Bench:
                 raise ValueError(f"{address:#x} is in the hole")
             return await access(address, arg)
         return checked
+
+    async def hold_writes(self, rate):
+        """``wr_ready`` low on a random ``rate`` of the cycles (the buffer holding the loads)."""
+        rng = random.Random(self.rng.random())
+        while True:
+            self.dut.wr_ready.value = int(rng.random() >= rate)
+            await RisingEdge(self.dut.clk)
 
     def back_pressure(self, rate):
         ifs = self.ram.read_if, self.ram.write_if
@@ -149,6 +157,7 @@ async def dma(dut):
     Clock(dut.clk, 10, unit="ns").start()
     dut.load__valid.value = 0
     dut.store__valid.value = 0
+    dut.wr_ready.value = 1
     dut.rst.value = 1
     bench = Bench(dut, p, rng)
     bench.ram.write(0, bytes(rng.getrandbits(8) for _ in range(RAM_BYTES)))
@@ -158,10 +167,14 @@ async def dma(dut):
     cocotb.start_soon(bench.monitor())
     beat = bench.beat
 
-    # Random round trips under random back-pressure on every channel.
+    # Random round trips under random back-pressure on every channel, the buffer holding the
+    # loads on a random fifth of the cycles (``wr_ready``).
     bench.back_pressure(0.3)
+    holding = cocotb.start_soon(bench.hold_writes(0.2))
     for _ in range(transfers):
         await load_store_round_trip(bench, buf_base=0)
+    holding.cancel()
+    dut.wr_ready.value = 1
 
     # A store and a load at the same time (different halves of the buffer).
     half = 1 << (p["buf_addr_width"] - 1)
