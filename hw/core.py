@@ -931,17 +931,22 @@ class ComputingCore(wiring.Component):
         pp_q = pp.o.payload.q.as_value()
         m.d.comb += [self.b_wr0.en.eq(pp.o.valid & (out.dest == E.TO_B)), self.b_wr0.addr.eq(out.addr),
                      self.b_wr0.data.eq(pp_q)]
-        # the weight buffer's writes: sum k, requantized (lane row 0 of the divisor tile's chunk),
-        # or a vk chunk: its rows collected (row m = lane m), written with the last row (rows
-        # 0..M-2 from their registers, row M-1 as it leaves the post-processor)
+        # the weight buffer's writes through one port: a vk chunk, its rows collected (row m =
+        # lane m) and written with the last row (rows 0..M-2 from their registers, row M-1 as it
+        # leaves the post-processor), or sum k, requantized, as row 0 of the divisor tile's chunk.
+        # That chunk's other rows are whatever the vk rows hold: they weight only the divisor
+        # tile's lanes 1..S-1, which nothing reads (the divisor buffer takes lane 0), so only
+        # row 0 has a select (not a 512-bit one between a zero-padded word and a chunk)
         is_ks = pp.o.valid & (out.dest == E.KS_WORD)
         is_row = pp.o.valid & (out.dest == E.ROW)
         rows = [Signal(self._word, name=f"vk_row{r}") for r in range(c.m - 1)]
         for r in range(c.m - 1):
             with m.If(is_row & (out.row == r)):
                 m.d.sync += rows[r].eq(pp_q)
+        chunk = [r.as_value() for r in rows] + [pp_q]
+        chunk[0] = Mux(is_ks, pp_q, chunk[0])
         m.d.comb += [self.w_wr0.en.eq(is_ks | (is_row & (out.row == c.m - 1))), self.w_wr0.addr.eq(out.addr),
-                     self.w_wr0.data.eq(Mux(is_ks, pp_q, Cat(*[r.as_value() for r in rows], pp_q)))]
+                     self.w_wr0.data.eq(Cat(*chunk))]
         dw_write = self.b_wr0.en & out.dw
         writes = [self.b_wr0.en & ~out.dw, self.o_wr0.en, self.w_wr0.en]
 
