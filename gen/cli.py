@@ -131,8 +131,10 @@ def generate(cfg, out, log=print, warn=_warn):
     texts["report/model.csv"] = _model_csv(report)
     dsps = design_dsps(cfg)
     mem_ports = buffer_ports(cfg)
-    texts["report/resources.json"] = json.dumps(resource_estimate(cfg, dsps, mem_ports), indent=2) + "\n"
-    texts["README.md"] = _readme(cfg, verilog_files, mem_ports)
+    estimate = resource_estimate(cfg, dsps, mem_ports)
+    texts["report/resources.json"] = json.dumps(estimate, indent=2) + "\n"
+    unmappable = unmappable_buffers(mem_ports)
+    texts["README.md"] = _readme(cfg, verilog_files, estimate, unmappable)
     manifest = {"generator": "trio-vit", "config_name": cfg.name, "config_hash": cfg.hash,
                 "config": cfg.to_dict(), "target": DEVICE, "multipliers": cfg.multipliers,
                 "dsp48e2": sum(dsps.values()), "peak_gmacs": cfg.peak_gmacs, "top": TOP_MODULE,
@@ -158,11 +160,10 @@ def generate(cfg, out, log=print, warn=_warn):
     (out / "config.json").write_text(cfg.to_json())
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     log(f"  wrote {out / 'config.json'}, {out / 'manifest.json'}")
-    built = sum(buffers_as_built(cfg, mem_ports).values())
+    built = sum(estimate["buffers_bram36_as_built"].values())
     if built > DEVICE["bram36"]:
         warn(f"the global buffers as built take {built:g} BRAM36 (B's from its bank model), more than the "
              f"{DEVICE['board']}'s {DEVICE['bram36']} (report/resources.json)")
-    unmappable = unmappable_buffers(mem_ports)
     if unmappable:
         many = len(unmappable) > 1
         warn(f"the buffer{'s' if many else ''} {', '.join(unmappable)} {'have' if many else 'has'} more "
@@ -209,7 +210,7 @@ BUFFER_NAMES = {"b": "B", "w": "C (weights)", "q": "C (parameters)", "o": "outpu
 
 
 def buffer_ports(cfg):
-    """{memory: (write ports, read ports, copies)} of the design's buffers as the RTL builds them
+    """{memory: hw.core_slice.BufferPorts} of the design's buffers as the RTL builds them
     (``hw.accelerator.Accelerator.buffer_ports``)."""
     from gen.board_top import ADDR_WIDTH
     from hw.accelerator import Accelerator, silenced
@@ -260,6 +261,7 @@ def unmappable_buffers(ports):
 def resource_estimate(cfg, dsps, ports=None):
     """DSP48E2 (``dsps``: :func:`design_dsps`) and BRAM36 (the buffers' banks) of the design,
     against the part's capacity; ``make resources`` adds yosys's counts of the synthesized design."""
+    entries = {name: _buffer_entry(p) for name, p in (ports or {}).items()}
     return {"source": "configuration: the units' DSP48E2 (ComputingCore.dsps: the engines' "
                       "multiply-accumulate slices, post-processing products as synthesis splits "
                       "them) and the buffers' banks",
@@ -269,8 +271,8 @@ def resource_estimate(cfg, dsps, ports=None):
             "dsp48e2": sum(dsps.values()), "dsp48e2_by_unit": dsps, "bram36": cfg.bram36,
             "bram36_by_buffer": {b.name: b.bram36 for b in cfg.buffers()},
             "part": DEVICE["part"], "part_dsp48e2": DEVICE["dsp48e2"], "part_bram36": DEVICE["bram36"],
-            "buffer_ports": {BUFFER_NAMES[name]: _buffer_entry(p) for name, p in (ports or {}).items()},
-            "buffers_bram36_as_built": buffers_as_built(cfg, ports) if ports else None,
+            "buffer_ports": {BUFFER_NAMES[name]: e for name, e in entries.items()},
+            "buffers_bram36_as_built": _as_built(cfg, entries) if ports else None,
             "buffer_ports_note": "bram36 is the buffers' bank model (docs/architecture.md); the RTL "
                                  "builds each buffer as one memory with these ports (copies: one per "
                                  "core for B and aux), Vivado maps to block RAM only those with "
@@ -278,15 +280,13 @@ def resource_estimate(cfg, dsps, ports=None):
                                  "copies (gen.cli.block_rams; null where it does not map)"}
 
 
-def buffers_as_built(cfg, ports):
-    """BRAM36 of the global buffers as this version builds them: each mappable memory's block RAM
-    (:func:`block_rams`, all copies), and for one that does not map (B) its bank model's."""
+def _as_built(cfg, entries):
+    """BRAM36 of the global buffers as this version builds them (``entries``: :func:`_buffer_entry`
+    by memory): each mappable memory's block RAM (all copies), and for one that does not map (B)
+    its bank model's."""
     banks = {b.name: b.bram36 for b in cfg.buffers()}
-    out = {}
-    for name, p in ports.items():
-        rams = _buffer_entry(p)["bram36_as_built"]
-        out[BUFFER_NAMES[name]] = rams if rams is not None else banks[BUFFER_NAMES[name]]
-    return out
+    return {BUFFER_NAMES[name]: e["bram36_as_built"] if e["vivado_block_ram"] else banks[BUFFER_NAMES[name]]
+            for name, e in entries.items()}
 
 
 def _buffer_entry(p):
@@ -296,22 +296,22 @@ def _buffer_entry(p):
             "bram36_as_built": None if rams is None else rams * p.copies}
 
 
-def _readme(cfg, verilog_files, mem_ports):
+def _readme(cfg, verilog_files, estimate, unmappable):
     from gen.board_top import TOP_MODULE
     from gen.vivado import REGISTER_BASE
 
     files = "\n".join(f"- `{f}`" for f in verilog_files)
-    entries = {name: _buffer_entry(p) for name, p in mem_ports.items()}
+    entries = estimate["buffer_ports"]
     mapped = sum(e["bram36_as_built"] or 0 for e in entries.values())
-    unmapped = ", ".join(f"{BUFFER_NAMES[n]}: {e['write_ports']} write, {e['read_ports']} read ports"
-                         for n, e in entries.items() if not e["vivado_block_ram"])
-    fits = ", ".join(BUFFER_NAMES[n] for n, e in entries.items() if e["vivado_block_ram"])
+    unmapped = ", ".join(unmappable)
+    fits = ", ".join(name for name, e in entries.items() if e["vivado_block_ram"])
     buffers = (f"Of the global buffers in this version's Verilog, {fits} map to block RAM ({mapped:g} BRAM36 "
                "as built)")
     if unmapped:
-        buffers += (f"; the others are memories with more ports than a block RAM has ({unmapped}), which "
-                    "Vivado cannot map to block RAM, so the run below is not expected to complete until they "
-                    "are banked (the repository's README).")
+        many = len(unmappable) > 1
+        buffers += (f"; {unmapped} {'have' if many else 'has'} more ports than a block RAM has, which Vivado "
+                    f"cannot map to block RAM, so the run below is not expected to complete until "
+                    f"{'they are' if many else 'it is'} banked (the repository's README).")
     else:
         buffers += "."
     return f"""# Trio-ViT accelerator {cfg.name} for the ZCU102 (configuration hash {cfg.hash})

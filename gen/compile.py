@@ -440,16 +440,21 @@ def compile_network(frozen, image_shape, config, seed=0, progress=None, model=No
         tensors[dst] = dict(offset=em.activation(owords, mem), words=owords, mem=mem,
                             shape=list(whole.out_shape), kind=p.kind, groups=p.groups, op=r["name"],
                             cores=n_cores)
-        nh = whole.groups // 2 if heads is not None else 0  # an attention's heads per branch
+        if heads is not None:  # an attention's heads per branch; a head's output and q/k/v words
+            nh, dw = whole.groups // 2, -(-int(np.asarray(r["dim"])) // lanes)
+            d3 = 3 * dw
         for k in range(rounds):  # an attention cut by heads: round k runs head groups k * n_cores + j
-            active = n_cores if heads is None else min(n_cores, -(-nh // heads) - k * n_cores)
-            groups = [(j, (k * n_cores + j) * heads) for j in range(active)] if heads is not None else []
-            for i, t in head_inputs:  # each core's heads of the branch: 3 * dim channels each
-                d3 = 3 * -(-int(np.asarray(r["dim"])) // lanes)
-                for j, h0 in groups:
+            groups = []  # (core, first head, heads) of each group of this round
+            for j in range(n_cores if heads is not None else 0):
+                h0 = (k * n_cores + j) * heads
+                if h0 < nh:
+                    groups.append((j, h0, min(nh, h0 + heads) - h0))
+            for i, t in head_inputs:  # each core's heads of the branch
+                for j, h0, n in groups:
                     em.transfer_2d(Opcode.LOAD, "b", "activations", t["offset"] + h0 * d3 * wb,
-                                   b_base + i * pixels * heads * d3, (min(nh, h0 + heads) - h0) * d3, pixels,
-                                   nh * d3, heads * d3, core=j)
+                                   b_base + i * pixels * heads * d3, n * d3, pixels, nh * d3, heads * d3,
+                                   core=j)
+            active = len(groups) if heads is not None else n_cores
             for command, loads in passes:
                 for m_w, (base, items) in loads.items() if k == 0 else ():  # loaded once
                     em.transfer(Opcode.LOAD, m_w, "weights", em.weights_words(m_w, items), base, len(items))
@@ -458,18 +463,14 @@ def compile_network(frozen, image_shape, config, seed=0, progress=None, model=No
                 for c in command:
                     em.emit(Opcode.COMPUTE, mine, cores=(1 << active) - 1, command=c.value(acc.addr_bits))
                     core_model.append(core_cycles(cfg, c, acc.core))
-            for j, h0 in groups:  # each core's heads of each branch into their place in every pixel
-                dw = -(-int(np.asarray(r["dim"])) // lanes)
+            for j, h0, n in groups:  # each core's heads of each branch into their place in every pixel
                 for b in range(2):
                     at_j = tensors[dst]["offset"] + (b * nh + h0) * dw * wb
-                    em.transfer_2d(Opcode.STORE, "b", "activations", at_j, obase + b * heads * dw,
-                                   (min(nh, h0 + heads) - h0) * dw, pixels, 2 * nh * dw, 2 * heads * dw,
-                                   core=j)
-        if heads is not None:
-            pass  # stored round by round, above
-        elif per is None:
+                    em.transfer_2d(Opcode.STORE, "b", "activations", at_j, obase + b * heads * dw, n * dw,
+                                   pixels, 2 * nh * dw, 2 * heads * dw, core=j)
+        if heads is None and per is None:  # (an attention cut by heads: stored round by round, above)
             em.transfer(Opcode.STORE, mem, "activations", tensors[dst]["offset"], obase, owords)
-        else:
+        elif heads is None:
             ocw = p.command.out_cw
             for j in range(n_cores):
                 n = min(per, pixels - j * per)

@@ -248,11 +248,11 @@ class CoreSlice(wiring.Component):
             bits = self._mem_bits[name]
             owners = cores if name == "b" else cores[:1]  # one B per core; W, Q, O shared
             data_out = [[] for _ in range(self._hp)]  # per host port: (core, read data)
+            readers, writers, loaded, stored = self._ports(name)
             for j, core in enumerate(owners):
                 mem = memory.Memory(shape=self._shapes[name], depth=self._depths[name], init=[])
                 m.submodules[f"mem_{name}{j}" if j else f"mem_{name}"] = mem
                 hp = dma_port(Buffer.of(name), j, self._hp)  # the host port that owns this memory
-                readers, writers, loaded, stored = self._ports(name)
                 if name == "w" and self._shared_w:
                     self._shared_w_port(m, mem, core, cores, hp, k, bits)
                     continue
