@@ -1,6 +1,9 @@
 """The accelerator top: AXI4-Lite registers, the controller, one DMA engine per AXI4 manager
 port, and the computing cores with their buffers."""
 
+from functools import lru_cache
+from typing import NamedTuple
+
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
@@ -15,7 +18,8 @@ from hw.dma import Dma
 from hw.isa import BUF_ADDR_BITS
 from hw.registers import ADDR_BITS, REGIONS
 
-__all__ = ["Accelerator", "accelerator_verilog", "memory_depths", "word_beats", "silenced", "CORE_MODULE"]
+__all__ = ["Accelerator", "accelerator_verilog", "memory_depths", "word_beats", "BufferGeometry", "buffer_geometry",
+           "one_pixel_beats", "silenced", "CORE_MODULE"]
 
 CORE_MODULE = "trio_computing_core"  # the computing core's Verilog module, instantiated per core
 
@@ -39,6 +43,44 @@ def word_beats(config, shapes):
         n = -(-shapes[name].size // config.axi_bits)
         out[name] = 1 << (n - 1).bit_length()
     return out
+
+
+class BufferGeometry(NamedTuple):
+    """The buffers of an accelerator configuration (``buffer_geometry``)."""
+    shapes: dict      # {memory: its word's shape} (``CoreSlice.shapes``)
+    depths: dict      # {memory: words} (``memory_depths``; B per core)
+    bits: dict        # {memory: address bits}
+    aux_depth: int    # chunk words of each core's aux buffer (0: none)
+    word_beats: dict  # {memory: DMA beats per word} (``word_beats``)
+    shared_w: bool    # the weight buffer's host writes share engine 0's read port
+
+
+@lru_cache(maxsize=None)
+def buffer_geometry(config):
+    """:class:`BufferGeometry` of ``config``, one definition for the accelerator and the compiler.
+    Each core's aux buffer (an attention's vk chunks) sits at W addresses above W's, so it exists
+    where W is not the deepest memory. The weight buffer is one true dual port RAM, its host
+    writes sharing engine 0's read port (``CoreSlice(shared_w=)``), where there are aux buffers
+    (the cores then never write W), a weight word takes two DMA beats or more and a block two
+    beats or more: the port is then free on every other cycle but in a one-pixel command, which
+    therefore takes two beats per chunk (``one_pixel_beats``)."""
+    probe = CoreSlice(config, 4)
+    probe._MustUse__silence = True
+    probe.core._MustUse__silence = True
+    shapes = probe.shapes
+    depths = memory_depths(config, shapes)
+    bits = {name: (d - 1).bit_length() for name, d in depths.items()}
+    aux = config.aux_kib * 8192 // shapes["w"].size if bits["w"] < max(bits.values()) else 0
+    beats = word_beats(config, shapes)
+    shared = bool(aux) and beats["w"] >= 2 and config.block_min >= 2
+    return BufferGeometry(shapes, depths, bits, aux, beats, shared)
+
+
+def one_pixel_beats(config):
+    """Beats per weight chunk of a one-pixel command (a head linear): two where the weight
+    buffer's port is shared (``buffer_geometry``), so that engine 0 reads on every other cycle
+    and a host write never waits for more than one; else one."""
+    return 2 if buffer_geometry(config).shared_w else 1
 
 
 def silenced(component):
@@ -81,23 +123,14 @@ class Accelerator(wiring.Component):
             raise TypeError(f"config must be an AcceleratorConfig, not {config!r}")
         if config.cores > 64:
             raise ConfigError(f"the controller addresses at most 64 cores, not {config.cores}")
-        probe = CoreSlice(config, 4)
-        probe._MustUse__silence = True
-        probe.core._MustUse__silence = True
-        shapes = probe.shapes
-        self._depths = memory_depths(config, shapes)
-        self._bits = {name: (d - 1).bit_length() for name, d in self._depths.items()}
+        geo = buffer_geometry(config)
+        shapes, self._depths, self._bits = geo.shapes, geo.depths, geo.bits
         addr_bits = max(self._bits.values())
         if addr_bits > 20:
             raise ConfigError(f"buffer B of {config.buffer_b_kib} KiB needs {addr_bits}-bit word addresses; "
                               f"the core takes at most 20")
         self._cfg, self._aw = config, addr_width
-        # each core's aux buffer (an attention's vk chunks) at W addresses above W's
-        aux = config.aux_kib * 8192 // shapes["w"].size if self._bits["w"] < addr_bits else 0
-        self._beats = word_beats(config, shapes)
-        # the weight buffer as one true dual port RAM (host writes wait a cycle for w_rd0's reads)
-        # where a weight word takes two DMA beats or more and a block two beats or more
-        self._shared_w = bool(aux) and self._beats["w"] >= 2 and config.block_min >= 2
+        aux, self._beats, self._shared_w = geo.aux_depth, geo.word_beats, geo.shared_w
         self._slice = CoreSlice(config, addr_bits, self._bits, self._depths, cores=config.cores,
                                 aux_depth=aux, core_module=core_module, host_ports=config.axi_ports,
                                 shared_w=self._shared_w)

@@ -142,16 +142,17 @@ def split_pixels(pixels, smallest):
     return cdiv(pixels, 2) if pixels >= 2 * smallest else pixels
 
 
-def pixel_loop(pixels, width, smallest, largest):
+def pixel_loop(pixels, width, smallest, largest, one=1):
     """The pixel-loop fields of a reduction over ``pixels`` output pixels (``width`` per row):
     the odd last tile is split between the engines when each half has at least ``smallest``
-    pixels, else it runs on the MAT engine alone; a single pixel (the head
-    core's linears) takes one beat per chunk."""
+    pixels, else it runs on the MAT engine alone; a single pixel (the head linears) takes
+    ``one`` beats per chunk (``hw.accelerator.one_pixel_beats``: two where the weight buffer's
+    port is shared)."""
     split = split_pixels(pixels, smallest)
     pblock, pbig, _ = pixel_blocks(pixels, largest)
     oblock, obig, _ = pixel_blocks(split, largest)
     return dict(split=split, split_y=split // width, split_x=split % width, pblock=pblock, pbig=pbig,
-                oblock=oblock, obig=obig, min_beats=1 if pixels == 1 else smallest)
+                oblock=oblock, obig=obig, min_beats=one if pixels == 1 else smallest)
 
 
 def follow_loop(pixels, width, band, smallest, largest):

@@ -66,8 +66,8 @@ class CoreSlice(wiring.Component):
         In(width), host_we : In(1): write one word of memory ``MEMORIES[host_sel]`` (of core
         ``host_core`` for B) per cycle (``width``: the widest word);
     host_wready : Out(1): the port takes a write this cycle; low only for the port of the weight
-        buffer's shared RAM (``shared_w``) while a write waits there (a word takes two DMA beats
-        or more, so the beat before it falls cannot complete another);
+        buffer's shared RAM (``shared_w``) while a write waits there and ``w_rd0`` reads again (a
+        word takes two DMA beats or more, so the beat held cannot complete another);
     host_rsel : In(2), host_rcore : In(range(cores)), host_raddr : In(addr_bits), host_rdata :
         Out(width): the word at ``host_raddr`` of memory ``MEMORIES[host_rsel]`` (of core
         ``host_rcore`` for B), one cycle after it is presented (a read port of its own: the DMA
@@ -187,22 +187,27 @@ class CoreSlice(wiring.Component):
         alone), so a host write that meets a read waits in a register and goes on the next cycle
         without one: a block takes at least ``block_min`` >= 2 beats, and a weight word at least
         two DMA beats (the accelerator builds this port only then: ``Accelerator.shared_w``), so
-        the next word is not there yet. Only a one-pixel command (a head linear: one beat per
-        chunk) reads on every cycle; while a write waits, ``host_wready`` holds the DMA. The
-        chunk ``w_rd0`` read is kept in a register of its own (a write on port A changes the
-        RAM's output)."""
+        the next word is not there yet. A one-pixel command (a head linear) takes two beats per
+        chunk on such an accelerator (``hw.accelerator.one_pixel_beats``), so ``w_rd0`` never
+        reads on two cycles in a row in a compiled program; if it does, ``host_wready`` holds the
+        DMA while a write waits and the port reads again, so a write is never lost. The chunk
+        ``w_rd0`` read is kept in a register of its own (a write on port A changes the RAM's
+        output)."""
         readers, _ = self._core.memory_ports()["w"]
         r0, r1 = (getattr(core, r) for r in readers)
         req = self.host(hp, "we") & (self.host(hp, "sel") == k)
         pend = Signal(name="w_pending")
         pend_addr = Signal(bits, name="w_pending_addr")
         pend_data = Signal(self._shapes["w"].size, name="w_pending_data")
-        pend_go = pend & ~r0.en  # a waiting write goes on the first cycle w_rd0 does not read
-        go_req = req & ~r0.en & ~pend
+        reads = Signal(name="w_rd0_reads_w")  # w_rd0 takes port A (an aux buffer's address does not)
+        m.d.comb += reads.eq(r0.en & ~r0.addr[bits])
+        pend_go = pend & ~reads  # a waiting write goes on the first cycle w_rd0 does not read W
+        go_req = req & ~reads & ~pend
         with m.If(req & ~go_req):  # the port reads for w_rd0, or a write waits already
             m.d.sync += [pend_addr.eq(self.host(hp, "addr")[:bits]), pend_data.eq(self.host(hp, "wdata"))]
         m.d.sync += pend.eq((req & ~go_req) | (pend & ~pend_go))
-        m.d.comb += self.host(hp, "wready").eq(~pend)  # a one-beat-per-chunk command reads every cycle
+        # hold the DMA only while a waiting write cannot go (w_rd0 reads on two cycles in a row)
+        m.d.comb += self.host(hp, "wready").eq(~(pend & reads))
         a_addr = Signal(bits, name="w_port_a_addr")
         host_addr = self.host(hp, "addr")[:bits]
         m.d.comb += a_addr.eq(Mux(pend_go, pend_addr, Mux(go_req, host_addr, r0.addr[:bits])))
@@ -212,7 +217,7 @@ class CoreSlice(wiring.Component):
                      port_a.addr.eq(a_addr), port_a.en.eq(1),
                      port_b.addr.eq(r1.addr[:bits]), port_b.en.eq(r1.en)]
         read0 = Signal(name="w_rd0_read")
-        m.d.sync += read0.eq(r0.en)
+        m.d.sync += read0.eq(reads)
         held = Signal(self._shapes["w"].size, name="w_rd0_held")
         data0 = Mux(read0, port_a.data.as_value(), held)
         m.d.sync += held.eq(data0)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from hw.accelerator import one_pixel_beats
 from hw.command import Command, CommandError, Op, Post, cdiv, follow_loop, pixel_loop
 from hw.config import DW_KERNELS
 from quant.arith import im2col
@@ -231,7 +232,7 @@ def fused_plan(dw_r, dw_x, pw_r, pw_x, cfg, addr_bits=None):
                 left = (ho - rows) * wo
                 rest = replace(c, in_base=c.in_base + rows * wo * c.in_cw,
                                out_base=c.out_base + rows * wo * c.out_cw, in_h=ho - rows, pixels=left,
-                               **pixel_loop(left, wo, lo, hi))
+                               **pixel_loop(left, wo, lo, hi, one_pixel_beats(cfg)))
             cycles = fused_core_cycles(cfg, dcmd, follow, rest, core)
             if cycles < best[0]:
                 best = (cycles, (band, rows, [dcmd, follow] + ([rest] if rest else [])))
@@ -322,8 +323,9 @@ def _reduce(r, x, cfg):
 
 def _pixel_loop(pixels, width, chunks, cfg):
     """The command's pixel blocks and odd-tile split (``hw.command.pixel_loop``), with the block
-    limit the model uses (buffer A stages the block's inputs: ``chunks`` words per pixel)."""
-    return pixel_loop(pixels, width, cfg.block_min, block_limit(cfg, chunks * cfg.t))
+    limit the model uses (buffer A stages the block's inputs: ``chunks`` words per pixel) and the
+    accelerator's beats per chunk of a single pixel (``hw.accelerator.one_pixel_beats``)."""
+    return pixel_loop(pixels, width, cfg.block_min, block_limit(cfg, chunks * cfg.t), one_pixel_beats(cfg))
 
 
 def _depthwise(r, x, w, k, stride, pad, post, cfg):

@@ -194,8 +194,8 @@ def reduction_cycles(p, kc, tiles, in_bytes, w_bytes, cfg, engines=2):
 
 def core_beats(cfg, command):
     """Beats of one core command (``hw.command.Command``) as the model counts them on one core:
-    a reduction by :func:`reduction` (a linear as the head core does, one chunk per beat per
-    engine), an add or a pool one buffer word per beat."""
+    a reduction by :func:`reduction` (a linear: ``min_beats`` per chunk per engine,
+    ``hw.accelerator.one_pixel_beats``), an add or a pool one buffer word per beat."""
     from hw.command import Op
 
     c = command
@@ -204,8 +204,9 @@ def core_beats(cfg, command):
     if c.op == Op.ATTN_VK:  # outer products on the R-MAC engine: one token per beat and block
         return c.cwg * c.cwg * c.pixels
     if c.op in (Op.REDUCE, Op.ATTN_Q):
-        if c.pixels == 1:  # a linear: the head core's rule (linear_step)
-            return cdiv(c.tiles, reduction_engines(c.chunks)) * c.chunks + rmac_last_results(c)
+        if c.pixels == 1:  # a linear: tile pairs, ``min_beats`` per chunk (one, or two on a shared weight port)
+            engines = reduction_engines(c.chunks)
+            return reduction_beats(1, c.chunks, c.tiles, c.min_beats, 1, engines) + rmac_last_results(c)
         one = cfg.replace(cores=1)
         return reduction(c.pixels, c.chunks, c.tiles, c.chunks * cfg.t, one).beats + rmac_last_results(c)
     return c.pixels * c.in_cw
@@ -513,11 +514,14 @@ def reduction_step(r, cfg):
 
 def linear_step(r, cfg):
     """A head linear on the head core alone (sim.timeline): p = 1, one weight chunk per beat on
-    each engine, weights streamed from the DMA; the DRAM sets its pace. The engines take tiles in
-    pairs; an odd last tile runs on the MAT engine alone (its single pixel cannot be split, and
-    splitting its reduction would need a partial-sum adder the core does not have)."""
+    each engine (two where the weight buffer's port is shared: ``hw.accelerator.one_pixel_beats``),
+    weights streamed from the DMA; the DRAM sets its pace. The engines take tiles in pairs; an
+    odd last tile runs on the MAT engine alone (its single pixel cannot be split, and splitting
+    its reduction would need a partial-sum adder the core does not have)."""
+    from hw.accelerator import one_pixel_beats
+
     tiles, kc = _tiles(r, cfg)
-    beats = cdiv(tiles, reduction_engines(kc)) * kc
+    beats = reduction_beats(1, kc, tiles, one_pixel_beats(cfg), 1, reduction_engines(kc))
     return Step([r["name"]], ["linear"], r["macs"], beats + mat_latency(cfg) + DISPATCH,
                 "head core, streamed weights", weights=weight_bytes(r), background=True)
 

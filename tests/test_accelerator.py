@@ -10,7 +10,7 @@ import sys
 import pytest
 from amaranth.hdl import Shape
 
-from hw.accelerator import Accelerator, silenced
+from hw.accelerator import Accelerator, one_pixel_beats, silenced
 from hw.config import PRESETS, ConfigError
 from sim.runner import run_testbench
 
@@ -74,13 +74,15 @@ def test_proxy_whole_network_with_the_shared_weight_port(proxy_quantized, tmp_pa
     (``CoreSlice(shared_w=)``); the attentions run in head rounds (a 128-chunk aux buffer)."""
     cfg = PRESETS["tiny2"].replace(s=4, t=4, m=4, n=4, buffer_c_kib=64, aux_kib=2)
     acc = silenced(Accelerator(cfg))
-    assert acc.shared_w and acc.buffer_ports["w"].shared == 1
+    assert acc.shared_w and acc.buffer_ports["w"].shared == 1 and one_pixel_beats(cfg) == 2
     (tmp_path / "c.json").write_text(cfg.to_json())
     rc, out, err = run("sim.net", "--quantized", str(proxy_quantized), "--data", "digits", "--images", "1",
                        "--config", str(tmp_path / "c.json"), "--sim", "verilator", "--build", str(tmp_path))
     assert rc == 0, out[-3000:] + err[-3000:]
     assert "40 of 40 layer outputs bit-exact; logits exact on 1 of 1 image(s)" in out
     assert "RTL vs model: +0.0 %" in out
+    rows = [line for line in out.splitlines() if line.startswith("head.op_list.") and "linear" in line]
+    assert len(rows) == 2 and all("+0.0%" in r for r in rows), "\n".join(rows)  # two beats per chunk
 
 
 def test_net_errors(proxy_quantized, tmp_path):
