@@ -101,6 +101,9 @@ def _cases(lanes, rng):
                                                            _ch(add["shift"]))))
     for d in (2 * lanes, lanes + 1):  # word-aligned heads, and heads padded to whole words
         cases.append((f"attention, dim {d}", *_attention_case(rng, d)))
+    # M tokens (lanes = M here): the vk serializer's rows take the post-processor on every cycle,
+    # so the sums of k wait for the last rows (``sim.dataflow.core_beats``)
+    cases.append((f"attention over M tokens, dim {3 * lanes}", *_attention_case(rng, 3 * lanes, hw=(1, lanes))))
     # a depthwise conv straight after the attention: the R-MAC engine's results must not take
     # the finished attention command's post-processing
     dw = _conv_op(rng, lanes, lanes, 3, 1, 1, lanes, "hswish")
