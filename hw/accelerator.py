@@ -1,7 +1,7 @@
 """The accelerator top: AXI4-Lite registers, the controller, one DMA engine per AXI4 manager
 port, and the computing cores with their buffers."""
 
-from functools import lru_cache
+from functools import cache
 from typing import NamedTuple
 
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
@@ -18,8 +18,8 @@ from hw.dma import Dma
 from hw.isa import BUF_ADDR_BITS
 from hw.registers import ADDR_BITS, REGIONS
 
-__all__ = ["Accelerator", "accelerator_verilog", "memory_depths", "word_beats", "BufferGeometry", "buffer_geometry",
-           "one_pixel_beats", "silenced", "CORE_MODULE"]
+__all__ = ["Accelerator", "accelerator_verilog", "memory_depths", "word_beats", "BufferGeometry",
+           "buffer_geometry", "one_pixel_beats", "silenced", "CORE_MODULE"]
 
 CORE_MODULE = "trio_computing_core"  # the computing core's Verilog module, instantiated per core
 
@@ -55,7 +55,7 @@ class BufferGeometry(NamedTuple):
     shared_w: bool    # the weight buffer's host writes share engine 0's read port
 
 
-@lru_cache(maxsize=None)
+@cache
 def buffer_geometry(config):
     """:class:`BufferGeometry` of ``config``, one definition for the accelerator and the compiler.
     Each core's aux buffer (an attention's vk chunks) sits at W addresses above W's, so it exists
@@ -124,7 +124,7 @@ class Accelerator(wiring.Component):
         if config.cores > 64:
             raise ConfigError(f"the controller addresses at most 64 cores, not {config.cores}")
         geo = buffer_geometry(config)
-        shapes, self._depths, self._bits = geo.shapes, geo.depths, geo.bits
+        self._depths, self._bits = geo.depths, geo.bits
         addr_bits = max(self._bits.values())
         if addr_bits > 20:
             raise ConfigError(f"buffer B of {config.buffer_b_kib} KiB needs {addr_bits}-bit word addresses; "

@@ -26,6 +26,7 @@ class Dma(wiring.Component):
     axi : Out(hw.axi.axi4(addr_width, data_width))
     wr : the reader's buffer write port; rd : the writer's buffer read port (latency 1).
     wr_ready : In(1), high by default: the reader's ``wr_ready`` (the buffer takes a write).
+    rd_ready : In(1), high by default: the writer's ``rd_ready`` (the buffer serves a read).
     load_busy, store_busy : Out(1); load_error, store_error : Out(2) (``hw.axi.Resp``).
 
     Latency and throughput: those of the reader and the writer, one beat per cycle each way.
@@ -43,6 +44,7 @@ class Dma(wiring.Component):
             "wr": In(memory.WritePort.Signature(addr_width=buf_addr_width, shape=data_width)),
             "wr_ready": In(1, init=1),
             "rd": In(memory.ReadPort.Signature(addr_width=buf_addr_width, shape=data_width)),
+            "rd_ready": In(1, init=1),
             "load_busy": Out(1), "store_busy": Out(1), "load_error": Out(2), "store_error": Out(2),
         })
         self._halves = (axi4_read(addr_width, data_width), axi4_write(addr_width, data_width))
@@ -56,6 +58,7 @@ class Dma(wiring.Component):
         wiring.connect(m, reader.wr, wiring.flipped(self.wr))
         m.d.comb += reader.wr_ready.eq(self.wr_ready)
         wiring.connect(m, writer.rd, wiring.flipped(self.rd))
+        m.d.comb += writer.rd_ready.eq(self.rd_ready)
         for half, port in zip(self._halves, (reader.axi, writer.axi), strict=True):
             for name, member in half.members.items():
                 outer, inner = getattr(self.axi, name), getattr(port, name)

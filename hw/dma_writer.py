@@ -2,6 +2,7 @@
 
 from amaranth.hdl import Module, Signal, unsigned
 from amaranth.lib import data, fifo, memory
+from amaranth.lib.wiring import In
 
 from hw.axi import CACHE, PROT, Burst, Resp, axi4_write
 from hw.dma_reader import BufferWalk, DmaDirection
@@ -38,10 +39,12 @@ class DmaWriter(DmaDirection):
     cmd : In(stream.Signature(store_layout(...))): accepted while idle.
     axi : Out(hw.axi.axi4_write(addr_width, data_width)): ID 0, INCR, full strobes.
     rd : In(memory.ReadPort.Signature(addr_width=buf_addr_width, shape=data_width)), latency 1.
+    rd_ready : In(1), high by default: the buffer serves a read this cycle (low: ``rd.en`` stays
+        low and the word is read on a later cycle; the w channel goes on with the FIFO's words).
     busy : Out(1): from the cycle after the command until its last write response.
     error : Out(2): the first non-OKAY ``bresp`` of the current command, held until the next.
 
-    Throughput one beat per cycle while the subordinate keeps up.
+    Throughput one beat per cycle while the subordinate keeps up and ``rd_ready`` is high.
     """
 
     def __init__(self, addr_width=49, data_width=128, buf_addr_width=16, max_beats=16, outstanding=8,
@@ -49,7 +52,8 @@ class DmaWriter(DmaDirection):
         self._fd = check_int("FIFO depth", fifo_depth, 2, 64)
         super().__init__(addr_width, data_width, buf_addr_width, max_beats, outstanding, dim_bits,
                          store_layout(addr_width, dim_bits, buf_addr_width), axi4_write, "rd",
-                         memory.ReadPort.Signature(addr_width=buf_addr_width, shape=data_width))
+                         memory.ReadPort.Signature(addr_width=buf_addr_width, shape=data_width),
+                         {"rd_ready": In(1, init=1)})
 
     def elaborate(self, platform):
         m = Module()
@@ -59,11 +63,13 @@ class DmaWriter(DmaDirection):
         axi, c = self.axi, self.cmd.payload
         accept = self.cmd.valid & self.cmd.ready
 
-        # Buffer side: read a word whenever the FIFO will have room for it next cycle.
+        # Buffer side: read a word whenever the FIFO will have room for it next cycle and the
+        # buffer serves the read (``rd_ready``; else the walk waits and reads it again).
         pending = Signal()  # a read issued last cycle, its word arriving now
+        room = (words.level + pending < self._fd) & self.rd_ready
         walk = BufferWalk(m, "src", self._bw, self._db, accept, c.src, c.src_stride, c.row_beats, c.rows,
-                          step=words.level + pending < self._fd)
-        read = walk.active & (words.level + pending < self._fd)
+                          step=room)
+        read = walk.active & room
         m.d.sync += pending.eq(read)
         m.d.comb += [self.rd.addr.eq(walk.addr), self.rd.en.eq(read),
                      words.w_data.eq(self.rd.data), words.w_en.eq(pending)]

@@ -208,7 +208,7 @@ def core_beats(cfg, command):
         # goes in the cycle the overhead counts after them
         return c.cwg * c.cwg * c.pixels + (c.cwg - 1 if c.pixels == cfg.m else 0)
     if c.op in (Op.REDUCE, Op.ATTN_Q):
-        if c.pixels == 1:  # a linear: tile pairs, ``min_beats`` per chunk (one, or two on a shared weight port)
+        if c.pixels == 1:  # a linear: tile pairs, ``min_beats`` per chunk (two on a shared weight port)
             engines = reduction_engines(c.chunks)
             return reduction_beats(1, c.chunks, c.tiles, c.min_beats, 1, engines) + rmac_last_results(c)
         one = cfg.replace(cores=1)

@@ -28,7 +28,8 @@ DMA_TEST_PARAMS = [
 
 
 class DmaTop(wiring.Component):
-    """A :class:`Dma` with its buffer: the members of ``Dma`` except the buffer ports."""
+    """A :class:`Dma` with its buffer: the members of ``Dma`` except the buffer ports; the buffer
+    honours ``wr_ready`` and ``rd_ready`` as a held port would (no write, the last word read)."""
 
     def __init__(self, **params):
         self._dma = Dma(**params)
@@ -43,13 +44,15 @@ class DmaTop(wiring.Component):
         m.submodules.buf = buf = memory.Memory(shape=self._p["data_width"],
                                                depth=1 << self._p["buf_addr_width"], init=[])
         wr, rd = buf.write_port(), buf.read_port()
-        wiring.connect(m, dma.wr, wr)
-        wiring.connect(m, dma.rd, rd)
+        # the buffer takes a write only while ``wr_ready`` and serves a read only while
+        # ``rd_ready`` (a port held by another user), so an engine that ignores them fails
+        m.d.comb += [wr.addr.eq(dma.wr.addr), wr.data.eq(dma.wr.data), wr.en.eq(dma.wr.en & self.wr_ready),
+                     rd.addr.eq(dma.rd.addr), rd.en.eq(dma.rd.en & self.rd_ready), dma.rd.data.eq(rd.data)]
         for name, member in self.signature.members.items():
             ours, theirs = getattr(self, name), getattr(dma, name)
             if member.is_signature:
                 wiring.connect(m, wiring.flipped(ours), theirs)
-            elif member.flow == In:  # wr_ready: the buffer's hold on the loads
+            elif member.flow == In:  # wr_ready, rd_ready: the buffer's holds on the loads and stores
                 m.d.comb += theirs.eq(ours)
             else:
                 m.d.comb += ours.eq(theirs)  # the status outputs

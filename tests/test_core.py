@@ -103,7 +103,8 @@ def _cases(lanes, rng):
         cases.append((f"attention, dim {d}", *_attention_case(rng, d)))
     # M tokens (lanes = M here): the vk serializer's rows take the post-processor on every cycle,
     # so the sums of k wait for the last rows (``sim.dataflow.core_beats``)
-    cases.append((f"attention over M tokens, dim {3 * lanes}", *_attention_case(rng, 3 * lanes, hw=(1, lanes))))
+    cases.append((f"attention over M tokens, dim {3 * lanes}",
+                  *_attention_case(rng, 3 * lanes, hw=(1, lanes))))
     # a depthwise conv straight after the attention: the R-MAC engine's results must not take
     # the finished attention command's post-processing
     dw = _conv_op(rng, lanes, lanes, 3, 1, 1, lanes, "hswish")
@@ -183,7 +184,8 @@ def test_weight_reuse_reads_each_chunk_once_per_pixel_block():
         assert reads == 2 * c.chunks * blocks < 2 * c.chunks * sum(counts), c
 
 
-@pytest.mark.parametrize("cfg", [THREE, BLOCKS, SHARED], ids=["3x3 blocks 2-4", "tiny blocks 3-5", "4x4 shared"])
+@pytest.mark.parametrize("cfg", [THREE, BLOCKS, SHARED],
+                         ids=["3x3 blocks 2-4", "tiny blocks 3-5", "4x4 shared"])
 def test_engine_0_reads_weights_on_two_cycles_in_a_row_only_for_one_pixel(cfg):
     """The weight buffer's shared port (``CoreSlice(shared_w=)``) delays a host write by one cycle
     when it meets a ``w_rd0`` read and writes it on the next cycle without one: with blocks of two

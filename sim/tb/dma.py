@@ -1,7 +1,7 @@
 """cocotb testbench of the DMA engine (``sim.dma_top.DmaTop``) against cocotbext-axi's ``AxiRam``.
 
 Every channel of the RAM pauses at random (reproducible from TRIO_SEED), and the buffer holds the
-loads at random (``wr_ready``). Random 2-D loads
+loads and the stores at random (``wr_ready``, ``rd_ready``). Random 2-D loads
 (DRAM -> buffer) and stores (buffer -> DRAM), many of them across 4 KiB boundaries, round-trip
 data that is compared byte for byte; the bursts seen on ar and aw are compared with
 ``hw.axi.bursts`` (the RAM model itself asserts that no burst crosses 4 KiB); loads and stores
@@ -61,11 +61,13 @@ class Bench:
             return await access(address, arg)
         return checked
 
-    async def hold_writes(self, rate):
-        """``wr_ready`` low on a random ``rate`` of the cycles (the buffer holding the loads)."""
+    async def hold(self, name, rate):
+        """The buffer's ``name`` (``wr_ready``: loads, ``rd_ready``: stores) low on a random
+        ``rate`` of the cycles."""
         rng = random.Random(self.rng.random())
+        signal = getattr(self.dut, name)
         while True:
-            self.dut.wr_ready.value = int(rng.random() >= rate)
+            signal.value = int(rng.random() >= rate)
             await RisingEdge(self.dut.clk)
 
     def back_pressure(self, rate):
@@ -157,7 +159,7 @@ async def dma(dut):
     Clock(dut.clk, 10, unit="ns").start()
     dut.load__valid.value = 0
     dut.store__valid.value = 0
-    dut.wr_ready.value = 1
+    dut.wr_ready.value = dut.rd_ready.value = 1
     dut.rst.value = 1
     bench = Bench(dut, p, rng)
     bench.ram.write(0, bytes(rng.getrandbits(8) for _ in range(RAM_BYTES)))
@@ -168,13 +170,14 @@ async def dma(dut):
     beat = bench.beat
 
     # Random round trips under random back-pressure on every channel, the buffer holding the
-    # loads on a random fifth of the cycles (``wr_ready``).
+    # loads and the stores on a random fifth of the cycles (``wr_ready``, ``rd_ready``).
     bench.back_pressure(0.3)
-    holding = cocotb.start_soon(bench.hold_writes(0.2))
+    holding = [cocotb.start_soon(bench.hold(name, 0.2)) for name in ("wr_ready", "rd_ready")]
     for _ in range(transfers):
         await load_store_round_trip(bench, buf_base=0)
-    holding.cancel()
-    dut.wr_ready.value = 1
+    for h in holding:
+        h.cancel()
+    dut.wr_ready.value = dut.rd_ready.value = 1
 
     # A store and a load at the same time (different halves of the buffer).
     half = 1 << (p["buf_addr_width"] - 1)
