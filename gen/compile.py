@@ -438,7 +438,7 @@ def compile_network(frozen, image_shape, config, seed=0, progress=None, model=No
         owords = whole.out_words
         dst = r["dst"]
         tensors[dst] = dict(offset=em.activation(owords, mem), words=owords, mem=mem,
-                            shape=list(whole.out_shape), kind=p.kind, groups=p.groups, op=r["name"],
+                            shape=list(whole.out_shape), kind=whole.kind, groups=whole.groups, op=r["name"],
                             cores=n_cores)
         if heads is not None:  # an attention's heads per branch; a head's output and q/k/v words
             nh, dw = whole.groups // 2, -(-int(np.asarray(r["dim"])) // lanes)

@@ -93,6 +93,22 @@ def test_load_writes_the_image_and_the_region_bases(program):
     assert be.regs[BY_NAME["WEIGHTS_BASE_LO"].offset] == w
 
 
+def test_every_layer_output_reads_back_in_its_shape(program):
+    """Every layer's output decodes from its words (``Runtime.read_tensor``) to the integer
+    model's shape: on ``tiny`` the proxy's last attention runs in two head rounds, and its output
+    is laid out by the whole op's heads, not the first round's."""
+    prog = Program(program)
+    rt = Runtime(FakeBackend(int(prog.config_hash, 16)), prog)
+    asyncio.run(rt.load())
+    ops = prog.layout["ops"]
+    assert any(o["kind"] == "attn" for o in ops)
+    for op in ops:
+        t = prog.tensors[op["dst"]]
+        got = asyncio.run(rt.read_tensor(op["dst"]))
+        want = tuple(t["shape"]) if t["mem"] == "b" and t.get("kind") != "pool" else (t["shape"][0],)
+        assert got.shape == want, op["name"]
+
+
 def test_a_run_error_names_the_code(program):
     prog = Program(program)
     be = FakeBackend(int(prog.config_hash, 16), status=Status.DONE | 3 << Status.ERROR_SHIFT)
