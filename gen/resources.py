@@ -211,6 +211,9 @@ def _compare_dsps(core, counts):
 PAPER_TABLE_III = {"DSP48E2": 1024, "CLB_LUT": 130628, "FF": 152819, "BRAM36": 162}  # the paper's resources
 PART_CAPACITY = {"DSP48E2": 2520, "CLB_LUT": 274080, "FF": 548160, "BRAM36": 912}  # xczu9eg
 UNMAPPED_BUFFERS = ("B",)  # global buffers whose BRAM36 come from the bank model (black boxes)
+COLUMNS = ("DSP48E2", "CLB_LUT", "LUT", "LUT_AS_MEMORY", "FF", "CARRY", "BRAM36", "BRAM18")
+# what the tables call each count: CLB LUTs are what the part has (logic + LUT RAM sites)
+HEADERS = {"CLB_LUT": "CLB LUTs", "LUT": "LUT as logic", "LUT_AS_MEMORY": "LUT as memory"}
 
 
 def _unmapped_memories():
@@ -218,9 +221,6 @@ def _unmapped_memories():
     ``hw.core_slice``'s names: one per core for B)."""
     names = [f"n:*core.mem_{b.lower()}*" for b in UNMAPPED_BUFFERS]
     return " ".join(["t:$mem_v2"] + names + ["%u"] * (len(names) - 1) + ["%i"])
-COLUMNS = ("DSP48E2", "CLB_LUT", "LUT", "LUT_AS_MEMORY", "FF", "CARRY", "BRAM36", "BRAM18")
-# what the tables call each count: CLB LUTs are what the part has (logic + LUT RAM sites)
-HEADERS = {"CLB_LUT": "CLB LUTs", "LUT": "LUT as logic", "LUT_AS_MEMORY": "LUT as memory"}
 
 
 def _accelerator(name, out):

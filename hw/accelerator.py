@@ -79,8 +79,12 @@ def buffer_geometry(config):
 def one_pixel_beats(config):
     """Beats per weight chunk of a one-pixel command (a head linear): two where the weight
     buffer's port is shared (``buffer_geometry``), so that engine 0 reads on every other cycle
-    and a host write never waits for more than one; else one."""
-    return 2 if buffer_geometry(config).shared_w else 1
+    and a host write never waits for more than one; else one, and one for a configuration the
+    computing core cannot be (the performance model still describes it: ``sim.perf --sweep``)."""
+    try:
+        return 2 if buffer_geometry(config).shared_w else 1
+    except ConfigError:
+        return 1
 
 
 def silenced(component):

@@ -204,8 +204,8 @@ def core_beats(cfg, command):
     if c.op == Op.ATTN_VK:  # outer products on the R-MAC engine: one token per beat and block
         # with M tokens a block's M vk rows leave the serializer during the next block's M beats,
         # taking the post-processor on every cycle, so the sums of k (one per word of k, waiting
-        # in the MAT engine's queue) leave after the last block's rows: all but the first, which
-        # goes in the cycle the overhead counts after them
+        # in the MAT engine's queue) leave after the last block's rows: cwg - 1 cycles beyond the
+        # overhead (equal to the RTL for cwg 1..3: test_core's attention over M tokens)
         return c.cwg * c.cwg * c.pixels + (c.cwg - 1 if c.pixels == cfg.m else 0)
     if c.op in (Op.REDUCE, Op.ATTN_Q):
         if c.pixels == 1:  # a linear: tile pairs, ``min_beats`` per chunk (two on a shared weight port)

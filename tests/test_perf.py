@@ -255,6 +255,25 @@ def test_head_linear_on_the_head_core():
     assert tot["window"] > 0 and tot["latency_ms"] * 200e3 > tot["cycles"]
 
 
+def test_head_linear_beats_per_chunk():
+    """Two beats per chunk where the weight buffer's port is shared (the paper's configuration:
+    512-bit words on 128-bit ports, aux buffers, blocks of 8 or more), else one; and one for a
+    configuration the computing core cannot be (S != T), which the model still describes."""
+    from hw.accelerator import one_pixel_beats
+    from hw.config import PRESETS
+
+    r = row("linear", 1536, 1600, 1, 1, 1, 1, 1, 1, 1, 1536 * 1600, index=0, name="head.linear")
+    tiles, kc = 1600 // 8, 1536 // 8
+    for cfg, beats in [(AcceleratorConfig(), 2), (PRESETS["tiny"], 1),
+                       (AcceleratorConfig.parse("8x16+8x16x8"), 1)]:
+        assert one_pixel_beats(cfg) == beats, cfg.name
+        step = dataflow.linear_step(r, cfg)
+        t, k = dataflow._tiles(r, cfg)
+        assert step.compute == (t // 2 * k * beats - (beats - 1) + dataflow.mat_latency(cfg)
+                                + dataflow.DISPATCH), cfg.name
+    assert (tiles, kc) == dataflow._tiles(r, AcceleratorConfig())
+
+
 def test_refused_for_lack_of_ports(tmp_path):
     """Buffer C of one BRAM36 has one 8-byte read port; the two engines of even one output group
     need 2 x 64 / 8 = 16 B/cycle of weights: no grid fits, the command is refused in one line."""
