@@ -165,10 +165,10 @@ def generate(cfg, out, log=print, warn=_warn):
         warn(f"the global buffers as built take {built:g} BRAM36 (B's from its bank model), more than the "
              f"{DEVICE['board']}'s {DEVICE['bram36']} (report/resources.json)")
     if unmappable:
-        many = len(unmappable) > 1
-        warn(f"the buffer{'s' if many else ''} {', '.join(unmappable)} {'have' if many else 'has'} more "
-             f"ports than Vivado maps to block RAM: a Vivado run is not expected to complete until "
-             f"{'they are' if many else 'it is'} banked (report/resources.json, README)")
+        names, has, it_is = _unmappable_words(unmappable)
+        warn(f"the buffer{'s' if len(unmappable) > 1 else ''} {names} {has} more ports than Vivado maps to "
+             f"block RAM: a Vivado run is not expected to complete until {it_is} banked "
+             f"(report/resources.json, README)")
     return manifest
 
 
@@ -258,6 +258,13 @@ def unmappable_buffers(ports):
             if not block_ram_mappable(p.writes, p.reads, p.shared)]
 
 
+def _unmappable_words(unmappable):
+    """(the buffers named, "has"/"have", "it is"/"they are") of :func:`unmappable_buffers`'s list,
+    for the generator's warning and its README."""
+    many = len(unmappable) > 1
+    return ", ".join(unmappable), "have" if many else "has", "they are" if many else "it is"
+
+
 def resource_estimate(cfg, dsps, ports=None):
     """DSP48E2 (``dsps``: :func:`design_dsps`) and BRAM36 (the buffers' banks) of the design,
     against the part's capacity; ``make resources`` adds yosys's counts of the synthesized design."""
@@ -303,15 +310,14 @@ def _readme(cfg, verilog_files, estimate, unmappable):
     files = "\n".join(f"- `{f}`" for f in verilog_files)
     entries = estimate["buffer_ports"]
     mapped = sum(e["bram36_as_built"] or 0 for e in entries.values())
-    unmapped = ", ".join(unmappable)
     fits = ", ".join(name for name, e in entries.items() if e["vivado_block_ram"])
     buffers = (f"Of the global buffers in this version's Verilog, {fits} map to block RAM ({mapped:g} BRAM36 "
                "as built)")
-    if unmapped:
-        many = len(unmappable) > 1
-        buffers += (f"; {unmapped} {'have' if many else 'has'} more ports than a block RAM has, which Vivado "
-                    f"cannot map to block RAM, so the run below is not expected to complete until "
-                    f"{'they are' if many else 'it is'} banked (the repository's README).")
+    if unmappable:
+        names, has, it_is = _unmappable_words(unmappable)
+        buffers += (f"; {names} {has} more ports than a block RAM has, which Vivado cannot map to block "
+                    f"RAM, so the run below is not expected to complete until {it_is} banked (the "
+                    f"repository's README).")
     else:
         buffers += "."
     return f"""# Trio-ViT accelerator {cfg.name} for the ZCU102 (configuration hash {cfg.hash})
