@@ -276,7 +276,7 @@ class ComputingCore(wiring.Component):
             ix = ix0 + p
             inside = row_in & (ix >= 0) & (ix < cmd.in_w)
             port = getattr(self, f"d_rd{p}")
-            m.d.comb += [port.addr.eq(g_addr + _times_const(cmd.in_cw, p)), port.en.eq(1)]
+            m.d.comb += [port.addr.eq(g_addr + _times_const(cmd.in_cw, p)), port.en.eq(gathering)]
             wr_in = _delay(m, inside, 1, f"dw_wr_inside{p}")
             values.append(Cat(port.data.as_value(), wr_in))
         # bank j takes port p when wr_col + p == j; the gather column steps by P from 0, so that
@@ -437,7 +437,7 @@ class ComputingCore(wiring.Component):
                     m.d.sync += [jb.eq(0), ib.eq(ib + 1), w_row.eq(w_row + cmd.cwg)]
         return {
             "k_addr": row + cmd.cwg + jb, "v_addr": row + 2 * cmd.cwg + ib,
-            "valid": _delay(m, issue, 1, "vk_valid"), "first": _delay(m, n == 0, 1, "vk_first"),
+            "read": issue, "valid": _delay(m, issue, 1, "vk_valid"), "first": _delay(m, n == 0, 1, "vk_first"),
             "last": _delay(m, last_n, 1, "vk_last"), "sum_k": _delay(m, ib == 0, 1, "vk_sum_k"),
             "w_addr": w_row + jb, "ks_addr": cmd.w_base + jb,
             "final": issue & last_n & last_j & last_i,
@@ -724,12 +724,22 @@ class ComputingCore(wiring.Component):
             m.d.comb += oaddr.eq(Mux(is_pool, cmd.out_base + cc,
                                      cmd.out_base + op[e] + Mux(is_reduce, tile[e], cc)))
             out_addr.append(oaddr)
+        # B is read only for a beat that needs the word (buffer B's ports are shared with the DMA:
+        # ``CoreSlice``): engine 0's inside the input (padding is a zero, not a read), engine 1's
+        # (an add's second addend) -- but for a word engine 0 reads too (a reduction's tile pair on
+        # the same input word), which engine 1 takes from port 0 instead
+        need = [valid[0] & (inb[0] | ~is_reduce), (valid[1] & inb[1]) | (valid[0] & is_add)]
+        same = Signal(name="b_rd1_same")
+        m.d.comb += same.eq(need[0] & need[1] & ~is_add & (b_addr[0] == b_addr[1]))
         m.d.comb += [
-            self.b_rd0.addr.eq(Mux(is_vk, vk["k_addr"], b_addr[0])), self.b_rd0.en.eq(1),
+            self.b_rd0.addr.eq(Mux(is_vk, vk["k_addr"], b_addr[0])),
+            self.b_rd0.en.eq(Mux(is_vk, vk["read"], need[0])),
             self.b_rd1.addr.eq(Mux(is_vk, vk["v_addr"],
                                    Mux(is_add, b_addr[0] - cmd.in_base + cmd.in2_base, b_addr[1]))),
-            self.b_rd1.en.eq(1),
+            self.b_rd1.en.eq(Mux(is_vk, vk["read"], need[1] & ~same)),
         ]
+        bdata = [self.b_rd0.data, data.View(self._word, Mux(_delay(m, same, 1, "b_rd1_same_q"),
+                                                            self.b_rd0.data, self.b_rd1.data))]
         w_addr = [tile_w[e] + ch for e in range(2)]
         w_addr[1] = Mux(is_dw, dw["w_addr"], w_addr[1])
         # weight reuse: a reduction reads its chunk on the block's first beat and holds it; w_rd0
@@ -746,9 +756,8 @@ class ComputingCore(wiring.Component):
         in1 = [_delay(m, inb[e] | ~is_reduce, 1, f"inside{e}") for e in range(2)]
         first1, last1 = _delay(m, first, 1, "first"), _delay(m, last, 1, "last")
         oaddr1 = [_delay(m, out_addr[e], 1, f"oaddr{e}") for e in range(2)]
-        relu = [self._relu(m, rd.data, f"relu{e}") for e, rd in enumerate((self.b_rd0, self.b_rd1))]
-        a_in = [Mux(in1[e], Mux(is_q | is_vk, relu[e], rd.data.as_value()), 0)
-                for e, rd in enumerate((self.b_rd0, self.b_rd1))]
+        relu = [self._relu(m, bdata[e], f"relu{e}") for e in range(2)]
+        a_in = [Mux(in1[e], Mux(is_q | is_vk, relu[e], bdata[e].as_value()), 0) for e in range(2)]
 
         # the weight words: buffer C's, or the aux buffer's where the address had ``aux_bit``
         w_in = [rd.data.as_value() for rd in (self.w_rd0, self.w_rd1)]
