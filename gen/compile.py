@@ -37,7 +37,6 @@ from hw.controller import QUEUE_DEPTH
 from hw.isa import INSTRUCTION_BITS, Buffer, Opcode, dma_port, encode
 from hw.registers import REGIONS, VERSION
 from sim.core_ops import (
-    CorePlan,
     UnsupportedOp,
     by_rows,
     group_rows,
@@ -159,6 +158,16 @@ class _Emitter:
         """The DMA engine that moves ``mem`` (of ``core`` for B): ``hw.isa.dma_port``."""
         return dma_port(Buffer.of(mem), core, self.acc.config.axi_ports)
 
+    def ports(self, mem, core, lo, hi):
+        """The token accesses of a transfer's B ports: one of each half of core ``core``'s B that
+        words [lo, hi) lie in -- so the DMA moves words of a half for one transfer at a time, and
+        not while a COMPUTE takes both of its ports (``_port_accesses``)."""
+        if mem != "b":
+            return []
+        half = self.acc.memory_depths["b"] // 2
+        return [Access(f"b{core}.port{h}", 0, 1, True) for h in range(2)
+                if lo < (h + 1) * half and h * half < hi]
+
     def word_bytes(self, mem):
         return self.beats[mem] * self.beat_bytes
 
@@ -173,6 +182,7 @@ class _Emitter:
             load = op == Opcode.LOAD  # buffer words written, DRAM bytes read (a STORE: the reverse)
             access = [Access(_mem(mem, core), buf_addr + done, buf_addr + done + n, load),
                       Access(f"dram.{region}", at, at + n * self.word_bytes(mem), not load)]
+            access += self.ports(mem, core, buf_addr + done, buf_addr + done + n)
             self.emit(op, access, region=REGIONS.index(region), buffer=Buffer.of(mem),
                       port=self.port(mem, core), core=core, offset=offset + done * self.word_bytes(mem),
                       row_beats=n * self.beats[mem], rows=1, stride=0, buf_addr=buf_addr + done, buf_stride=0)
@@ -189,8 +199,10 @@ class _Emitter:
                                f"counts")
         load = op == Opcode.LOAD  # the bounding ranges: conservative for the tokens
         dram_end = offset + ((rows - 1) * stride_words + row_words) * wb
-        access = [Access(_mem(mem, core), buf_addr, buf_addr + (rows - 1) * buf_stride + row_words, load),
+        end = buf_addr + (rows - 1) * buf_stride + row_words
+        access = [Access(_mem(mem, core), buf_addr, end, load),
                   Access(f"dram.{region}", offset, dram_end, not load)]
+        access += self.ports(mem, core, buf_addr, end)
         self.emit(op, access, region=REGIONS.index(region), buffer=Buffer.of(mem), port=self.port(mem, core),
                   core=core,
                   offset=offset, row_beats=row_words * self.beats[mem], rows=rows, stride=stride_words * wb,
@@ -257,11 +269,78 @@ def _passes(p, depth, name):
     return out
 
 
-def _out_fits_before(p, off):
-    """Whether a plan whose inputs are moved to B word ``off`` can put its result at 0, below them
-    (a plain plan: inputs from 0, one result in B)."""
-    plain = isinstance(p, CorePlan) and p.kind != "attn" and p.out_mem == "b"
-    return plain and p.writes.get("b", (None,))[0] == 0 and p.out_words <= off
+def _b_regions(p):
+    """(inputs, output) of plan ``p`` in buffer B as words [lo, hi), None where it has none."""
+    base, items = p.writes.get("b", (0, []))
+    ins = (base, base + len(items)) if len(items) else None
+    out = (p.out_base, p.out_base + p.out_words) if p.out_mem == "b" and p.out_words else None
+    return ins, out
+
+
+def _half_loads(p, core, half):
+    """[accesses a cycle in the lower half of B, in the upper]: the most that any of plan ``p``'s
+    commands makes (``ComputingCore.b_accesses``: its reads in the inputs' words, its write in
+    the output's), as ``p`` is placed."""
+    ins, out = _b_regions(p)
+    loads = [0, 0]
+    for c in p.all_commands():
+        reads, writes = core.b_accesses(c)
+        for h in range(2):
+            lo, hi = h * half, (h + 1) * half
+            n = sum(k for k, region in ((reads, ins), (writes, out))
+                    if region and region[0] < hi and lo < region[1])
+            loads[h] = max(loads[h], n)
+    return loads
+
+
+def _place_b(p, off, last, depth, core):
+    """(``relocate`` offsets for buffer B, the first input's kept address or None) of plan ``p``:
+    its inputs (from 0) and output where no half of B takes more than its two ports in a cycle
+    (``_half_loads``), the first input left at ``off`` if it can be (the op before wrote it
+    there). Of the places that allow, the one that waits least for the op before (``last``: its
+    inputs and output regions, ``_b_regions``): first, for its STORE -- writing over its output,
+    or taking both ports of the half the STORE reads; then, for its COMPUTE -- a LOAD over its
+    inputs; then the lowest addresses."""
+    half = depth // 2
+    ins, out = _b_regions(p)
+    n_in = ins[1] if ins else 0  # an unplaced plan's inputs start at 0
+    n_out = out[1] - out[0] if out else 0
+    last_in, last_out = last
+    starts = sorted({0, half} | {r[1] for r in last if r and r[1] < depth})
+
+    def over(a, b):
+        return bool(a and b and a[0] < b[1] and b[0] < a[1])
+
+    best = None
+    for keep in ((True, False) if off is not None else (False,)):
+        for in_at in ([off] if keep else starts):
+            for out_at in (starts if out else [0]):
+                mine_in = (in_at, in_at + n_in) if n_in else None
+                mine_out = (out_at, out_at + n_out) if out else None
+                if max(in_at + n_in, out_at + n_out) > depth or over(mine_in, mine_out):
+                    continue
+                shift = {"b": in_at} | ({"out": out_at - p.out_base} if out else {})
+                loads = _half_loads(p.relocate(shift), core, half)
+                if max(loads) > 2:
+                    continue
+                loaded = None if keep else mine_in  # a kept input is the op before's output
+                full = [(h * half, (h + 1) * half) for h in range(2) if loads[h] == 2]
+                store = any(over(x, last_out) for x in [mine_out, loaded] + full)
+                score = (store, over(loaded, last_in), in_at, out_at)
+                if best is None or score < best[0]:
+                    best = (score, shift)
+        if best:
+            return best[1], (off if keep else None)
+    raise CompileError(f"its inputs ({n_in} words) and output ({n_out} words) do not fit buffer B's "
+                       f"{depth} words with no half of it read or written more than twice a cycle")
+
+
+def _port_accesses(p, core, half, cores):
+    """The token accesses of a COMPUTE's B ports: a half its commands take both ports of
+    (``_half_loads``) on each of its ``cores`` -- the DMA waits for it there (``_Emitter.transfer``
+    takes a port of every half it moves words of)."""
+    return [Access(f"b{j}.port{h}", 0, 1, True) for h, n in enumerate(_half_loads(p, core, half)) if n >= 2
+            for j in range(cores)]
 
 
 def _load_rows(em, whole, t, b_base, per, n_cores):
@@ -336,7 +415,8 @@ def compile_network(frozen, image_shape, config, seed=0, progress=None, model=No
     em = _Emitter(acc)
     tensors, segments, host_steps, op_rows, host = {}, [], [], [], {}
     resident = {}  # the tensor the last op left in buffer B, and its word address
-    cursor = {mem: 0 for mem in ("b", "w", "q", "o")}  # the end of the last op's words in each buffer
+    cursor = {mem: 0 for mem in ("w", "q", "o")}  # the end of the last op's words in each buffer
+    last_b = (None, None)  # the last op's regions of buffer B (its inputs, its output)
     seg_start = 0
     depth = acc.memory_depths
     for n_op, (r, ins, out) in enumerate(ops):
@@ -367,21 +447,19 @@ def compile_network(frozen, image_shape, config, seed=0, progress=None, model=No
         need = p.words_needed()
         off, by = resident.get(r["srcs"][0], (None, None))
         keep = by == grouping and (per is None or not by_rows(whole)) and heads is None  # by rows: halos
-        off = off if keep else None
-        if off is not None and off + need.get("b", 0) <= depth["b"]:
-            shift = {"b": off}
-        elif off is not None and _out_fits_before(p, off):
-            shift = {"b": off, "out": -p.out_base}  # the result at 0, below the input
-        else:
-            off, shift = None, {}
+        try:
+            shift, off = _place_b(p, off if keep else None, last_b, depth["b"], acc.core)
+        except CompileError as e:
+            raise CompileError(f"op {r['name']} ({kind}): {e}") from None
         single = len(_passes(p, depth, r["name"])) == 1
         for mem in need:
-            if mem not in shift and mem not in fixed and (mem == "b" or (mem in ("w", "q") and single)):
+            if mem not in shift and mem not in fixed and mem in ("w", "q") and single:
                 shift[mem] = cursor[mem] if cursor[mem] + need[mem] <= depth[mem] else 0
         p = p.relocate(shift)
+        last_b = _b_regions(p)
         passes = _passes(p, depth, r["name"])
         for mem, top in p.words_needed().items():
-            if mem in shift and mem not in fixed:
+            if mem in shift and mem in cursor and mem not in fixed:
                 cursor[mem] = top
         for mem, (base, items) in passes[-1][1].items():  # the last weight pass's words
             cursor[mem] = base + len(items)
@@ -433,7 +511,7 @@ def compile_network(frozen, image_shape, config, seed=0, progress=None, model=No
         if at != len(b_words):
             raise CompileError(f"op {r['name']} ({kind}): its inputs take {len(b_words)} words, not {at}")
         core_model = []
-        accesses = _accesses(p, n_cores)
+        accesses = _accesses(p, n_cores) + _port_accesses(p, acc.core, depth["b"] // 2, n_cores)
         (mem, obase, owords, _), = p.outputs()
         owords = whole.out_words
         dst = r["dst"]

@@ -175,10 +175,10 @@ class AcceleratorConfig:
 
     @property
     def dw_ports(self):
-        """Buffer words per cycle a core's depthwise window fill reads: what buffer A's ports
-        give (docs/architecture.md §4.1), at least 2."""
-        a = next(b for b in self.buffers() if b.name == "A")
-        return max(2, a.read_bytes // self.n)
+        """Buffer words per cycle a core's depthwise window fill reads: the two ports of the half
+        of buffer B its input lies in (docs/architecture.md §3; the compiler places each command
+        so that no half takes more than two accesses a cycle)."""
+        return 2
 
     @property
     def bram36(self):

@@ -189,6 +189,24 @@ class ComputingCore(wiring.Component):
         return {"b": (["b_rd0", "b_rd1"] + [f"d_rd{j}" for j in range(self._dw_ports)], ["b_wr0"]),
                 "w": (["w_rd0", "w_rd1"], ["w_wr0"]), "q": (["q_rd0"], []), "o": ([], ["o_wr0"])}
 
+    def b_accesses(self, c):
+        """(reads, writes): the most words of buffer B that command ``c`` reads and writes in one
+        cycle on this core -- its engines' operands (one word where engine 1 reads engine 0's: a
+        tile pair of one input word), the depthwise window fill's ``dw_ports``, the
+        post-processor's write (none for int32 results or an ATTN_VK's chunks). Buffer B has two
+        ports a half (``CoreSlice``); the compiler places each command so that no half takes
+        more (``gen.compile``)."""
+        if c.op == Op.DW:
+            reads = self._dw_ports
+        elif c.op in (Op.ADD, Op.ATTN_VK):
+            reads = 2
+        elif c.op == Op.POOL or c.follow or c.chunks == 1:  # the MAT engine alone
+            reads = 1
+        else:  # REDUCE, ATTN_Q: an odd tile split by pixels, or a tile pair over two groups
+            reads = 2 if c.tiles % 2 or (c.group_cw and c.group_tiles % 2) else 1
+        writes = 0 if c.op == Op.ATTN_VK or c.post == Post.INT32 else 1
+        return reads, writes
+
     def dsps(self):
         """DSP48E2 slices of the core by unit (:func:`core_dsps`)."""
         return core_dsps(self._cfg)
@@ -437,7 +455,8 @@ class ComputingCore(wiring.Component):
                     m.d.sync += [jb.eq(0), ib.eq(ib + 1), w_row.eq(w_row + cmd.cwg)]
         return {
             "k_addr": row + cmd.cwg + jb, "v_addr": row + 2 * cmd.cwg + ib,
-            "read": issue, "valid": _delay(m, issue, 1, "vk_valid"), "first": _delay(m, n == 0, 1, "vk_first"),
+            "read": issue, "valid": _delay(m, issue, 1, "vk_valid"),
+            "first": _delay(m, n == 0, 1, "vk_first"),
             "last": _delay(m, last_n, 1, "vk_last"), "sum_k": _delay(m, ib == 0, 1, "vk_sum_k"),
             "w_addr": w_row + jb, "ks_addr": cmd.w_base + jb,
             "final": issue & last_n & last_j & last_i,

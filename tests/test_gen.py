@@ -60,14 +60,14 @@ def test_emits_the_whole_accelerator_and_its_vivado_project(small_build):
     res = json.loads((out / "report/resources.json").read_text())
     assert res["dsp48e2"] == sum(dsps.values()) and res["dsp48e2_by_unit"] == dsps
     assert res["bram36"] == cfg.bram36 <= res["part_bram36"]
-    # the buffers as the RTL builds them: B per core 2 write ports (core, host) and 7 read ports;
+    # the buffers as the RTL builds them: B per core 2 write ports (core, host) and 5 read ports;
     # the others one write port each (the host's, or the core's for the output and aux buffers)
     ports = res["buffer_ports"]
-    assert ports["B"] == {"write_ports": 2, "read_ports": 7, "shared_address": 0, "copies": 2,
+    assert ports["B"] == {"write_ports": 2, "read_ports": 5, "shared_address": 0, "copies": 2,
                           "width_bits": 16, "depth": 32768, "vivado_block_ram": False,
                           "bram36_as_built": None}
     assert {name: (p["write_ports"], p["read_ports"]) for name, p in ports.items()} == {
-        "B": (2, 7), "C (weights)": (1, 2), "C (parameters)": (1, 1), "output": (1, 1), "aux": (1, 2)}
+        "B": (2, 5), "C (weights)": (1, 2), "C (parameters)": (1, 1), "output": (1, 1), "aux": (1, 2)}
     assert ports["C (weights)"]["bram36_as_built"] == 2 * block_rams(32, 3072, 1, 1)  # one per read port
     warning = [line for line in proc.stderr.splitlines() if "warning" in line]
     assert len(warning) == 1 and "the buffer B (2 write, 7 read ports) has more ports" in warning[0]
