@@ -137,7 +137,7 @@ class Accelerator(wiring.Component):
         aux, self._beats, self._shared_w = geo.aux_depth, geo.word_beats, geo.shared_w
         self._slice = CoreSlice(config, addr_bits, self._bits, self._depths, cores=config.cores,
                                 aux_depth=aux, core_module=core_module, host_ports=config.axi_ports,
-                                shared_w=self._shared_w)
+                                shared_w=self._shared_w, b_halves=True)
         shifts = tuple(self._beats[n].bit_length() - 1 for n in MEMORIES)
         self._shifts = shifts
         self._dab = BUF_ADDR_BITS + max(shifts)
@@ -202,7 +202,7 @@ class Accelerator(wiring.Component):
                      ctrl.fetch_wr.en.eq(wr0.en & ctrl.fetching)]
         for p, dma in enumerate(dmas):
             self._adapter(m, p, dma, ctrl, core, fetching=ctrl.fetching if p == 0 else Const(0))
-            m.d.comb += dma.wr_ready.eq(core.host(p, "wready"))
+            m.d.comb += [dma.wr_ready.eq(core.host(p, "wready")), dma.rd_ready.eq(core.host(p, "rready"))]
         return m
 
     def _adapter(self, m, p, dma, ctrl, core, fetching):
@@ -239,7 +239,7 @@ class Accelerator(wiring.Component):
         m.d.comb += [
             host("rcore").eq(ctrl.store_core[p]),
             host("wdata").eq(word[:host_w]),
-            host("rsel").eq(store_buffer), host("raddr").eq(r_word),
+            host("rsel").eq(store_buffer), host("raddr").eq(r_word), host("re").eq(rd.en),
             ctrl.load_out_of_range[p].eq(writing & w_out), ctrl.store_out_of_range[p].eq(rd.en & r_out),
         ]
         padded = Cat(host("rdata"), Const(0, max_beats * axi_bits - host_w))

@@ -3,7 +3,7 @@
 
 from typing import NamedTuple
 
-from amaranth.hdl import Cat, ClockSignal, Const, Instance, Module, Mux, ResetSignal, Signal, Value
+from amaranth.hdl import Array, Cat, ClockSignal, Const, Instance, Module, Mux, ResetSignal, Signal, Value
 from amaranth.lib import memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -77,7 +77,7 @@ class CoreSlice(wiring.Component):
     """
 
     def __init__(self, config, addr_bits=12, mem_bits=None, depths=None, cores=1, aux_depth=0,
-                 core_module=None, host_ports=1, shared_w=False):
+                 core_module=None, host_ports=1, shared_w=False, b_halves=False):
         check_int("Address width", addr_bits, 4, 20)
         self._n = check_int("Cores", cores, 1, 64)
         self._hp = check_int("Host ports", host_ports, 1, 4)
@@ -90,6 +90,7 @@ class CoreSlice(wiring.Component):
             self._mem_bits[name] = check_int(f"Address width of memory {name}", bits, 1, addr_bits)
         self._aux = check_int("Aux depth", aux_depth, 0, 1 << 16)
         self._shared_w = bool(shared_w)
+        self._halves = bool(b_halves)
         if shared_w and not aux_depth:
             raise ValueError("the weight buffer's shared port needs the aux buffers (the cores write no "
                              "chunks to W then)")
@@ -120,7 +121,9 @@ class CoreSlice(wiring.Component):
                 f"{h}wdata": In(width), f"{h}we": In(1),
                 f"{h}rsel": In(2), f"{h}rcore": In(range(cores)), f"{h}raddr": In(addr_bits),
                 f"{h}rdata": Out(width), f"{h}wready": Out(1),
+                f"{h}re": In(1, init=1), f"{h}rready": Out(1),
             })
+        members["b_conflict"] = Out(1)
         super().__init__(members)
 
     core = property(lambda self: self._core)
@@ -207,7 +210,7 @@ class CoreSlice(wiring.Component):
             m.d.sync += [pend_addr.eq(self.host(hp, "addr")[:bits]), pend_data.eq(self.host(hp, "wdata"))]
         m.d.sync += pend.eq((req & ~go_req) | (pend & ~pend_go))
         # hold the DMA only while a waiting write cannot go (w_rd0 reads on two cycles in a row)
-        m.d.comb += self.host(hp, "wready").eq(~(pend & reads))
+        self._wready[hp].append(~(pend & reads))
         a_addr = Signal(bits, name="w_port_a_addr")
         host_addr = self.host(hp, "addr")[:bits]
         m.d.comb += a_addr.eq(Mux(pend_go, pend_addr, Mux(go_req, host_addr, r0.addr[:bits])))
@@ -223,6 +226,80 @@ class CoreSlice(wiring.Component):
         m.d.sync += held.eq(data0)
         for c in cores:  # multicast to every core
             m.d.comb += [getattr(c, readers[0]).data.eq(data0), getattr(c, readers[1]).data.eq(port_b.data)]
+
+    def _b_halves(self, m, core, j, k, bits, hp):
+        """Core ``j``'s buffer B as two true dual port RAMs, the lower and the upper half of its
+        words. Each cycle a half's port A serves the first of the requests on that half and port
+        B the second, in the order: the core's write (``b_wr0``), the core's reads (``b_rd0``,
+        ``b_rd1``, ``d_rd*``), the DMA's write, the DMA's read (host port ``hp``). So the core is
+        served whenever it makes at most two accesses of a half in a cycle -- the compiler places
+        every command so (``ComputingCore.b_accesses``, ``gen.compile``); a third is dropped, and
+        ``b_conflict`` says so -- and the DMA takes the ports the core leaves: a host write that
+        finds none waits in a register (``wready`` falls, so that no other comes meanwhile), a
+        host read that would find none is not taken (``rready`` low). A read's data come from
+        the port that served it, one cycle later. Returns (the DMA read's data, this core's
+        terms of ``wready`` and ``rready``, a core request dropped)."""
+        word = self._shapes["b"]
+        depth = self._depths["b"]
+        half = depth // 2
+        readers, writers = self._core.memory_ports()["b"]
+        wr, rds = getattr(core, writers[0]), [getattr(core, r) for r in readers]
+        host = lambda name: self.host(hp, name)  # noqa: E731
+        new_w = host("we") & (host("sel") == k) & (host("core") == j)
+        pend = Signal(name=f"b{j}_dma_pending")
+        pend_addr = Signal(bits, name=f"b{j}_dma_pending_addr")
+        pend_data = Signal(word.size, name=f"b{j}_dma_pending_data")
+        w_data = Mux(pend, pend_data, host("wdata")[:word.size])
+        r_en = host("re") & (host("rsel") == k) & (host("rcore") == j)
+        reqs = ([(wr.en, wr.addr[:bits])] + [(r.en, r.addr[:bits]) for r in rds]
+                + [(pend | new_w, Mux(pend, pend_addr, host("addr")[:bits])), (r_en, host("raddr")[:bits])])
+        iw, ir = len(reqs) - 2, len(reqs) - 1  # the DMA's write and read
+        upper = [Signal(name=f"b{j}_req{i}_upper") for i in range(len(reqs))]
+        for i, (_, addr) in enumerate(reqs):
+            m.d.comb += upper[i].eq(addr >= half)
+        served = [[] for _ in reqs]  # per request: the grants of the four ports, 2 * half + port
+        r_ok = []  # per half: the DMA's read would be served there
+        data = []  # the four ports' read data
+        for h in range(2):
+            mem = memory.Memory(shape=word, depth=half if h == 0 else depth - half, init=[])
+            m.submodules[f"mem_b{j or ''}_{('lo', 'hi')[h]}"] = mem
+            hits = [Signal(name=f"b{j}_{('lo', 'hi')[h]}_hit{i}") for i in range(len(reqs))]
+            for i, (en, _) in enumerate(reqs):
+                m.d.comb += hits[i].eq(en & (upper[i] if h else ~upper[i]))
+            grants = [[], []]
+            one, two = Const(0), Const(0)  # one / two requests before this one hit the half
+            for i in range(len(reqs)):
+                if i == ir:
+                    r_ok.append(~two)
+                grants[0].append(hits[i] & ~one)
+                grants[1].append(hits[i] & one & ~two)
+                one, two = one | hits[i], two | (one & hits[i])
+            for p, g in enumerate(grants):
+                addr = Signal(bits, name=f"b{j}_{('lo', 'hi')[h]}_port{p}_addr")
+                pick = Const(0, bits)
+                for i, (_, a) in enumerate(reqs):
+                    pick = pick | Mux(g[i], a, 0)
+                wp, rp = mem.write_port(), mem.read_port()
+                m.d.comb += [addr.eq(pick - (half if h else 0)),
+                             wp.addr.eq(addr), rp.addr.eq(addr), rp.en.eq(1),
+                             wp.en.eq(g[0] | g[iw]), wp.data.eq(Mux(g[0], wr.data, w_data))]
+                data.append(rp.data)
+                for i in range(len(reqs)):
+                    served[i].append(g[i])
+        out = []
+        for i in list(range(1, 1 + len(rds))) + [ir]:  # the reads
+            src = Signal(2, name=f"b{j}_read{i}_port")  # the port that served it: 2 * half + port
+            with m.If(Cat(*served[i]).any()):
+                m.d.sync += src.eq(Cat(served[i][1] | served[i][3], served[i][2] | served[i][3]))
+            out.append(Array(data)[src])
+        for r, d in zip(rds, out, strict=False):
+            m.d.comb += r.data.eq(d)
+        next_pend = reqs[iw][0] & ~Cat(*served[iw]).any()
+        m.d.sync += pend.eq(next_pend)
+        with m.If(new_w):  # not taken now: it waits (while one waits, no other comes)
+            m.d.sync += [pend_addr.eq(host("addr")[:bits]), pend_data.eq(host("wdata")[:word.size])]
+        dropped = Cat(*(reqs[i][0] & ~Cat(*served[i]).any() for i in range(iw))).any()
+        return out[-1], ~next_pend, Mux(upper[ir], r_ok[1], r_ok[0]), dropped
 
     def elaborate(self, platform):
         m = Module()
@@ -246,18 +323,25 @@ class CoreSlice(wiring.Component):
         if self._aux:
             self._aux_buffers(m, cores)
         rdata = [{} for _ in range(self._hp)]  # per host port: {memory index: its read data}
-        for hp in range(self._hp):  # every port takes its writes, but the shared weight port's
-            if not (self._shared_w and hp == dma_port(Buffer.W, 0, self._hp)):
-                m.d.comb += self.host(hp, "wready").eq(1)
+        # per host port: what its wready and rready are the AND of (a write that waits on a
+        # shared port; B's halves); high with none
+        self._wready, rready, dropped = [[] for _ in range(self._hp)], [[] for _ in range(self._hp)], []
         for k, name in enumerate(MEMORIES):
             bits = self._mem_bits[name]
             owners = cores if name == "b" else cores[:1]  # one B per core; W, Q, O shared
             data_out = [[] for _ in range(self._hp)]  # per host port: (core, read data)
             readers, writers, loaded, stored = self._ports(name)
             for j, core in enumerate(owners):
+                hp = dma_port(Buffer.of(name), j, self._hp)  # the host port that owns this memory
+                if name == "b" and self._halves:
+                    data, w_ok, r_ok, lost = self._b_halves(m, core, j, k, bits, hp)
+                    data_out[hp].append((j, data))
+                    self._wready[hp].append(w_ok)
+                    rready[hp].append((self.host(hp, "rsel") != k) | (self.host(hp, "rcore") != j) | r_ok)
+                    dropped.append(lost)
+                    continue
                 mem = memory.Memory(shape=self._shapes[name], depth=self._depths[name], init=[])
                 m.submodules[f"mem_{name}{j}" if j else f"mem_{name}"] = mem
-                hp = dma_port(Buffer.of(name), j, self._hp)  # the host port that owns this memory
                 if name == "w" and self._shared_w:
                     self._shared_w_port(m, mem, core, cores, hp, k, bits)
                     continue
@@ -289,6 +373,10 @@ class CoreSlice(wiring.Component):
                     rdata[hp][k] = data
                 elif owned:
                     rdata[hp][k] = owned[0][1]
+        for hp in range(self._hp):
+            m.d.comb += [self.host(hp, "wready").eq(Cat(*self._wready[hp], Const(1)).all()),
+                         self.host(hp, "rready").eq(Cat(*rready[hp], Const(1)).all())]
+        m.d.comb += self.b_conflict.eq(Cat(*dropped, Const(0)).any())
         for hp in range(self._hp):  # each port reads the memories it owns (others read as one of them)
             sel = Signal(2, name=f"host{hp}_rsel_q")
             m.d.sync += sel.eq(self.host(hp, "rsel"))
