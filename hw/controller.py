@@ -86,7 +86,9 @@ class Controller(wiring.Component):
     load_out_of_range, store_out_of_range : In(1), per engine: a beat of its transfer addressed
         past its buffer (the run ends with ADDRESS_RANGE).
     cmd : Out(stream.Signature(command_layout(addr_bits))), cmd_cores : Out(cores): the command and
-        the cores that take it at once; core_busy : In(1): any core busy.
+        the cores that take it at once; core_busy : In(1): any core busy; b_conflict : In(1): a
+        core's access of buffer B was dropped (``CoreSlice``: more than a half's two ports), which
+        ends the run with ``B_PORTS``.
     trace : Out(stream.Signature(trace_layout)): one entry per completed instruction (its index:
         the place in this run's program, 0 at PROGRAM_BASE).
     stall : Out(1): the core is idle while the next COMPUTE waits for a token (for data).
@@ -118,6 +120,7 @@ class Controller(wiring.Component):
             "load_core": Out(6).array(ports), "store_core": Out(6).array(ports),
             "load_out_of_range": In(1).array(ports), "store_out_of_range": In(1).array(ports),
             "cmd": Out(stream.Signature(command_layout(addr_bits))), "cmd_cores": Out(cores),
+            "b_conflict": In(1),
             "core_busy": In(1),
             "trace": Out(stream.Signature(trace_layout)), "stall": Out(1),
         }
@@ -398,6 +401,8 @@ class Controller(wiring.Component):
             error(ErrorCode.DEADLOCK)
         with m.If(overflow):
             error(ErrorCode.TOKEN_OVERFLOW)
+        with m.If(self.b_conflict):  # the core slice dropped a core's access of buffer B
+            error(ErrorCode.B_PORTS)
         with m.If(err == 0):
             for raised, code in reversed(errors):  # the first in the list wins
                 with m.If(raised):

@@ -159,6 +159,10 @@ class CoreSlice(wiring.Component):
             readers, writers, host_w, host_r = self._ports(name)
             copies = self._n if name == "b" else 1
             shared = int(name == "w" and self._shared_w)
+            if name == "b" and self._halves:  # two true dual port RAMs a core: two read/write ports
+                out[name] = BufferPorts(2, 2, 2 * self._n, self._shapes[name].size, self._depths[name] // 2,
+                                        shared=2)
+                continue
             out[name] = BufferPorts(len(writers) + host_w, len(readers) + host_r, copies,
                                     self._shapes[name].size, self._depths[name], shared)
         if self._aux:
@@ -236,9 +240,9 @@ class CoreSlice(wiring.Component):
         every command so (``ComputingCore.b_accesses``, ``gen.compile``); a third is dropped, and
         ``b_conflict`` says so -- and the DMA takes the ports the core leaves: a host write that
         finds none waits in a register (``wready`` falls, so that no other comes meanwhile), a
-        host read that would find none is not taken (``rready`` low). A read's data come from
-        the port that served it, one cycle later. Returns (the DMA read's data, this core's
-        terms of ``wready`` and ``rready``, a core request dropped)."""
+        host read that would find none is not taken (``rready`` low), nor one while a write waits.
+        A read's data come from the port that served it, one cycle later. Returns (the DMA read's
+        data, this core's terms of ``wready`` and ``rready``, a core request dropped)."""
         word = self._shapes["b"]
         depth = self._depths["b"]
         half = depth // 2
@@ -299,7 +303,8 @@ class CoreSlice(wiring.Component):
         with m.If(new_w):  # not taken now: it waits (while one waits, no other comes)
             m.d.sync += [pend_addr.eq(host("addr")[:bits]), pend_data.eq(host("wdata")[:word.size])]
         dropped = Cat(*(reqs[i][0] & ~Cat(*served[i]).any() for i in range(iw))).any()
-        return out[-1], ~next_pend, Mux(upper[ir], r_ok[1], r_ok[0]), dropped
+        # a read waits while a write waits (it could be of the word the write brings)
+        return out[-1], ~next_pend, ~pend & Mux(upper[ir], r_ok[1], r_ok[0]), dropped
 
     def elaborate(self, platform):
         m = Module()

@@ -9,7 +9,6 @@ import subprocess
 import sys
 
 import pytest
-from amaranth.hdl import Shape
 
 from hw.accelerator import Accelerator, one_pixel_beats, silenced
 from hw.config import PRESETS, ConfigError
@@ -28,25 +27,6 @@ def test_faults_and_width_adapter(tmp_path):
     tests, failed = run_testbench(Accelerator(cfg), "trio_accelerator", "sim.tb.accelerator",
                                   {"TRIO_CONFIG": cfg.to_json()}, tmp_path, ["accelerator (testbench)"])
     assert (tests, failed) == (1, 0), f"see {tmp_path}/sim.log"
-
-
-def test_buffer_ports_are_the_elaborated_memories_ports():
-    """``CoreSlice.buffer_ports`` (what the generator reports and warns about) counts the ports
-    the memories really get."""
-    from hw.core_slice import CoreSlice
-
-    sl = CoreSlice(PRESETS["tiny"], addr_bits=8, mem_bits={"w": 6}, cores=2, aux_depth=4)
-    m = sl.elaborate(None)
-    names = {"b": ["mem_b", "mem_b1"], "w": ["mem_w"], "q": ["mem_q"], "o": ["mem_o"],
-             "aux": ["aux0", "aux1"]}
-    ports = sl.buffer_ports()
-    assert set(ports) == set(names)
-    for name, subs in names.items():
-        assert ports[name].copies == len(subs)
-        for sub in subs:
-            mem = m.submodules[sub]
-            assert (len(mem.write_ports), len(mem.read_ports)) == (ports[name].writes, ports[name].reads), sub
-            assert (Shape.cast(mem.shape).width, mem.depth) == (ports[name].width, ports[name].depth), sub
 
 
 def test_array_limits():
