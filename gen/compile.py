@@ -158,14 +158,16 @@ class _Emitter:
         """The DMA engine that moves ``mem`` (of ``core`` for B): ``hw.isa.dma_port``."""
         return dma_port(Buffer.of(mem), core, self.acc.config.axi_ports)
 
-    def ports(self, mem, core, lo, hi):
-        """The token accesses of a transfer's B ports: one of each half of core ``core``'s B that
-        words [lo, hi) lie in -- so the DMA moves words of a half for one transfer at a time, and
-        not while a COMPUTE takes both of its ports (``_port_accesses``)."""
+    def ports(self, op, mem, core, lo, hi):
+        """The token accesses of a transfer's B ports: of each half of core ``core``'s B that
+        words [lo, hi) lie in, port A for a LOAD (its writes), port B for a STORE (its reads)
+        (``hw.core_slice.B_SIDES``) -- so the DMA never meets a COMPUTE on a port
+        (``_port_accesses``) and moves words of a half's port for one transfer at a time."""
         if mem != "b":
             return []
         half = self.acc.memory_depths["b"] // 2
-        return [Access(f"b{core}.port{h}", 0, 1, True) for h in range(2)
+        side = "A" if op == Opcode.LOAD else "B"
+        return [Access(f"b{core}.{side}{h}", 0, 1, True) for h in range(2)
                 if lo < (h + 1) * half and h * half < hi]
 
     def word_bytes(self, mem):
@@ -182,7 +184,7 @@ class _Emitter:
             load = op == Opcode.LOAD  # buffer words written, DRAM bytes read (a STORE: the reverse)
             access = [Access(_mem(mem, core), buf_addr + done, buf_addr + done + n, load),
                       Access(f"dram.{region}", at, at + n * self.word_bytes(mem), not load)]
-            access += self.ports(mem, core, buf_addr + done, buf_addr + done + n)
+            access += self.ports(op, mem, core, buf_addr + done, buf_addr + done + n)
             self.emit(op, access, region=REGIONS.index(region), buffer=Buffer.of(mem),
                       port=self.port(mem, core), core=core, offset=offset + done * self.word_bytes(mem),
                       row_beats=n * self.beats[mem], rows=1, stride=0, buf_addr=buf_addr + done, buf_stride=0)
@@ -202,7 +204,7 @@ class _Emitter:
         end = buf_addr + (rows - 1) * buf_stride + row_words
         access = [Access(_mem(mem, core), buf_addr, end, load),
                   Access(f"dram.{region}", offset, dram_end, not load)]
-        access += self.ports(mem, core, buf_addr, end)
+        access += self.ports(op, mem, core, buf_addr, end)
         self.emit(op, access, region=REGIONS.index(region), buffer=Buffer.of(mem), port=self.port(mem, core),
                   core=core,
                   offset=offset, row_beats=row_words * self.beats[mem], rows=rows, stride=stride_words * wb,
@@ -278,39 +280,44 @@ def _b_regions(p):
 
 
 def _half_loads(p, core, half):
-    """[accesses a cycle in the lower half of B, in the upper]: the most that any of plan ``p``'s
-    commands makes (``ComputingCore.b_accesses``: its reads in the inputs' words, its write in
-    the output's), as ``p`` is placed."""
+    """Per half of B (lower, upper), the accesses a cycle of each side of its ports
+    (``hw.core_slice.B_SIDES``: port A takes engine 0's read, port B the write and engine 1's
+    read) that plan ``p``'s commands make at most, as ``p`` is placed: a command's reads in its
+    inputs' words (``ComputingCore.b_accesses``: the first on A, a second on B), its write in its
+    output's."""
     ins, out = _b_regions(p)
-    loads = [0, 0]
+    loads = [[0, 0], [0, 0]]
     for c in p.all_commands():
         reads, writes = core.b_accesses(c)
         for h in range(2):
             lo, hi = h * half, (h + 1) * half
-            n = sum(k for k, region in ((reads, ins), (writes, out))
-                    if region and region[0] < hi and lo < region[1])
-            loads[h] = max(loads[h], n)
+            touch = [bool(r and r[0] < hi and lo < r[1]) for r in (ins, out)]
+            side = [int(touch[0] and reads >= 1),
+                    int(touch[0] and reads >= 2) + int(touch[1] and writes >= 1)]
+            loads[h] = [max(x, y) for x, y in zip(loads[h], side, strict=True)]
     return loads
 
 
 def _place_b(p, off, last, depth, core):
     """(``relocate`` offsets for buffer B, the first input's kept address or None) of plan ``p``:
-    its inputs (from 0) and output where no half of B takes more than its two ports in a cycle
-    (``_half_loads``), the first input left at ``off`` if it can be (the op before wrote it
-    there). Of the places that allow, the one that waits least for the op before (``last``: its
-    inputs and output regions, ``_b_regions``): first, for its STORE -- writing over its output,
-    or taking both ports of the half the STORE reads; then, for its COMPUTE -- a LOAD over its
-    inputs; then the lowest addresses."""
+    its inputs (from 0) and output where no side of a half of B takes more than its one port in
+    a cycle (``_half_loads``), the first input left at ``off`` if it can be (the op before wrote
+    it there). Of the places that allow, the one that waits least for the op before (``last``:
+    its inputs' and output's regions, ``_b_regions``, and its ``_half_loads``): first, for its
+    STORE -- writing over its output, or taking port B of a half the STORE reads; then, for its
+    COMPUTE -- a LOAD over its inputs or into a half whose port A it takes; then the lowest
+    addresses."""
     half = depth // 2
     ins, out = _b_regions(p)
     n_in = ins[1] if ins else 0  # an unplaced plan's inputs start at 0
     n_out = out[1] - out[0] if out else 0
-    last_in, last_out = last
-    starts = sorted({0, half} | {r[1] for r in last if r and r[1] < depth})
+    last_in, last_out, last_loads = last
+    starts = sorted({0, half} | {r[1] for r in (last_in, last_out) if r and r[1] < depth})
 
     def over(a, b):
         return bool(a and b and a[0] < b[1] and b[0] < a[1])
 
+    halves = [(0, half), (half, depth)]
     best = None
     for keep in ((True, False) if off is not None else (False,)):
         for in_at in ([off] if keep else starts):
@@ -321,26 +328,28 @@ def _place_b(p, off, last, depth, core):
                     continue
                 shift = {"b": in_at} | ({"out": out_at - p.out_base} if out else {})
                 loads = _half_loads(p.relocate(shift), core, half)
-                if max(loads) > 2:
+                if max(max(x) for x in loads) > 1:
                     continue
                 loaded = None if keep else mine_in  # a kept input is the op before's output
-                full = [(h * half, (h + 1) * half) for h in range(2) if loads[h] == 2]
-                store = any(over(x, last_out) for x in [mine_out, loaded] + full)
-                score = (store, over(loaded, last_in), in_at, out_at)
+                port_b = [halves[h] for h in range(2) if loads[h][1]]
+                store = any(over(x, last_out) for x in [mine_out, loaded] + port_b)
+                busy_a = [halves[h] for h in range(2) if last_loads[h][0]]
+                compute = any(over(loaded, x) for x in [last_in] + busy_a)
+                score = (store, compute, in_at, out_at)
                 if best is None or score < best[0]:
                     best = (score, shift)
         if best:
             return best[1], (off if keep else None)
     raise CompileError(f"its inputs ({n_in} words) and output ({n_out} words) do not fit buffer B's "
-                       f"{depth} words with no half of it read or written more than twice a cycle")
+                       f"{depth} words with each port of a half taken at most once a cycle")
 
 
 def _port_accesses(p, core, half, cores):
-    """The token accesses of a COMPUTE's B ports: a half its commands take both ports of
-    (``_half_loads``) on each of its ``cores`` -- the DMA waits for it there (``_Emitter.transfer``
-    takes a port of every half it moves words of)."""
-    return [Access(f"b{j}.port{h}", 0, 1, True) for h, n in enumerate(_half_loads(p, core, half)) if n >= 2
-            for j in range(cores)]
+    """The token accesses of a COMPUTE's B ports: the ports (``b<core>.A<half>``, ``.B<half>``) its
+    commands take (``_half_loads``) on each of its ``cores`` -- a LOAD waits for port A of the
+    halves it writes, a STORE for port B of those it reads (``_Emitter.ports``)."""
+    return [Access(f"b{j}.{'AB'[side]}{h}", 0, 1, True) for h, sides in enumerate(_half_loads(p, core, half))
+            for side in range(2) if sides[side] for j in range(cores)]
 
 
 def _load_rows(em, whole, t, b_base, per, n_cores):
@@ -416,7 +425,7 @@ def compile_network(frozen, image_shape, config, seed=0, progress=None, model=No
     tensors, segments, host_steps, op_rows, host = {}, [], [], [], {}
     resident = {}  # the tensor the last op left in buffer B, and its word address
     cursor = {mem: 0 for mem in ("w", "q", "o")}  # the end of the last op's words in each buffer
-    last_b = (None, None)  # the last op's regions of buffer B (its inputs, its output)
+    last_b = (None, None, [[0, 0], [0, 0]])  # the last op's regions of B (inputs, output), port loads
     seg_start = 0
     depth = acc.memory_depths
     for n_op, (r, ins, out) in enumerate(ops):
@@ -456,7 +465,7 @@ def compile_network(frozen, image_shape, config, seed=0, progress=None, model=No
             if mem not in shift and mem not in fixed and mem in ("w", "q") and single:
                 shift[mem] = cursor[mem] if cursor[mem] + need[mem] <= depth[mem] else 0
         p = p.relocate(shift)
-        last_b = _b_regions(p)
+        last_b = (*_b_regions(p), _half_loads(p, acc.core, depth["b"] // 2))
         passes = _passes(p, depth, r["name"])
         for mem, top in p.words_needed().items():
             if mem in shift and mem in cursor and mem not in fixed:

@@ -3,7 +3,7 @@
 
 from typing import NamedTuple
 
-from amaranth.hdl import Array, Cat, ClockSignal, Const, Instance, Module, Mux, ResetSignal, Signal, Value
+from amaranth.hdl import Cat, ClockSignal, Const, Instance, Module, Mux, ResetSignal, Signal, Value
 from amaranth.lib import memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -15,6 +15,9 @@ from hw.params import check_int
 __all__ = ["CoreSlice", "BufferPorts", "MEMORIES"]
 
 MEMORIES = ("b", "w", "q", "o")  # host port ``sel`` values 0..3: buffer B, weights, parameters, int32 outputs
+# the core's ports of buffer B by the port of a half they take (``CoreSlice(b_halves=)``): port
+# A, then the DMA's writes; port B, then the DMA's reads (``ComputingCore.b_accesses``)
+B_SIDES = (("b_rd0", "d_rd0"), ("b_wr0", "b_rd1", "d_rd1"))
 
 
 class BufferPorts(NamedTuple):
@@ -30,8 +33,8 @@ class BufferPorts(NamedTuple):
 
 class CoreSlice(wiring.Component):
     """``cores`` :class:`ComputingCore` s in lockstep with memories standing for the global
-    buffers (docs/architecture.md §3, §5): per core its **pixel group of buffer B** (activations,
-    2 read + 1 write port + the depthwise fill ports of its core); shared by all cores, the
+    buffers (docs/architecture.md §3, §5): per core its **pixel group of buffer B** (activations:
+    the core's 2 operand reads, its depthwise fill reads and its write); shared by all cores, the
     weight and parameter words of buffer C (2 read ports for W, one for Q, **multicast**: the leader's
     addresses, core 0's, read them for every core) and the output buffer (int32). Only core 0
     writes the output buffer, and the shared W where there are no aux buffers. With
@@ -43,6 +46,12 @@ class CoreSlice(wiring.Component):
     port alone. Each memory has
     ``2**mem_bits[name]`` words (at most ``2**addr_bits``), sized by the replay so that every
     command's operands fit, or ``depths[name]`` words (the accelerator's capacities; B: per core).
+
+    With ``b_halves`` (the accelerator's), each core's B is two true dual port RAMs, its lower
+    and upper half, whose two ports serve the core first and the DMA with what is left
+    (``_b_halves``): block RAM as Vivado infers it. Without (the replay's and the core tests'
+    harness, which place operands freely and run the depthwise-pointwise band pipeline), it is
+    one memory with a port per user.
 
     With ``core_module``, the cores are instances of that Verilog module (``ComputingCore`` emitted
     once as it, ``hw.accelerator.accelerator_verilog``) instead of L copies of their logic.
@@ -65,9 +74,16 @@ class CoreSlice(wiring.Component):
     host_sel : In(2), host_core : In(range(cores)), host_addr : In(addr_bits), host_wdata :
         In(width), host_we : In(1): write one word of memory ``MEMORIES[host_sel]`` (of core
         ``host_core`` for B) per cycle (``width``: the widest word);
-    host_wready : Out(1): the port takes a write this cycle; low only for the port of the weight
-        buffer's shared RAM (``shared_w``) while a write waits there and ``w_rd0`` reads again (a
-        word takes two DMA beats or more, so the beat held cannot complete another);
+    host_wready : Out(1): the port takes a write on the next cycle; low while a write waits
+        that cannot go now: on the weight buffer's shared RAM (``shared_w``), where ``w_rd0``
+        reads again (a word takes two DMA beats or more, so the beat held cannot complete
+        another), or on a half of B whose ports the core takes (``b_halves``);
+    host_re : In(1), high by default: the port reads this cycle (``b_halves``: it takes a port of
+        B only then); host_rready : Out(1): a read presented now is served (low: a half of B whose
+        ports the core takes, or a write waiting there; the reader presents it again later);
+    b_conflict : Out(1): a core's access of B found no port (more than two of a half in a cycle,
+        which the compiler never places); the access is lost (the controller ends the run:
+        ``B_PORTS``).
     host_rsel : In(2), host_rcore : In(range(cores)), host_raddr : In(addr_bits), host_rdata :
         Out(width): the word at ``host_raddr`` of memory ``MEMORIES[host_rsel]`` (of core
         ``host_rcore`` for B), one cycle after it is presented (a read port of its own: the DMA
@@ -233,78 +249,84 @@ class CoreSlice(wiring.Component):
 
     def _b_halves(self, m, core, j, k, bits, hp):
         """Core ``j``'s buffer B as two true dual port RAMs, the lower and the upper half of its
-        words. Each cycle a half's port A serves the first of the requests on that half and port
-        B the second, in the order: the core's write (``b_wr0``), the core's reads (``b_rd0``,
-        ``b_rd1``, ``d_rd*``), the DMA's write, the DMA's read (host port ``hp``). So the core is
-        served whenever it makes at most two accesses of a half in a cycle -- the compiler places
-        every command so (``ComputingCore.b_accesses``, ``gen.compile``); a third is dropped, and
-        ``b_conflict`` says so -- and the DMA takes the ports the core leaves: a host write that
-        finds none waits in a register (``wready`` falls, so that no other comes meanwhile), a
-        host read that would find none is not taken (``rready`` low), nor one while a write waits.
-        A read's data come from the port that served it, one cycle later. Returns (the DMA read's
-        data, this core's terms of ``wready`` and ``rready``, a core request dropped)."""
+        words, each port serving one side of the core's requests (``B_SIDES``) or the DMA: port A
+        engine 0's operand read (``b_rd0``) or the first window fill read (``d_rd0``), else the
+        DMA's write (a LOAD's word); port B the post-processor's write (``b_wr0``), engine 1's
+        read (``b_rd1``) or the second window fill read (``d_rd1``), else the DMA's read (a
+        STORE's). So the core is served whenever it makes at most one access of each side in a
+        half in a cycle -- the compiler places every command so (``ComputingCore.b_accesses``,
+        ``gen.compile``); a second is dropped, and ``b_conflict`` says so -- and the DMA takes a
+        port the core leaves: a host write that finds port A taken waits in a register
+        (``wready`` falls, so that no other comes meanwhile), a host read that would find port B
+        taken is not taken (``rready`` low), nor one while a write waits. A read's data come from
+        the half that served it, one cycle later. Returns (the DMA read's data, this core's terms
+        of ``wready`` and ``rready``, a core request dropped)."""
         word = self._shapes["b"]
         depth = self._depths["b"]
         half = depth // 2
         readers, writers = self._core.memory_ports()["b"]
-        wr, rds = getattr(core, writers[0]), [getattr(core, r) for r in readers]
+        ports = {name: getattr(core, name) for name in readers + writers}
         host = lambda name: self.host(hp, name)  # noqa: E731
         new_w = host("we") & (host("sel") == k) & (host("core") == j)
         pend = Signal(name=f"b{j}_dma_pending")
         pend_addr = Signal(bits, name=f"b{j}_dma_pending_addr")
         pend_data = Signal(word.size, name=f"b{j}_dma_pending_data")
-        w_data = Mux(pend, pend_data, host("wdata")[:word.size])
-        r_en = host("re") & (host("rsel") == k) & (host("rcore") == j)
-        reqs = ([(wr.en, wr.addr[:bits])] + [(r.en, r.addr[:bits]) for r in rds]
-                + [(pend | new_w, Mux(pend, pend_addr, host("addr")[:bits])), (r_en, host("raddr")[:bits])])
-        iw, ir = len(reqs) - 2, len(reqs) - 1  # the DMA's write and read
-        upper = [Signal(name=f"b{j}_req{i}_upper") for i in range(len(reqs))]
-        for i, (_, addr) in enumerate(reqs):
-            m.d.comb += upper[i].eq(addr >= half)
-        served = [[] for _ in reqs]  # per request: the grants of the four ports, 2 * half + port
-        r_ok = []  # per half: the DMA's read would be served there
-        data = []  # the four ports' read data
-        for h in range(2):
+        dma_w = (pend | new_w, Mux(pend, pend_addr, host("addr")[:bits]))
+        dma_r = (host("re") & (host("rsel") == k) & (host("rcore") == j), host("raddr")[:bits])
+        # per side: the core's requests (enable, address) in order, then the DMA's
+        sides = [[(ports[n].en, ports[n].addr[:bits]) for n in side if n in ports] for side in B_SIDES]
+        sides[0].append(dma_w)
+        sides[1].append(dma_r)
+        served = [[[] for _ in side] for side in sides]  # per side and request: its grant in each half
+        r_ok, w_ok, lost = [], [], []
+        data = [[], []]  # per side: the lower and upper half's read data
+        for h, which in enumerate(("lo", "hi")):
             mem = memory.Memory(shape=word, depth=half if h == 0 else depth - half, init=[])
-            m.submodules[f"mem_b{j or ''}_{('lo', 'hi')[h]}"] = mem
-            hits = [Signal(name=f"b{j}_{('lo', 'hi')[h]}_hit{i}") for i in range(len(reqs))]
-            for i, (en, _) in enumerate(reqs):
-                m.d.comb += hits[i].eq(en & (upper[i] if h else ~upper[i]))
-            grants = [[], []]
-            one, two = Const(0), Const(0)  # one / two requests before this one hit the half
-            for i in range(len(reqs)):
-                if i == ir:
-                    r_ok.append(~two)
-                grants[0].append(hits[i] & ~one)
-                grants[1].append(hits[i] & one & ~two)
-                one, two = one | hits[i], two | (one & hits[i])
-            for p, g in enumerate(grants):
-                addr = Signal(bits, name=f"b{j}_{('lo', 'hi')[h]}_port{p}_addr")
+            m.submodules[f"mem_b{j or ''}_{which}"] = mem
+            for p, side in enumerate(sides):
+                taken = Const(0)  # a request before this one is served by this port
                 pick = Const(0, bits)
-                for i, (_, a) in enumerate(reqs):
-                    pick = pick | Mux(g[i], a, 0)
+                for i, (en, addr) in enumerate(side):
+                    hit = Signal(name=f"b{j}_{which}_{'ab'[p]}{i}_hit")
+                    m.d.comb += hit.eq(en & ((addr >= half) if h else (addr < half)))
+                    if i == len(side) - 1:  # the DMA's: the port is free of the core's
+                        (w_ok if p == 0 else r_ok).append(~taken)
+                    elif i:
+                        lost.append(hit & taken)
+                    grant = hit & ~taken
+                    served[p][i].append(grant)
+                    pick = pick | Mux(grant, addr, 0)
+                    taken = taken | hit
+                addr = Signal(bits, name=f"b{j}_{which}_port_{'ab'[p]}_addr")
                 wp, rp = mem.write_port(), mem.read_port()
-                m.d.comb += [addr.eq(pick - (half if h else 0)),
-                             wp.addr.eq(addr), rp.addr.eq(addr), rp.en.eq(1),
-                             wp.en.eq(g[0] | g[iw]), wp.data.eq(Mux(g[0], wr.data, w_data))]
-                data.append(rp.data)
-                for i in range(len(reqs)):
-                    served[i].append(g[i])
+                write = served[0][-1][h] if p == 0 else served[1][0][h]  # the DMA's / b_wr0's
+                m.d.comb += [addr.eq(pick - (half if h else 0)), wp.addr.eq(addr), rp.addr.eq(addr),
+                             rp.en.eq(1), wp.en.eq(write),
+                             wp.data.eq(Mux(pend, pend_data, host("wdata")[:word.size]) if p == 0 else
+                                        ports[writers[0]].data)]
+                data[p].append(rp.data)
         out = []
-        for i in list(range(1, 1 + len(rds))) + [ir]:  # the reads
-            src = Signal(2, name=f"b{j}_read{i}_port")  # the port that served it: 2 * half + port
-            with m.If(Cat(*served[i]).any()):
-                m.d.sync += src.eq(Cat(served[i][1] | served[i][3], served[i][2] | served[i][3]))
-            out.append(Array(data)[src])
-        for r, d in zip(rds, out, strict=False):
-            m.d.comb += r.data.eq(d)
-        next_pend = reqs[iw][0] & ~Cat(*served[iw]).any()
-        m.d.sync += pend.eq(next_pend)
+        for p, side in enumerate(sides):
+            for i, _ in enumerate(side):
+                if p == 1 and i == 0:
+                    continue  # b_wr0
+                upper = Signal(name=f"b{j}_{'ab'[p]}{i}_from_hi")  # the half that served the read
+                with m.If(served[p][i][0] | served[p][i][1]):
+                    m.d.sync += upper.eq(served[p][i][1])
+                out.append(((p, i), Mux(upper, data[p][1], data[p][0])))
+        out = dict(out)
+        for p, side in enumerate(B_SIDES):
+            for i, name in enumerate(n for n in side if n in ports):
+                if name in readers:
+                    m.d.comb += ports[name].data.eq(out[(p, i)])
+        w_go = served[0][-1][0] | served[0][-1][1]
+        m.d.sync += pend.eq(dma_w[0] & ~w_go)
         with m.If(new_w):  # not taken now: it waits (while one waits, no other comes)
             m.d.sync += [pend_addr.eq(host("addr")[:bits]), pend_data.eq(host("wdata")[:word.size])]
-        dropped = Cat(*(reqs[i][0] & ~Cat(*served[i]).any() for i in range(iw))).any()
+        upper_w, upper_r = dma_w[1] >= half, dma_r[1] >= half
         # a read waits while a write waits (it could be of the word the write brings)
-        return out[-1], ~next_pend, ~pend & Mux(upper[ir], r_ok[1], r_ok[0]), dropped
+        return (out[(1, len(sides[1]) - 1)], ~(dma_w[0] & ~Mux(upper_w, w_ok[1], w_ok[0])),
+                ~pend & Mux(upper_r, r_ok[1], r_ok[0]), Cat(*lost, Const(0)).any())
 
     def elaborate(self, platform):
         m = Module()
