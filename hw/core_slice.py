@@ -305,16 +305,13 @@ class CoreSlice(wiring.Component):
                              wp.data.eq(Mux(pend, pend_data, host("wdata")[:word.size]) if p == 0 else
                                         ports[writers[0]].data)]
                 data[p].append(rp.data)
-        out = []
+        out = {}  # (side, request): a read's data, from the half that served it a cycle ago
         for p, side in enumerate(sides):
-            for i, _ in enumerate(side):
-                if p == 1 and i == 0:
-                    continue  # b_wr0
-                upper = Signal(name=f"b{j}_{'ab'[p]}{i}_from_hi")  # the half that served the read
+            for i in range(p, len(side)):  # the reads (port B's first request is b_wr0)
+                upper = Signal(name=f"b{j}_{'ab'[p]}{i}_from_hi")
                 with m.If(served[p][i][0] | served[p][i][1]):
                     m.d.sync += upper.eq(served[p][i][1])
-                out.append(((p, i), Mux(upper, data[p][1], data[p][0])))
-        out = dict(out)
+                out[(p, i)] = Mux(upper, data[p][1], data[p][0])
         for p, side in enumerate(B_SIDES):
             for i, name in enumerate(n for n in side if n in ports):
                 if name in readers:

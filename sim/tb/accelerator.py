@@ -3,7 +3,8 @@ hand-written programs (``hw.isa.encode``) run through ``runtime.sim_backend.SimB
 fault must set STATUS.ERROR, raise the interrupt and leave the accelerator ready for the next
 run, never hang; so do a wait that nothing signals (DEADLOCK) and a token counter past its maximum
 (TOKEN_OVERFLOW), an instruction that names a core the array lacks, a LOAD or STORE on another
-DMA engine than its buffer's (PORT), a LOAD or STORE against its buffer's direction (DIRECTION).
+DMA engine than its buffer's (PORT), a LOAD or STORE against its buffer's direction (DIRECTION),
+a COMPUTE that asks a port of a half of buffer B twice in a cycle (B_PORTS).
 Then a LOAD -> STORE round trip of buffer B through the width adapter (the STORE waits for the
 LOAD's token).
 
@@ -18,6 +19,7 @@ from cocotb.clock import Clock
 from cocotb.triggers import RisingEdge
 
 from hw.accelerator import Accelerator, silenced
+from hw.command import Command, Op
 from hw.config import AcceleratorConfig
 from hw.core_slice import MEMORIES
 from hw.isa import INSTRUCTION_BITS, TOKEN_BITS, Buffer, Opcode, Token, dma_port, encode
@@ -121,6 +123,13 @@ async def faults_and_round_trip(dut):
                 assert (await h.run([bad, end]))[0] == ErrorCode.DIRECTION, (op.name, mem)
     for mask in (1 << cfg.cores, 2):
         assert (await h.run([h.op(Opcode.COMPUTE, cores=mask), end]))[0] == ErrorCode.CORE_MASK, mask
+    # An add whose sum goes into its addends' half of B: port B takes engine 1's read and the
+    # write in one cycle, one is dropped (in the other half, the same add runs clean).
+    for out_base, code in ((32, ErrorCode.B_PORTS), (acc.memory_depths["b"] // 2, ErrorCode.NONE)):
+        add = Command(op=Op.ADD, in_base=0, in2_base=16, out_base=out_base, in_h=4, in_w=4, in_cw=1, out_w=4,
+                      out_cw=1, pixels=16)
+        run = [h.op(Opcode.COMPUTE, cores=1, command=add.value(acc.addr_bits)), end]
+        assert (await h.run(run))[0] == code, out_base
     # A wait that nothing signals; a token counter past its maximum.
     lonely = h.op(Opcode.STORE, region=3, buffer=Buffer.B, offset=0, row_beats=1, rows=1,
                   wait=Token.COMPUTE_TO_STORE)
