@@ -215,7 +215,7 @@ class CoreSlice(wiring.Component):
         reads on two cycles in a row in a compiled program; if it does, ``host_wready`` holds the
         DMA while a write waits and the port reads again, so a write is never lost. The chunk
         ``w_rd0`` read is kept in a register of its own (a write on port A changes the RAM's
-        output)."""
+        output). Returns the host port's term of ``wready``."""
         readers, _ = self._core.memory_ports()["w"]
         r0, r1 = (getattr(core, r) for r in readers)
         req = self.host(hp, "we") & (self.host(hp, "sel") == k)
@@ -230,7 +230,7 @@ class CoreSlice(wiring.Component):
             m.d.sync += [pend_addr.eq(self.host(hp, "addr")[:bits]), pend_data.eq(self.host(hp, "wdata"))]
         m.d.sync += pend.eq((req & ~go_req) | (pend & ~pend_go))
         # hold the DMA only while a waiting write cannot go (w_rd0 reads on two cycles in a row)
-        self._wready[hp].append(~(pend & reads))
+        wready = ~(pend & reads)
         a_addr = Signal(bits, name="w_port_a_addr")
         host_addr = self.host(hp, "addr")[:bits]
         m.d.comb += a_addr.eq(Mux(pend_go, pend_addr, Mux(go_req, host_addr, r0.addr[:bits])))
@@ -246,6 +246,7 @@ class CoreSlice(wiring.Component):
         m.d.sync += held.eq(data0)
         for c in cores:  # multicast to every core
             m.d.comb += [getattr(c, readers[0]).data.eq(data0), getattr(c, readers[1]).data.eq(port_b.data)]
+        return wready
 
     def _b_halves(self, m, core, j, k, bits, hp):
         """Core ``j``'s buffer B as two true dual port RAMs, the lower and the upper half of its
@@ -349,7 +350,7 @@ class CoreSlice(wiring.Component):
         rdata = [{} for _ in range(self._hp)]  # per host port: {memory index: its read data}
         # per host port: what its wready and rready are the AND of (a write that waits on a
         # shared port; B's halves); high with none
-        self._wready, rready, dropped = [[] for _ in range(self._hp)], [[] for _ in range(self._hp)], []
+        wready, rready, dropped = [[] for _ in range(self._hp)], [[] for _ in range(self._hp)], []
         for k, name in enumerate(MEMORIES):
             bits = self._mem_bits[name]
             owners = cores if name == "b" else cores[:1]  # one B per core; W, Q, O shared
@@ -360,14 +361,14 @@ class CoreSlice(wiring.Component):
                 if name == "b" and self._halves:
                     data, w_ok, r_ok, lost = self._b_halves(m, core, j, k, bits, hp)
                     data_out[hp].append((j, data))
-                    self._wready[hp].append(w_ok)
+                    wready[hp].append(w_ok)
                     rready[hp].append((self.host(hp, "rsel") != k) | (self.host(hp, "rcore") != j) | r_ok)
                     dropped.append(lost)
                     continue
                 mem = memory.Memory(shape=self._shapes[name], depth=self._depths[name], init=[])
                 m.submodules[f"mem_{name}{j}" if j else f"mem_{name}"] = mem
                 if name == "w" and self._shared_w:
-                    self._shared_w_port(m, mem, core, cores, hp, k, bits)
+                    wready[hp].append(self._shared_w_port(m, mem, core, cores, hp, k, bits))
                     continue
                 if loaded:
                     mine_w = self.host(hp, "core") == j if name == "b" else 1
@@ -398,7 +399,7 @@ class CoreSlice(wiring.Component):
                 elif owned:
                     rdata[hp][k] = owned[0][1]
         for hp in range(self._hp):
-            m.d.comb += [self.host(hp, "wready").eq(Cat(*self._wready[hp], Const(1)).all()),
+            m.d.comb += [self.host(hp, "wready").eq(Cat(*wready[hp], Const(1)).all()),
                          self.host(hp, "rready").eq(Cat(*rready[hp], Const(1)).all())]
         m.d.comb += self.b_conflict.eq(Cat(*dropped, Const(0)).any())
         for hp in range(self._hp):  # each port reads the memories it owns (others read as one of them)
