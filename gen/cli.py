@@ -281,9 +281,10 @@ def resource_estimate(cfg, dsps, ports=None):
             "buffer_ports": {BUFFER_NAMES[name]: e for name, e in entries.items()},
             "buffers_bram36_as_built": _as_built(cfg, entries) if ports else None,
             "buffer_ports_note": "bram36 is the buffers' bank model (docs/architecture.md); the RTL "
-                                 "builds each buffer as one memory with these ports (copies: one per "
-                                 "core for B and aux), Vivado maps to block RAM only those with "
-                                 "vivado_block_ram, and bram36_as_built is what that takes in all "
+                                 "builds each buffer as memories with these ports (copies: two halves "
+                                 "per core for B, one per core for aux), Vivado maps to block RAM "
+                                 "only those with vivado_block_ram, and bram36_as_built is what that "
+                                 "takes in all "
                                  "copies (gen.cli.block_rams; null where it does not map)"}
 
 

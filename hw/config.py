@@ -176,8 +176,8 @@ class AcceleratorConfig:
     @property
     def dw_ports(self):
         """Buffer words per cycle a core's depthwise window fill reads: the two ports of the half
-        of buffer B its input lies in (docs/architecture.md §3; the compiler places each command
-        so that no half takes more than two accesses a cycle)."""
+        of buffer B its input lies in (docs/architecture.md §3; the compiler places its output
+        in the other half)."""
         return 2
 
     @property

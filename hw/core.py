@@ -112,7 +112,8 @@ class ComputingCore(wiring.Component):
     cmd : In(stream.Signature(command_layout(addr_bits))): accepted while idle (a ``follow``
         reduction: while the main command register is free).
     busy : Out(1): a command is running (from the cycle after it is accepted to its last write).
-    b_rd0, b_rd1 : memory read ports of buffer B (word: T signed 8-bit values), read latency 1.
+    b_rd0, b_rd1 : memory read ports of buffer B (word: T signed 8-bit values), read latency 1,
+        enabled only on a beat that needs the word (``b_rd1`` not for a word ``b_rd0`` reads).
     b_wr0 : memory write port of buffer B (the post-processor's: every int8 result).
     w_rd0, w_rd1 : read ports of the weight buffer (word: S x T signed 8-bit).
     w_aux0, w_aux1 : In(chunk), with ``aux_bit``: the word the core's **aux buffer** (its own
@@ -193,9 +194,11 @@ class ComputingCore(wiring.Component):
         """(reads, writes): the most words of buffer B that command ``c`` reads and writes in one
         cycle on this core -- its engines' operands (one word where engine 1 reads engine 0's: a
         tile pair of one input word), the depthwise window fill's ``dw_ports``, the
-        post-processor's write (none for int32 results or an ATTN_VK's chunks). Buffer B has two
-        ports a half (``CoreSlice``); the compiler places each command so that no half takes
-        more (``gen.compile``)."""
+        post-processor's write (none for int32 results or an ATTN_VK's chunks). In the
+        accelerator a half of buffer B gives each side of these one port
+        (``hw.core_slice.B_SIDES``: the first read on port A, a second read and the write on port
+        B); the compiler places each command so that no port of a half is asked twice in a cycle
+        (``gen.compile``)."""
         if c.op == Op.DW:
             reads = self._dw_ports
         elif c.op in (Op.ADD, Op.ATTN_VK):
