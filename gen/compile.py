@@ -312,16 +312,23 @@ def _place_b(p, off, last, depth, core):
     n_in = ins[1] if ins else 0  # an unplaced plan's inputs start at 0
     n_out = out[1] - out[0] if out else 0
     last_in, last_out, last_loads = last
-    starts = sorted({0, half} | {r[1] for r in (last_in, last_out) if r and r[1] < depth})
+    # where a region may start: a half's bottom or the top of the op before's regions; where
+    # none of those allow, also right after the inputs (the output) or so that it ends at a
+    # half's top
+    starts = {0, half} | {r[1] for r in (last_in, last_out) if r and r[1] < depth}
 
     def over(a, b):
         return bool(a and b and a[0] < b[1] and b[0] < a[1])
 
     halves = [(0, half), (half, depth)]
     best = None
-    for keep in ((True, False) if off is not None else (False,)):
-        for in_at in ([off] if keep else starts):
-            for out_at in (starts if out else [0]):
+    keeps = (True, False) if off is not None else (False,)
+    for keep, more in [(keep, more) for more in (False, True) for keep in keeps]:
+        in_starts = sorted(starts | ({x - n_in for x in (half, depth) if x >= n_in} if more else set()))
+        for in_at in ([off] if keep else in_starts):
+            out_starts = sorted(starts | ({in_at + n_in} | {x - n_out for x in (half, depth) if x >= n_out}
+                                          if more else set()))
+            for out_at in (out_starts if out else [0]):
                 mine_in = (in_at, in_at + n_in) if n_in else None
                 mine_out = (out_at, out_at + n_out) if out else None
                 if max(in_at + n_in, out_at + n_out) > depth or over(mine_in, mine_out):
@@ -352,18 +359,19 @@ def _port_accesses(p, core, half, cores):
             for side in range(2) if sides[side] for j in range(cores)]
 
 
-def _load_rows(em, whole, t, b_base, per, n_cores):
+def _load_rows(em, whole, t, b_base, per, n_cores, first=0):
     """LOADs of a depthwise or generic conv's input rows cut over the cores (``sim.core_ops.split``): each
     core's own rows and halo rows from the tensor, zero rows (from the weights region's zero
-    block) above and below it."""
+    block) above and below it; core j takes row group ``first + j``."""
     c = whole.command
     rows = per // c.out_w
     above, below = group_rows(whole)
     row = c.in_w * c.in_cw
     wb = em.word_bytes("b")
     for j in range(n_cores):
-        y0 = j * rows * c.stride - above
-        y1 = (j + 1) * rows * c.stride + below
+        g = first + j
+        y0 = g * rows * c.stride - above
+        y1 = (g + 1) * rows * c.stride + below
         lo, hi = max(0, y0), min(c.in_h, y1)
         em.transfer(Opcode.LOAD, "b", "activations", t["offset"] + lo * row * wb, b_base + (lo - y0) * row,
                     (hi - lo) * row, core=j)
@@ -371,6 +379,26 @@ def _load_rows(em, whole, t, b_base, per, n_cores):
             if z1 > z0:
                 em.transfer(Opcode.LOAD, "b", "weights", em.zeros((z1 - z0) * row), b_base + (z0 - y0) * row,
                             (z1 - z0) * row, core=j)
+
+
+def _row_rounds(whole, p, per, cfg, core, half):
+    """(cores, output pixels per row group, rounds, plan) of an op cut by rows (``by_rows``):
+    ``p``, cut into ``per`` pixels a core, in one round; or -- where a core's input rows would not
+    fit half of buffer B and the command reads two words a cycle (the window fill on both ports
+    of its input's half: ``_place_b``) -- in row groups small enough, as many at once as there
+    are cores, in rounds."""
+    c = whole.command
+    out_h = c.pixels // c.out_w
+    n = -(-out_h // (per // c.out_w))
+    cores = n
+    while len(p.writes["b"][1]) > half and core.b_accesses(p.command)[0] >= 2 and per > c.out_w:
+        n += 1
+        rows = -(-out_h // n)
+        per = rows * c.out_w
+        p = split(whole, per, cfg)
+    groups = -(-out_h // (per // c.out_w))
+    cores = min(cores, groups)
+    return cores, per, -(-groups // cores), p
 
 
 def _accesses(p, cores):
@@ -442,6 +470,8 @@ def compile_network(frozen, image_shape, config, seed=0, progress=None, model=No
             # the lockstep group: cores 0 .. n_cores - 1
             p = whole if per is None else split(whole, per, cfg)
             heads, rounds = None, 1
+            if per is not None and by_rows(whole):  # row groups in rounds where one's input overfills
+                n_cores, per, rounds, p = _row_rounds(whole, p, per, cfg, acc.core, depth["b"] // 2)
             if kind == "attn" and acc.aux_depth:  # its sum k and vk chunks in the aux buffers
                 n_cores, heads, rounds, p = _head_rounds(r, ins, whole, cfg, acc.aux_depth)
                 p, fixed = p.relocate({"w": acc.aux_base}), {"w"}
@@ -487,6 +517,7 @@ def compile_network(frozen, image_shape, config, seed=0, progress=None, model=No
         wb = em.word_bytes("b")
         at = 0  # words of the plan's inputs placed so far
         head_inputs = []  # (branch, tensor) of an attention cut by heads
+        row_inputs = []  # the input of an op cut by rows
         for i, (src, x) in enumerate(zip(r["srcs"], ins, strict=True)):
             x = np.asarray(x, np.int64)
             x = x.reshape(-1, 1, 1) if x.ndim == 1 else x  # a vector: one pixel
@@ -508,8 +539,8 @@ def compile_network(frozen, image_shape, config, seed=0, progress=None, model=No
                     em.transfer(Opcode.LOAD, "b", "activations", t["offset"], b_base + at, t["words"])
                 elif heads is not None:  # loaded round by round, below
                     head_inputs.append((i, t))
-                elif by_rows(whole):
-                    _load_rows(em, whole, t, b_base, per, n_cores)
+                elif by_rows(whole):  # loaded round by round, below
+                    row_inputs.append(t)
                 else:
                     cw = t["words"] // pixels
                     for j in range(n_cores):
@@ -530,7 +561,7 @@ def compile_network(frozen, image_shape, config, seed=0, progress=None, model=No
         if heads is not None:  # an attention's heads per branch; a head's output and q/k/v words
             nh, dw = whole.groups // 2, -(-int(np.asarray(r["dim"])) // lanes)
             d3 = 3 * dw
-        for k in range(rounds):  # an attention cut by heads: round k runs head groups k * n_cores + j
+        for k in range(rounds):  # cut by heads or rows: round k runs groups k * n_cores + j
             groups = []  # (core, first head, heads) of each group of this round
             for j in range(n_cores if heads is not None else 0):
                 h0 = (k * n_cores + j) * heads
@@ -541,7 +572,13 @@ def compile_network(frozen, image_shape, config, seed=0, progress=None, model=No
                     em.transfer_2d(Opcode.LOAD, "b", "activations", t["offset"] + h0 * d3 * wb,
                                    b_base + i * pixels * heads * d3, n * d3, pixels, nh * d3, heads * d3,
                                    core=j)
-            active = len(groups) if heads is not None else n_cores
+            row_groups = []  # (core, row group) of this round of an op cut by rows
+            if heads is None and per is not None and by_rows(whole):
+                row_groups = [(j, k * n_cores + j) for j in range(n_cores)
+                              if (k * n_cores + j) * per < pixels]
+            for t in row_inputs:
+                _load_rows(em, whole, t, b_base, per, len(row_groups), first=k * n_cores)
+            active = len(groups) if heads is not None else len(row_groups) or n_cores
             for command, loads in passes:
                 for m_w, (base, items) in loads.items() if k == 0 else ():  # loaded once
                     em.transfer(Opcode.LOAD, m_w, "weights", em.weights_words(m_w, items), base, len(items))
@@ -550,6 +587,10 @@ def compile_network(frozen, image_shape, config, seed=0, progress=None, model=No
                 for c in command:
                     em.emit(Opcode.COMPUTE, mine, cores=(1 << active) - 1, command=c.value(acc.addr_bits))
                     core_model.append(core_cycles(cfg, c, acc.core))
+            for j, g in row_groups:  # each core's rows
+                at_j = tensors[dst]["offset"] + g * per * p.command.out_cw * em.word_bytes(mem)
+                em.transfer(Opcode.STORE, mem, "activations", at_j, obase,
+                            min(per, pixels - g * per) * p.command.out_cw, core=j)
             for j, h0, n in groups:  # each core's heads of each branch into their place in every pixel
                 for b in range(2):
                     at_j = tensors[dst]["offset"] + (b * nh + h0) * dw * wb
@@ -557,7 +598,7 @@ def compile_network(frozen, image_shape, config, seed=0, progress=None, model=No
                                    pixels, 2 * nh * dw, 2 * heads * dw, core=j)
         if heads is None and per is None:  # (an attention cut by heads: stored round by round, above)
             em.transfer(Opcode.STORE, mem, "activations", tensors[dst]["offset"], obase, owords)
-        elif heads is None:
+        elif heads is None and not by_rows(whole):  # (cut by rows: stored round by round, above)
             ocw = p.command.out_cw
             for j in range(n_cores):
                 n = min(per, pixels - j * per)

@@ -68,6 +68,27 @@ def test_proxy_whole_network_with_the_shared_weight_port(proxy_quantized, tmp_pa
     assert len(rows) == 40 and all("+0.0%" in r for r in rows), "\n".join(rows)
 
 
+def test_proxy_whole_network_with_row_rounds(proxy_quantized, tmp_path, monkeypatch):
+    """Half of tiny2's buffer B (32 KiB a core): a depthwise conv's rows on a core would overfill
+    half of B (its window fill takes both ports of its input's half), so the compiler cuts it
+    into smaller row groups that run in rounds on the cores (``gen.compile._row_rounds``);
+    bit-exact, on the model's cycles."""
+    import gen.compile as gc
+
+    cfg = PRESETS["tiny2"].replace(buffer_b_kib=64)
+    real, rounds = gc._row_rounds, []
+    monkeypatch.setattr(gc, "_row_rounds", lambda *a: rounds.append(real(*a)) or rounds[-1])
+    frozen, shape, _ = gc.load_frozen(proxy_quantized)
+    gc.compile_network(frozen, shape, cfg)
+    assert max(r[2] for r in rounds) > 1
+    (tmp_path / "c.json").write_text(cfg.to_json())
+    rc, out, err = run("sim.net", "--quantized", str(proxy_quantized), "--data", "digits", "--images", "1",
+                       "--config", str(tmp_path / "c.json"), "--sim", "verilator", "--build", str(tmp_path))
+    assert rc == 0, out[-3000:] + err[-3000:]
+    assert "40 of 40 layer outputs bit-exact; logits exact on 1 of 1 image(s)" in out
+    assert re.search(r"cycles per image: RTL ([\d,]+), model \1;", out), out  # to the cycle
+
+
 def test_net_errors(proxy_quantized, tmp_path):
     rc, _, err = run("sim.net", "--quantized", str(tmp_path / "none.pt"), "--build", str(tmp_path))
     assert rc == 2 and err.count("\n") == 1 and "not found" in err
