@@ -31,7 +31,7 @@ import numpy as np
 
 from gen.tokens import Access, TokenError, assign_tokens
 from hw.accelerator import Accelerator, silenced
-from hw.command import CommandError, Op
+from hw.command import CommandError, Op, cdiv
 from hw.config import ConfigError
 from hw.controller import QUEUE_DEPTH
 from hw.isa import INSTRUCTION_BITS, Buffer, Opcode, dma_port, encode
@@ -351,11 +351,11 @@ def _place_b(p, off, last, depth, core):
                        f"{depth} words with each port of a half taken at most once a cycle")
 
 
-def _port_accesses(p, core, half, cores):
+def _port_accesses(loads, cores):
     """The token accesses of a COMPUTE's B ports: the ports (``b<core>.A<half>``, ``.B<half>``) its
-    commands take (``_half_loads``) on each of its ``cores`` -- a LOAD waits for port A of the
-    halves it writes, a STORE for port B of those it reads (``_Emitter.ports``)."""
-    return [Access(f"b{j}.{'AB'[side]}{h}", 0, 1, True) for h, sides in enumerate(_half_loads(p, core, half))
+    commands take (``loads``: ``_half_loads``) on each of its ``cores`` -- a LOAD waits for port A
+    of the halves it writes, a STORE for port B of those it reads (``_Emitter.ports``)."""
+    return [Access(f"b{j}.{'AB'[side]}{h}", 0, 1, True) for h, sides in enumerate(loads)
             for side in range(2) if sides[side] for j in range(cores)]
 
 
@@ -382,23 +382,19 @@ def _load_rows(em, whole, t, b_base, per, n_cores, first=0):
 
 
 def _row_rounds(whole, p, per, cfg, core, half):
-    """(cores, output pixels per row group, rounds, plan) of an op cut by rows (``by_rows``):
-    ``p``, cut into ``per`` pixels a core, in one round; or -- where a core's input rows would not
-    fit half of buffer B and the command reads two words a cycle (the window fill on both ports
-    of its input's half: ``_place_b``) -- in row groups small enough, as many at once as there
-    are cores, in rounds."""
+    """(output pixels per row group, rounds, plan) of an op cut by rows (``by_rows``) over the
+    cores it has a group of ``per`` pixels for: ``p`` in one round; or -- where a core's input
+    rows would not fit half of buffer B and the command reads two words a cycle (the window fill
+    on both ports of its input's half: ``_place_b``) -- in row groups small enough, as many at
+    once as there are cores, in rounds."""
     c = whole.command
     out_h = c.pixels // c.out_w
-    n = -(-out_h // (per // c.out_w))
-    cores = n
+    cores = n = cdiv(out_h, per // c.out_w)
     while len(p.writes["b"][1]) > half and core.b_accesses(p.command)[0] >= 2 and per > c.out_w:
         n += 1
-        rows = -(-out_h // n)
-        per = rows * c.out_w
+        per = cdiv(out_h, n) * c.out_w
         p = split(whole, per, cfg)
-    groups = -(-out_h // (per // c.out_w))
-    cores = min(cores, groups)
-    return cores, per, -(-groups // cores), p
+    return per, cdiv(cdiv(out_h, per // c.out_w), cores), p
 
 
 def _accesses(p, cores):
@@ -456,6 +452,7 @@ def compile_network(frozen, image_shape, config, seed=0, progress=None, model=No
     last_b = (None, None, [[0, 0], [0, 0]])  # the last op's regions of B (inputs, output), port loads
     seg_start = 0
     depth = acc.memory_depths
+    half = depth["b"] // 2  # a half of buffer B: two true dual port RAMs a core (``CoreSlice``)
     for n_op, (r, ins, out) in enumerate(ops):
         if progress:
             progress(n_op + 1, len(ops), r["name"])
@@ -471,7 +468,7 @@ def compile_network(frozen, image_shape, config, seed=0, progress=None, model=No
             p = whole if per is None else split(whole, per, cfg)
             heads, rounds = None, 1
             if per is not None and by_rows(whole):  # row groups in rounds where one's input overfills
-                n_cores, per, rounds, p = _row_rounds(whole, p, per, cfg, acc.core, depth["b"] // 2)
+                per, rounds, p = _row_rounds(whole, p, per, cfg, acc.core, half)
             if kind == "attn" and acc.aux_depth:  # its sum k and vk chunks in the aux buffers
                 n_cores, heads, rounds, p = _head_rounds(r, ins, whole, cfg, acc.aux_depth)
                 p, fixed = p.relocate({"w": acc.aux_base}), {"w"}
@@ -495,7 +492,7 @@ def compile_network(frozen, image_shape, config, seed=0, progress=None, model=No
             if mem not in shift and mem not in fixed and mem in ("w", "q") and single:
                 shift[mem] = cursor[mem] if cursor[mem] + need[mem] <= depth[mem] else 0
         p = p.relocate(shift)
-        last_b = (*_b_regions(p), _half_loads(p, acc.core, depth["b"] // 2))
+        last_b = (*_b_regions(p), _half_loads(p, acc.core, half))
         passes = _passes(p, depth, r["name"])
         for mem, top in p.words_needed().items():
             if mem in shift and mem in cursor and mem not in fixed:
@@ -551,7 +548,7 @@ def compile_network(frozen, image_shape, config, seed=0, progress=None, model=No
         if at != len(b_words):
             raise CompileError(f"op {r['name']} ({kind}): its inputs take {len(b_words)} words, not {at}")
         core_model = []
-        accesses = _accesses(p, n_cores) + _port_accesses(p, acc.core, depth["b"] // 2, n_cores)
+        accesses = _accesses(p, n_cores) + _port_accesses(last_b[2], n_cores)
         (mem, obase, owords, _), = p.outputs()
         owords = whole.out_words
         dst = r["dst"]
@@ -572,13 +569,13 @@ def compile_network(frozen, image_shape, config, seed=0, progress=None, model=No
                     em.transfer_2d(Opcode.LOAD, "b", "activations", t["offset"] + h0 * d3 * wb,
                                    b_base + i * pixels * heads * d3, n * d3, pixels, nh * d3, heads * d3,
                                    core=j)
-            row_groups = []  # (core, row group) of this round of an op cut by rows
-            if heads is None and per is not None and by_rows(whole):
-                row_groups = [(j, k * n_cores + j) for j in range(n_cores)
-                              if (k * n_cores + j) * per < pixels]
+            pixel_groups = []  # (core, group) of this round of an op cut by pixels or rows
+            if heads is None and per is not None:
+                pixel_groups = [(j, k * n_cores + j) for j in range(n_cores)
+                                if (k * n_cores + j) * per < pixels]
             for t in row_inputs:
-                _load_rows(em, whole, t, b_base, per, len(row_groups), first=k * n_cores)
-            active = len(groups) if heads is not None else len(row_groups) or n_cores
+                _load_rows(em, whole, t, b_base, per, len(pixel_groups), first=k * n_cores)
+            active = len(groups) if heads is not None else len(pixel_groups) or n_cores
             for command, loads in passes:
                 for m_w, (base, items) in loads.items() if k == 0 else ():  # loaded once
                     em.transfer(Opcode.LOAD, m_w, "weights", em.weights_words(m_w, items), base, len(items))
@@ -587,7 +584,7 @@ def compile_network(frozen, image_shape, config, seed=0, progress=None, model=No
                 for c in command:
                     em.emit(Opcode.COMPUTE, mine, cores=(1 << active) - 1, command=c.value(acc.addr_bits))
                     core_model.append(core_cycles(cfg, c, acc.core))
-            for j, g in row_groups:  # each core's rows
+            for j, g in pixel_groups:  # each core's pixels
                 at_j = tensors[dst]["offset"] + g * per * p.command.out_cw * em.word_bytes(mem)
                 em.transfer(Opcode.STORE, mem, "activations", at_j, obase,
                             min(per, pixels - g * per) * p.command.out_cw, core=j)
@@ -596,14 +593,8 @@ def compile_network(frozen, image_shape, config, seed=0, progress=None, model=No
                     at_j = tensors[dst]["offset"] + (b * nh + h0) * dw * wb
                     em.transfer_2d(Opcode.STORE, "b", "activations", at_j, obase + b * heads * dw, n * dw,
                                    pixels, 2 * nh * dw, 2 * heads * dw, core=j)
-        if heads is None and per is None:  # (an attention cut by heads: stored round by round, above)
+        if heads is None and per is None:  # (cut by heads or pixels: stored round by round, above)
             em.transfer(Opcode.STORE, mem, "activations", tensors[dst]["offset"], obase, owords)
-        elif heads is None and not by_rows(whole):  # (cut by rows: stored round by round, above)
-            ocw = p.command.out_cw
-            for j in range(n_cores):
-                n = min(per, pixels - j * per)
-                at_j = tensors[dst]["offset"] + j * per * ocw * em.word_bytes(mem)
-                em.transfer(Opcode.STORE, mem, "activations", at_j, obase, n * ocw, core=j)
         resident = {dst: (obase, grouping)} if mem == "b" and rounds == 1 else {}
         if mem == "b":  # the next op reads it as plain words: check the producer writes them
             y = np.asarray(out, np.int64)
