@@ -87,8 +87,8 @@ class Controller(wiring.Component):
         past its buffer (the run ends with ADDRESS_RANGE).
     cmd : Out(stream.Signature(command_layout(addr_bits))), cmd_cores : Out(cores): the command and
         the cores that take it at once; core_busy : In(1): any core busy; b_conflict : In(1): a
-        core's access of buffer B was dropped (``CoreSlice``: more than a half's two ports), which
-        ends the run with ``B_PORTS``.
+        core's access of buffer B was dropped (``CoreSlice``: a port of a half asked twice in a
+        cycle), which ends the run with ``B_PORTS``.
     trace : Out(stream.Signature(trace_layout)): one entry per completed instruction (its index:
         the place in this run's program, 0 at PROGRAM_BASE).
     stall : Out(1): the core is idle while the next COMPUTE waits for a token (for data).

@@ -48,10 +48,10 @@ class CoreSlice(wiring.Component):
     command's operands fit, or ``depths[name]`` words (the accelerator's capacities; B: per core).
 
     With ``b_halves`` (the accelerator's), each core's B is two true dual port RAMs, its lower
-    and upper half, whose two ports serve the core first and the DMA with what is left
-    (``_b_halves``): block RAM as Vivado infers it. Without (the replay's and the core tests'
-    harness, which place operands freely and run the depthwise-pointwise band pipeline), it is
-    one memory with a port per user.
+    and upper half, each port serving one side of the core's accesses (``B_SIDES``) first and the
+    DMA when that side leaves it free (``_b_halves``): block RAM as Vivado infers it. Without
+    (the replay's and the core tests' harness, which place operands freely and run the
+    depthwise-pointwise band pipeline), it is one memory with a port per user.
 
     With ``core_module``, the cores are instances of that Verilog module (``ComputingCore`` emitted
     once as it, ``hw.accelerator.accelerator_verilog``) instead of L copies of their logic.
@@ -77,13 +77,13 @@ class CoreSlice(wiring.Component):
     host_wready : Out(1): the port takes a write on the next cycle; low while a write waits
         that cannot go now: on the weight buffer's shared RAM (``shared_w``), where ``w_rd0``
         reads again (a word takes two DMA beats or more, so the beat held cannot complete
-        another), or on a half of B whose ports the core takes (``b_halves``);
+        another), or on a half of B whose port A the core takes (``b_halves``);
     host_re : In(1), high by default: the port reads this cycle (``b_halves``: it takes a port of
         B only then); host_rready : Out(1): a read presented now is served (low: a half of B whose
-        ports the core takes, or a write waiting there; the reader presents it again later);
-    b_conflict : Out(1): a core's access of B found no port (more than two of a half in a cycle,
-        which the compiler never places); the access is lost (the controller ends the run:
-        ``B_PORTS``).
+        port B the core takes, or a write waiting there; the reader presents it again later);
+    b_conflict : Out(1): a core's access of B found its port taken (a port of a half asked twice
+        in a cycle, which the compiler never places); the access is lost (the controller ends the
+        run: ``B_PORTS``).
     host_rsel : In(2), host_rcore : In(range(cores)), host_raddr : In(addr_bits), host_rdata :
         Out(width): the word at ``host_raddr`` of memory ``MEMORIES[host_rsel]`` (of core
         ``host_rcore`` for B), one cycle after it is presented (a read port of its own: the DMA
@@ -274,10 +274,10 @@ class CoreSlice(wiring.Component):
         pend_data = Signal(word.size, name=f"b{j}_dma_pending_data")
         dma_w = (pend | new_w, Mux(pend, pend_addr, host("addr")[:bits]))
         dma_r = (host("re") & (host("rsel") == k) & (host("rcore") == j), host("raddr")[:bits])
-        # per side: the core's requests (enable, address) in order, then the DMA's
-        sides = [[(ports[n].en, ports[n].addr[:bits]) for n in side if n in ports] for side in B_SIDES]
-        sides[0].append(dma_w)
-        sides[1].append(dma_r)
+        # per side: the core's requests (its port's name, enable, address) in order, then the DMA's
+        sides = [[(n, ports[n].en, ports[n].addr[:bits]) for n in side if n in ports] for side in B_SIDES]
+        sides[0].append((None, *dma_w))
+        sides[1].append((None, *dma_r))
         served = [[[] for _ in side] for side in sides]  # per side and request: its grant in each half
         r_ok, w_ok, lost = [], [], []
         data = [[], []]  # per side: the lower and upper half's read data
@@ -287,7 +287,7 @@ class CoreSlice(wiring.Component):
             for p, side in enumerate(sides):
                 taken = Const(0)  # a request before this one is served by this port
                 pick = Const(0, bits)
-                for i, (en, addr) in enumerate(side):
+                for i, (_, en, addr) in enumerate(side):
                     hit = Signal(name=f"b{j}_{which}_{'ab'[p]}{i}_hit")
                     m.d.comb += hit.eq(en & ((addr >= half) if h else (addr < half)))
                     if i == len(side) - 1:  # the DMA's: the port is free of the core's
@@ -306,24 +306,26 @@ class CoreSlice(wiring.Component):
                              wp.data.eq(Mux(pend, pend_data, host("wdata")[:word.size]) if p == 0 else
                                         ports[writers[0]].data)]
                 data[p].append(rp.data)
-        out = {}  # (side, request): a read's data, from the half that served it a cycle ago
-        for p, side in enumerate(sides):
-            for i in range(p, len(side)):  # the reads (port B's first request is b_wr0)
+        dma_data = None
+        for p, side in enumerate(sides):  # a read's data, from the half that served it a cycle ago
+            for i, (name, _, _) in enumerate(side):
+                if name in writers or (name is None and p == 0):  # b_wr0, the DMA's write
+                    continue
                 upper = Signal(name=f"b{j}_{'ab'[p]}{i}_from_hi")
                 with m.If(served[p][i][0] | served[p][i][1]):
                     m.d.sync += upper.eq(served[p][i][1])
-                out[(p, i)] = Mux(upper, data[p][1], data[p][0])
-        for p, side in enumerate(B_SIDES):
-            for i, name in enumerate(n for n in side if n in ports):
-                if name in readers:
-                    m.d.comb += ports[name].data.eq(out[(p, i)])
+                read = Mux(upper, data[p][1], data[p][0])
+                if name is None:
+                    dma_data = read
+                else:
+                    m.d.comb += ports[name].data.eq(read)
         w_go = served[0][-1][0] | served[0][-1][1]
         m.d.sync += pend.eq(dma_w[0] & ~w_go)
         with m.If(new_w):  # not taken now: it waits (while one waits, no other comes)
             m.d.sync += [pend_addr.eq(host("addr")[:bits]), pend_data.eq(host("wdata")[:word.size])]
         upper_w, upper_r = dma_w[1] >= half, dma_r[1] >= half
         # a read waits while a write waits (it could be of the word the write brings)
-        return (out[(1, len(sides[1]) - 1)], ~(dma_w[0] & ~Mux(upper_w, w_ok[1], w_ok[0])),
+        return (dma_data, ~(dma_w[0] & ~Mux(upper_w, w_ok[1], w_ok[0])),
                 ~pend & Mux(upper_r, r_ok[1], r_ok[0]), Cat(*lost, Const(0)).any())
 
     def elaborate(self, platform):

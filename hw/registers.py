@@ -54,7 +54,7 @@ class ErrorCode:
     CORE_MASK = 11  # a COMPUTE's cores name a core the array lacks, or leave out core 0
     PORT = 12  # a LOAD's or STORE's port is not its buffer's DMA engine (hw.isa.dma_port)
     DIRECTION = 13  # a LOAD into a buffer only stored, or a STORE from one only loaded (hw.isa.DIRECTIONS)
-    B_PORTS = 14  # a COMPUTE asked more of a half of buffer B in a cycle than its two ports (gen.compile)
+    B_PORTS = 14  # a COMPUTE asked a port of a half of buffer B twice in a cycle (gen.compile)
     NAMES = {0: "none", 1: "illegal opcode", 2: "address out of range", 3: "DMA read SLVERR",
              4: "DMA read DECERR", 5: "DMA write SLVERR", 6: "DMA write DECERR",
              7: "instruction fetch error", 8: "program ended without END",
@@ -62,7 +62,7 @@ class ErrorCode:
              11: "COMPUTE core mask names a missing core or leaves out core 0",
              12: "LOAD or STORE on another DMA port than its buffer's",
              13: "LOAD or STORE in a direction its buffer does not take",
-             14: "COMPUTE made more than two accesses of a half of buffer B in a cycle"}
+             14: "COMPUTE asked a port of a half of buffer B twice in a cycle"}
 
 
 @dataclass(frozen=True)
